@@ -1,0 +1,273 @@
+"""The detector API shared by the autoencoders: validate, fit, score, save, load.
+
+`BaseDetector` does everything that does not depend on the network. A detector
+subclass sets `kind`, lists its hyperparameters in `__init__` (stored as plain
+attributes, scikit-learn style) and implements `_build_model`. It may also override:
+
+- `_to_model_input` / `_from_model_output`: windows (n, L, C) <-> what the network eats
+  and returns (default: flattened (n, L*C), as the MLP wants);
+- `_loss_fn`: the training objective (default: mean squared reconstruction error);
+- `_score_batch`: the anomaly score of a batch of windows (default: reconstruction MSE).
+
+Subclasses must also store the shared hyperparameters read here: epochs, batch_size,
+learning_rate, weight_decay, patience, grad_clip, random_state, n_threads, device,
+threshold_percentile, threshold_coefficient.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from aemodels.errors import DetectorInputError, NotFittedError
+from aemodels.thresholds import percentile_threshold
+from aemodels.training import LossFn, TrainConfig, TrainResult, train_autoencoder
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.pt"
+VAL_SCORES_FILE = "val_scores.npy"
+
+
+def _plain(value):
+    """JSON fallback for numpy scalars and arrays among the parameters (np.int64(8) -> 8)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serialisable")
+
+
+class BaseDetector:
+    kind: str = ""
+    inference_batch_size: int = 4096
+    _kinds: dict[str, type[BaseDetector]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            BaseDetector._kinds[cls.kind] = cls
+
+    # -- parameters --------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values()
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def get_params(self) -> dict:
+        """The constructor arguments, as given."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults.get(k)]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                           weight_decay=self.weight_decay, patience=self.patience, grad_clip=self.grad_clip,
+                           seed=self.random_state, n_threads=self.n_threads, device=self.device)
+
+    def _check_params(self) -> None:
+        """Validate hyperparameters before any training (raises ValueError)."""
+        # percentile_threshold validates q and coefficient; call it on a dummy score so a
+        # bad value fails before training rather than after it.
+        percentile_threshold(np.zeros(1), self.threshold_percentile, self.threshold_coefficient)
+
+    # -- hooks for subclasses ----------------------------------------------------------
+
+    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} must implement _build_model")
+
+    def _to_model_input(self, X: np.ndarray) -> np.ndarray:
+        return X.reshape(len(X), -1)  # (n, L, C) -> (n, L*C)
+
+    def _from_model_output(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return out.reshape(shape)  # (n, L*C) -> (n, L, C)
+
+    _loss_fn: LossFn | None = None  # None: mean squared reconstruction error
+
+    def _reconstruct_batch(self, X: np.ndarray) -> np.ndarray:
+        """(b, L, C) float32 -> (b, L, C) float32 reconstruction."""
+        x = torch.from_numpy(np.require(self._to_model_input(X), np.float32, ["C", "W"]))
+        return self._from_model_output(self.model_(x).numpy(), X.shape)
+
+    def _residual_batch(self, X: np.ndarray) -> np.ndarray:
+        """(b, L, C) float32 -> (b, L, C) float64 residual x - x_hat."""
+        return X.astype(np.float64) - self._reconstruct_batch(X).astype(np.float64)
+
+    def _score_batch(self, X: np.ndarray) -> np.ndarray:
+        return np.mean(self._residual_batch(X) ** 2, axis=(1, 2))  # (b, L, C) -> (b,)
+
+    def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
+        residual = self._residual_batch(X)
+        mse = np.mean(residual ** 2, axis=1)  # (b, L, C) -> (b, C)
+        sign = np.where(np.mean(residual, axis=1) >= 0, 1.0, -1.0)  # (b, L, C) -> (b, C)
+        return sign * mse
+
+    # -- validation --------------------------------------------------------------------
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X_train) first")
+
+    @staticmethod
+    def _check_windows(X, name: str, window_shape: tuple[int, int] | None = None,
+                       fitted_on: str = "X_train", min_windows: int = 1) -> np.ndarray:
+        """X as a C-contiguous float32 array (n_windows, window_size, n_sensors), or a DetectorInputError."""
+        X = np.asarray(X)
+        expected = "(n_windows, window_size, n_sensors)"
+        if X.dtype == object or not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+            raise DetectorInputError(f"{name} has dtype {X.dtype}; expected a real numeric array {expected}")
+        if X.ndim != 3:
+            raise DetectorInputError(f"{name} has shape {X.shape} ({X.ndim}-D); expected a 3-D array {expected}")
+        if X.shape[1] < 1 or X.shape[2] < 1:
+            raise DetectorInputError(f"{name} has shape {X.shape}; window_size and n_sensors must be >= 1")
+        if window_shape is not None and X.shape[1:] != window_shape:
+            raise DetectorInputError(
+                f"{name} has shape {X.shape}, windows of (window_size, n_sensors) = {X.shape[1:]}; "
+                f"expected {window_shape} as in {fitted_on}")
+        if X.shape[0] < min_windows:
+            raise DetectorInputError(f"{name} has {X.shape[0]} windows; expected at least {min_windows}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n_bad = int(np.count_nonzero(~np.isfinite(X)))
+        if n_bad:
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+            raise DetectorInputError(
+                f"{name} has {n_bad} non-finite values (NaN or inf, or beyond float32 range), first at "
+                f"[window, step, sensor] = {list(first)}; expected finite readings (impute or drop those windows)")
+        return X
+
+    def _check_input(self, X, name: str = "X") -> np.ndarray:
+        self._check_is_fitted()
+        return self._check_windows(X, name, (self.window_size_, self.n_features_in_),
+                                   fitted_on="fit", min_windows=0)
+
+    # -- fit / inference ---------------------------------------------------------------
+
+    def fit(self, X_train, X_val=None):
+        """Train on normal windows X_train (n_windows, window_size, n_sensors); return self.
+
+        The threshold is the `threshold_percentile` of the scores of X_val (held-out normal
+        windows) times `threshold_coefficient`; of X_train when there is no X_val.
+        """
+        self._check_params()
+        config = self._train_config()
+        X_train = self._check_windows(X_train, "X_train")
+        _, window_size, n_sensors = X_train.shape
+        if X_val is not None:
+            X_val = self._check_windows(X_val, "X_val", (window_size, n_sensors))
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            model = self._build_model(window_size, n_sensors)
+        result: TrainResult = train_autoencoder(
+            model, self._to_model_input(X_train), None if X_val is None else self._to_model_input(X_val),
+            config, loss_fn=self._loss_fn)
+
+        self.model_ = model.cpu().float().eval()
+        self.window_size_ = window_size
+        self.n_features_in_ = n_sensors
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.val_scores_ = self.score(X_train if X_val is None else X_val)
+        self.threshold_ = percentile_threshold(self.val_scores_, self.threshold_percentile,
+                                               self.threshold_coefficient)
+        return self
+
+    def _map_batches(self, X: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty: np.ndarray) -> np.ndarray:
+        """fn over batches of inference_batch_size windows, on CPU, with n_threads torch threads."""
+        if len(X) == 0:
+            return empty
+        previous_threads = torch.get_num_threads()
+        if self.n_threads is not None:
+            torch.set_num_threads(self.n_threads)
+        try:
+            with torch.inference_mode():
+                parts = [fn(X[i:i + self.inference_batch_size]) for i in range(0, len(X), self.inference_batch_size)]
+        finally:
+            torch.set_num_threads(previous_threads)
+        return np.concatenate(parts)
+
+    def score(self, X) -> np.ndarray:
+        """Anomaly score per window, (n_windows,) float64; higher is more anomalous."""
+        X = self._check_input(X)
+        return self._map_batches(X, self._score_batch, np.empty(0)).astype(np.float64, copy=False)
+
+    def predict(self, X) -> np.ndarray:
+        """True where a window's score is above threshold_, (n_windows,) bool."""
+        return self.score(X) > self.threshold_
+
+    def reconstruct(self, X) -> np.ndarray:
+        """The network's reconstruction of each window, same shape as X, float32."""
+        X = self._check_input(X)
+        return self._map_batches(X, self._reconstruct_batch, np.empty(X.shape, np.float32))
+
+    def contributions(self, X) -> np.ndarray:
+        """Per-sensor share of each window's score, (n_windows, n_sensors) float64.
+
+        Magnitude: the sensor's mean squared error over the window. Sign: the direction of
+        its mean residual x - x_hat (positive = reading above its reconstruction).
+        abs(contributions).mean(axis=1) equals score for the reconstruction-error score.
+        """
+        X = self._check_input(X)
+        return self._map_batches(X, self._contributions_batch, np.empty((0, self.n_features_in_)))
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the detector to directory `path`: config.json, model.pt (state_dict), val_scores.npy."""
+        self._check_is_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "params": self.get_params(),
+            "fitted": {
+                "window_size_": self.window_size_,
+                "n_features_in_": self.n_features_in_,
+                "threshold_": self.threshold_,
+                "best_epoch_": self.best_epoch_,
+                "history_": self.history_,
+            },
+        }
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_plain))
+        torch.save(self.model_.state_dict(), path / WEIGHTS_FILE)
+        np.save(path / VAL_SCORES_FILE, self.val_scores_, allow_pickle=False)
+
+    @classmethod
+    def load(cls, path):
+        """Read a detector written by save(). On BaseDetector, the saved `kind` picks the class."""
+        path = Path(path)
+        config = json.loads((path / CONFIG_FILE).read_text())
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path / CONFIG_FILE}: format_version={config.get('format_version')!r}; "
+                             f"expected {FORMAT_VERSION}")
+        kind = config.get("kind")
+        if cls is BaseDetector:
+            if kind not in BaseDetector._kinds:
+                raise ValueError(f"{path / CONFIG_FILE}: kind={kind!r}; expected one of {sorted(BaseDetector._kinds)}")
+            cls = BaseDetector._kinds[kind]
+        elif kind != cls.kind:
+            raise ValueError(f"{path / CONFIG_FILE}: kind={kind!r}; {cls.__name__} expects {cls.kind!r}")
+
+        # JSON turns tuples into lists; constructor arguments are scalars or tuples.
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        detector = cls(**params)
+        fitted = config["fitted"]
+        model = detector._build_model(fitted["window_size_"], fitted["n_features_in_"])
+        model.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        detector.model_ = model.cpu().float().eval()
+        detector.window_size_ = fitted["window_size_"]
+        detector.n_features_in_ = fitted["n_features_in_"]
+        detector.threshold_ = fitted["threshold_"]
+        detector.best_epoch_ = fitted["best_epoch_"]
+        detector.history_ = fitted["history_"]
+        detector.val_scores_ = np.load(path / VAL_SCORES_FILE, allow_pickle=False)
+        return detector

@@ -1,0 +1,82 @@
+"""Choosing the normal windows a detector learns from.
+
+Training windows come from a time range of the stream, minus every window that touches
+a labeled anomaly. The scaler is fitted on the rows of the training part only, and the
+last `val_fraction` of the time range is held out (in time order, never shuffled) to set
+the threshold on windows the network has not seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.errors import WindowError
+from features.scaling import StandardScaler
+from features.windows import WindowSet, WindowSpec, window_frame
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    scaler: StandardScaler
+    train: WindowSet
+    val: WindowSet
+    start: pd.Timestamp
+    end: pd.Timestamp
+    n_excluded_labeled: int
+
+
+def labeled_mask(frame: pd.DataFrame, label_columns: list[str]) -> np.ndarray:
+    if not label_columns:
+        return np.zeros(len(frame), dtype=bool)
+    return (frame[label_columns].fillna(0).to_numpy() != 0).any(axis=1)
+
+
+def make_training_set(
+    frame: pd.DataFrame,
+    sensors: list[str],
+    spec: WindowSpec,
+    *,
+    label_columns: list[str] = (),
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    val_fraction: float = 0.2,
+    min_windows: int = 20,
+) -> TrainingSet:
+    """Scaled train / validation windows of normal data from `frame` (lake layout)."""
+    if not 0 < val_fraction < 1:
+        raise WindowError(f"val_fraction={val_fraction}, must be between 0 and 1")
+    frame = frame.sort_values(["asset", "timestamp"])
+    if start is not None:
+        frame = frame[frame["timestamp"] >= pd.Timestamp(start)]
+    if end is not None:
+        frame = frame[frame["timestamp"] <= pd.Timestamp(end)]
+    if frame.empty:
+        raise WindowError(f"no readings between {start} and {end} to train on")
+    t0, t1 = frame["timestamp"].min(), frame["timestamp"].max()
+    cutoff = t0 + (t1 - t0) * (1 - val_fraction)
+
+    labeled = labeled_mask(frame, list(label_columns))
+    fit_rows = frame[(frame["timestamp"] < cutoff) & ~labeled]
+    if len(fit_rows) < 2:
+        raise WindowError("fewer than 2 unlabeled rows before the validation cut-off; cannot fit the scaler")
+    scaler = StandardScaler().fit(fit_rows[sensors].to_numpy(), sensors)
+
+    scaled = frame[["timestamp", "asset"]].copy()
+    scaled[sensors] = scaler.transform(frame[sensors].to_numpy())
+    scaled["_labeled"] = labeled.astype(np.float64)
+    windows = window_frame(scaled, [*sensors, "_labeled"], spec)
+    touches_label = windows.X[:, :, -1].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
+    windows = WindowSet(windows.X[:, :, :-1], windows.asset, windows.start, windows.end)
+
+    cut = np.datetime64(cutoff, "ns")
+    train = windows.take(~touches_label & (windows.end < cut))
+    val = windows.take(~touches_label & (windows.start >= cut))
+    for name, part in (("training", train), ("validation", val)):
+        if len(part) < min_windows:
+            raise WindowError(
+                f"only {len(part)} {name} windows of normal data between {t0} and {t1}; need >= {min_windows} "
+                f"(window size {spec.size}, stride {spec.stride}): widen the training range or shorten the window"
+            )
+    return TrainingSet(scaler, train, val, t0, t1, int(touches_label.sum()))

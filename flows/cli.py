@@ -1,0 +1,241 @@
+"""The `aemon` command line: a thin layer over the flows and the library.
+
+A user mistake (bad config, unknown stream, a stream with no data or no model yet) is
+one line on stderr and exit code 2, never a traceback. Prefect and the flows are
+imported inside the commands, after the environment defaults below are in place.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_help=True, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (default: $AEMON_CONFIG or ./aemon.toml).")
+
+# Prefect's ephemeral API needs ~20 s to start on 2 cores; anonymous usage analytics stay off.
+ENV_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from aemodels.errors import DetectorInputError, NotFittedError
+    from features.errors import FeaturesError
+    from flows.config import ConfigError
+    from monitoring.errors import MonitoringError
+
+    return ConfigError, FeaturesError, MonitoringError, DetectorInputError, NotFittedError
+
+
+def fail(message: str, code: int = 2):
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load(config: Optional[Path]):
+    from flows.config import load_config
+
+    return load_config(config)
+
+
+def require_readings(cfg, stream: str) -> None:
+    from monitoring import warehouse
+
+    with warehouse.connect(cfg.db_path) as con:
+        if not warehouse.has_view(con, stream):
+            fail(f"stream '{stream}' has no readings yet; put files in {cfg.inbox(stream)} and run `aemon ingest {stream}`")
+
+
+@app.command()
+def ingest(
+    stream: str,
+    config: Optional[Path] = ConfigOption,
+    retry_rejected: bool = typer.Option(False, help="Try again files whose content was rejected before."),
+):
+    """Ingest every new file in the stream's inbox into the lake."""
+    cfg = load(config)
+    cfg.stream(stream)
+    from flows.ingest import ingest_readings
+
+    results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
+    table = Table("file", "status", "rows in", "accepted", "note", title=f"ingest {stream}")
+    for r in results:
+        table.add_row(Path(r["file"]).name, r["status"], str(r["rows_in"]), str(r["rows_accepted"]), r["error"] or "")
+    console.print(table)
+    rejected = [r for r in results if r["status"] == "rejected"]
+    if not results:
+        console.print(f"no files in {cfg.inbox(stream)}")
+    if rejected:
+        fail(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}", code=1)
+
+
+@app.command()
+def train(
+    stream: str,
+    config: Optional[Path] = ConfigOption,
+    start: Optional[str] = typer.Option(None, help="Start of the training range (ISO time); overrides the config."),
+    end: Optional[str] = typer.Option(None, help="End of the training range (ISO time); overrides the config."),
+):
+    """Train the stream's detector and register it as <stream>-detector@champion."""
+    import pandas as pd
+
+    cfg = load(config)
+    cfg.stream(stream)
+    require_readings(cfg, stream)
+    bounds = {}
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            try:
+                bounds[name] = pd.Timestamp(value).to_pydatetime()
+            except ValueError:
+                fail(f"--{name} {value!r} is not a timestamp; expected ISO form like 2026-01-05T00:00:00")
+    from flows.train import train_detectors
+
+    result = train_detectors(
+        stream, config_path=str(config) if config else None,
+        train_start=bounds.get("start"), train_end=bounds.get("end"),
+    )
+    console.print(
+        f"registered [bold]{result['model_name']}[/] version {result['version']} as champion: "
+        f"threshold {result['threshold']:.6g}, {result['train_windows']} training / {result['val_windows']} "
+        f"validation windows, {result['epochs']} epochs"
+    )
+
+
+@app.command()
+def score(
+    stream: str,
+    config: Optional[Path] = ConfigOption,
+    full: bool = typer.Option(False, help="Rescore all history, not only windows after the watermark."),
+):
+    """Score new windows with the champion model and write anomalies to DuckDB."""
+    from monitoring import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    require_readings(cfg, stream)
+    registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
+    from flows.score import score_stream
+
+    result = score_stream(stream, config_path=str(config) if config else None, full=full)
+    console.print(
+        f"{stream}: model version {result['model_version']}, {result['windows_scored']} windows scored, "
+        f"{result['anomalies_written']} new anomalous windows"
+    )
+
+
+@app.command()
+def sql(query: str, config: Optional[Path] = ConfigOption):
+    """Run a read-only SQL query against the warehouse and print the result."""
+    from monitoring import warehouse
+
+    cfg = load(config)
+    frame = warehouse.query(cfg.db_path, query)
+    table = Table(*[str(c) for c in frame.columns])
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+@app.command()
+def demo(
+    config: Optional[Path] = ConfigOption,
+    days: float = typer.Option(14.0, help="Days of synthetic history."),
+    assets: int = typer.Option(3, help="Number of pumps."),
+    seed: int = typer.Option(7, help="Seed of the synthetic data."),
+):
+    """Generate a pump stream with injected faults, ingest, train, score, and report what was found."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from features.synthetic import SyntheticSpec
+    from flows.demo import run_demo
+
+    cfg = load(config)
+    spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
+    labels = {
+        "generate": "generating synthetic pump data",
+        "ingest": "ingesting files into the lake (starting Prefect's local API)",
+        "train": "training the MLP autoencoder and registering it in MLflow",
+        "score": "scoring all windows with the champion",
+        "evaluate": "merging anomalies into incidents and matching faults",
+    }
+    started = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        current = {"id": None}
+
+        def step(name: str) -> None:
+            if current["id"] is not None:
+                progress.update(current["id"], completed=1, total=1)
+            current["id"] = progress.add_task(labels[name], total=None)
+
+        result = run_demo(cfg, spec, config_path=str(config) if config else None, step=step)
+        progress.update(current["id"], completed=1, total=1)
+    print_demo(cfg, result, time.perf_counter() - started)
+
+
+def print_demo(cfg, result, elapsed: float) -> None:
+    ev = result.evaluation
+    console.print(
+        f"\n{result.n_rows} readings ingested; model [bold]{result.train['model_name']}[/] "
+        f"v{result.train['version']} (threshold {result.train['threshold']:.4g} = p99 of held-out normal windows); "
+        f"{result.score['windows_scored']} windows scored"
+    )
+    table = Table("asset", "fault", "sensors", "start", "duration", "found", "delay", title="injected faults")
+    for f in ev.faults.itertuples(index=False):
+        duration = f.end - f.start
+        delay = "" if not f.found else _minutes(f.delay)
+        table.add_row(
+            f.asset, f.kind, f.sensors, f.start.strftime("%m-%d %H:%M"), _minutes(duration),
+            "[green]found[/]" if f.found else "[red]missed[/]", delay,
+        )
+    console.print(table)
+    console.print(
+        f"incidents: {ev.n_incidents} ({ev.n_true_incidents} on a fault, {ev.n_incidents - ev.n_true_incidents} false)"
+        f"   precision [bold]{ev.precision:.2f}[/]   recall [bold]{ev.recall:.2f}[/]   ({elapsed:.0f} s)"
+    )
+    home = cfg.home
+    console.print("\nLook further:")
+    console.print(f"  mlflow ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1", highlight=False)
+    console.print(
+        '  aemon sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors '
+        'FROM anomalies ORDER BY score DESC LIMIT 10"', highlight=False,
+    )
+    console.print(f"  (the warehouse is {home / 'warehouse.duckdb'}; any DuckDB client can open it)", highlight=False)
+
+
+def _minutes(delta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def main() -> None:
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # user mistakes become one line; anything else keeps its traceback
+        if isinstance(exc, user_errors()):
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

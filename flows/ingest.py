@@ -1,0 +1,27 @@
+"""ingest-readings: every new file in a stream's inbox -> Parquet lake + DuckDB view."""
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows import tasks
+from flows.config import load_config
+
+
+@flow(name="ingest-readings")
+def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
+    """Ingest the files waiting in `<home>/inbox/<stream>/`; returns one audit dict per file."""
+    config = load_config(config_path)
+    settings = config.stream(stream)
+    logger = get_run_logger()
+    results = []
+    for path in tasks.list_inbox(config.inbox(stream)):
+        # A bad file never stops the others: its problem is recorded in its batch row.
+        result = tasks.ingest_file(
+            config.db_path, config.lake_root, stream, settings.schema(), path, retry_rejected=retry_rejected
+        )
+        if result.status == "rejected":
+            logger.warning("%s rejected: %s", path.name, result.error)
+        else:
+            logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
+        results.append(result.to_dict())
+    return results

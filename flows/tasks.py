@@ -1,0 +1,65 @@
+"""Prefect tasks: each a thin wrapper of one library call.
+
+Tasks pass frames and models in memory, so Prefect's input hashing for caching is
+turned off (NO_CACHE); retries only on tasks that do I/O against the warehouse or MLflow.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from features.readers import StreamSchema
+from features.windows import WindowSpec
+from monitoring import ingest, registry, scoring, training, warehouse
+
+io_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+compute_task = partial(task, cache_policy=NO_CACHE)
+
+
+@io_task(name="list-inbox")
+def list_inbox(inbox: Path) -> list[Path]:
+    return ingest.list_inbox(inbox)
+
+
+@compute_task(name="ingest-file")
+def ingest_file(db_path: Path, lake_root: Path, stream: str, schema: StreamSchema, path: Path,
+                retry_rejected: bool = False) -> ingest.BatchResult:
+    return ingest.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
+
+
+@io_task(name="load-readings")
+def load_readings(db_path: Path, stream: str, start=None, end=None) -> pd.DataFrame:
+    with warehouse.connect(db_path) as con:
+        return warehouse.read_readings(con, stream, start=start, end=end)
+
+
+@compute_task(name="fit-detector")
+def fit_detector(frame: pd.DataFrame, **kwargs) -> training.TrainedBundle:
+    return training.train_bundle(frame, **kwargs)
+
+
+@io_task(name="register-model")
+def register_model(tracking_uri: str, artifact_root: str, trained: training.TrainedBundle) -> registry.RegisteredVersion:
+    return registry.log_bundle(
+        tracking_uri, artifact_root, trained.bundle,
+        params=trained.params, history=trained.history, input_example=trained.input_example, tags=trained.tags,
+    )
+
+
+@io_task(name="load-champion")
+def load_champion(tracking_uri: str, stream: str):
+    return registry.load_model(tracking_uri, stream)
+
+
+@compute_task(name="score-windows")
+def score_windows(db_path: Path, stream: str, model, version: registry.RegisteredVersion,
+                  full: bool = False) -> scoring.ScoreResult:
+    bundle = registry.loaded_bundle(model)
+    spec: WindowSpec = bundle.spec
+    return scoring.score_stream(
+        db_path, stream, model.predict, spec, bundle.input_columns(), version.name, version.version, full=full
+    )

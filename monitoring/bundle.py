@@ -1,0 +1,129 @@
+"""The model bundle: network + scaler + window spec + sensor schema + threshold, saved
+and loaded as one folder, and served through MLflow as a pyfunc model.
+
+The threshold lives inside the fitted detector (`threshold_`), which is saved with the
+network weights, so a registered version can never be paired with another version's
+threshold.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from aemodels.detector import AutoencoderDetector
+from features.scaling import StandardScaler
+from features.windows import WindowSpec, window_frame
+from monitoring.errors import BundleInputError
+
+DETECTORS = {AutoencoderDetector.kind: AutoencoderDetector}
+N_TOP_SENSORS = 3
+
+
+@dataclass
+class ModelBundle:
+    stream: str
+    sensors: list[str]
+    spec: WindowSpec
+    scaler: StandardScaler
+    detector: AutoencoderDetector
+
+    @property
+    def threshold(self) -> float:
+        return float(self.detector.threshold_)
+
+    def input_columns(self) -> list[str]:
+        return ["timestamp", "asset", *self.sensors]
+
+    def check_input(self, frame: pd.DataFrame) -> None:
+        missing = [c for c in self.input_columns() if c not in frame.columns]
+        if missing:
+            raise BundleInputError(
+                f"readings lack columns {missing}; the model of stream '{self.stream}' expects {self.input_columns()}"
+            )
+
+    def score_readings(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """One row per complete window in `frame`: score, threshold, flag, severity and the
+        signed per-sensor contributions (positive: reading above its reconstruction)."""
+        self.check_input(frame)
+        readings = frame[self.input_columns()].copy()
+        readings["timestamp"] = pd.to_datetime(readings["timestamp"])
+        readings[self.sensors] = self.scaler.transform(readings[self.sensors].to_numpy(dtype=np.float64))
+        windows = window_frame(readings, self.sensors, self.spec)
+        if len(windows) == 0:
+            return _empty_result(self.sensors)
+        scores = self.detector.score(windows.X)
+        contrib = self.detector.contributions(windows.X)  # (n_windows, n_sensors), signed
+        order = np.argsort(-np.abs(contrib), axis=1)[:, :N_TOP_SENSORS]
+        names = np.asarray(self.sensors, dtype=object)
+        threshold = self.threshold
+        result = pd.DataFrame({
+            "asset": windows.asset.astype(str),
+            "window_start": windows.start,
+            "window_end": windows.end,
+            "score": scores.astype(np.float64),
+            "threshold": np.full(len(scores), threshold),
+            "is_anomaly": scores > threshold,
+            "severity": scores / threshold if threshold > 0 else np.full(len(scores), np.inf),
+            "top_sensors": [",".join(row) for row in names[order]],
+            "contributions": [
+                json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row)}) for row in contrib
+            ],
+        })
+        return result
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "stream": self.stream,
+            "sensors": self.sensors,
+            "window": asdict(self.spec),
+            "scaler": self.scaler.to_dict(),
+            "detector_kind": self.detector.kind,
+            "threshold": self.threshold,
+        }
+        (path / "bundle.json").write_text(json.dumps(meta, indent=2))
+        self.detector.save(path / "detector")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelBundle":
+        path = Path(path)
+        meta = json.loads((path / "bundle.json").read_text())
+        detector = DETECTORS[meta["detector_kind"]].load(path / "detector")
+        return cls(
+            stream=meta["stream"],
+            sensors=list(meta["sensors"]),
+            spec=WindowSpec(**meta["window"]),
+            scaler=StandardScaler.from_dict(meta["scaler"]),
+            detector=detector,
+        )
+
+
+def _empty_result(sensors: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "asset": pd.Series(dtype=str),
+        "window_start": pd.Series(dtype="datetime64[ns]"),
+        "window_end": pd.Series(dtype="datetime64[ns]"),
+        "score": pd.Series(dtype=np.float64),
+        "threshold": pd.Series(dtype=np.float64),
+        "is_anomaly": pd.Series(dtype=bool),
+        "severity": pd.Series(dtype=np.float64),
+        "top_sensors": pd.Series(dtype=str),
+        "contributions": pd.Series(dtype=str),
+    })
+
+
+class BundleModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc face of a ModelBundle: `predict(readings) -> scored windows`."""
+
+    def load_context(self, context):
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        return self.bundle.score_readings(model_input)

@@ -1,0 +1,17 @@
+"""Named errors of the monitoring package."""
+
+
+class MonitoringError(RuntimeError):
+    """Base class of the errors raised by monitoring."""
+
+
+class WarehouseError(MonitoringError):
+    """The DuckDB warehouse or the Parquet lake cannot do what was asked."""
+
+
+class RegistryError(MonitoringError):
+    """MLflow has no model, version or alias where one was expected."""
+
+
+class BundleInputError(MonitoringError, ValueError):
+    """Readings given to a model bundle do not match its sensor schema."""

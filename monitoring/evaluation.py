@@ -1,0 +1,46 @@
+"""Detected incidents against known faults, at the incident level.
+
+A fault is found when an incident of the same asset overlaps it (within `tolerance`
+on either side, since a window that ends just after a fault started already sees it);
+an incident is a true positive when it overlaps any fault. Precision is over
+incidents, recall over faults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class IncidentEvaluation:
+    faults: pd.DataFrame  # the fault table plus found (bool), delay (Timedelta to first overlapping incident)
+    n_incidents: int
+    n_true_incidents: int
+
+    @property
+    def precision(self) -> float:
+        return self.n_true_incidents / self.n_incidents if self.n_incidents else 0.0
+
+    @property
+    def recall(self) -> float:
+        return float(self.faults["found"].mean()) if len(self.faults) else 0.0
+
+
+def evaluate_incidents(
+    incidents: pd.DataFrame, faults: pd.DataFrame, tolerance: pd.Timedelta = pd.Timedelta(0)
+) -> IncidentEvaluation:
+    found, delays = [], []
+    true_incident = pd.Series(False, index=incidents.index)
+    for fault in faults.itertuples(index=False):
+        same = incidents["asset"] == fault.asset
+        overlap = same & (incidents["start"] <= fault.end + tolerance) & (incidents["end"] >= fault.start - tolerance)
+        true_incident |= overlap
+        found.append(bool(overlap.any()))
+        delays.append(
+            max(incidents.loc[overlap, "start"].min() - fault.start, pd.Timedelta(0)) if overlap.any() else pd.NaT
+        )
+    table = faults.copy()
+    table["found"] = found
+    table["delay"] = delays
+    return IncidentEvaluation(table, len(incidents), int(true_incident.sum()))

@@ -1,0 +1,58 @@
+"""Merging flagged windows into incidents: one fault should be one incident, not a
+hundred overlapping window rows.
+
+Flagged windows of one asset merge while each starts no later than `merge_gap` after
+the previous one ended; a merged run becomes an incident when it holds at least
+`min_windows` flagged windows (a persistence rule that drops lone blips).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+
+INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors"]
+
+
+@dataclass(frozen=True)
+class IncidentRule:
+    merge_gap: pd.Timedelta = pd.Timedelta(minutes=30)
+    min_windows: int = 2
+
+    def __post_init__(self):
+        if self.min_windows < 1:
+            raise ValueError(f"min_windows={self.min_windows}, must be >= 1")
+
+
+def merge_incidents(anomalies: pd.DataFrame, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
+    """Incidents from flagged windows (columns asset, window_start, window_end, score, threshold, top_sensors)."""
+    if anomalies.empty:
+        return pd.DataFrame(columns=INCIDENT_COLUMNS)
+    rows = []
+    for asset, group in anomalies.sort_values(["asset", "window_start"]).groupby("asset", sort=True):
+        run = []
+        run_end = None
+        for window in group.itertuples(index=False):
+            if run and window.window_start > run_end + rule.merge_gap:
+                rows.append(_incident(asset, run))
+                run = []
+            run_end = window.window_end if not run else max(run_end, window.window_end)
+            run.append(window)
+        rows.append(_incident(asset, run))
+    incidents = pd.DataFrame(rows, columns=INCIDENT_COLUMNS)
+    return incidents[incidents["n_windows"] >= rule.min_windows].reset_index(drop=True)
+
+
+def _incident(asset: str, run: list) -> dict:
+    peak = max(run, key=lambda w: w.score)
+    votes = Counter(s for w in run for s in str(w.top_sensors).split(",")[:1] if s)
+    return {
+        "asset": asset,
+        "start": min(w.window_start for w in run),
+        "end": max(w.window_end for w in run),
+        "n_windows": len(run),
+        "peak_score": float(peak.score),
+        "peak_severity": float(peak.score / peak.threshold) if peak.threshold > 0 else float("inf"),
+        "top_sensors": ",".join(s for s, _ in votes.most_common(3)),
+    }

@@ -1,0 +1,77 @@
+"""Shared fixtures: small synthetic data, an aemon home under tmp_path, one Prefect harness."""
+from __future__ import annotations
+
+import os
+
+# Before anything imports prefect: the ephemeral API is slow to start on 2 cores.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from features.synthetic import SENSORS, SyntheticSpec, generate_stream  # noqa: E402
+
+SMALL_SPEC = SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3)
+
+# A fast detector for tests: the real network, few epochs.
+FAST_DETECTOR = """
+[streams.pumps.detector]
+epochs = 15
+hidden = [64, 16]
+latent = 6
+"""
+
+
+def write_config(home: Path, extra: str = FAST_DETECTOR) -> Path:
+    """An aemon.toml for the demo stream rooted at `home`."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "aemon.toml"
+    sensors = ", ".join(f'"{s}"' for s in SENSORS)
+    path.write_text(
+        f'home = "{home.as_posix()}"\n\n[streams.pumps]\nsensors = [{sensors}]\nlabel_columns = ["label"]\n' + extra
+    )
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_stream():
+    return generate_stream(SMALL_SPEC)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test harness (temporary database, ephemeral API) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_spec() -> SyntheticSpec:
+    return SMALL_SPEC
+
+
+@pytest.fixture(scope="session")
+def config_writer():
+    """write_config(home, extra=FAST_DETECTOR) -> path of an aemon.toml for the demo stream."""
+    return write_config
+
+
+@pytest.fixture
+def aemon_home(tmp_path, monkeypatch):
+    """A home folder and config file under tmp_path; cwd moved there so nothing lands elsewhere."""
+    monkeypatch.delenv("AEMON_HOME", raising=False)
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    return home, write_config(home)

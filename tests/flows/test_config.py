@@ -1,0 +1,67 @@
+import inspect
+from pathlib import Path
+
+import pytest
+
+from aemodels.detector import AutoencoderDetector
+from flows.config import AemonConfig, ConfigError, DetectorSettings, load_config
+
+
+def test_defaults_work_with_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AEMON_HOME", raising=False)
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    config = load_config()
+    assert config.home == (tmp_path / ".aemon").resolve()
+    assert config.db_path == config.home / "warehouse.duckdb"
+    assert config.mlflow_tracking_uri == f"sqlite:///{config.home / 'mlflow.db'}"
+    assert config.mlflow_artifact_root == (config.home / "mlartifacts").as_uri()
+    assert config.inbox("pumps") == config.home / "inbox" / "pumps"
+    assert "pumps" in config.streams
+    assert not (tmp_path / ".aemon").exists()  # loading the config writes nothing
+
+
+def test_home_from_environment_and_relative_to_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("AEMON_HOME", raising=False)
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "aemon.toml"
+    path.write_text('home = "data"\n')
+    assert load_config(path).home == tmp_path / "conf" / "data"
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "elsewhere"))
+    assert load_config(path).home == tmp_path / "elsewhere"
+
+
+def test_detector_settings_mirror_the_detector_defaults():
+    signature = inspect.signature(AutoencoderDetector.__init__)
+    defaults = {k: p.default for k, p in signature.parameters.items() if k != "self"}
+    settings = DetectorSettings().model_dump()
+    assert set(settings) == set(defaults)
+    for key, value in defaults.items():
+        assert settings[key] == (tuple(value) if isinstance(value, list) else value), key
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.window]\nsize = 0\n", "streams.pumps.window: window size=0"),
+    ("[streams.pumps]\nsensors = ['a']\nwindw = 3\n", "streams.pumps.windw: unknown setting"),
+    ("[streams.'bad name']\nsensors = ['a']\n", "stream name 'bad name'"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detector]\nactivation = 'tanh'\n",
+     "streams.pumps.detector.activation"),
+    ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\n", "set exactly one of asset_column"),
+    ("home = \n", "not valid TOML"),
+])
+def test_bad_settings_are_named(tmp_path, text, message):
+    path = tmp_path / "aemon.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="aemon.toml") as info:
+        load_config(path)
+    assert message in str(info.value)
+
+
+def test_unknown_stream_lists_the_configured_ones():
+    with pytest.raises(ConfigError, match=r"stream 'valves' is not configured; configured streams: \['pumps'\]"):
+        AemonConfig().stream("valves")
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")

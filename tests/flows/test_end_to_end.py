@@ -1,0 +1,114 @@
+"""The whole path on real components: files -> ingest flow -> Parquet lake + DuckDB ->
+train flow -> MLflow SQLite registry -> score flow -> anomalies in DuckDB."""
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.config import load_config
+from flows.demo import write_inbox
+from flows.ingest import ingest_readings
+from flows.score import score_stream
+from flows.train import train_detectors
+from monitoring import registry, warehouse
+from monitoring.evaluation import evaluate_incidents
+from monitoring.incidents import merge_incidents
+
+
+def snapshot(db_path) -> dict[str, pd.DataFrame]:
+    with warehouse.connect(db_path) as con:
+        tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in warehouse.TABLES}
+        tables["lake.pumps"] = warehouse.read_readings(con, "pumps")
+    return tables
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, prefect_harness, small_spec, config_writer):
+    root = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("AEMON_HOME", raising=False)
+        mp.delenv("AEMON_CONFIG", raising=False)
+        config_path = str(config_writer(root / "home"))
+        config = load_config(config_path)
+        files, faults, clean_end = write_inbox(config, small_spec)
+        ingested = ingest_readings("pumps", config_path=config_path)
+        trained = train_detectors("pumps", config_path=config_path, train_end=clean_end.to_pydatetime())
+        scored = score_stream("pumps", config_path=config_path)
+        before = snapshot(config.db_path)
+        yield {
+            "root": root, "config": config, "config_path": config_path, "files": files, "faults": faults,
+            "ingested": ingested, "trained": trained, "scored": scored, "before": before, "mp": mp,
+        }
+
+
+def test_ingest_takes_every_file_once(run):
+    assert [r["status"] for r in run["ingested"]] == ["ok"] * len(run["files"])
+    lake = run["before"]["lake.pumps"]
+    assert len(lake) == sum(r["rows_accepted"] for r in run["ingested"])
+    assert lake["asset"].nunique() == run["faults"]["asset"].nunique()
+    assert len(run["before"]["ingest_batches"]) == len(run["files"])
+
+
+def test_injected_faults_are_found_at_incident_level(run):
+    anomalies = run["before"]["anomalies"]
+    assert (anomalies["model_version"] == run["trained"]["version"]).all()
+    settings = run["config"].stream("pumps")
+    incidents = merge_incidents(anomalies, settings.alerts.rule())
+    evaluation = evaluate_incidents(incidents, run["faults"])
+    missed = evaluation.faults.loc[~evaluation.faults["found"], ["asset", "kind", "sensors"]]
+    assert evaluation.recall >= 0.8, f"missed faults:\n{missed}"
+    assert evaluation.precision >= 0.8, f"{evaluation.n_incidents} incidents, {evaluation.n_true_incidents} true"
+
+
+def test_rerunning_ingest_and_score_changes_no_table(run):
+    config_path = run["config_path"]
+    again = ingest_readings("pumps", config_path=config_path)
+    assert {r["status"] for r in again} == {"skipped"}
+    rescored = score_stream("pumps", config_path=config_path)
+    assert rescored["scores_written"] == 0 and rescored["anomalies_written"] == 0
+    full = score_stream("pumps", config_path=config_path, full=True)
+    assert full["windows_scored"] > 0 and full["anomalies_written"] == 0 and full["scores_written"] == 0
+    after = snapshot(run["config"].db_path)
+    for name, frame in run["before"].items():
+        pd.testing.assert_frame_equal(after[name], frame, obj=name)
+
+
+def test_same_content_under_another_name_is_not_ingested_again(run):
+    config, first = run["config"], run["files"][0]
+    copy = config.inbox("pumps") / ("renamed-" + first.name)
+    shutil.copy(first, copy)
+    try:
+        results = {r["file"]: r for r in ingest_readings("pumps", config_path=run["config_path"])}
+        assert results[str(copy)]["status"] == "skipped"
+        with warehouse.connect(config.db_path) as con:
+            assert warehouse.count_readings(con, "pumps") == len(run["before"]["lake.pumps"])
+    finally:
+        copy.unlink()
+
+
+def test_champion_alias_resolves_to_a_version_carrying_its_threshold(run):
+    config = run["config"]
+    version = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
+    assert version.version == run["trained"]["version"]
+    assert "champion" in version.aliases
+    model, _ = registry.load_model(config.mlflow_tracking_uri, "pumps")
+    bundle = registry.loaded_bundle(model)
+    assert bundle.threshold == version.threshold == run["trained"]["threshold"]
+    assert set(run["before"]["scores"]["threshold"]) == {bundle.threshold}
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    run_data = client.get_run(version.run_id).data
+    assert run_data.metrics["threshold"] == pytest.approx(bundle.threshold)
+    losses = client.get_metric_history(version.run_id, "train_loss")
+    assert len(losses) == run["trained"]["epochs"] and losses[-1].value < losses[0].value
+    assert run_data.params["detector.threshold_percentile"] == "99.0"
+
+
+def test_nothing_is_written_outside_home(run):
+    entries = {p.name for p in run["root"].iterdir()}
+    assert entries == {"home"}, entries
+    home = {p.name for p in (run["root"] / "home").iterdir()}
+    assert {"warehouse.duckdb", "mlflow.db", "lake", "inbox", "mlartifacts"} <= home

@@ -1,0 +1,40 @@
+"""Every deployment in prefect.yaml points at a real flow and its parameters validate."""
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.flows import Flow, load_flow_from_entrypoint
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def test_every_flow_has_a_deployment():
+    entrypoints = {d["entrypoint"] for d in DEPLOYMENTS}
+    assert entrypoints == {
+        "flows/ingest.py:ingest_readings", "flows/score.py:score_stream", "flows/train.py:train_detectors",
+    }
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
+def test_entrypoint_resolves_and_parameters_validate(deployment, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"])
+    assert isinstance(flow, Flow)
+    validated = flow.validate_parameters(deployment.get("parameters", {}))
+    assert validated["stream"] == "pumps"
+    assert deployment["work_pool"]["name"]
+    (schedule,) = deployment["schedules"]
+    assert ("interval" in schedule) != ("cron" in schedule)
+
+
+def test_schedules_are_interval_for_ingest_and_score_and_cron_for_train():
+    kinds = {d["entrypoint"].split(":")[1]: set(d["schedules"][0]) for d in DEPLOYMENTS}
+    assert "interval" in kinds["ingest_readings"] and "interval" in kinds["score_stream"]
+    assert "cron" in kinds["train_detectors"]
+
+
+def test_bad_parameters_are_refused():
+    flow = load_flow_from_entrypoint(str(ROOT / "flows/score.py") + ":score_stream")
+    with pytest.raises(Exception, match="stream"):
+        flow.validate_parameters({})

@@ -1,0 +1,42 @@
+import pandas as pd
+
+from monitoring.evaluation import evaluate_incidents
+from monitoring.incidents import IncidentRule, merge_incidents
+
+T = pd.Timestamp("2026-01-01")
+
+
+def window(asset, start_min, score=2.0, top="a,b"):
+    return {"asset": asset, "window_start": T + pd.Timedelta(minutes=start_min),
+            "window_end": T + pd.Timedelta(minutes=start_min + 29), "score": score, "threshold": 1.0,
+            "top_sensors": top}
+
+
+def test_overlapping_windows_merge_and_lone_blips_drop():
+    flagged = pd.DataFrame([window("p1", 0), window("p1", 10, 5.0), window("p1", 20),
+                            window("p1", 300), window("p2", 0), window("p2", 10, top="c,a")])
+    incidents = merge_incidents(flagged, IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2))
+    assert list(incidents["asset"]) == ["p1", "p2"]
+    first = incidents.iloc[0]
+    assert first["start"] == T and first["end"] == T + pd.Timedelta(minutes=49)
+    assert first["n_windows"] == 3 and first["peak_score"] == 5.0 and first["peak_severity"] == 5.0
+    assert first["top_sensors"] == "a"
+
+
+def test_precision_over_incidents_and_recall_over_faults():
+    incidents = pd.DataFrame({
+        "asset": ["p1", "p1", "p2"],
+        "start": [T, T + pd.Timedelta(hours=5), T],
+        "end": [T + pd.Timedelta(hours=1), T + pd.Timedelta(hours=6), T + pd.Timedelta(hours=1)],
+    })
+    faults = pd.DataFrame({
+        "asset": ["p1", "p1", "p3"],
+        "kind": ["spike", "drift", "stuck"],
+        "start": [T + pd.Timedelta(minutes=30), T + pd.Timedelta(hours=10), T],
+        "end": [T + pd.Timedelta(minutes=31), T + pd.Timedelta(hours=11), T + pd.Timedelta(hours=1)],
+    })
+    ev = evaluate_incidents(incidents, faults)
+    assert ev.faults["found"].tolist() == [True, False, False]
+    assert ev.n_incidents == 3 and ev.n_true_incidents == 1
+    assert ev.precision == 1 / 3 and ev.recall == 1 / 3
+    assert ev.faults["delay"].iloc[0] == pd.Timedelta(0)
