@@ -19,7 +19,7 @@ class AutoencoderDetector(BaseDetector):
     kind = "mlp_ae"
 
     def __init__(self, hidden=(64, 32), latent=8, activation="relu", dropout=0.0,
-                 epochs=30, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=5, grad_clip=1.0,
+                 epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
                  threshold_percentile=99.0, threshold_coefficient=1.0,
                  random_state=0, n_threads=None, device="auto"):
         self.hidden = hidden

@@ -37,8 +37,8 @@ SENSORS: tuple[str, ...] = ("vibration_rms", "motor_current", "suction_pressure"
 FAULT_KINDS: tuple[str, ...] = ("spike", "level_shift", "drift", "stuck", "noise_burst",
                                 "broken_correlation")
 NOISE_STD = MappingProxyType({
-    "vibration_rms": 0.05, "motor_current": 0.3, "suction_pressure": 0.01,
-    "discharge_pressure": 0.02, "flow_rate": 0.6, "bearing_temp": 0.1, "motor_temp": 0.2,
+    "vibration_rms": 0.05, "motor_current": 0.4, "suction_pressure": 0.01,
+    "discharge_pressure": 0.04, "flow_rate": 1.5, "bearing_temp": 0.3, "motor_temp": 0.6,
 })
 
 _SIGMA = np.array([NOISE_STD[name] for name in SENSORS])
@@ -184,7 +184,7 @@ def _simulate_asset(rng: np.random.Generator, hours: np.ndarray, dt: int):
     q = (1 + 0.25 * np.cos(2 * np.pi * (hours - peak_h) / 24)
          + _slow_noise(rng, n, dt, tau_s=3 * 3600, std=0.04))
     current = rated_current * (0.45 + 0.55 * q)
-    suction = suction0 - 0.2 * q**2 + _slow_noise(rng, n, dt, tau_s=6 * 3600, std=0.05)
+    suction = suction0 - 0.2 * q**2 + _slow_noise(rng, n, dt, tau_s=6 * 3600, std=0.02)
     ambient = ambient0 + 4 * np.cos(2 * np.pi * (hours - 15) / 24)
     truth = np.column_stack([
         vibration0 + 1.2 * q**2,
@@ -207,6 +207,7 @@ def _inject_faults(rng, spec, truth, noise, values):
     first, last_end = _fault_region(spec, len(values))
     length, gap = last_end - first + 1, _steps(_GAP_H, dt)
     lo, hi = values.min(axis=0), values.max(axis=0)  # the clean range of this asset
+    scale = truth.std(axis=0)  # and its normal variation
     kinds = rng.permutation(np.repeat(FAULT_KINDS, spec.faults_per_kind))
     for k, kind in enumerate(map(str, kinds)):
         slot_lo, slot_hi = first + k * length // n_faults, first + (k + 1) * length // n_faults
@@ -228,14 +229,18 @@ def _inject_faults(rng, spec, truth, noise, values):
         else:
             j, s = int(rng.integers(len(SENSORS))), int(rng.choice(starts))
             sign = rng.choice((-1, 1))
-            rows, sigma = slice(s, s + dur), _SIGMA[j]
-            if kind == "spike":  # 8-15 std beyond the clean range
+            rows, sigma, spread = slice(s, s + dur), _SIGMA[j], scale[j]
+            # Sized against both the noise and the sensor's normal variation, so that a
+            # fault stands out whatever the sensor's signal-to-noise ratio.
+            if kind == "spike":  # beyond the clean range
                 edge = hi[j] if sign > 0 else lo[j]
-                values[rows, j] = edge + sign * rng.uniform(8, 15) * sigma + noise[rows, j]
+                jump = max(rng.uniform(8, 15) * sigma, rng.uniform(1.0, 2.0) * spread)
+                values[rows, j] = edge + sign * jump + noise[rows, j]
             elif kind == "level_shift":
-                values[rows, j] += sign * rng.uniform(6, 10) * sigma
+                values[rows, j] += sign * max(rng.uniform(6, 10) * sigma, rng.uniform(0.8, 1.2) * spread)
             elif kind == "drift":
-                values[rows, j] += sign * rng.uniform(10, 15) * sigma * np.arange(1, dur + 1) / dur
+                top = max(rng.uniform(10, 15) * sigma, rng.uniform(1.5, 2.0) * spread)
+                values[rows, j] += sign * top * np.arange(1, dur + 1) / dur
             elif kind == "noise_burst":
                 values[rows, j] += (rng.uniform(6, 10) - 1) * noise[rows, j]
             else:

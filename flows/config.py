@@ -42,11 +42,11 @@ class DetectorSettings(Settings):
     latent: int = Field(8, ge=1)
     activation: str = Field("relu", pattern="^(relu|gelu)$")
     dropout: float = Field(0.0, ge=0, lt=1)
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(60, ge=1)
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(5, ge=1)
+    patience: int = Field(10, ge=1)
     grad_clip: float = Field(1.0, ge=0)
     threshold_percentile: float = Field(99.0, gt=0, le=100)
     threshold_coefficient: float = Field(1.0, gt=0)
@@ -59,14 +59,20 @@ class TrainSettings(Settings):
     start: datetime | None = None  # training range, inclusive; None: from the first reading
     end: datetime | None = None  # None: up to the last reading
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    # Stride of training windows; denser than scoring's stride: overlapping windows are
+    # extra examples for free. None: the window's own stride.
+    stride: int | None = Field(2, ge=1)
 
 
 class AlertSettings(Settings):
+    """How flagged windows become incidents (see monitoring.incidents)."""
+
     merge_gap_minutes: float = Field(30.0, ge=0)
-    min_windows: int = Field(2, ge=1)
+    min_windows: int = Field(3, ge=1)
+    min_peak_severity: float = Field(1.5, ge=1)
 
     def rule(self) -> IncidentRule:
-        return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows)
+        return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows, self.min_peak_severity)
 
 
 class StreamSettings(Settings):

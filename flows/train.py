@@ -32,6 +32,7 @@ def train_detectors(
         detector_params=settings.detector.model_dump(),
         label_columns=list(settings.label_columns),
         val_fraction=settings.train.val_fraction,
+        train_stride=settings.train.stride,
     )
     version = tasks.register_model(config.mlflow_tracking_uri, config.mlflow_artifact_root, trained)
     get_run_logger().info("registered %s version %d, threshold %.6g", version.name, version.version, version.threshold)

@@ -15,12 +15,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import AutoencoderDetector
+from aemodels.base import BaseDetector
 from features.scaling import StandardScaler
 from features.windows import WindowSpec, window_frame
 from monitoring.errors import BundleInputError
 
-DETECTORS = {AutoencoderDetector.kind: AutoencoderDetector}
 N_TOP_SENSORS = 3
 
 
@@ -30,7 +29,7 @@ class ModelBundle:
     sensors: list[str]
     spec: WindowSpec
     scaler: StandardScaler
-    detector: AutoencoderDetector
+    detector: BaseDetector
 
     @property
     def threshold(self) -> float:
@@ -95,7 +94,7 @@ class ModelBundle:
     def load(cls, path: str | Path) -> "ModelBundle":
         path = Path(path)
         meta = json.loads((path / "bundle.json").read_text())
-        detector = DETECTORS[meta["detector_kind"]].load(path / "detector")
+        detector = BaseDetector.load(path / "detector")  # the class is chosen by the saved kind
         return cls(
             stream=meta["stream"],
             sensors=list(meta["sensors"]),

@@ -2,8 +2,11 @@
 hundred overlapping window rows.
 
 Flagged windows of one asset merge while each starts no later than `merge_gap` after
-the previous one ended; a merged run becomes an incident when it holds at least
-`min_windows` flagged windows (a persistence rule that drops lone blips).
+the previous one ended. A merged run becomes an incident when it holds at least
+`min_windows` flagged windows (persistence: lone blips drop) and its peak score reaches
+`min_peak_severity` times the threshold (an alarm level above the warning level that
+flags windows). The window threshold is a 99th percentile, so about 1 % of normal windows
+cross it by design; those rows stay in `anomalies`, but they do not page anyone.
 """
 from __future__ import annotations
 
@@ -18,11 +21,14 @@ INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_se
 @dataclass(frozen=True)
 class IncidentRule:
     merge_gap: pd.Timedelta = pd.Timedelta(minutes=30)
-    min_windows: int = 2
+    min_windows: int = 3
+    min_peak_severity: float = 1.5
 
     def __post_init__(self):
         if self.min_windows < 1:
             raise ValueError(f"min_windows={self.min_windows}, must be >= 1")
+        if self.min_peak_severity < 1:
+            raise ValueError(f"min_peak_severity={self.min_peak_severity}, must be >= 1 (a multiple of the threshold)")
 
 
 def merge_incidents(anomalies: pd.DataFrame, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
@@ -41,7 +47,8 @@ def merge_incidents(anomalies: pd.DataFrame, rule: IncidentRule = IncidentRule()
             run.append(window)
         rows.append(_incident(asset, run))
     incidents = pd.DataFrame(rows, columns=INCIDENT_COLUMNS)
-    return incidents[incidents["n_windows"] >= rule.min_windows].reset_index(drop=True)
+    keep = (incidents["n_windows"] >= rule.min_windows) & (incidents["peak_severity"] >= rule.min_peak_severity)
+    return incidents[keep].reset_index(drop=True)
 
 
 def _incident(asset: str, run: list) -> dict:

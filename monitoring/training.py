@@ -38,9 +38,11 @@ def train_bundle(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     val_fraction: float = 0.2,
+    train_stride: int | None = None,
 ) -> TrainedBundle:
     data = make_training_set(
-        frame, sensors, spec, label_columns=list(label_columns), start=start, end=end, val_fraction=val_fraction
+        frame, sensors, spec, label_columns=list(label_columns), start=start, end=end,
+        val_fraction=val_fraction, train_stride=train_stride,
     )
     detector = AutoencoderDetector(**detector_params).fit(data.train.X, data.val.X)
     bundle = ModelBundle(stream=stream, sensors=list(sensors), spec=spec, scaler=data.scaler, detector=detector)
@@ -54,6 +56,7 @@ def train_bundle(
         "train.start": str(data.start),
         "train.end": str(data.end),
         "train.val_fraction": val_fraction,
+        "train.stride": train_stride or spec.stride,
         "train.n_windows": len(data.train),
         "val.n_windows": len(data.val),
         "train.n_windows_excluded_labeled": data.n_excluded_labeled,

@@ -222,9 +222,9 @@ def write_window_results(
         scalar(con, 
             "INSERT INTO watermarks (stream, asset, last_window_end, model_version) "
             "SELECT stream, asset, max(window_end), any_value(model_version) FROM new_windows GROUP BY stream, asset "
-            "ON CONFLICT (stream, asset) DO UPDATE SET "
-            "last_window_end = greatest(watermarks.last_window_end, excluded.last_window_end), "
-            "model_version = excluded.model_version, updated_at = current_localtimestamp()"
+            "ON CONFLICT (stream, asset) DO UPDATE SET last_window_end = excluded.last_window_end, "
+            "model_version = excluded.model_version, updated_at = current_localtimestamp() "
+            "WHERE excluded.last_window_end > watermarks.last_window_end"
         )
         con.unregister("new_windows")
         con.execute("COMMIT")

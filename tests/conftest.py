@@ -17,12 +17,10 @@ from features.synthetic import SENSORS, SyntheticSpec, generate_stream  # noqa: 
 
 SMALL_SPEC = SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3)
 
-# A fast detector for tests: the real network, few epochs.
+# Tests train the default detector; one torch thread avoids oversubscribing 2 cores.
 FAST_DETECTOR = """
 [streams.pumps.detector]
-epochs = 15
-hidden = [64, 16]
-latent = 6
+n_threads = 1
 """
 
 

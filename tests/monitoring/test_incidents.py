@@ -15,7 +15,7 @@ def window(asset, start_min, score=2.0, top="a,b"):
 def test_overlapping_windows_merge_and_lone_blips_drop():
     flagged = pd.DataFrame([window("p1", 0), window("p1", 10, 5.0), window("p1", 20),
                             window("p1", 300), window("p2", 0), window("p2", 10, top="c,a")])
-    incidents = merge_incidents(flagged, IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2))
+    incidents = merge_incidents(flagged, IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0))
     assert list(incidents["asset"]) == ["p1", "p2"]
     first = incidents.iloc[0]
     assert first["start"] == T and first["end"] == T + pd.Timedelta(minutes=49)
@@ -40,3 +40,10 @@ def test_precision_over_incidents_and_recall_over_faults():
     assert ev.n_incidents == 3 and ev.n_true_incidents == 1
     assert ev.precision == 1 / 3 and ev.recall == 1 / 3
     assert ev.faults["delay"].iloc[0] == pd.Timedelta(0)
+
+
+def test_an_incident_needs_an_alarm_level_peak():
+    flagged = pd.DataFrame([window("p1", 0, 1.2), window("p1", 10, 1.4), window("p1", 20, 1.3),
+                            window("p2", 0, 1.2), window("p2", 10, 3.0), window("p2", 20, 1.1)])
+    incidents = merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.5))
+    assert list(incidents["asset"]) == ["p2"]
