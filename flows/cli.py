@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Console output stays readable when piped: rich would otherwise wrap tables at 80 columns.
+WIDTH = None if sys.stdout.isatty() else 120
 app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Console(width=WIDTH)
 err_console = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (default: $AEMON_CONFIG or ./aemon.toml).")
@@ -52,9 +54,12 @@ def load(config: Optional[Path]):
 def require_readings(cfg, stream: str) -> None:
     from monitoring import warehouse
 
-    with warehouse.connect(cfg.db_path) as con:
-        if not warehouse.has_view(con, stream):
-            fail(f"stream '{stream}' has no readings yet; put files in {cfg.inbox(stream)} and run `aemon ingest {stream}`")
+    ready = False
+    if cfg.db_path.exists():
+        with warehouse.connect(cfg.db_path) as con:
+            ready = warehouse.has_view(con, stream)
+    if not ready:
+        fail(f"stream '{stream}' has no readings yet; put files in {cfg.inbox(stream)} and run `aemon ingest {stream}`")
 
 
 @app.command()
@@ -92,7 +97,6 @@ def train(
 
     cfg = load(config)
     cfg.stream(stream)
-    require_readings(cfg, stream)
     bounds = {}
     for name, value in (("start", start), ("end", end)):
         if value is not None:
@@ -100,6 +104,7 @@ def train(
                 bounds[name] = pd.Timestamp(value).to_pydatetime()
             except ValueError:
                 fail(f"--{name} {value!r} is not a timestamp; expected ISO form like 2026-01-05T00:00:00")
+    require_readings(cfg, stream)
     from flows.train import train_detectors
 
     result = train_detectors(
@@ -205,12 +210,12 @@ def print_demo(cfg, result, elapsed: float) -> None:
         f"incidents: {ev.n_incidents} ({ev.n_true_incidents} on a fault, {ev.n_incidents - ev.n_true_incidents} false)"
         f"   precision [bold]{ev.precision:.2f}[/]   recall [bold]{ev.recall:.2f}[/]   ({elapsed:.0f} s)"
     )
-    home = cfg.home
+    home, version = cfg.home, result.train["version"]
     console.print("\nLook further:")
     console.print(f"  mlflow ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1", highlight=False)
     console.print(
-        '  aemon sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors '
-        'FROM anomalies ORDER BY score DESC LIMIT 10"', highlight=False,
+        f'  aemon sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
+        f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False,
     )
     console.print(f"  (the warehouse is {home / 'warehouse.duckdb'}; any DuckDB client can open it)", highlight=False)
 
@@ -220,11 +225,22 @@ def _minutes(delta) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
+def quiet_libraries() -> None:
+    """Keep MLflow's informational chatter (table migrations, pickling notes) off the console."""
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aemon logs its own PythonModel class on purpose (installed code, not a pickled closure).
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+
+
 def main() -> None:
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    quiet_libraries()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # user mistakes become one line; anything else keeps its traceback
@@ -239,3 +255,5 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

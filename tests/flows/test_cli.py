@@ -1,0 +1,54 @@
+"""The `aemon` command line: user mistakes are one line and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+
+def aemon(*args: str, home, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AEMON_HOME": str(home)}
+    env.pop("AEMON_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-c", "from flows.cli import main; main()", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.parametrize("args, message", [
+    (("score", "valves"), "error: stream 'valves' is not configured; configured streams: ['pumps']"),
+    (("train", "pumps"), "error: stream 'pumps' has no readings yet"),
+    (("train", "pumps", "--end", "soon"), "error: --end 'soon' is not a timestamp"),
+    (("sql", "SELECT 1"), "error: no warehouse at"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    result = aemon(*args, home=tmp_path / "home", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+def test_bad_config_file_is_named(tmp_path):
+    config = tmp_path / "aemon.toml"
+    config.write_text("[streams.pumps]\nsensors = []\nwindow = {size = -1}\n")
+    result = aemon("ingest", "pumps", "--config", str(config), home=tmp_path / "home", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: {config}: streams.pumps.window: window size=-1, must be >= 1" in result.stderr.replace("\n", "")
+
+
+def test_ingest_reports_rejected_files_and_exits_1(aemon_home, prefect_harness, small_stream):
+    home, config = aemon_home
+    inbox = home / "inbox" / "pumps"
+    inbox.mkdir(parents=True)
+    small_stream.readings.head(500).to_csv(inbox / "good.csv", index=False)
+    (inbox / "bad.csv").write_text("timestamp,asset\n2026-01-01,p1\n")
+    result = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 files rejected; first:" in result.output
+    assert "bad.csv" in result.output and "good.csv" in result.output
+    assert "rejected" in result.output and "ok" in result.output
