@@ -154,13 +154,19 @@ def test_spike_leaves_the_clean_range_of_its_sensor(stream, clean):
         assert ((values > normal.max()) | (values < normal.min())).all()
 
 
-@pytest.mark.parametrize("kind, low, high", [("level_shift", 6, 10), ("drift", 10, 15)])
-def test_shift_and_drift_are_sized_in_noise_std(stream, clean, kind, low, high):
+@pytest.mark.parametrize("kind, noise_units, spread_units", [
+    ("level_shift", (6, 10), (0.8, 1.2)), ("drift", (10, 15), (1.5, 2.0)),
+])
+def test_shift_and_drift_are_sized_in_noise_and_in_normal_variation(stream, clean, kind, noise_units, spread_units):
     r = stream.readings
     for fault in faults_of(stream, kind):
         rows, name = fault_rows(r, fault), fault.sensors
-        offset = (r.loc[rows, name] - clean.loc[rows, name]).abs() / NOISE_STD[name]
-        assert low - 1e-9 <= offset.max() <= high + 1e-9
+        offset = (r.loc[rows, name] - clean.loc[rows, name]).abs().max()
+        sigma = NOISE_STD[name]
+        spread = clean.loc[clean["asset"] == fault.asset, name].std()  # ~ the noise-free std used
+        assert offset >= noise_units[0] * sigma - 1e-9
+        assert offset >= 0.98 * spread_units[0] * spread
+        assert offset <= max(noise_units[1] * sigma, 1.02 * spread_units[1] * spread) + 1e-9
 
 
 def test_noise_burst_multiplies_the_noise(stream, clean):
