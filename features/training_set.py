@@ -60,7 +60,8 @@ def make_training_set(
     if end is not None:
         frame = frame[frame["timestamp"] <= pd.Timestamp(end)]
     if frame.empty:
-        raise WindowError(f"no readings between {start} and {end} to train on")
+        span = f"between {start or 'the first reading'} and {end or 'the last reading'}"
+        raise WindowError(f"no readings {span} to train on; check the training range (train.start / train.end)")
     t0, t1 = frame["timestamp"].min(), frame["timestamp"].max()
     cutoff = t0 + (t1 - t0) * (1 - val_fraction)
 

@@ -6,6 +6,7 @@ imported inside the commands, after the environment defaults below are in place.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 # Console output stays readable when piped: rich would otherwise wrap tables at 80 columns.
-WIDTH = None if sys.stdout.isatty() else 120
+WIDTH = None if sys.stdout.isatty() else 140
 app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_help=True, add_completion=False)
 console = Console(width=WIDTH)
 err_console = Console(stderr=True)
@@ -73,6 +74,8 @@ def ingest(
     cfg.stream(stream)
     from flows.ingest import ingest_readings
 
+    quiet_libraries()
+
     results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
     table = Table("file", "status", "rows in", "accepted", "note", title=f"ingest {stream}")
     for r in results:
@@ -107,6 +110,8 @@ def train(
     require_readings(cfg, stream)
     from flows.train import train_detectors
 
+    quiet_libraries()
+
     result = train_detectors(
         stream, config_path=str(config) if config else None,
         train_start=bounds.get("start"), train_end=bounds.get("end"),
@@ -132,6 +137,8 @@ def score(
     require_readings(cfg, stream)
     registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
     from flows.score import score_stream
+
+    quiet_libraries()
 
     result = score_stream(stream, config_path=str(config) if config else None, full=full)
     console.print(
@@ -167,6 +174,8 @@ def demo(
     from features.synthetic import SyntheticSpec
     from flows.demo import run_demo
 
+    quiet_libraries()
+
     cfg = load(config)
     spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
     labels = {
@@ -192,32 +201,48 @@ def demo(
 
 def print_demo(cfg, result, elapsed: float) -> None:
     ev = result.evaluation
+    detector = cfg.stream("pumps").detector
+    rule = f"p{detector.threshold_percentile:g} of held-out normal windows"
+    if detector.threshold_coefficient != 1:
+        rule += f" x {detector.threshold_coefficient:g}"
     console.print(
         f"\n{result.n_rows} readings ingested; model [bold]{result.train['model_name']}[/] "
-        f"v{result.train['version']} (threshold {result.train['threshold']:.4g} = p99 of held-out normal windows); "
+        f"v{result.train['version']} (threshold {result.train['threshold']:.4g} = {rule}); "
         f"{result.score['windows_scored']} windows scored"
     )
-    table = Table("asset", "fault", "sensors", "start", "duration", "found", "delay", title="injected faults")
+    table = Table("asset", "fault", "sensors", "start", "duration", "found", "delay", "top sensor",
+                  title="injected faults")
     for f in ev.faults.itertuples(index=False):
         duration = f.end - f.start
         delay = "" if not f.found else _minutes(f.delay)
         table.add_row(
             f.asset, f.kind, f.sensors, f.start.strftime("%m-%d %H:%M"), _minutes(duration),
-            "[green]found[/]" if f.found else "[red]missed[/]", delay,
+            "[green]found[/]" if f.found else "[red]missed[/]", delay, f.top_sensors.split(",")[0],
         )
     console.print(table)
     console.print(
         f"incidents: {ev.n_incidents} ({ev.n_true_incidents} on a fault, {ev.n_incidents - ev.n_true_incidents} false)"
         f"   precision [bold]{ev.precision:.2f}[/]   recall [bold]{ev.recall:.2f}[/]   ({elapsed:.0f} s)"
     )
-    home, version = cfg.home, result.train["version"]
+    version = result.train["version"]
     console.print("\nLook further:")
-    console.print(f"  mlflow ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1", highlight=False)
+    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1", highlight=False)
     console.print(
-        f'  aemon sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
+        f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
         f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False,
     )
-    console.print(f"  (the warehouse is {home / 'warehouse.duckdb'}; any DuckDB client can open it)", highlight=False)
+    console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False)
+
+
+def _tool(name: str) -> str:
+    """How to call a console script of this environment from the current folder."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _minutes(delta) -> str:
@@ -225,20 +250,32 @@ def _minutes(delta) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
-def quiet_libraries() -> None:
-    """Keep MLflow's informational chatter (table migrations, pickling notes) off the console."""
-    import logging
+class HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs every failed task and flow with its traceback. For a user mistake (a
+    domain error such as an empty training range) the one-line message is the whole story."""
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], user_errors()):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_libraries() -> None:
+    """Keep MLflow's informational chatter (table migrations, pickling notes) off the
+    console, and user-mistake tracebacks out of Prefect's run logs. Called after MLflow is
+    imported: importing it sets its own log levels."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aemon logs its own PythonModel class on purpose (installed code, not a pickled closure).
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(HideUserErrorTracebacks())
 
 
 def main() -> None:
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    quiet_libraries()
     try:
         code = app(standalone_mode=False)
     except typer.Exit as exc:

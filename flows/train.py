@@ -31,6 +31,8 @@ def train_detectors(
         spec=settings.window,
         detector_params=settings.detector.model_dump(),
         label_columns=list(settings.label_columns),
+        start=start,
+        end=end,
         val_fraction=settings.train.val_fraction,
         train_stride=settings.train.stride,
     )

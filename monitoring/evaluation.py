@@ -14,7 +14,8 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class IncidentEvaluation:
-    faults: pd.DataFrame  # the fault table plus found (bool), delay (Timedelta to first overlapping incident)
+    faults: pd.DataFrame  # the fault table plus found (bool), delay (to the first overlapping incident)
+    # and top_sensors (of the strongest overlapping incident, when incidents carry them)
     n_incidents: int
     n_true_incidents: int
 
@@ -30,7 +31,7 @@ class IncidentEvaluation:
 def evaluate_incidents(
     incidents: pd.DataFrame, faults: pd.DataFrame, tolerance: pd.Timedelta = pd.Timedelta(0)
 ) -> IncidentEvaluation:
-    found, delays = [], []
+    found, delays, top = [], [], []
     true_incident = pd.Series(False, index=incidents.index)
     for fault in faults.itertuples(index=False):
         same = incidents["asset"] == fault.asset
@@ -40,7 +41,12 @@ def evaluate_incidents(
         delays.append(
             max(incidents.loc[overlap, "start"].min() - fault.start, pd.Timedelta(0)) if overlap.any() else pd.NaT
         )
+        if overlap.any() and "top_sensors" in incidents:
+            top.append(incidents.loc[incidents.loc[overlap, "peak_score"].idxmax(), "top_sensors"])
+        else:
+            top.append("")
     table = faults.copy()
     table["found"] = found
     table["delay"] = delays
+    table["top_sensors"] = top
     return IncidentEvaluation(table, len(incidents), int(true_incident.sum()))

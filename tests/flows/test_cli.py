@@ -52,3 +52,15 @@ def test_ingest_reports_rejected_files_and_exits_1(aemon_home, prefect_harness, 
     assert "1 of 2 files rejected; first:" in result.output
     assert "bad.csv" in result.output and "good.csv" in result.output
     assert "rejected" in result.output and "ok" in result.output
+
+
+def test_demo_runs_the_whole_path_and_reports_each_fault(tmp_path, monkeypatch, prefect_harness):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--days", "4", "--assets", "2", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("pump-0") >= 12  # one row per injected fault (2 pumps x 6 kinds)
+    assert "precision" in result.output and "recall" in result.output
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]

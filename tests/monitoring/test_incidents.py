@@ -28,6 +28,8 @@ def test_precision_over_incidents_and_recall_over_faults():
         "asset": ["p1", "p1", "p2"],
         "start": [T, T + pd.Timedelta(hours=5), T],
         "end": [T + pd.Timedelta(hours=1), T + pd.Timedelta(hours=6), T + pd.Timedelta(hours=1)],
+        "peak_score": [3.0, 2.0, 5.0],
+        "top_sensors": ["a,b", "c", "d"],
     })
     faults = pd.DataFrame({
         "asset": ["p1", "p1", "p3"],
@@ -40,6 +42,7 @@ def test_precision_over_incidents_and_recall_over_faults():
     assert ev.n_incidents == 3 and ev.n_true_incidents == 1
     assert ev.precision == 1 / 3 and ev.recall == 1 / 3
     assert ev.faults["delay"].iloc[0] == pd.Timedelta(0)
+    assert ev.faults["top_sensors"].tolist() == ["a,b", "", ""]
 
 
 def test_an_incident_needs_an_alarm_level_peak():
