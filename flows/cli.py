@@ -226,12 +226,14 @@ def print_demo(cfg, result, elapsed: float) -> None:
     )
     version = result.train["version"]
     console.print("\nLook further:")
-    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1", highlight=False)
+    # Commands are printed unwrapped (soft_wrap) so they can be copied as they are.
+    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1",
+                  highlight=False, soft_wrap=True)
     console.print(
         f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
-        f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False,
+        f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
     )
-    console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False)
+    console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False, soft_wrap=True)
 
 
 def _tool(name: str) -> str:

@@ -12,11 +12,26 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from features.errors import FeaturesError
 from features.readers import StreamSchema
 from features.windows import WindowSpec
 from monitoring import ingest, registry, scoring, training, warehouse
+from monitoring.errors import MonitoringError
 
-io_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+
+def retry_transient(task, task_run, state) -> bool:
+    """Retry I/O failures (a locked file, a busy tracking server), not domain errors such as
+    a stream without readings or a missing model: those fail the same way every time."""
+    try:
+        state.result()
+    except (FeaturesError, MonitoringError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+io_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 compute_task = partial(task, cache_policy=NO_CACHE)
 
 

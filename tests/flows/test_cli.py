@@ -62,5 +62,6 @@ def test_demo_runs_the_whole_path_and_reports_each_fault(tmp_path, monkeypatch, 
     assert result.exit_code == 0, result.output
     assert result.output.count("pump-0") >= 12  # one row per injected fault (2 pumps x 6 kinds)
     assert "precision" in result.output and "recall" in result.output
-    assert "mlflow ui --backend-store-uri sqlite:///" in result.output
+    home = tmp_path / "home"
+    assert f"mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db --host 127.0.0.1" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
