@@ -65,3 +65,13 @@ def test_unknown_stream_lists_the_configured_ones():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_the_readme_example_config_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "aemon.toml"
+    path.write_text(example)
+    stream = load_config(path).stream("line3")
+    assert stream.timestamp_column == "datetime" and stream.window.size == 30
+    assert stream.train.end is not None and stream.detector.latent == 8
