@@ -1,0 +1,121 @@
+"""Production path: a real `prefect server` on 127.0.0.1, `prefect deploy --all` from this
+repository's prefect.yaml, and a process worker running the ingest, train and score
+deployments one after the other. Slow (a server start), still part of `make test`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from flows.config import load_config
+from flows.demo import write_inbox
+from monitoring import registry, warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # No automatic runs from the deployment schedules: the test triggers each run itself.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    })
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()}")
+                time.sleep(0.5)
+        yield {**env, "PREFECT_API_URL": api}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def prefect(env, *args, timeout=300) -> str:
+    result = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def run_deployment(env, name: str) -> None:
+    prefect(env, "deployment", "run", name)
+    prefect(env, "worker", "start", "--pool", "aemon", "--run-once")
+
+
+def flow_run_states(env) -> list[tuple[str, str]]:
+    code = (
+        "import asyncio, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "async def main():\n"
+        "    async with get_client() as client:\n"
+        "        runs = await client.read_flow_runs()\n"
+        "        deployments = await client.read_deployments()\n"
+        "        print(json.dumps({'runs': [[r.name, r.state.type.value] for r in runs],\n"
+        "                          'deployments': {d.name: [s.schedule.model_dump(mode='json') for s in d.schedules]\n"
+        "                                          for d in deployments}}))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_deployments_run_on_a_real_server_with_a_process_worker(server, tmp_path, config_writer, small_spec):
+    config_path = config_writer(tmp_path / "home")
+    env = {**server, "AEMON_CONFIG": str(config_path)}
+    config = load_config(config_path)
+    write_inbox(config, small_spec)
+
+    prefect(env, "work-pool", "create", "aemon", "--type", "process")
+    prefect(env, "deploy", "--all")
+    for name in ("ingest-readings/pumps-ingest", "train-detectors/pumps-train", "score-stream/pumps-score"):
+        run_deployment(env, name)
+
+    seen = flow_run_states(env)
+    assert sorted(state for _, state in seen["runs"]) == ["COMPLETED"] * 3, seen["runs"]
+    schedules = seen["deployments"]
+    assert schedules["pumps-ingest"][0]["interval"] == 300.0
+    assert schedules["pumps-score"][0]["interval"] == 900.0
+    assert schedules["pumps-train"][0]["cron"] == "0 3 * * 0"
+
+    with warehouse.connect(config.db_path) as con:
+        assert warehouse.count_readings(con, "pumps") == 2 * 4 * 1440
+        assert warehouse.table_counts(con)["scores"] > 0
+    champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
+    assert champion.version == 1 and champion.threshold > 0
