@@ -148,6 +148,23 @@ def score(
 
 
 @app.command()
+def serve(config: Optional[Path] = ConfigOption):
+    """Run every stream's ingest, score and train flows on their schedules until stopped.
+
+    Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start`)."""
+    from prefect.settings import get_current_settings
+
+    cfg = load(config)
+    if not get_current_settings().api.url:
+        fail("aemon serve needs a Prefect server: start one (`prefect server start --host 127.0.0.1`) and set "
+             "PREFECT_API_URL=http://127.0.0.1:4200/api; Prefect's temporary local API runs no scheduler")
+    from flows.serve import serve_streams
+
+    quiet_libraries()
+    serve_streams(cfg, str(config.resolve()) if config else None)
+
+
+@app.command()
 def sql(query: str, config: Optional[Path] = ConfigOption):
     """Run a read-only SQL query against the warehouse and print the result."""
     from monitoring import warehouse

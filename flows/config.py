@@ -75,6 +75,23 @@ class AlertSettings(Settings):
         return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows, self.min_peak_severity)
 
 
+class ScheduleSettings(Settings):
+    """When `aemon serve` runs the stream's flows (prefect.yaml holds the same for workers)."""
+
+    ingest_every_s: float = Field(300.0, gt=0)
+    score_every_s: float = Field(900.0, gt=0)
+    train_cron: str = "0 3 * * 0"
+    timezone: str = "UTC"
+
+    @field_validator("train_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from prefect.schedules import validate_cron_string
+
+        validate_cron_string(value)
+        return value
+
+
 class StreamSettings(Settings):
     sensors: tuple[str, ...]
     timestamp_column: str = "timestamp"
@@ -85,6 +102,7 @@ class StreamSettings(Settings):
     detector: DetectorSettings = DetectorSettings()
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     @model_validator(mode="after")
     def _one_asset_source(self):

@@ -1,7 +1,9 @@
 """Prefect tasks: each a thin wrapper of one library call.
 
 Tasks pass frames and models in memory, so Prefect's input hashing for caching is
-turned off (NO_CACHE); retries only on tasks that do I/O against the warehouse or MLflow.
+turned off (NO_CACHE). Tasks that touch the warehouse or MLflow retry transient failures;
+the usual one is DuckDB's file lock while another process (a scheduled ingest during a
+score run) writes. Every write is idempotent, so a retried task never duplicates a row.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
-io_task = partial(task, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
+io_task = partial(
+    task, cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 10], retry_condition_fn=retry_transient
+)
 compute_task = partial(task, cache_policy=NO_CACHE)
 
 
@@ -40,7 +44,7 @@ def list_inbox(inbox: Path) -> list[Path]:
     return ingest.list_inbox(inbox)
 
 
-@compute_task(name="ingest-file")
+@io_task(name="ingest-file")
 def ingest_file(db_path: Path, lake_root: Path, stream: str, schema: StreamSchema, path: Path,
                 retry_rejected: bool = False) -> ingest.BatchResult:
     return ingest.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
@@ -70,7 +74,7 @@ def load_champion(tracking_uri: str, stream: str):
     return registry.load_model(tracking_uri, stream)
 
 
-@compute_task(name="score-windows")
+@io_task(name="score-windows")
 def score_windows(db_path: Path, stream: str, model, version: registry.RegisteredVersion,
                   full: bool = False) -> scoring.ScoreResult:
     bundle = registry.loaded_bundle(model)

@@ -258,7 +258,10 @@ def query(db_path: str | Path, sql: str, params: list | None = None) -> pd.DataF
     """Run one read-only query against the warehouse file (users' SQL from the CLI)."""
     if not Path(db_path).exists():
         raise WarehouseError(f"no warehouse at {db_path}; run `aemon ingest STREAM` or `aemon demo` first")
-    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"cannot open {db_path} read-only (is a flow writing to it?): {exc}") from exc
     try:
         return con.execute(sql, params or []).df()
     except duckdb.Error as exc:

@@ -48,6 +48,8 @@ def test_detector_settings_mirror_the_detector_defaults():
      "streams.pumps.detector.activation"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
+     "streams.pumps.schedule.train_cron"),
 ])
 def test_bad_settings_are_named(tmp_path, text, message):
     path = tmp_path / "aemon.toml"

@@ -3,6 +3,7 @@ repository's prefect.yaml, and a process worker running the ingest, train and sc
 deployments one after the other. Slow (a server start), still part of `make test`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,15 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def prefect_server(tmp_path, scheduler: bool):
+    """A `prefect server` on a free port of 127.0.0.1; yields the environment that points at it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        # No automatic runs from the deployment schedules: the test triggers each run itself.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if scheduler else "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
     })
     log = open(tmp_path / "server.log", "w")
     process = subprocess.Popen(
@@ -64,6 +66,19 @@ def server(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """No automatic runs from the deployment schedules: the test triggers each run itself."""
+    with prefect_server(tmp_path, scheduler=False) as env:
+        yield env
+
+
+@pytest.fixture
+def scheduling_server(tmp_path):
+    with prefect_server(tmp_path, scheduler=True) as env:
+        yield env
 
 
 def prefect(env, *args, timeout=300) -> str:
@@ -119,3 +134,38 @@ def test_deployments_run_on_a_real_server_with_a_process_worker(server, tmp_path
         assert warehouse.table_counts(con)["scores"] > 0
     champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
     assert champion.version == 1 and champion.threshold > 0
+
+
+def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_path, config_writer, small_spec):
+    config_path = config_writer(tmp_path / "home", extra="[streams.pumps.schedule]\ningest_every_s = 3\n")
+    config = load_config(config_path)
+    write_inbox(config, small_spec)
+    log = open(tmp_path / "serve.log", "w")
+    process = subprocess.Popen([str(BIN / "aemon"), "serve", "--config", str(config_path)], env=scheduling_server,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((config.lake_root / "pumps").glob("date=*/part-*.parquet")):
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(1)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+    served = flow_run_states(scheduling_server)
+    assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
+    assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
+    assert "COMPLETED" in {state for _, state in served["runs"]}, served["runs"]
+
+
+def test_aemon_serve_without_a_server_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    result = subprocess.run([str(BIN / "aemon"), "serve"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "aemon serve needs a Prefect server" in result.stderr

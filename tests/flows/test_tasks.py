@@ -30,3 +30,34 @@ def test_io_tasks_retry_transient_failures_but_not_domain_errors(prefect_harness
 
     assert both() == "read"
     assert attempts == {"domain": 1, "io": 3}
+
+
+def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home, prefect_harness, small_stream):
+    import subprocess
+    import sys
+
+    from flows.config import load_config
+    from flows.ingest import ingest_readings
+    from monitoring import warehouse
+
+    home, config_path = aemon_home
+    config = load_config(config_path)
+    inbox = config.inbox("pumps")
+    inbox.mkdir(parents=True)
+    small_stream.readings.head(1000).to_csv(inbox / "part.csv", index=False)
+    with warehouse.connect(config.db_path):
+        pass
+    # Another process opens the warehouse for writing and keeps it for 3 seconds.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, sys, time; c = duckdb.connect({str(config.db_path)!r}); print('locked', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        results = ingest_readings("pumps", config_path=str(config_path))
+    finally:
+        holder.wait(timeout=30)
+    assert [r["status"] for r in results] == ["ok"]
+    with warehouse.connect(config.db_path) as con:
+        assert warehouse.count_readings(con, "pumps") == 1000

@@ -1,0 +1,41 @@
+"""`aemon serve`: every configured stream's ingest, score and train flows on their
+schedules, in this one process (Prefect's `serve`). The single-machine alternative to
+`prefect deploy` + a worker; it needs a Prefect API whose scheduler runs (a `prefect
+server`, or Prefect Cloud) named by PREFECT_API_URL.
+"""
+from __future__ import annotations
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron, Interval
+
+from flows.config import AemonConfig
+from flows.ingest import ingest_readings
+from flows.score import score_stream
+from flows.train import train_detectors
+
+
+def stream_deployments(config: AemonConfig, config_path: str | None = None) -> list[RunnerDeployment]:
+    deployments = []
+    for stream, settings in sorted(config.streams.items()):
+        params = {"stream": stream, "config_path": config_path}
+        plan = settings.schedule
+        deployments += [
+            ingest_readings.to_deployment(
+                name=f"{stream}-ingest", parameters=params, concurrency_limit=1,
+                schedules=[Interval(plan.ingest_every_s, timezone=plan.timezone)],
+            ),
+            score_stream.to_deployment(
+                name=f"{stream}-score", parameters=params, concurrency_limit=1,
+                schedules=[Interval(plan.score_every_s, timezone=plan.timezone)],
+            ),
+            train_detectors.to_deployment(
+                name=f"{stream}-train", parameters=params, concurrency_limit=1,
+                schedules=[Cron(plan.train_cron, timezone=plan.timezone)],
+            ),
+        ]
+    return deployments
+
+
+def serve_streams(config: AemonConfig, config_path: str | None = None) -> None:
+    serve(*stream_deployments(config, config_path))
