@@ -145,10 +145,13 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while not list((config.lake_root / "pumps").glob("date=*/part-*.parquet")):
+        while True:  # until a scheduled ingest run has completed
+            served = flow_run_states(scheduling_server)
+            if "COMPLETED" in {state for _, state in served["runs"]}:
+                break
             assert process.poll() is None, (tmp_path / "serve.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(1)
+            time.sleep(2)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -156,10 +159,11 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
-    served = flow_run_states(scheduling_server)
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
-    assert "COMPLETED" in {state for _, state in served["runs"]}, served["runs"]
+    assert list((config.lake_root / "pumps").glob("date=*/part-*.parquet"))
+    with warehouse.connect(config.db_path) as con:
+        assert warehouse.count_readings(con, "pumps") == 2 * 4 * 1440
 
 
 def test_aemon_serve_without_a_server_says_what_to_do(tmp_path):
