@@ -77,13 +77,14 @@ def ingest(
     quiet_libraries()
 
     results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
+    if not results:
+        console.print(f"no files in {cfg.inbox(stream)}")
+        return
     table = Table("file", "status", "rows in", "accepted", "note", title=f"ingest {stream}")
     for r in results:
         table.add_row(Path(r["file"]).name, r["status"], str(r["rows_in"]), str(r["rows_accepted"]), r["error"] or "")
     console.print(table)
     rejected = [r for r in results if r["status"] == "rejected"]
-    if not results:
-        console.print(f"no files in {cfg.inbox(stream)}")
     if rejected:
         fail(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}", code=1)
 
