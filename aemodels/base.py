@@ -101,14 +101,23 @@ class BaseDetector:
         """(b, L, C) float32 -> (b, L, C) float64 residual x - x_hat."""
         return X.astype(np.float64) - self._reconstruct_batch(X).astype(np.float64)
 
+    @staticmethod
+    def _signed_sensor_errors(residual: np.ndarray) -> np.ndarray:
+        mse = np.mean(residual ** 2, axis=1)  # (b, L, C) -> (b, C)
+        sign = np.where(np.mean(residual, axis=1) >= 0, 1.0, -1.0)  # (b, L, C) -> (b, C)
+        return sign * mse
+
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
         return np.mean(self._residual_batch(X) ** 2, axis=(1, 2))  # (b, L, C) -> (b,)
 
     def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
+        return self._signed_sensor_errors(self._residual_batch(X))
+
+    def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
+        """(b, 1 + C): the score, then the signed contributions, from one network pass.
+        A detector whose score is not the reconstruction MSE overrides this with _score_batch."""
         residual = self._residual_batch(X)
-        mse = np.mean(residual ** 2, axis=1)  # (b, L, C) -> (b, C)
-        sign = np.where(np.mean(residual, axis=1) >= 0, 1.0, -1.0)  # (b, L, C) -> (b, C)
-        return sign * mse
+        return np.column_stack([np.mean(residual ** 2, axis=(1, 2)), self._signed_sensor_errors(residual)])
 
     # -- validation --------------------------------------------------------------------
 
@@ -217,6 +226,12 @@ class BaseDetector:
         """
         X = self._check_input(X)
         return self._map_batches(X, self._contributions_batch, np.empty((0, self.n_features_in_)))
+
+    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """score(X) and contributions(X) together, at the cost of one pass (what scoring needs)."""
+        X = self._check_input(X)
+        both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)))
+        return both[:, 0], both[:, 1:]
 
     # -- persistence -------------------------------------------------------------------
 

@@ -54,6 +54,10 @@ def make_training_set(
         raise WindowError(f"val_fraction={val_fraction}, must be between 0 and 1")
     if train_stride is not None:
         spec = replace(spec, stride=train_stride)
+    missing = [c for c in ["timestamp", "asset", *sensors, *label_columns] if c not in frame.columns]
+    if missing:
+        raise WindowError(f"readings lack columns {missing} that the stream configuration names; "
+                          f"they have {list(frame.columns)}")
     frame = frame.sort_values(["asset", "timestamp"])
     if start is not None:
         frame = frame[frame["timestamp"] >= pd.Timestamp(start)]

@@ -24,13 +24,8 @@ from monitoring.errors import MonitoringError
 def retry_transient(task, task_run, state) -> bool:
     """Retry I/O failures (a locked file, a busy tracking server), not domain errors such as
     a stream without readings or a missing model: those fail the same way every time."""
-    try:
-        state.result()
-    except (FeaturesError, MonitoringError):
-        return False
-    except Exception:
-        return True
-    return False
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, Exception) and not isinstance(error, (FeaturesError, MonitoringError))
 
 
 io_task = partial(

@@ -55,8 +55,7 @@ class ModelBundle:
         windows = window_frame(readings, self.sensors, self.spec)
         if len(windows) == 0:
             return _empty_result(self.sensors)
-        scores = self.detector.score(windows.X)
-        contrib = self.detector.contributions(windows.X)  # (n_windows, n_sensors), signed
+        scores, contrib = self.detector.score_with_contributions(windows.X)  # (n,), (n, n_sensors) signed
         order = np.argsort(-np.abs(contrib), axis=1)[:, :N_TOP_SENSORS]
         names = np.asarray(self.sensors, dtype=object)
         threshold = self.threshold

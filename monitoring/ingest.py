@@ -54,11 +54,11 @@ def ingest_file(
     digest = file_digest(path)
     batch_id = digest[:16]
     with warehouse.connect(db_path) as con:
-        seen = warehouse.batch_status(con, stream, digest)
+        seen, attempts = warehouse.batch_status(con, stream, digest)
     if seen == "ok" or (seen == "rejected" and not retry_rejected):
         return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
     if seen == "rejected":
-        batch_id = f"{batch_id}-retry{_retry_suffix(db_path, stream, digest)}"
+        batch_id = f"{batch_id}-retry{attempts}"
     try:
         frame = read_readings(path, schema)
     except FeaturesError as exc:
@@ -71,13 +71,6 @@ def ingest_file(
         if result.status == "ok":
             warehouse.refresh_view(con, stream, lake_root)
     return result
-
-
-def _retry_suffix(db_path: Path, stream: str, digest: str) -> int:
-    with warehouse.connect(db_path) as con:
-        return warehouse.scalar(
-            con, "SELECT count(*) FROM ingest_batches WHERE stream = ? AND file_hash = ?", [stream, digest]
-        )
 
 
 def _count_rows(path: Path) -> int:

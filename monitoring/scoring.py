@@ -15,6 +15,7 @@ import pandas as pd
 
 from features.windows import WindowSpec
 from monitoring import warehouse
+from monitoring.errors import BundleInputError
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def score_stream(
             readings = warehouse.read_readings(con, stream, asset=asset, after=after)
         if len(readings) < spec.size:
             continue
+        missing = [c for c in input_columns if c not in readings.columns]
+        if missing:
+            raise BundleInputError(
+                f"the lake of stream '{stream}' lacks columns {missing} that model {model_name} v{model_version} "
+                f"needs; it has {list(readings.columns)}"
+            )
         scored = predict(readings[input_columns])
         if mark is not None:
             scored = scored[scored["window_end"] > mark]

@@ -127,13 +127,14 @@ def has_view(con: duckdb.DuckDBPyConnection, stream: str) -> bool:
     return bool(scalar(con, "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'lake' AND view_name = ?", [stream]))
 
 
-def batch_status(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) -> str | None:
-    """Status of the latest batch of this content for the stream, or None when never seen."""
+def batch_status(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) -> tuple[str | None, int]:
+    """(status of the latest batch of this content for the stream or None, number of batches of it)."""
     rows = con.execute(
-        "SELECT status FROM ingest_batches WHERE stream = ? AND file_hash = ? ORDER BY ingested_at DESC LIMIT 1",
+        "SELECT status, count(*) OVER () FROM ingest_batches WHERE stream = ? AND file_hash = ? "
+        "ORDER BY ingested_at DESC LIMIT 1",
         [stream, file_hash],
     ).fetchall()
-    return rows[0][0] if rows else None
+    return (rows[0][0], int(rows[0][1])) if rows else (None, 0)
 
 
 def record_batch(con: duckdb.DuckDBPyConnection, batch: dict) -> None:
@@ -206,6 +207,7 @@ def write_window_results(
     frame["model_name"] = model_name
     frame["model_version"] = int(model_version)
     con.execute("BEGIN TRANSACTION")
+    committed = False
     try:
         con.register("new_windows", frame)
         n_scores = scalar(con, 
@@ -228,9 +230,10 @@ def write_window_results(
         )
         con.unregister("new_windows")
         con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        committed = True
+    finally:
+        if not committed:  # any error: undo the partial write, the error itself goes on
+            con.execute("ROLLBACK")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
 
 

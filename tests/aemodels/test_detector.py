@@ -250,3 +250,18 @@ def test_inference_rejects_nan(fitted, windows):
 def test_fit_rejects_bad_hyperparameters(windows, kwargs, message):
     with pytest.raises(ValueError, match=message):
         AutoencoderDetector(**{**FAST, **kwargs}).fit(windows["train"])
+
+
+def test_score_with_contributions_equals_the_two_calls(fitted_for_combined):
+    detector, X = fitted_for_combined
+    scores, contrib = detector.score_with_contributions(X)
+    np.testing.assert_array_equal(scores, detector.score(X))
+    np.testing.assert_array_equal(contrib, detector.contributions(X))
+    with pytest.raises(NotFittedError):
+        AutoencoderDetector().score_with_contributions(X)
+
+
+@pytest.fixture(scope="module")
+def fitted_for_combined():
+    X = np.random.default_rng(1).normal(size=(40, 6, 3)).astype(np.float32)
+    return AutoencoderDetector(hidden=(8,), latent=2, epochs=2, n_threads=1).fit(X[:30], X[30:]), X[30:]

@@ -113,8 +113,13 @@ def test_divergence_raises_named_error(make_windows):
         train_autoencoder(build(X.shape[1]), X, None, TrainConfig(n_threads=1, epochs=2, grad_clip=0.0, learning_rate=10.0))
 
 
-def test_cuda_requested_without_cuda():
-    if torch.cuda.is_available():
-        pytest.skip("CUDA is available here")
-    with pytest.raises(ValueError, match="CUDA is not available"):
-        train_autoencoder(build(4), np.zeros((4, 4), np.float32), None, TrainConfig(n_threads=1, epochs=1, device="cuda"))
+def test_cuda_device_trains_there_or_is_refused_by_name():
+    X = np.zeros((4, 4), np.float32)
+    config = TrainConfig(n_threads=1, epochs=1, device="cuda")
+    if torch.cuda.is_available():  # on a GPU machine: trains there, model back on its own device
+        model = build(4)
+        train_autoencoder(model, X, None, config)
+        assert next(model.parameters()).device.type == "cpu"
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train_autoencoder(build(4), X, None, config)

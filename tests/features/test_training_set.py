@@ -37,3 +37,8 @@ def test_range_limits_and_too_little_data_is_explained(small_stream):
     assert data.val.end.max() <= np.datetime64(end)
     with pytest.raises(WindowError, match="training windows of normal data"):
         make_training_set(frame.head(100), list(SENSORS), SPEC)
+
+
+def test_a_configured_column_missing_from_the_lake_is_named(small_stream):
+    with pytest.raises(WindowError, match=r"readings lack columns \['oil_level'\]"):
+        make_training_set(small_stream.readings, [*SENSORS, "oil_level"], SPEC)

@@ -31,6 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(process: subprocess.Popen, sig: int, timeout: float = 60) -> None:
+    """Signal a process group started with start_new_session; kill it if it lingers."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
 @contextlib.contextmanager
 def prefect_server(tmp_path, scheduler: bool):
     """A `prefect server` on a free port of 127.0.0.1; yields the environment that points at it."""
@@ -60,11 +70,7 @@ def prefect_server(tmp_path, scheduler: bool):
                 time.sleep(0.5)
         yield {**env, "PREFECT_API_URL": api}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process, signal.SIGTERM)
         log.close()
 
 
@@ -153,11 +159,7 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(2)
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process, signal.SIGINT)
         log.close()
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0

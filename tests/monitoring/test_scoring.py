@@ -60,3 +60,14 @@ def test_two_incremental_runs_equal_one_full_run(tmp_path, small_stream, bundle)
     pd.testing.assert_frame_equal(a[0], b[0])
     pd.testing.assert_frame_equal(a[1], b[1])
     assert a[2] == b[2]
+
+
+def test_a_lake_without_a_model_sensor_is_refused_with_the_difference(tmp_path, small_stream, bundle):
+    from monitoring.errors import BundleInputError
+
+    narrow = StreamSchema(sensors=tuple(s for s in SENSORS if s != "flow_rate"), label_columns=("label",))
+    small_stream.readings.drop(columns=["flow_rate"]).to_csv(tmp_path / "old.csv", index=False)
+    db = tmp_path / "w.duckdb"
+    ingest_file(db, tmp_path / "lake", "pumps", narrow, tmp_path / "old.csv")
+    with pytest.raises(BundleInputError, match=r"lacks columns \['flow_rate'\] that model pumps-detector v1 needs"):
+        run(db, bundle)
