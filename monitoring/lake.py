@@ -18,21 +18,40 @@ def stream_root(lake_root: Path, stream: str) -> Path:
     return Path(lake_root) / stream
 
 
-def write_parts(frame: pd.DataFrame, lake_root: Path, stream: str, batch_id: str) -> list[Path]:
-    """Write a normalised readings frame as one Parquet part per date; return the paths."""
+def stage_parts(frame: pd.DataFrame, lake_root: Path, stream: str, batch_id: str, seq: int) -> list[tuple[Path, Path]]:
+    """Write a readings frame as hidden temporary Parquet parts, one per date, in their final
+    folders; return (temporary, final) pairs for `commit_parts` or `abort_parts`. Views never
+    see a staged part: they read `part-*.parquet` only."""
     root = stream_root(lake_root, stream)
-    paths = []
+    staged = []
     dates = frame["timestamp"].dt.strftime("%Y-%m-%d")
     for date, part in frame.groupby(dates, sort=True):
         folder = root / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"part-{batch_id}.parquet"
-        tmp = folder / f".part-{batch_id}.parquet.tmp-{os.getpid()}"
+        name = f"part-{batch_id}-{seq:05d}.parquet"
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
         table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
         pq.write_table(table, tmp)
+        staged.append((tmp, folder / name))
+    return staged
+
+
+def commit_parts(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Rename staged parts into place (atomic per part). Part names derive from the content
+    hash, so committing the same file again replaces its parts, never adds to them."""
+    for tmp, final in staged:
         os.replace(tmp, final)
-        paths.append(final)
-    return paths
+    return [final for _, final in staged]
+
+
+def abort_parts(staged: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parts(frame: pd.DataFrame, lake_root: Path, stream: str, batch_id: str) -> list[Path]:
+    """Write a readings frame as one Parquet part per date; return the paths."""
+    return commit_parts(stage_parts(frame, lake_root, stream, batch_id, 0))
 
 
 def has_parts(lake_root: Path, stream: str) -> bool:
