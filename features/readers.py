@@ -60,6 +60,7 @@ class StreamSchema:
     value_column: str = "value"  # long layout only
     column_aliases: tuple[tuple[str, str], ...] = ()  # (name in the file, name in the stream)
     duplicates: str = "first"  # which of rows sharing (asset, timestamp) is kept
+    labels_optional: bool = False  # a file without the label columns is unlabelled (labels 0)
 
     def __post_init__(self):
         if not self.sensors and not self.all_numeric:
@@ -197,6 +198,8 @@ def check_columns(path: Path, columns: list[str], schema: StreamSchema) -> None:
     named = [c for c in columns if c]  # a trailing delimiter leaves one unnamed empty column
     expected = schema.source_columns
     missing = [c for c in expected if c not in named]
+    if schema.labels_optional:
+        missing = [c for c in missing if c not in schema.label_columns]
     unexpected = [c for c in named if c not in expected]
     dupes = sorted({c for c in named if named.count(c) > 1})
     if missing or unexpected or dupes or len(columns) - len(named) > 1:

@@ -154,6 +154,9 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
         flag(~np.isfinite(arr), name, lambda i, c=name, a=arr: f"column '{c}': value {a[i]} is not finite")
         out[name] = values
     for name in schema.label_columns:
+        if name not in raw.columns:  # schema.labels_optional: an unlabelled file
+            out[name] = 0.0
+            continue
         values = _numbers(raw[name])
         present = raw[name].notna().to_numpy().copy()
         if _is_text(raw[name]):
