@@ -317,15 +317,18 @@ def _drop_unnamed(table: pa.Table) -> pa.Table:
     return table.drop_columns([c for c in table.column_names if c.startswith("_unnamed_")])
 
 
-def read_raw_lines(path: Path, skip_bytes: int = 0, batch: int = 50_000) -> Iterator[list[str]]:
+def read_raw_lines(path: Path, batch: int = 50_000) -> Iterator[list[str]]:
     """The data lines of a text file (header and blank lines left out), decoded with
-    replacement characters: what goes to quarantine when the file itself is rejected."""
+    replacement characters (UTF-16 when the file starts with its byte-order mark, else
+    UTF-8): what goes to quarantine when the file itself is rejected."""
     with open(path, "rb") as fh:
-        fh.seek(skip_bytes)
+        bom = fh.read(2)
+    encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    with open(path, "r", encoding=encoding, errors="replace", newline="") as fh:
         fh.readline()
         lines: list[str] = []
         for line in fh:
-            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+            text = line.rstrip("\r\n")
             if text.strip():
                 lines.append(text)
             if len(lines) >= batch:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import SchemaError
-from features.readers import (PARQUET_SUFFIXES, SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file_digest,
+from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file_digest,
                               inspect_file, read_chunks, read_raw_lines)
 from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, validate_chunk
 from monitoring import lake, warehouse
@@ -256,7 +256,7 @@ def _raw_rows(path: Path):
     """(first data row number, raw rows) batches of a file that is rejected whole."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    if head == b"PAR1" or path.suffix.lower() in PARQUET_SUFFIXES:
+    if head == b"PAR1":
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError):
@@ -269,8 +269,9 @@ def _raw_rows(path: Path):
             first += len(records)
         return
     with open(path, "rb") as fh:
-        if b"\x00" in fh.read(64 * 1024):
-            return  # binary: there are no rows to keep
+        head = fh.read(64 * 1024)
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # binary: there are no rows to keep
     first = 1
     for lines in read_raw_lines(path):
         yield first, lines
