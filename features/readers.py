@@ -132,6 +132,7 @@ class SourceFile:
     raw_columns: list[str]  # names as written in the file
     delimiter: str = ","
     skip_bytes: int = 0  # a UTF-8 byte-order mark
+    line_bytes: float = 100.0  # average length of the first lines, to size read blocks
 
 
 def inspect_file(path: str | Path, schema: StreamSchema) -> tuple[SourceFile, StreamSchema]:
@@ -190,7 +191,8 @@ def _inspect_csv(path: Path, head: bytes, aliases: dict) -> SourceFile:
         )
     raw = [c.strip() for c in header]
     columns = [aliases.get(c, c) for c in raw]
-    return SourceFile(path, "csv", columns, header, delimiter, skip)
+    line_bytes = len(text.encode("utf-8")) / max(len(text.splitlines()), 1)
+    return SourceFile(path, "csv", columns, header, delimiter, skip, line_bytes)
 
 
 def check_columns(path: Path, columns: list[str], schema: StreamSchema) -> None:
@@ -254,14 +256,20 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             quoted_strings_can_be_null=False,
         )
         blank = _blank_lines(source)
-    invalid: list = []
+    invalid: list = []  # lines with the wrong number of fields, not yet reported in a chunk
+    skipped_lines: list = []  # every such line so far: later rows are numbered around them
 
     def on_invalid(row) -> str:
-        invalid.append((row.number - 1 if row.number is not None else None, row.text, row.actual_columns))
+        number = row.number - 1 if row.number is not None else None
+        invalid.append((number, row.text, row.actual_columns))
+        if number is not None:
+            skipped_lines.append(number)
         return "skip"
 
-    # The text read is single-threaded so that lines reach the handler in order.
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=16 << 20, use_threads=mode == "typed")
+    # The text read is single-threaded so that lines reach the handler in order. Blocks hold
+    # about `chunk_rows` lines, so memory follows chunk_rows, not the file's size.
+    block = int(min(64 << 20, max(1 << 16, chunk_rows * source.line_bytes)))
+    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block, use_threads=mode == "typed")
     parse = pacsv.ParseOptions(delimiter=source.delimiter, ignore_empty_lines=True, invalid_row_handler=on_invalid)
     next_row = 1  # data row number of the next line not yet accounted for
     with open(source.path, "rb") as fh:
@@ -270,23 +278,28 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
         pending: list[pa.RecordBatch] = []
         n_pending = 0
 
-        def flush():
-            nonlocal next_row, invalid
+        def flush() -> Chunk:
+            nonlocal next_row, n_pending
             table = _drop_unnamed(pa.Table.from_batches(pending, schema=reader.schema))
-            skipped = np.union1d(blank, [r for r, _, _ in invalid if r is not None]).astype(np.int64)
+            skipped = np.union1d(blank, skipped_lines).astype(np.int64)
             rows = _row_numbers(next_row, table.num_rows, skipped)
-            chunk = Chunk(table, rows, invalid)
+            chunk = Chunk(table, rows, list(invalid))
             if table.num_rows:
                 next_row = int(rows[-1]) + 1
-            invalid = []
+            invalid.clear()
+            pending.clear()
+            n_pending = 0
             return chunk
 
         for batch in reader:
-            pending.append(batch)
-            n_pending += batch.num_rows
-            if n_pending >= chunk_rows:
-                yield flush()
-                pending, n_pending = [], 0
+            offset = 0
+            while offset < batch.num_rows:
+                take = min(batch.num_rows - offset, chunk_rows - n_pending)
+                pending.append(batch.slice(offset, take))
+                n_pending += take
+                offset += take
+                if n_pending >= chunk_rows:
+                    yield flush()
         if pending or invalid:
             yield flush()
 
