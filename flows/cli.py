@@ -96,12 +96,12 @@ def report_batches(title: str, results: list[dict]) -> None:
     n_quarantined = sum(r["rows_quarantined"] for r in results if r["status"] == "ok")
     if rejected or n_quarantined:
         parts = []
-        if rejected:
-            parts.append(f"{len(rejected)} of {len(results)} files rejected (first: {rejected[0]['error']})")
         if n_quarantined:
             files = sum(1 for r in results if r["status"] == "ok" and r["rows_quarantined"])
-            parts.append(f"{n_quarantined} rows of {files} accepted files quarantined")
-        fail("; ".join(parts) + "; see `aemon sql \"SELECT file, row_number, reason FROM quarantine\"`", code=1)
+            parts.append(f"{n_quarantined} rows of {files} accepted files quarantined (see the quarantine table)")
+        if rejected:
+            parts.append(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}")
+        fail("; ".join(parts), code=1)
 
 
 def _batch_note(r: dict) -> str:

@@ -146,6 +146,18 @@ class StreamSettings(Settings):
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_columns(cls, data):
+        """TOML has no null: an empty string unsets a column. A fixed asset_id replaces the
+        default asset column unless one is named explicitly."""
+        if isinstance(data, dict):
+            data = {k: (None if k in ("timestamp_column", "asset_column", "asset_id") and v == "" else v)
+                    for k, v in data.items()}
+            if data.get("asset_id") is not None and "asset_column" not in data:
+                data["asset_column"] = None
+        return data
+
     @model_validator(mode="after")
     def _one_asset_source(self):
         if (self.asset_column is None) == (self.asset_id is None):
