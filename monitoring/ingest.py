@@ -14,8 +14,10 @@ failure every few minutes.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -155,7 +157,7 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
     ranges = warehouse.asset_time_ranges(con, stream)
     marks = warehouse.get_watermarks(con, stream)
     state = FileState(next_record_time=_next_record_time(ranges))
-    staged: list[tuple[Path, Path]] = []
+    writer = PartWriter(lake_root, stream, base.batch_id)
     counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0, "late": 0}
     late_ranges: dict[str, list] = {}
     committed = False
@@ -165,7 +167,7 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
                 raise RetryAsText
             before = dict(state.last_seen)
             result = validate_chunk(chunk, schema, state, source.path)
-            result = _drop_known(con, result, stream, ranges, before, [tmp for tmp, _ in staged])
+            result = _drop_known(con, result, stream, ranges, before, lambda: writer.staged_paths)
             if mode == "typed" and len(result.quarantine):
                 raise RetryAsText
             accepted = result.accepted.drop(columns="_row")
@@ -173,7 +175,7 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
                 accepted["label"] = label_intervals(accepted, labels)
             _note_late(accepted, marks, late_ranges)
             if len(accepted):
-                staged += lake.stage_parts(accepted, lake_root, stream, base.batch_id, seq)
+                writer.submit(accepted, seq)
             warehouse.write_quarantine(con, stream, base.batch_id, base.file, result.quarantine)
             counts["in"] += result.n_in
             counts["accepted"] += result.n_accepted
@@ -181,11 +183,11 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
             counts["duplicate"] += result.n_duplicates
         if counts["in"] == 0:
             raise SchemaError(f"{source.path}: file has a header but no rows")
-        lake.commit_parts(staged)
+        lake.commit_parts(writer.finish())
         committed = True
     finally:
         if not committed:
-            lake.abort_parts(staged)
+            writer.abort()
     n_late = 0
     for asset, (start, end, n) in ((a, v) for a, v in late_ranges.items()):
         warehouse.add_rescore_range(con, stream, asset, start, end, base.batch_id)
@@ -193,6 +195,47 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
     return replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
                    rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                    rows_out_of_order=state.n_out_of_order, rows_late=n_late)
+
+
+class PartWriter:
+    """Stages a file's lake parts on a background thread, so Parquet encoding of one chunk
+    overlaps reading and validating the next (pyarrow releases the GIL in both)."""
+
+    def __init__(self, lake_root: Path, stream: str, batch_id: str):
+        self.args = (lake_root, stream, batch_id)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-parts")
+        self.pending: list[Future] = []
+        self.staged: list[tuple[Path, Path]] = []
+
+    def submit(self, frame: pd.DataFrame, seq: int) -> None:
+        self.pending.append(self.pool.submit(lake.stage_parts, frame, *self.args, seq))
+
+    def _drain(self) -> None:
+        pending, self.pending = self.pending, []
+        wait(pending)
+        for future in pending:  # keep every part that was written, so abort() can remove it
+            if future.exception() is None:
+                self.staged += future.result()
+        for future in pending:
+            future.result()  # the first write error, if any, goes on
+
+    @property
+    def staged_paths(self) -> list[Path]:
+        """Temporary paths of the parts staged so far (waits for the writes in flight)."""
+        self._drain()
+        return [tmp for tmp, _ in self.staged]
+
+    def finish(self) -> list[tuple[Path, Path]]:
+        self._drain()
+        self.pool.shutdown()
+        return self.staged
+
+    def abort(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self.pool.shutdown()
+            lake.abort_parts(self.staged)
 
 
 def _next_record_time(ranges: dict) -> pd.Timestamp:
@@ -203,12 +246,16 @@ def _next_record_time(ranges: dict) -> pd.Timestamp:
     return now if last is None or last < now else last + pd.Timedelta(microseconds=1)
 
 
-def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dict, staged: list[Path]) -> ChunkResult:
+def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dict,
+                staged: Callable[[], list[Path]]) -> ChunkResult:
     """Quarantine accepted rows whose (asset, timestamp) is already in the lake or in an
     earlier chunk of this file: a reading is stored once."""
     frame = result.accepted
     if frame.empty:
         return result
+    ts_min = frame["timestamp"].min()
+    if not ranges and (not before or ts_min > max(before.values())):
+        return result  # nothing stored yet at or after these times: no lookup needed
     mask = np.zeros(len(frame), dtype=bool)
     reasons = np.full(len(frame), None, dtype=object)
     for asset, idx in frame.groupby("asset", sort=False).indices.items():
@@ -216,10 +263,10 @@ def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dic
         checks = []
         if asset in ranges:
             checks.append((stream, *ranges[asset], "is already in the lake"))
-        if asset in before and staged:
-            checks.append((staged, ts.min(), before[asset], "is already in an earlier part of this file"))
+        if asset in before and ts.min() <= before[asset]:
+            checks.append((staged(), ts.min(), before[asset], "is already in an earlier part of this file"))
         for source, lo, hi, what in checks:
-            if ts.max() < lo or ts.min() > hi:
+            if ts.max() < lo or ts.min() > hi or (isinstance(source, list) and not source):
                 continue
             known = warehouse.existing_times(con, source, asset, max(ts.min(), lo), min(ts.max(), hi))
             hit = ts.isin(known).to_numpy() & ~mask[idx]
@@ -231,6 +278,8 @@ def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dic
 
 def _note_late(frame: pd.DataFrame, marks: dict, late: dict) -> None:
     """Accepted rows at or before an asset's scoring watermark: scoring must revisit them."""
+    if not marks:
+        return
     for asset, ts in frame.groupby("asset", sort=False)["timestamp"]:
         mark = marks.get(asset)
         if mark is None:

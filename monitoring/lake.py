@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,16 +25,30 @@ def stage_parts(frame: pd.DataFrame, lake_root: Path, stream: str, batch_id: str
     see a staged part: they read `part-*.parquet` only."""
     root = stream_root(lake_root, stream)
     staged = []
-    dates = frame["timestamp"].dt.strftime("%Y-%m-%d")
-    for date, part in frame.groupby(dates, sort=True):
+    for date, part in _by_date(frame):
         folder = root / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{batch_id}-{seq:05d}.parquet"
         tmp = folder / f".{name}.tmp-{os.getpid()}"
         table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
-        pq.write_table(table, tmp)
+        # dictionary encoding pays off for the asset id, not for float readings
+        pq.write_table(table, tmp, use_dictionary=["asset"])
         staged.append((tmp, folder / name))
     return staged
+
+
+def _by_date(frame: pd.DataFrame):
+    """(YYYY-MM-DD, rows of that date) of a readings frame; contiguous slices when the
+    frame is in time order (the usual case), a group-by otherwise."""
+    days = frame["timestamp"].to_numpy().astype("datetime64[D]")
+    if len(days) and np.all(days[1:] >= days[:-1]):
+        unique, first = np.unique(days, return_index=True)
+        bounds = [*first, len(days)]
+        for i, day in enumerate(unique):
+            yield str(day), frame.iloc[bounds[i]: bounds[i + 1]]
+        return
+    for day, part in frame.groupby(days, sort=True):
+        yield str(np.datetime64(day, "D")), part
 
 
 def commit_parts(staged: list[tuple[Path, Path]]) -> list[Path]:
