@@ -30,7 +30,7 @@ from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file
 from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, validate_chunk
 from monitoring import lake, warehouse
 
-CHUNK_ROWS = 1 << 20
+CHUNK_ROWS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,10 @@ class PartWriter:
         self.staged: list[tuple[Path, Path]] = []
 
     def submit(self, frame: pd.DataFrame, seq: int) -> None:
+        # one chunk being written while the next is read: memory stays at about two chunks
+        while len(self.pending) >= 1:
+            done = self.pending.pop(0)
+            self.staged += done.result()
         self.pending.append(self.pool.submit(lake.stage_parts, frame, *self.args, seq))
 
     def _drain(self) -> None:
