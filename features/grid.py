@@ -15,7 +15,6 @@ the samples sit on a grid, so before windows are cut each asset is aligned:
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def is_regular(t_ns: np.ndarray, interval_s: float) -> bool:

@@ -52,13 +52,15 @@ def _is_text(series: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(series) or series.dtype == object
 
 
+def raw_json(record: dict) -> str:
+    """A row's fields as JSON text, every value as written (missing values as null): the
+    raw content kept with a quarantined row."""
+    return json.dumps({k: (None if _missing(v) else str(v)) for k, v in record.items()}, ensure_ascii=False)
+
+
 def _raw_records(raw: pd.DataFrame, positions: np.ndarray) -> list[str]:
-    """JSON of the fields of some rows, as read (text stays text)."""
-    part = raw.iloc[positions]
-    out = []
-    for record in part.to_dict(orient="records"):
-        out.append(json.dumps({k: (None if _missing(v) else str(v)) for k, v in record.items()}, ensure_ascii=False))
-    return out
+    """Raw content of some rows of a chunk."""
+    return [raw_json(record) for record in raw.iloc[positions].to_dict(orient="records")]
 
 
 def _missing(value) -> bool:
@@ -365,8 +367,7 @@ def move_to_quarantine(result: ChunkResult, mask: np.ndarray, reasons: list[str]
     if not mask.any():
         return result
     moved = result.accepted[mask]
-    raw = [json.dumps({k: (None if _missing(v) else str(v)) for k, v in rec.items()}, ensure_ascii=False)
-           for rec in moved.drop(columns="_row").to_dict(orient="records")]
+    raw = [raw_json(rec) for rec in moved.drop(columns="_row").to_dict(orient="records")]
     extra = pd.DataFrame({"row": moved["_row"].to_numpy(np.int64), "column": "timestamp", "reason": reasons, "raw": raw})
     quarantine = pd.concat([result.quarantine, extra], ignore_index=True).sort_values("row").reset_index(drop=True)
     return ChunkResult(result.accepted[~mask].reset_index(drop=True), quarantine, result.n_in,

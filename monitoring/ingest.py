@@ -13,7 +13,6 @@ failure every few minutes.
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,8 @@ import pyarrow.parquet as pq
 from features.errors import SchemaError
 from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file_digest,
                               inspect_file, read_chunks, read_raw_lines)
-from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, validate_chunk
+from features.validation import (ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json,
+                                 validate_chunk)
 from monitoring import lake, warehouse
 
 CHUNK_ROWS = 1 << 19
@@ -317,8 +317,7 @@ def _raw_rows(path: Path):
         first = 1
         for batch in pf.iter_batches(batch_size=50_000):
             records = batch.to_pylist()
-            yield first, [json.dumps({k: None if v is None else str(v) for k, v in r.items()}, ensure_ascii=False)
-                          for r in records]
+            yield first, [raw_json(r) for r in records]
             first += len(records)
         return
     with open(path, "rb") as fh:
