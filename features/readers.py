@@ -273,7 +273,8 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
     read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block, use_threads=mode == "typed")
     parse = pacsv.ParseOptions(delimiter=source.delimiter, ignore_empty_lines=True, invalid_row_handler=on_invalid)
     next_row = 1  # data row number of the next line not yet accounted for
-    with open(source.path, "rb") as fh:
+    # a native Arrow file: reads do not go through Python (and its lock)
+    with pa.OSFile(str(source.path), "rb") as fh:
         fh.seek(source.skip_bytes)
         reader = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
         pending: list[pa.RecordBatch] = []

@@ -162,7 +162,9 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
     late_ranges: dict[str, list] = {}
     committed = False
     try:
-        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
+        # A long file is pivoted whole: the rows of one (asset, timestamp) may lie anywhere in it.
+        rows_per_chunk = chunk_rows if schema.layout == "wide" else 1 << 62
+        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=rows_per_chunk)):
             if mode == "typed" and chunk.invalid:
                 raise RetryAsText
             before = dict(state.last_seen)

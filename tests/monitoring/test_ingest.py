@@ -223,3 +223,14 @@ def test_tabular_records_get_increasing_record_times(tmp_path):
     assert ingest_file(db, lake, "t", schema, tmp_path / "r2.csv").rows_accepted == 1
     frame = lake_of(db, "t")
     assert frame["a"].tolist() == [1.0, 3.0, 5.0] and frame["timestamp"].is_monotonic_increasing
+
+
+def test_a_long_file_is_pivoted_whole_even_with_small_chunks(tmp_path, small_stream):
+    frame = small_stream.readings.iloc[:300]
+    long = frame.melt(id_vars=["timestamp", "asset", "label"], value_vars=list(SENSORS), var_name="sensor",
+                      value_name="value").sample(frac=1.0, random_state=2)
+    long[["timestamp", "asset", "sensor", "value", "label"]].to_csv(tmp_path / "long.csv", index=False)
+    schema = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",), layout="long")
+    r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "pumps", schema, tmp_path / "long.csv", chunk_rows=100)
+    assert (r.rows_accepted, r.rows_quarantined) == (300 * len(SENSORS), 0)
+    assert len(lake_of(tmp_path / "w.duckdb")) == 300
