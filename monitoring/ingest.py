@@ -96,32 +96,49 @@ def ingest_file(
     schema = file_schema(schema, path, asset)
     digest = file_digest(path)
     batch_id = digest[:16]
+    problem = None
+    # The warehouse is opened briefly before and after the rows are read, never while:
+    # DuckDB admits one writing process, and a long file must not lock out a scoring run.
     with warehouse.connect(db_path) as con:
         seen, attempts = warehouse.batch_status(con, stream, digest)
         if seen == "ok" or (seen == "rejected" and not retry_rejected):
             return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
         if seen == "rejected":
             batch_id = f"{batch_id}-retry{attempts}"
-            warehouse.clear_quarantine_of(con, stream, digest)
-        base = BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "ok")
         try:
             source, resolved = inspect_file(path, schema)
             _check_lake_columns(con, stream, path, resolved, labels is not None)
         except SchemaError as exc:
-            result = _reject(con, base, path, str(exc))
+            problem = str(exc)
+        ranges = warehouse.asset_time_ranges(con, stream)
+        marks = warehouse.get_watermarks(con, stream)
+    base = BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "ok")
+    outcome = None
+    if problem is None:
+        modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
+        for mode in modes:
+            try:
+                outcome = _ingest_rows(db_path, base, source, resolved, lake_root, labels, mode, chunk_rows,
+                                       ranges, marks)
+                break
+            except RetryAsText:
+                continue
+            except (SchemaError, pa.ArrowInvalid) as exc:
+                if mode == "text":
+                    problem = _file_error(path, exc)
+    with warehouse.connect(db_path) as con:
+        if seen == "rejected":
+            warehouse.clear_quarantine_of(con, stream, digest)
+        if outcome is None:
+            result = _reject(con, base, path, problem)
         else:
-            modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
-            for mode in modes:
-                try:
-                    result = _ingest_rows(con, base, source, resolved, lake_root, labels, mode, chunk_rows)
-                    break
-                except RetryAsText:
-                    continue
-                except (SchemaError, pa.ArrowInvalid) as exc:
-                    if mode == "typed":
-                        continue
-                    con.execute("DELETE FROM quarantine WHERE batch_id = ?", [batch_id]).fetchall()
-                    result = _reject(con, base, path, _file_error(path, exc))
+            result, quarantined, late_ranges = outcome
+            try:
+                warehouse.load_quarantine(con, stream, batch_id, str(path), quarantined.path)
+            finally:
+                quarantined.discard()
+            for late_asset, (start, end, _) in late_ranges.items():
+                warehouse.add_rescore_range(con, stream, late_asset, start, end, batch_id)
         warehouse.record_batch(con, result.to_dict())
         if result.status == "ok":
             warehouse.refresh_view(con, stream, lake_root)
@@ -151,15 +168,16 @@ def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labe
         )
 
 
-def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
-                 labels: pd.DataFrame | None, mode: str, chunk_rows: int) -> BatchResult:
+def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
+                 labels: pd.DataFrame | None, mode: str, chunk_rows: int, ranges: dict, marks: dict):
+    """Read, validate and stage every row of a file; commit its lake parts when all went well.
+    Returns (batch result, staged quarantine, late ranges per asset)."""
     stream = base.stream
-    ranges = warehouse.asset_time_ranges(con, stream)
-    marks = warehouse.get_watermarks(con, stream)
     state = FileState(next_record_time=_next_record_time(ranges))
     writer = PartWriter(lake_root, stream, base.batch_id)
-    counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0, "late": 0}
-    late_ranges: dict[str, list] = {}
+    quarantined = lake.QuarantineStage(lake_root, stream, base.batch_id)
+    counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
+    late_ranges: dict[str, tuple] = {}
     committed = False
     try:
         # A long file is pivoted whole: the rows of one (asset, timestamp) may lie anywhere in it.
@@ -169,7 +187,7 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
                 raise RetryAsText
             before = dict(state.last_seen)
             result = validate_chunk(chunk, schema, state, source.path)
-            result = _drop_known(con, result, stream, ranges, before, lambda: writer.staged_paths)
+            result = _drop_known(db_path, result, stream, ranges, before, lambda: writer.staged_paths)
             if mode == "typed" and len(result.quarantine):
                 raise RetryAsText
             accepted = result.accepted.drop(columns="_row")
@@ -178,25 +196,24 @@ def _ingest_rows(con, base: BatchResult, source: SourceFile, schema: StreamSchem
             _note_late(accepted, marks, late_ranges)
             if len(accepted):
                 writer.submit(accepted, seq)
-            warehouse.write_quarantine(con, stream, base.batch_id, base.file, result.quarantine)
+            quarantined.add(result.quarantine)
             counts["in"] += result.n_in
             counts["accepted"] += result.n_accepted
             counts["quarantined"] += len(result.quarantine)
             counts["duplicate"] += result.n_duplicates
         if counts["in"] == 0:
             raise SchemaError(f"{source.path}: file has a header but no rows")
+        quarantined.close()
         lake.commit_parts(writer.finish())
         committed = True
     finally:
         if not committed:
             writer.abort()
-    n_late = 0
-    for asset, (start, end, n) in ((a, v) for a, v in late_ranges.items()):
-        warehouse.add_rescore_range(con, stream, asset, start, end, base.batch_id)
-        n_late += n
-    return replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
-                   rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
-                   rows_out_of_order=state.n_out_of_order, rows_late=n_late)
+            quarantined.discard()
+    result = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
+                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
+                     rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
+    return result, quarantined, late_ranges
 
 
 class PartWriter:
@@ -252,7 +269,7 @@ def _next_record_time(ranges: dict) -> pd.Timestamp:
     return now if last is None or last < now else last + pd.Timedelta(microseconds=1)
 
 
-def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dict,
+def _drop_known(db_path: Path, result: ChunkResult, stream: str, ranges: dict, before: dict,
                 staged: Callable[[], list[Path]]) -> ChunkResult:
     """Quarantine accepted rows whose (asset, timestamp) is already in the lake or in an
     earlier chunk of this file: a reading is stored once."""
@@ -274,7 +291,8 @@ def _drop_known(con, result: ChunkResult, stream: str, ranges: dict, before: dic
         for source, lo, hi, what in checks:
             if ts.max() < lo or ts.min() > hi or (isinstance(source, list) and not source):
                 continue
-            known = warehouse.existing_times(con, source, asset, max(ts.min(), lo), min(ts.max(), hi))
+            with warehouse.connect(db_path) as con:
+                known = warehouse.existing_times(con, source, asset, max(ts.min(), lo), min(ts.max(), hi))
             hit = ts.isin(known).to_numpy() & ~mask[idx]
             mask[idx[hit]] = True
             reasons[idx[hit]] = [f"data row {r}: reading of asset '{asset}' at {t} {what}; kept the first one"

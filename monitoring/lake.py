@@ -64,9 +64,38 @@ def abort_parts(staged: list[tuple[Path, Path]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_parts(frame: pd.DataFrame, lake_root: Path, stream: str, batch_id: str) -> list[Path]:
-    """Write a readings frame as one Parquet part per date; return the paths."""
-    return commit_parts(stage_parts(frame, lake_root, stream, batch_id, 0))
+QUARANTINE_SCHEMA = pa.schema([("row", pa.int64()), ("column", pa.string()), ("reason", pa.string()),
+                               ("raw", pa.string())])
+
+
+class QuarantineStage:
+    """Quarantined rows of a file in progress, appended to a hidden Parquet file next to the
+    stream's lake and loaded into the warehouse in one statement when the file is done: the
+    rows of a big bad file never sit in memory together, and the warehouse is not held open."""
+
+    def __init__(self, lake_root: Path, stream: str, batch_id: str):
+        folder = stream_root(lake_root, stream)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f".quarantine-{batch_id}.parquet.tmp-{os.getpid()}"
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, QUARANTINE_SCHEMA)
+        frame = rows[["row", "column", "reason", "raw"]].astype(
+            {"row": "int64", "column": object, "reason": object, "raw": object})
+        self._writer.write_table(pa.Table.from_pandas(frame, schema=QUARANTINE_SCHEMA, preserve_index=False))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 def has_parts(lake_root: Path, stream: str) -> bool:

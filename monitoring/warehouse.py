@@ -226,6 +226,17 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
         con.unregister("new_quarantine")
 
 
+def load_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, file: str, path: Path) -> int:
+    """Quarantined rows staged in a Parquet file (monitoring.lake.QuarantineStage) -> quarantine."""
+    if not Path(path).exists():
+        return 0
+    return int(scalar(
+        con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
+             'SELECT ?, ?, ?, "row", "column", reason, raw FROM read_parquet(?) ON CONFLICT DO NOTHING',
+        [batch_id, stream, file, str(path)],
+    ))
+
+
 def clear_quarantine_of(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) -> None:
     """Drop the quarantine of earlier, rejected attempts at this content: a retry supersedes them."""
     con.execute(
