@@ -119,8 +119,9 @@ def grade(row: dict, interval_s: float, t: QualityThresholds) -> tuple[str, str]
         low.append(f"monotonically {row['monotonic']}: a counter, not a condition signal; "
                    "use its rate of change or leave it out")
     if row["n_gaps"]:
-        medium.append(f"{row['n_gaps']} gaps (largest {row['largest_gap_s']:.0f} s) split the series; "
-                      "no window spans them")
+        plural = "s split" if row["n_gaps"] != 1 else " splits"
+        medium.append(f"{row['n_gaps']} gap{plural} the series (largest {row['largest_gap_s']:.0f} s); "
+                      "no window spans a gap")
     if row["interval_s"] and abs(row["interval_s"] - interval_s) > t.interval_tolerance * interval_s:
         medium.append(f"effective interval {row['interval_s']:g} s, configured {interval_s:g} s: "
                       "set window.interval_s to the export's interval")

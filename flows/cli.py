@@ -123,17 +123,22 @@ def quality(stream: str, config: Optional[Path] = ConfigOption):
     report = assess_stream(cfg.db_path, stream, list(settings.sensors), settings.window.interval_s,
                            settings.window.gap_limit_s)
     table = Table("sensor", "grade", "missing %", "gaps", "largest gap s", "flatline %", "monotonic",
-                  "interval s", "range", "quarantined", "advice", title=f"data quality {stream}")
+                  "interval s", "min", "max", "quarantined", title=f"data quality {stream}")
     colours = {"high": "green", "medium": "yellow", "low": "red"}
     for r in report.itertuples(index=False):
         table.add_row(
             r.sensor, f"[{colours[r.grade]}]{r.grade}[/]", f"{r.missing_pct:.2f}", str(r.n_gaps),
-            "" if pd_isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}", r.monotonic or "",
-            "" if pd_isna(r.interval_s) else f"{r.interval_s:g}", f"{r.min_value:.4g} .. {r.max_value:.4g}",
-            str(r.n_quarantined), r.advice,
+            "" if pd_isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}",
+            "" if pd_isna(r.monotonic) else r.monotonic, "" if pd_isna(r.interval_s) else f"{r.interval_s:g}",
+            "" if pd_isna(r.min_value) else f"{r.min_value:.4g}", "" if pd_isna(r.max_value) else f"{r.max_value:.4g}",
+            str(r.n_quarantined),
         )
     console.print(table)
-    console.print(f"{report['n_duplicates'].iloc[0] if len(report) else 0} duplicate timestamps in the stream")
+    duplicates = int(report["n_duplicates"].iloc[0]) if len(report) else 0
+    console.print(f"{duplicates} duplicate timestamps in the stream (quarantined at ingest)")
+    for r in report.itertuples(index=False):
+        if r.grade != "high":
+            console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
 
 
 def pd_isna(value) -> bool:

@@ -212,7 +212,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
     """Quarantined rows (columns row, column, reason, raw) of one batch; idempotent by row."""
     if rows.empty:
         return 0
-    frame = rows[["row", "column", "reason", "raw"]].copy()
+    frame = rows[["row", "column", "reason", "raw"]].astype(
+        {"row": "int64", "column": "string", "reason": "string", "raw": "string"})  # None stays NULL
     frame.insert(0, "file", file)
     frame.insert(0, "stream", stream)
     frame.insert(0, "batch_id", batch_id)

@@ -46,7 +46,7 @@ def test_quality_report_finds_known_defects():
     assert report.loc["stuck", "flatline_pct"] == round(100 * 140 / 190, 3)
     assert report.loc["counter", "monotonic"] == "increasing" and pd.isna(report.loc["good", "monotonic"])
     assert report.loc["counter", "min_value"] == 0.0 and report.loc["counter", "max_value"] == 199.0
-    assert report.loc["good", "grade"] == "medium" and "1 gaps (largest 660 s)" in report.loc["good", "advice"]
+    assert report.loc["good", "grade"] == "medium" and "1 gap splits the series (largest 660 s)" in report.loc["good", "advice"]
     assert report.loc["stuck", "grade"] == "low" and "flatline" in report.loc["stuck", "advice"]
     assert report.loc["counter", "grade"] == "low" and "counter" in report.loc["counter", "advice"]
     clean = quality_report(frame.iloc[:50], ["good"], 60, 90).set_index("sensor")

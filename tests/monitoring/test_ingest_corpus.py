@@ -101,7 +101,7 @@ def test_bad_file_outcome(tmp_path, name, content, status, rows_in, accepted, qu
     if status == "rejected":
         assert str(path) in result.error
         assert pd.Series([result.error]).str.contains(pattern).all(), result.error
-        assert (q["reason"] == result.error).all()
+        assert (q["reason"] == result.error).all() and q["column"].isna().all()
     else:
         assert result.error is None
         assert q["reason"].str.match(pattern).all(), q["reason"].tolist()
