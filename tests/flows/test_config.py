@@ -114,3 +114,13 @@ def test_stream_with_exclusions_inbox_and_aliases(tmp_path):
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 12:00", "2026-01-03 00:00"]), "asset": "x",
                           "Current": [1.0, 0.05], "Pressure": [1.0, 1.0]})
     assert exclusions.mask(frame).tolist() == [True, True]
+
+
+def test_every_readme_config_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = [block.split("```", 1)[0] for block in readme.split("```toml\n")[1:]]
+    assert len(examples) >= 3
+    for i, example in enumerate(examples):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(example)
+        assert load_config(path).streams
