@@ -1,7 +1,8 @@
 """Choosing the normal windows a detector learns from.
 
 Training windows come from a time range of the stream, minus every window that touches
-a labeled anomaly. The scaler is fitted on the rows of the training part only, and the
+a labeled anomaly or an excluded reading (features.exclusions: machine off, maintenance).
+The scaler is fitted on the rows of the training part only, and the
 last `val_fraction` of the time range is held out (in time order, never shuffled) to set
 the threshold on windows the network has not seen.
 """
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import WindowError
+from features.exclusions import Exclusions
 from features.scaling import StandardScaler
 from features.windows import WindowSet, WindowSpec, window_frame
 
@@ -25,6 +27,7 @@ class TrainingSet:
     start: pd.Timestamp
     end: pd.Timestamp
     n_excluded_labeled: int
+    n_excluded_rules: int = 0  # windows left out because they touch an excluded reading
 
 
 def labeled_mask(frame: pd.DataFrame, label_columns: list[str]) -> np.ndarray:
@@ -44,6 +47,7 @@ def make_training_set(
     val_fraction: float = 0.2,
     train_stride: int | None = None,
     min_windows: int = 20,
+    exclusions: Exclusions | None = None,
 ) -> TrainingSet:
     """Scaled train / validation windows of normal data from `frame` (lake layout).
 
@@ -70,7 +74,8 @@ def make_training_set(
     cutoff = t0 + (t1 - t0) * (1 - val_fraction)
 
     labeled = labeled_mask(frame, list(label_columns))
-    fit_rows = frame[(frame["timestamp"] < cutoff) & ~labeled]
+    excluded = exclusions.mask(frame).to_numpy() if exclusions else np.zeros(len(frame), dtype=bool)
+    fit_rows = frame[(frame["timestamp"] < cutoff) & ~labeled & ~excluded]
     if len(fit_rows) < 2:
         raise WindowError("fewer than 2 unlabeled rows before the validation cut-off; cannot fit the scaler")
     scaler = StandardScaler().fit(fit_rows[sensors].to_numpy(), sensors)
@@ -78,17 +83,21 @@ def make_training_set(
     scaled = frame[["timestamp", "asset"]].copy()
     scaled[sensors] = scaler.transform(frame[sensors].to_numpy())
     scaled["_labeled"] = labeled.astype(np.float64)
-    windows = window_frame(scaled, [*sensors, "_labeled"], spec)
-    touches_label = windows.X[:, :, -1].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
-    windows = WindowSet(windows.X[:, :, :-1], windows.asset, windows.start, windows.end)
+    scaled["_excluded"] = excluded.astype(np.float64)
+    windows = window_frame(scaled, [*sensors, "_labeled", "_excluded"], spec)
+    none = np.zeros(0, dtype=bool)
+    touches_label = windows.X[:, :, -2].max(axis=1) > 0 if len(windows) else none
+    touches_excluded = (windows.X[:, :, -1].max(axis=1) > 0) & ~touches_label if len(windows) else none
+    windows = WindowSet(windows.X[:, :, :-2], windows.asset, windows.start, windows.end)
 
     cut = np.datetime64(cutoff, "ns")
-    train = windows.take(~touches_label & (windows.end < cut))
-    val = windows.take(~touches_label & (windows.start >= cut))
+    normal = ~touches_label & ~touches_excluded
+    train = windows.take(normal & (windows.end < cut))
+    val = windows.take(normal & (windows.start >= cut))
     for name, part in (("training", train), ("validation", val)):
         if len(part) < min_windows:
             raise WindowError(
                 f"only {len(part)} {name} windows of normal data between {t0} and {t1}; need >= {min_windows} "
                 f"(window size {spec.size}, stride {spec.stride}): widen the training range or shorten the window"
             )
-    return TrainingSet(scaler, train, val, t0, t1, int(touches_label.sum()))
+    return TrainingSet(scaler, train, val, t0, t1, int(touches_label.sum()), int(touches_excluded.sum()))

@@ -4,7 +4,9 @@ A window is `size` consecutive samples of one asset, with no gap larger than
 `max_gap_s` inside it. Window starts are aligned to the absolute time grid
 (`floor(t / interval_s) % stride == 0`), not to the first row that happens to be
 read, so an incremental run that re-reads a little history cuts exactly the
-windows a full run would have cut.
+windows a full run would have cut. With `align` (the default) each asset is first put on
+the regular grid of `interval_s` (features.grid): readings snapped to the grid, gaps up to
+`max_gap_s` filled, longer gaps left open.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import WindowError
+from features.grid import align_to_grid
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class WindowSpec:
     stride: int = 10
     interval_s: float = 60.0
     max_gap_s: float | None = None  # None: 1.5 x interval_s
+    align: bool = True  # put each asset on the regular grid of interval_s before cutting windows
 
     def __post_init__(self):
         if self.size < 1:
@@ -102,7 +106,10 @@ def window_frame(
     for asset, group in frame.groupby(asset_column, sort=True):
         group = group.sort_values(timestamp_column)
         ts = group[timestamp_column].to_numpy(dtype="datetime64[ns]")
-        X, starts = make_windows(group[sensors].to_numpy(dtype=np.float64), ts, spec)
+        values = group[sensors].to_numpy(dtype=np.float64)
+        if spec.align and spec.size > 1:  # records of a tabular stream (size 1) are not a series
+            ts, values = align_to_grid(ts, values, spec.interval_s, spec.gap_limit_s)
+        X, starts = make_windows(values, ts, spec)
         parts_X.append(X)
         parts_asset.append(np.full(len(starts), asset, dtype=object))
         parts_start.append(ts[starts])

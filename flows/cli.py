@@ -81,13 +81,99 @@ def ingest(
     if not results:
         console.print(f"no files in {cfg.inbox(stream)}")
         return
-    table = Table("file", "status", "rows in", "accepted", "note", title=f"ingest {stream}")
+    report_batches(f"ingest {stream}", results)
+
+
+def report_batches(title: str, results: list[dict]) -> None:
+    """The audit of ingested files as a table; a one-line summary and exit code 1 when a
+    file was rejected or rows were quarantined (they are in the quarantine table)."""
+    table = Table("file", "status", "rows in", "accepted", "quarantined", "note", title=title)
     for r in results:
-        table.add_row(Path(r["file"]).name, r["status"], str(r["rows_in"]), str(r["rows_accepted"]), r["error"] or "")
+        table.add_row(Path(r["file"]).name, r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
+                      str(r["rows_quarantined"]), r["error"] or _batch_note(r))
     console.print(table)
     rejected = [r for r in results if r["status"] == "rejected"]
-    if rejected:
-        fail(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}", code=1)
+    n_quarantined = sum(r["rows_quarantined"] for r in results if r["status"] == "ok")
+    if rejected or n_quarantined:
+        parts = []
+        if n_quarantined:
+            files = sum(1 for r in results if r["status"] == "ok" and r["rows_quarantined"])
+            parts.append(f"{n_quarantined} rows of {files} accepted files quarantined (see the quarantine table)")
+        if rejected:
+            parts.append(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}")
+        fail("; ".join(parts), code=1)
+
+
+def _batch_note(r: dict) -> str:
+    notes = [f"{r[k]} {label}" for k, label in (("rows_duplicate", "duplicates"),
+                                                  ("rows_out_of_order", "out of order (sorted)"),
+                                                  ("rows_late", "before the scoring watermark (rescored)"))
+             if r.get(k)]
+    return ", ".join(notes)
+
+
+@app.command()
+def quality(stream: str, config: Optional[Path] = ConfigOption):
+    """Data-quality report of a stream per sensor (stored in the data_quality table)."""
+    from monitoring.quality import assess_stream
+
+    cfg = load(config)
+    settings = cfg.stream(stream)
+    require_readings(cfg, stream)
+    report = assess_stream(cfg.db_path, stream, list(settings.sensors), settings.window.interval_s,
+                           settings.window.gap_limit_s)
+    table = Table("sensor", "grade", "missing %", "gaps", "largest gap s", "flatline %", "monotonic",
+                  "interval s", "min", "max", "quarantined", title=f"data quality {stream}")
+    colours = {"high": "green", "medium": "yellow", "low": "red"}
+    for r in report.itertuples(index=False):
+        table.add_row(
+            r.sensor, f"[{colours[r.grade]}]{r.grade}[/]", f"{r.missing_pct:.2f}", str(r.n_gaps),
+            "" if pd_isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}",
+            "" if pd_isna(r.monotonic) else r.monotonic, "" if pd_isna(r.interval_s) else f"{r.interval_s:g}",
+            "" if pd_isna(r.min_value) else f"{r.min_value:.4g}", "" if pd_isna(r.max_value) else f"{r.max_value:.4g}",
+            str(r.n_quarantined),
+        )
+    console.print(table)
+    duplicates = int(report["n_duplicates"].iloc[0]) if len(report) else 0
+    console.print(f"{duplicates} duplicate timestamps in the stream (quarantined at ingest)")
+    for r in report.itertuples(index=False):
+        if r.grade != "high":
+            console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
+
+
+def pd_isna(value) -> bool:
+    return value is None or value != value
+
+
+import_app = typer.Typer(help="Import a public benchmark data set (read in place) through the normal ingest.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+DataOption = typer.Option(..., "--data", help="Folder of the data set (read in place, never copied).")
+
+
+def _import(dataset: str, data: Path, stream: Optional[str], config: Optional[Path]) -> None:
+    from monitoring.importers import import_dataset
+
+    cfg = load(config)
+    name = stream or dataset
+    results = [r.to_dict() for r in import_dataset(cfg.db_path, cfg.lake_root, dataset, data, stream=name)]
+    console.print(f"lake stream '{name}' under {cfg.lake_root}; to train on it, declare it in the config "
+                  f"(see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
+    report_batches(f"import {dataset} -> {name}", results)
+
+
+@import_app.command("skab")
+def import_skab(data: Path = DataOption, stream: Optional[str] = typer.Option(None, help="Stream name (default skab)."),
+                config: Optional[Path] = ConfigOption):
+    """SKAB: a folder of <experiment>/<n>.csv (';'-separated, datetime, anomaly/changepoint labels)."""
+    _import("skab", data, stream, config)
+
+
+@import_app.command("nab")
+def import_nab(data: Path = DataOption, stream: Optional[str] = typer.Option(None, help="Stream name (default nab)."),
+               config: Optional[Path] = ConfigOption):
+    """NAB: a folder of timestamp,value CSVs with windows.json (labelled anomaly windows)."""
+    _import("nab", data, stream, config)
 
 
 @app.command()

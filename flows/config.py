@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.errors import SchemaError
+from features.exclusions import ExclusionInterval, Exclusions
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
@@ -92,22 +94,85 @@ class ScheduleSettings(Settings):
         return value
 
 
+class ExclusionIntervalSettings(Settings):
+    start: datetime
+    end: datetime
+    asset: str | None = None  # None: every asset of the stream
+    reason: str = ""
+
+
+class ExclusionSettings(Settings):
+    """Readings kept out of training and alerting (features.exclusions)."""
+
+    rules: tuple[str, ...] = ()  # machine-off rules such as "Current < 0.1"; any match excludes
+    intervals: tuple[ExclusionIntervalSettings, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        from features.exclusions import parse_rule
+
+        for rule in rules:
+            parse_rule(rule)
+        return rules
+
+    def build(self) -> Exclusions:
+        intervals = [ExclusionInterval(pd.Timestamp(i.start), pd.Timestamp(i.end), i.asset, i.reason)
+                     for i in self.intervals]
+        return Exclusions.parse(list(self.rules), intervals)
+
+
 class StreamSettings(Settings):
-    sensors: tuple[str, ...]
-    timestamp_column: str = "timestamp"
+    """A stream: where its files land and what they look like (features.readers.StreamSchema)."""
+
+    sensors: tuple[str, ...] = ()  # empty with all_numeric = true: every other column is a sensor
+    all_numeric: bool = False
+    timestamp_column: str | None = "timestamp"  # None: tabular records with no time order (window.size 1)
+    timestamp_format: str | None = None  # strptime format; None: ISO 8601
+    timezone: str = "UTC"  # zone of timestamps written without an offset
     asset_column: str | None = "asset"
-    asset_id: str | None = None
+    asset_id: str | None = None  # a fixed asset id; "{file}" stands for the file's name
     label_columns: tuple[str, ...] = ()
+    layout: str = Field("wide", pattern="^(wide|long)$")
+    sensor_column: str = "sensor"  # long layout
+    value_column: str = "value"  # long layout
+    column_aliases: dict[str, str] = {}  # name in the files -> name in the stream (a renamed sensor)
+    duplicates: str = Field("first", pattern="^(first|last|drop)$")  # which of repeated timestamps is kept
+    inbox: Path | None = None  # default: <home>/inbox/<stream>
+    exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
     detector: DetectorSettings = DetectorSettings()
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_columns(cls, data):
+        """TOML has no null: an empty string unsets a column. A fixed asset_id replaces the
+        default asset column unless one is named explicitly."""
+        if isinstance(data, dict):
+            data = {k: (None if k in ("timestamp_column", "asset_column", "asset_id") and v == "" else v)
+                    for k, v in data.items()}
+            if data.get("asset_id") is not None and "asset_column" not in data:
+                data["asset_column"] = None
+        return data
+
     @model_validator(mode="after")
     def _one_asset_source(self):
         if (self.asset_column is None) == (self.asset_id is None):
             raise ValueError("set exactly one of asset_column (a column naming the asset) or asset_id (a fixed id)")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_schema(self):
+        if self.timestamp_column is None and self.window.size != 1:
+            raise ValueError(f"timestamp_column is unset (tabular records) but window.size == {self.window.size}; "
+                             "tabular records have no time order, set window.size = 1")
+        try:
+            self.schema()
+        except SchemaError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def schema(self) -> StreamSchema:
@@ -117,6 +182,14 @@ class StreamSettings(Settings):
             asset_column=self.asset_column,
             asset_id=self.asset_id,
             label_columns=tuple(self.label_columns),
+            all_numeric=self.all_numeric,
+            timestamp_format=self.timestamp_format,
+            timezone=self.timezone,
+            layout=self.layout,
+            sensor_column=self.sensor_column,
+            value_column=self.value_column,
+            column_aliases=tuple(self.column_aliases.items()),
+            duplicates=self.duplicates,
         )
 
 
@@ -146,6 +219,9 @@ class AemonConfig(Settings):
         return self.home / "lake"
 
     def inbox(self, stream: str) -> Path:
+        settings = self.streams.get(stream)
+        if settings is not None and settings.inbox is not None:
+            return settings.inbox if settings.inbox.is_absolute() else self.home / settings.inbox
         return self.home / "inbox" / stream
 
     @property

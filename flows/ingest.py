@@ -21,6 +21,9 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
         )
         if result.status == "rejected":
             logger.warning("%s rejected: %s", path.name, result.error)
+        elif result.rows_quarantined:
+            logger.warning("%s: %d rows accepted, %d quarantined (see the quarantine table)",
+                           path.name, result.rows_accepted, result.rows_quarantined)
         else:
             logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
         results.append(result.to_dict())

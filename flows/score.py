@@ -15,9 +15,10 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
 
     `full=True` rescores all history (rows already written for this version are kept, not duplicated)."""
     config = load_config(config_path)
-    config.stream(stream)
+    settings = config.stream(stream)
     model, version = tasks.load_champion(config.mlflow_tracking_uri, stream)
-    result = tasks.score_windows(config.db_path, stream, model, version, full=full)
+    result = tasks.score_windows(config.db_path, stream, model, version, full=full,
+                                 exclusions=settings.exclusions.build())
     get_run_logger().info(
         "%s v%d: %d windows scored, %d new anomalies", version.name, version.version,
         result.windows_scored, result.anomalies_written,

@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from features.errors import FeaturesError
+from features.exclusions import Exclusions
 from features.readers import StreamSchema
 from features.windows import WindowSpec
 from monitoring import ingest, registry, scoring, training, warehouse
@@ -71,9 +72,10 @@ def load_champion(tracking_uri: str, stream: str):
 
 @io_task(name="score-windows")
 def score_windows(db_path: Path, stream: str, model, version: registry.RegisteredVersion,
-                  full: bool = False) -> scoring.ScoreResult:
+                  full: bool = False, exclusions: Exclusions | None = None) -> scoring.ScoreResult:
     bundle = registry.loaded_bundle(model)
     spec: WindowSpec = bundle.spec
     return scoring.score_stream(
-        db_path, stream, model.predict, spec, bundle.input_columns(), version.name, version.version, full=full
+        db_path, stream, model.predict, spec, bundle.input_columns(), version.name, version.version, full=full,
+        exclusions=exclusions,
     )

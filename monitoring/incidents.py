@@ -33,6 +33,8 @@ class IncidentRule:
 
 def merge_incidents(anomalies: pd.DataFrame, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
     """Incidents from flagged windows (columns asset, window_start, window_end, score, threshold, top_sensors)."""
+    if "excluded" in anomalies.columns:  # windows over excluded readings never page anyone
+        anomalies = anomalies[~anomalies["excluded"].astype(bool)]
     if anomalies.empty:
         return pd.DataFrame(columns=INCIDENT_COLUMNS)
     rows = []

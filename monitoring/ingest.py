@@ -1,18 +1,36 @@
-"""Ingesting one file: content hash -> validation -> atomic lake parts -> audit row.
+"""Ingesting one file: content hash -> whole-file checks -> chunked row validation ->
+staged lake parts -> commit + audit row + quarantine, all or nothing per file.
 
+Every row of a file ends in exactly one place: the lake, or `quarantine` with its reason
+and raw content (`rows_in = rows_accepted + rows_quarantined`, checked on every batch).
 A file is known by the SHA-256 of its content, so the same readings under another name
-are not ingested twice. A rejected file leaves an audit row with the reason and is not
+are not ingested twice, and a row whose (asset, timestamp) is already in the lake is
+quarantined as a duplicate rather than stored twice. A rejected file (not CSV or Parquet,
+wrong encoding, empty, columns that differ from the stream schema) stays where it is,
+with an audit row naming the reason and its rows, when readable, in quarantine; it is not
 retried until asked (`retry_rejected`), so a scheduled ingest does not log the same
 failure every few minutes.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-from features.errors import FeaturesError
-from features.readers import SUPPORTED_SUFFIXES, StreamSchema, file_digest, read_readings
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.errors import SchemaError
+from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file_digest,
+                              inspect_file, read_chunks, read_raw_lines)
+from features.validation import (ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json,
+                                 validate_chunk)
 from monitoring import lake, warehouse
+
+CHUNK_ROWS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -26,19 +44,37 @@ class BatchResult:
     rows_quarantined: int
     status: str  # "ok", "rejected", or "skipped" (content already ingested)
     error: str | None = None
+    rows_duplicate: int = 0
+    rows_out_of_order: int = 0
+    rows_late: int = 0  # accepted rows at or before an asset's scoring watermark (rescored)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+class RetryAsText(Exception):
+    """The fast typed read met something that needs a row-level verdict; read the file as text."""
+
+
 def list_inbox(inbox: Path) -> list[Path]:
-    """Files waiting in a stream's inbox, oldest name first; hidden and partial files are skipped."""
+    """Files waiting in a stream's inbox, oldest name first; hidden and partial files are
+    skipped, and so are files of other types (they are not exports)."""
     if not inbox.exists():
         return []
     return sorted(
         p for p in inbox.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
     )
+
+
+def file_schema(schema: StreamSchema, path: Path, asset: str | None) -> StreamSchema:
+    """The schema for one file: a fixed asset id may be given per file (an importer) or be a
+    template naming the file (`{file}` -> the file's name without suffix)."""
+    if asset is not None:
+        return replace(schema, asset_column=None, asset_id=asset)
+    if schema.asset_id and "{file}" in schema.asset_id:
+        return replace(schema, asset_id=schema.asset_id.replace("{file}", path.stem))
+    return schema
 
 
 def ingest_file(
@@ -49,36 +85,266 @@ def ingest_file(
     path: Path,
     *,
     retry_rejected: bool = False,
+    asset: str | None = None,
+    labels: pd.DataFrame | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> BatchResult:
+    """Ingest one file into the stream. `asset` fixes the asset id of every row; `labels`
+    (columns start, end[, asset]) adds a `label` column that is 1 inside the intervals."""
     warehouse.quote_identifier(stream)
+    path = Path(path)
+    schema = file_schema(schema, path, asset)
     digest = file_digest(path)
     batch_id = digest[:16]
+    problem = None
+    # The warehouse is opened briefly before and after the rows are read, never while:
+    # DuckDB admits one writing process, and a long file must not lock out a scoring run.
     with warehouse.connect(db_path) as con:
         seen, attempts = warehouse.batch_status(con, stream, digest)
-    if seen == "ok" or (seen == "rejected" and not retry_rejected):
-        return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
-    if seen == "rejected":
-        batch_id = f"{batch_id}-retry{attempts}"
-    try:
-        frame = read_readings(path, schema)
-    except FeaturesError as exc:
-        result = BatchResult(batch_id, stream, str(path), digest, _count_rows(path), 0, 0, "rejected", str(exc))
-    else:
-        lake.write_parts(frame, lake_root, stream, digest[:16])
-        result = BatchResult(batch_id, stream, str(path), digest, len(frame), len(frame), 0, "ok")
+        if seen == "ok" or (seen == "rejected" and not retry_rejected):
+            return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+        if seen == "rejected":
+            batch_id = f"{batch_id}-retry{attempts}"
+        try:
+            source, resolved = inspect_file(path, schema)
+            _check_lake_columns(con, stream, path, resolved, labels is not None)
+        except SchemaError as exc:
+            problem = str(exc)
+        ranges = warehouse.asset_time_ranges(con, stream)
+        marks = warehouse.get_watermarks(con, stream)
+    base = BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "ok")
+    outcome = None
+    if problem is None:
+        modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
+        for mode in modes:
+            try:
+                outcome = _ingest_rows(db_path, base, source, resolved, lake_root, labels, mode, chunk_rows,
+                                       ranges, marks)
+                break
+            except RetryAsText:
+                continue
+            except (SchemaError, pa.ArrowInvalid) as exc:
+                if mode == "text":
+                    problem = _file_error(path, exc)
     with warehouse.connect(db_path) as con:
+        if seen == "rejected":
+            warehouse.clear_quarantine_of(con, stream, digest)
+        if outcome is None:
+            result = _reject(con, base, path, problem)
+        else:
+            result, quarantined, late_ranges = outcome
+            try:
+                warehouse.load_quarantine(con, stream, batch_id, str(path), quarantined.path)
+            finally:
+                quarantined.discard()
+            for late_asset, (start, end, _) in late_ranges.items():
+                warehouse.add_rescore_range(con, stream, late_asset, start, end, batch_id)
         warehouse.record_batch(con, result.to_dict())
         if result.status == "ok":
             warehouse.refresh_view(con, stream, lake_root)
     return result
 
 
-def _count_rows(path: Path) -> int:
-    """Data rows of a rejected file, for the audit row (0 when it cannot be read as text)."""
-    if path.suffix.lower() not in (".csv", ".txt"):
-        return 0
+def _file_error(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "invalid UTF8" in text or "UTF-8" in text:
+        return f"{path}: not UTF-8 text ({text.splitlines()[0]}); expected a UTF-8 CSV"
+    return text if text.startswith(str(path)) else f"{path}: cannot read as CSV ({text.splitlines()[0]})"
+
+
+def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labelled: bool) -> None:
+    """The lake of a stream keeps one set of columns: a file whose sensors differ from the
+    stream's (an `all_numeric` stream whose export gained a column) is refused."""
+    existing = warehouse.lake_columns(con, stream)
+    if not existing:
+        return
+    expected = [*schema.lake_columns, *(["label"] if labelled else [])]
+    missing = [c for c in existing if c not in expected]
+    unexpected = [c for c in expected if c not in existing]
+    if missing or unexpected:
+        raise SchemaError(
+            f"{path}: columns differ from the stream's lake: missing {missing}, unexpected {unexpected}; "
+            f"the lake has {existing}"
+        )
+
+
+def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
+                 labels: pd.DataFrame | None, mode: str, chunk_rows: int, ranges: dict, marks: dict):
+    """Read, validate and stage every row of a file; commit its lake parts when all went well.
+    Returns (batch result, staged quarantine, late ranges per asset)."""
+    stream = base.stream
+    state = FileState(next_record_time=_next_record_time(ranges))
+    writer = PartWriter(lake_root, stream, base.batch_id)
+    quarantined = lake.QuarantineStage(lake_root, stream, base.batch_id)
+    counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
+    late_ranges: dict[str, tuple] = {}
+    committed = False
     try:
-        with open(path, "rb") as fh:
-            return max(sum(1 for line in fh if line.strip()) - 1, 0)
-    except OSError:
-        return 0
+        # A long file is pivoted whole: the rows of one (asset, timestamp) may lie anywhere in it.
+        rows_per_chunk = chunk_rows if schema.layout == "wide" else 1 << 62
+        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=rows_per_chunk)):
+            if mode == "typed" and chunk.invalid:
+                raise RetryAsText
+            before = dict(state.last_seen)
+            result = validate_chunk(chunk, schema, state, source.path)
+            result = _drop_known(db_path, result, stream, ranges, before, lambda: writer.staged_paths)
+            if mode == "typed" and len(result.quarantine):
+                raise RetryAsText
+            accepted = result.accepted.drop(columns="_row")
+            if labels is not None:
+                accepted["label"] = label_intervals(accepted, labels)
+            _note_late(accepted, marks, late_ranges)
+            if len(accepted):
+                writer.submit(accepted, seq)
+            quarantined.add(result.quarantine)
+            counts["in"] += result.n_in
+            counts["accepted"] += result.n_accepted
+            counts["quarantined"] += len(result.quarantine)
+            counts["duplicate"] += result.n_duplicates
+        if counts["in"] == 0:
+            raise SchemaError(f"{source.path}: file has a header but no rows")
+        quarantined.close()
+        lake.commit_parts(writer.finish())
+        committed = True
+    finally:
+        if not committed:
+            writer.abort()
+            quarantined.discard()
+    result = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
+                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
+                     rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
+    return result, quarantined, late_ranges
+
+
+class PartWriter:
+    """Stages a file's lake parts on a background thread, so Parquet encoding of one chunk
+    overlaps reading and validating the next (pyarrow releases the GIL in both)."""
+
+    def __init__(self, lake_root: Path, stream: str, batch_id: str):
+        self.args = (lake_root, stream, batch_id)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-parts")
+        self.pending: list[Future] = []
+        self.staged: list[tuple[Path, Path]] = []
+
+    def submit(self, frame: pd.DataFrame, seq: int) -> None:
+        # one chunk being written while the next is read: memory stays at about two chunks
+        while len(self.pending) >= 1:
+            done = self.pending.pop(0)
+            self.staged += done.result()
+        self.pending.append(self.pool.submit(lake.stage_parts, frame, *self.args, seq))
+
+    def _drain(self) -> None:
+        pending, self.pending = self.pending, []
+        wait(pending)
+        for future in pending:  # keep every part that was written, so abort() can remove it
+            if future.exception() is None:
+                self.staged += future.result()
+        for future in pending:
+            future.result()  # the first write error, if any, goes on
+
+    @property
+    def staged_paths(self) -> list[Path]:
+        """Temporary paths of the parts staged so far (waits for the writes in flight)."""
+        self._drain()
+        return [tmp for tmp, _ in self.staged]
+
+    def finish(self) -> list[tuple[Path, Path]]:
+        self._drain()
+        self.pool.shutdown()
+        return self.staged
+
+    def abort(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self.pool.shutdown()
+            lake.abort_parts(self.staged)
+
+
+def _next_record_time(ranges: dict) -> pd.Timestamp:
+    """Synthetic time of the next tabular record: after every record already in the lake and
+    not before now, so records of later files always sort after earlier ones."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    last = max((hi for _, hi in ranges.values()), default=None)
+    return now if last is None or last < now else last + pd.Timedelta(microseconds=1)
+
+
+def _drop_known(db_path: Path, result: ChunkResult, stream: str, ranges: dict, before: dict,
+                staged: Callable[[], list[Path]]) -> ChunkResult:
+    """Quarantine accepted rows whose (asset, timestamp) is already in the lake or in an
+    earlier chunk of this file: a reading is stored once."""
+    frame = result.accepted
+    if frame.empty:
+        return result
+    ts_min = frame["timestamp"].min()
+    if not ranges and (not before or ts_min > max(before.values())):
+        return result  # nothing stored yet at or after these times: no lookup needed
+    mask = np.zeros(len(frame), dtype=bool)
+    reasons = np.full(len(frame), None, dtype=object)
+    for asset, idx in frame.groupby("asset", sort=False).indices.items():
+        ts = frame["timestamp"].iloc[idx]
+        checks = []
+        if asset in ranges:
+            checks.append((stream, *ranges[asset], "is already in the lake"))
+        if asset in before and ts.min() <= before[asset]:
+            checks.append((staged(), ts.min(), before[asset], "is already in an earlier part of this file"))
+        for source, lo, hi, what in checks:
+            if ts.max() < lo or ts.min() > hi or (isinstance(source, list) and not source):
+                continue
+            with warehouse.connect(db_path) as con:
+                known = warehouse.existing_times(con, source, asset, max(ts.min(), lo), min(ts.max(), hi))
+            hit = ts.isin(known).to_numpy() & ~mask[idx]
+            mask[idx[hit]] = True
+            reasons[idx[hit]] = [f"data row {r}: reading of asset '{asset}' at {t} {what}; kept the first one"
+                                 for r, t in zip(frame["_row"].iloc[idx[hit]], ts[hit])]
+    return move_to_quarantine(result, mask, list(reasons[mask]))
+
+
+def _note_late(frame: pd.DataFrame, marks: dict, late: dict) -> None:
+    """Accepted rows at or before an asset's scoring watermark: scoring must revisit them."""
+    if not marks:
+        return
+    for asset, ts in frame.groupby("asset", sort=False)["timestamp"]:
+        mark = marks.get(asset)
+        if mark is None:
+            continue
+        old = ts[ts <= mark]
+        if len(old):
+            start, end, n = late.get(asset, (old.min(), mark, 0))
+            late[asset] = (min(start, old.min()), mark, n + len(old))
+
+
+def _reject(con, base: BatchResult, path: Path, reason: str) -> BatchResult:
+    """A file-level problem: the file stays where it is; its rows, when they can be read at
+    all, go to quarantine with the reason, so the audit still adds up."""
+    n = 0
+    for first, raws in _raw_rows(path):
+        rows = pd.DataFrame({"row": np.arange(first, first + len(raws), dtype=np.int64), "column": None,
+                             "reason": reason, "raw": raws})
+        n += warehouse.write_quarantine(con, base.stream, base.batch_id, base.file, rows)
+    return replace(base, rows_in=n, rows_quarantined=n, status="rejected", error=reason)
+
+
+def _raw_rows(path: Path):
+    """(first data row number, raw rows) batches of a file that is rejected whole."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PAR1":
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError):
+            return
+        first = 1
+        for batch in pf.iter_batches(batch_size=50_000):
+            records = batch.to_pylist()
+            yield first, [raw_json(r) for r in records]
+            first += len(records)
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # binary: there are no rows to keep
+    first = 1
+    for lines in read_raw_lines(path):
+        yield first, lines
+        first += len(lines)

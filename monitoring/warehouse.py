@@ -32,7 +32,51 @@ TABLES = {
             rows_quarantined BIGINT NOT NULL,
             status VARCHAR NOT NULL,
             error VARCHAR,
+            rows_duplicate BIGINT NOT NULL DEFAULT 0,
+            rows_out_of_order BIGINT NOT NULL DEFAULT 0,
+            rows_late BIGINT NOT NULL DEFAULT 0,
             ingested_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+    "quarantine": """
+        CREATE TABLE IF NOT EXISTS quarantine (
+            batch_id VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            row_number BIGINT NOT NULL,
+            "column" VARCHAR,
+            reason VARCHAR NOT NULL,
+            raw VARCHAR,
+            quarantined_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            PRIMARY KEY (batch_id, row_number)
+        )""",
+    "rescore_ranges": """
+        CREATE TABLE IF NOT EXISTS rescore_ranges (
+            stream VARCHAR NOT NULL,
+            asset VARCHAR NOT NULL,
+            start TIMESTAMP NOT NULL,
+            "end" TIMESTAMP NOT NULL,
+            batch_id VARCHAR NOT NULL,
+            PRIMARY KEY (stream, asset, batch_id)
+        )""",
+    "data_quality": """
+        CREATE TABLE IF NOT EXISTS data_quality (
+            stream VARCHAR NOT NULL,
+            sensor VARCHAR NOT NULL,
+            n_readings BIGINT NOT NULL,
+            missing_pct DOUBLE NOT NULL,
+            n_gaps BIGINT NOT NULL,
+            largest_gap_s DOUBLE,
+            n_duplicates BIGINT NOT NULL,
+            n_quarantined BIGINT NOT NULL,
+            flatline_pct DOUBLE NOT NULL,
+            monotonic VARCHAR,
+            interval_s DOUBLE,
+            min_value DOUBLE,
+            max_value DOUBLE,
+            grade VARCHAR NOT NULL,
+            advice VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            PRIMARY KEY (stream, sensor)
         )""",
     "scores": """
         CREATE TABLE IF NOT EXISTS scores (
@@ -74,6 +118,14 @@ TABLES = {
         )""",
 }
 
+# Columns added after a table's first release: warehouses created earlier gain them on connect.
+MIGRATIONS = [
+    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_duplicate BIGINT DEFAULT 0",
+    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_out_of_order BIGINT DEFAULT 0",
+    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_late BIGINT DEFAULT 0",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS excluded BOOLEAN DEFAULT false",
+]
+
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
     """The single value of a query. Fetches the whole result: DuckDB 2 refuses further work
@@ -102,7 +154,7 @@ def connect(db_path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(str(db_path))
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS lake")
-        for ddl in TABLES.values():
+        for ddl in [*TABLES.values(), *MIGRATIONS]:
             con.execute(ddl)
         yield con
     finally:
@@ -137,13 +189,151 @@ def batch_status(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) ->
     return (rows[0][0], int(rows[0][1])) if rows else (None, 0)
 
 
+BATCH_COLUMNS = ("batch_id", "stream", "file", "file_hash", "rows_in", "rows_accepted", "rows_quarantined",
+                 "status", "error", "rows_duplicate", "rows_out_of_order", "rows_late")
+
+
 def record_batch(con: duckdb.DuckDBPyConnection, batch: dict) -> None:
+    """Write a batch's audit row. The invariant of ingestion is checked here, on every batch."""
+    if batch["rows_in"] != batch["rows_accepted"] + batch["rows_quarantined"]:
+        raise WarehouseError(
+            f"batch {batch['batch_id']} of {batch['file']}: rows in {batch['rows_in']} != accepted "
+            f"{batch['rows_accepted']} + quarantined {batch['rows_quarantined']}"
+        )
     con.execute(
-        "INSERT INTO ingest_batches (batch_id, stream, file, file_hash, rows_in, rows_accepted, "
-        "rows_quarantined, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [batch[k] for k in ("batch_id", "stream", "file", "file_hash", "rows_in", "rows_accepted",
-                            "rows_quarantined", "status", "error")],
+        f"INSERT INTO ingest_batches ({', '.join(BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(BATCH_COLUMNS))}) "
+        "ON CONFLICT DO NOTHING",
+        [batch.get(k, 0) for k in BATCH_COLUMNS],
     ).fetchall()
+
+
+def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, file: str,
+                     rows: pd.DataFrame) -> int:
+    """Quarantined rows (columns row, column, reason, raw) of one batch; idempotent by row."""
+    if rows.empty:
+        return 0
+    frame = rows[["row", "column", "reason", "raw"]].astype(
+        {"row": "int64", "column": "string", "reason": "string", "raw": "string"})  # None stays NULL
+    frame.insert(0, "file", file)
+    frame.insert(0, "stream", stream)
+    frame.insert(0, "batch_id", batch_id)
+    con.register("new_quarantine", frame)
+    try:
+        return int(scalar(
+            con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
+                 'SELECT batch_id, stream, file, "row", "column", reason, raw FROM new_quarantine ON CONFLICT DO NOTHING'
+        ))
+    finally:
+        con.unregister("new_quarantine")
+
+
+def load_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, file: str, path: Path) -> int:
+    """Quarantined rows staged in a Parquet file (monitoring.lake.QuarantineStage) -> quarantine."""
+    if not Path(path).exists():
+        return 0
+    return int(scalar(
+        con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
+             'SELECT ?, ?, ?, "row", "column", reason, raw FROM read_parquet(?) ON CONFLICT DO NOTHING',
+        [batch_id, stream, file, str(path)],
+    ))
+
+
+def clear_quarantine_of(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) -> None:
+    """Drop the quarantine of earlier, rejected attempts at this content: a retry supersedes them."""
+    con.execute(
+        "DELETE FROM quarantine WHERE stream = ? AND batch_id IN "
+        "(SELECT batch_id FROM ingest_batches WHERE stream = ? AND file_hash = ? AND status = 'rejected')",
+        [stream, stream, file_hash],
+    ).fetchall()
+
+
+def read_quarantine(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute(
+        'SELECT batch_id, file, row_number, "column", reason, raw FROM quarantine WHERE stream = ? '
+        "ORDER BY file, row_number", [stream]).df()
+
+
+def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """(first, last) reading time per asset of a stream's lake."""
+    if not has_view(con, stream):
+        return {}
+    rows = con.execute(
+        f"SELECT asset, min(timestamp), max(timestamp) FROM {view_name(stream)} GROUP BY asset").fetchall()
+    return {a: (pd.Timestamp(lo), pd.Timestamp(hi)) for a, lo, hi in rows}
+
+
+def existing_times(con: duckdb.DuckDBPyConnection, source: str | list[str], asset: str,
+                   start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Timestamps of one asset between start and end (inclusive) in a stream's view (a stream
+    name) or in a list of Parquet files (parts staged by the ingest in progress)."""
+    if isinstance(source, str):
+        relation, params = view_name(source), []
+    else:
+        relation, params = "read_parquet(?)", [[str(p) for p in source]]
+    rows = con.execute(
+        f"SELECT timestamp FROM {relation} WHERE asset = ? AND timestamp BETWEEN ? AND ?",
+        [*params, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()],
+    ).fetchall()
+    return pd.Series([r[0] for r in rows], dtype="datetime64[us]")
+
+
+def lake_columns(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
+    if not has_view(con, stream):
+        return []
+    return [r[0] for r in con.execute(f"DESCRIBE {view_name(stream)}").fetchall()]
+
+
+def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
+    con.execute(
+        'INSERT INTO rescore_ranges (stream, asset, start, "end", batch_id) VALUES (?, ?, ?, ?, ?) '
+        "ON CONFLICT DO NOTHING",
+        [stream, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime(), batch_id],
+    ).fetchall()
+
+
+def get_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute(
+        'SELECT asset, start, "end", batch_id FROM rescore_ranges WHERE stream = ? ORDER BY asset, start', [stream]
+    ).df()
+
+
+def clear_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str, asset: str, batch_ids: list[str]) -> None:
+    if batch_ids:
+        con.execute("DELETE FROM rescore_ranges WHERE stream = ? AND asset = ? AND list_contains(?, batch_id)",
+                    [stream, asset, batch_ids]).fetchall()
+
+
+def write_quality(con: duckdb.DuckDBPyConnection, stream: str, report: pd.DataFrame) -> None:
+    """Replace a stream's data-quality rows with a fresh report (features.quality)."""
+    frame = report.copy()
+    frame.insert(0, "stream", stream)
+    columns = [c for c in frame.columns]
+    con.execute("BEGIN TRANSACTION")
+    committed = False
+    try:
+        con.execute("DELETE FROM data_quality WHERE stream = ?", [stream]).fetchall()
+        con.register("new_quality", frame)
+        con.execute(f"INSERT INTO data_quality ({', '.join(columns)}) SELECT {', '.join(columns)} FROM new_quality")
+        con.unregister("new_quality")
+        con.execute("COMMIT")
+        committed = True
+    finally:
+        if not committed:
+            con.execute("ROLLBACK")
+
+
+def read_quality(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute("SELECT * EXCLUDE (stream) FROM data_quality WHERE stream = ? ORDER BY sensor", [stream]).df()
+
+
+def quarantine_counts(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, int]:
+    """Quarantined rows per column (the column a row's first problem was found in)."""
+    rows = con.execute('SELECT "column", count(*) FROM quarantine WHERE stream = ? GROUP BY 1', [stream]).fetchall()
+    return {c or "": int(n) for c, n in rows}
+
+
+def duplicate_count(con: duckdb.DuckDBPyConnection, stream: str) -> int:
+    return int(scalar(con, "SELECT coalesce(sum(rows_duplicate), 0) FROM ingest_batches WHERE stream = ?", [stream]))
 
 
 def list_assets(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
@@ -203,6 +393,9 @@ def write_window_results(
     if missing:
         raise WarehouseError(f"scored windows lack columns {sorted(missing)}")
     frame = windows[sorted(needed)].copy()
+    # optional: `excluded` (touches an excluded reading), `rescore` (replace the stored row)
+    frame["excluded"] = windows["excluded"].astype(bool) if "excluded" in windows.columns else False
+    frame["rescore"] = windows["rescore"].astype(bool) if "rescore" in windows.columns else False
     frame["stream"] = stream
     frame["model_name"] = model_name
     frame["model_version"] = int(model_version)
@@ -210,18 +403,24 @@ def write_window_results(
     committed = False
     try:
         con.register("new_windows", frame)
-        n_scores = scalar(con, 
+        for table in ("scores", "anomalies"):
+            scalar(con,
+                f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
+                "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
+                "t.model_version = n.model_version"
+            )
+        n_scores = scalar(con,
             "INSERT INTO scores (stream, asset, window_start, window_end, score, threshold, is_anomaly, "
-            "model_name, model_version) SELECT stream, asset, window_start, window_end, score, threshold, "
-            "is_anomaly, model_name, model_version FROM new_windows ON CONFLICT DO NOTHING"
+            "model_name, model_version, excluded) SELECT stream, asset, window_start, window_end, score, threshold, "
+            "is_anomaly, model_name, model_version, excluded FROM new_windows ON CONFLICT DO NOTHING"
         )
-        n_anomalies = scalar(con, 
+        n_anomalies = scalar(con,
             "INSERT INTO anomalies (stream, asset, window_start, window_end, score, threshold, model_name, "
             "model_version, top_sensors, contributions) SELECT stream, asset, window_start, window_end, score, "
             "threshold, model_name, model_version, top_sensors, contributions::JSON FROM new_windows "
-            "WHERE is_anomaly ON CONFLICT DO NOTHING"
+            "WHERE is_anomaly AND NOT excluded ON CONFLICT DO NOTHING"
         )
-        scalar(con, 
+        scalar(con,
             "INSERT INTO watermarks (stream, asset, last_window_end, model_version) "
             "SELECT stream, asset, max(window_end), any_value(model_version) FROM new_windows GROUP BY stream, asset "
             "ON CONFLICT (stream, asset) DO UPDATE SET last_window_end = excluded.last_window_end, "

@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from features.errors import SchemaError
-from features.readers import StreamSchema, file_digest, read_readings
+from features.readers import StreamSchema, file_digest
+from features.validation import read_readings
 
 SCHEMA = StreamSchema(sensors=("a", "b"), label_columns=("label",))
 
@@ -17,7 +18,8 @@ def write(tmp_path, name, text):
 def test_csv_with_any_common_delimiter(tmp_path, delimiter):
     rows = ["timestamp,asset,a,b,label", "2026-01-01T00:01:00,p2,3,4,1", "2026-01-01T00:00:00,p1,1.5,2,0"]
     path = write(tmp_path, "x.csv", "\n".join(r.replace(",", delimiter) for r in rows) + "\n")
-    frame = read_readings(path, SCHEMA)
+    frame, quarantine = read_readings(path, SCHEMA)
+    assert quarantine.empty
     assert list(frame.columns) == ["timestamp", "asset", "a", "b", "label"]
     assert list(frame["asset"]) == ["p1", "p2"]
     assert frame["a"].tolist() == [1.5, 3.0] and frame["label"].tolist() == [0, 1]
@@ -26,14 +28,14 @@ def test_csv_with_any_common_delimiter(tmp_path, delimiter):
 
 def test_time_zones_become_naive_utc(tmp_path):
     path = write(tmp_path, "tz.csv", "timestamp,asset,a,b,label\n2026-01-01T02:00:00+02:00,p1,1,2,0\n")
-    assert read_readings(path, SCHEMA)["timestamp"].iloc[0] == pd.Timestamp("2026-01-01T00:00:00")
+    assert read_readings(path, SCHEMA)[0]["timestamp"].iloc[0] == pd.Timestamp("2026-01-01T00:00:00")
 
 
 def test_parquet_reads_like_csv(tmp_path):
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01T00:00:00"]), "asset": ["p1"],
                           "a": [1.0], "b": [2.0], "label": [0]})
     frame.to_parquet(tmp_path / "x.parquet", index=False)
-    out = read_readings(tmp_path / "x.parquet", SCHEMA)
+    out, _ = read_readings(tmp_path / "x.parquet", SCHEMA)
     assert out["a"].tolist() == [1.0] and out["asset"].tolist() == ["p1"]
 
 
@@ -42,29 +44,34 @@ def test_parquet_reads_like_csv(tmp_path):
      r"missing \['b'\], unexpected \[\]"),
     ("extra.csv", "timestamp,asset,a,b,c,label\n2026-01-01,p1,1,2,3,0\n",
      r"missing \[\], unexpected \['c'\]"),
-    ("text.csv", "timestamp,asset,a,b,label\n2026-01-01,p1,1,2,0\n2026-01-02,p1,one,2,0\n",
-     r"data row 2, column 'a': value 'one' is not a number"),
-    ("time.csv", "timestamp,asset,a,b,label\nyesterday,p1,1,2,0\n",
-     r"data row 1, column 'timestamp': value 'yesterday' is not a timestamp"),
-    ("nan.csv", "timestamp,asset,a,b,label\n2026-01-01,p1,,2,0\n",
-     r"data row 1, column 'a': missing or non-finite reading"),
-    ("dup.csv", "timestamp,asset,a,b,label\n2026-01-01,p1,1,2,0\n2026-01-01,p1,1,2,0\n",
-     r"data row 2: duplicate timestamp"),
     ("empty.csv", "", r"file is empty"),
-    ("header.csv", "timestamp,asset,a,b,label\n", r"header but no rows"),
     ("notes.json", "{}", r"unsupported file type '.json'"),
 ])
-def test_bad_files_are_refused_with_file_row_and_column(tmp_path, name, text, message):
+def test_bad_files_are_refused_with_file_and_column(tmp_path, name, text, message):
     path = write(tmp_path, name, text)
     with pytest.raises(SchemaError, match=message) as info:
         read_readings(path, SCHEMA)
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("2026-01-02,p1,one,2,0", r"data row 2, column 'a': value 'one' is not a number"),
+    ("yesterday,p1,1,2,0", r"data row 2, column 'timestamp': value 'yesterday' is not a timestamp"),
+    ("2026-01-02,p1,,2,0", r"data row 2, column 'a': missing reading"),
+    ("2026-01-01,p1,1,2,0", r"data row 2: duplicate timestamp 2026-01-01 00:00:00 for asset 'p1' \(data row 1 kept\)"),
+])
+def test_a_bad_row_is_quarantined_and_the_rest_kept(tmp_path, text, reason):
+    path = write(tmp_path, "x.csv", f"timestamp,asset,a,b,label\n2026-01-01,p1,1,2,0\n{text}\n2026-01-03,p1,3,4,0\n")
+    frame, quarantine = read_readings(path, SCHEMA)
+    assert frame["a"].tolist() == [1.0, 3.0]
+    assert len(quarantine) == 1 and quarantine["row"].tolist() == [2]
+    assert quarantine["reason"].str.match(reason).all(), quarantine["reason"].tolist()
+
+
 def test_latin1_file_is_named_as_not_utf8(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("timestamp,asset,a,b,label\n2026-01-01,pümp,1,2,0\n".encode("latin-1"))
-    with pytest.raises(SchemaError, match="not UTF-8"):
+    with pytest.raises(SchemaError, match="not UTF-8 text at byte 38"):
         read_readings(path, SCHEMA)
 
 

@@ -65,3 +65,51 @@ def test_demo_runs_the_whole_path_and_reports_each_fault(tmp_path, monkeypatch, 
     home = tmp_path / "home"
     assert f"mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db --host 127.0.0.1" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, small_stream):
+    home, config = aemon_home
+    inbox = home / "inbox" / "pumps"
+    inbox.mkdir(parents=True)
+    frame = small_stream.readings.head(100).copy()
+    frame["flow_rate"] = frame["flow_rate"].astype(object)
+    frame.loc[frame.index[5], "flow_rate"] = "n/a?"
+    frame.to_csv(inbox / "one-bad-row.csv", index=False)
+    result = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "1 rows of 1 accepted files quarantined (see the quarantine table)" in result.output
+    again = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
+    assert again.exit_code == 0 and "skipped" in again.output
+
+
+def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
+    from flows.config import load_config
+    from monitoring import warehouse
+    from monitoring.ingest import ingest_file
+
+    home, config = aemon_home
+    cfg = load_config(config)
+    frame = small_stream.readings
+    frame = frame[~frame["timestamp"].between(frame["timestamp"].iloc[100], frame["timestamp"].iloc[200])]
+    frame.to_csv(home / "x.csv", index=False)
+    ingest_file(cfg.db_path, cfg.lake_root, "pumps", cfg.stream("pumps").schema(), home / "x.csv")
+    result = CliRunner().invoke(app, ["quality", "pumps", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "data quality pumps" in result.output and "medium" in result.output and "gaps" in result.output
+    with warehouse.connect(cfg.db_path) as con:
+        stored = warehouse.read_quality(con, "pumps")
+    assert len(stored) == len(cfg.stream("pumps").sensors) and (stored["n_gaps"] >= 1).all()
+
+
+def test_import_skab_reads_the_folder_in_place(aemon_home):
+    from pathlib import Path
+
+    home, config = aemon_home
+    skab = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
+    result = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "import skab -> valves" in result.output and "valve1-0" not in result.output  # files listed by name
+    assert result.output.count(" ok ") >= 21
+    again = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves", "--config", str(config)])
+    assert again.exit_code == 0 and again.output.count("skipped") == 21
+    assert not list(home.rglob("*.csv"))  # read in place, never copied

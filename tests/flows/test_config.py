@@ -46,7 +46,7 @@ def test_detector_settings_mirror_the_detector_defaults():
     ("[streams.'bad name']\nsensors = ['a']\n", "stream name 'bad name'"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detector]\nactivation = 'tanh'\n",
      "streams.pumps.detector.activation"),
-    ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\n", "set exactly one of asset_column"),
+    ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
      "streams.pumps.schedule.train_cron"),
@@ -77,3 +77,50 @@ def test_the_readme_example_config_loads(tmp_path):
     stream = load_config(path).stream("line3")
     assert stream.timestamp_column == "datetime" and stream.window.size == 30
     assert stream.train.end is not None and stream.detector.latent == 8
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[streams.s]\nsensors = ['a']\n[streams.s.exclusions]\nrules = ['a < one']\n",
+     "streams.s.exclusions.rules: exclusion rule 'a < one' is not understood"),
+    ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\n", "tabular records have no time order, set window.size = 1"),
+    ("[streams.s]\nsensors = ['a']\nlayout = 'diagonal'\n", "streams.s.layout"),
+    ("[streams.s]\nsensors = ['a b']\n", "column name 'a b' cannot be a lake column"),
+    ("[streams.s]\nsensors = ['a']\ntimezone = 'Mars/Olympus'\n", "timezone 'Mars/Olympus' is not a known time zone"),
+    ("[streams.s]\nsensors = ['a']\nduplicates = 'both'\n", "streams.s.duplicates"),
+])
+def test_bad_stream_settings_are_named(tmp_path, text, message):
+    path = tmp_path / "aemon.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+
+
+def test_stream_with_exclusions_inbox_and_aliases(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "aemon.toml"
+    path.write_text(
+        "[streams.skab]\nsensors = ['Current', 'Pressure']\ntimestamp_column = 'datetime'\n"
+        "asset_id = '{file}'\ninbox = '/data/exports/skab'\ncolumn_aliases = {'Current A' = 'Current'}\n"
+        "[streams.skab.exclusions]\nrules = ['Current < 0.1']\n"
+        "intervals = [{start = 2026-01-01T00:00:00, end = 2026-01-02T00:00:00, reason = 'overhaul'}]\n"
+    )
+    config = load_config(path)
+    stream = config.stream("skab")
+    assert config.inbox("skab") == Path("/data/exports/skab")
+    assert stream.schema().column_aliases == (("Current A", "Current"),)
+    exclusions = stream.exclusions.build()
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 12:00", "2026-01-03 00:00"]), "asset": "x",
+                          "Current": [1.0, 0.05], "Pressure": [1.0, 1.0]})
+    assert exclusions.mask(frame).tolist() == [True, True]
+
+
+def test_every_readme_config_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = [block.split("```", 1)[0] for block in readme.split("```toml\n")[1:]]
+    assert len(examples) >= 3
+    for i, example in enumerate(examples):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(example)
+        assert load_config(path).streams

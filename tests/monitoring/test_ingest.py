@@ -88,3 +88,149 @@ def test_read_only_query_cannot_write(tmp_path):
     assert warehouse.query(db, "SELECT count(*) AS n FROM anomalies")["n"].tolist() == [0]
     with pytest.raises(WarehouseError, match="query failed"):
         warehouse.query(db, "DROP TABLE anomalies")
+
+
+def lake_of(db, stream="pumps"):
+    with warehouse.connect(db) as con:
+        return warehouse.read_readings(con, stream)
+
+
+def test_a_file_overlapping_the_lake_adds_only_new_readings(lakehouse, small_stream):
+    db, lake, inbox = lakehouse
+    ingest_all(db, lake, inbox)
+    frame = small_stream.readings
+    one = frame[frame["asset"] == "pump-01"]
+    overlap = one.iloc[-10:].copy()
+    extra = overlap.assign(timestamp=overlap["timestamp"] + pd.Timedelta(minutes=10))
+    pd.concat([overlap, extra]).to_csv(inbox / "resend.csv", index=False)
+    result = ingest_file(db, lake, "pumps", SCHEMA, inbox / "resend.csv")
+    assert (result.rows_in, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == (20, 10, 10, 10)
+    with warehouse.connect(db) as con:
+        reasons = warehouse.read_quarantine(con, "pumps")["reason"]
+    assert reasons.str.contains("is already in the lake; kept the first one").all()
+    assert len(lake_of(db)) == len(frame) + 10
+    assert not lake_of(db).duplicated(["asset", "timestamp"]).any()
+
+
+def test_a_retried_file_supersedes_its_earlier_quarantine(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("timestamp,asset,a\n2026-01-01,p1,1\n")
+    schema = StreamSchema(sensors=("a", "b"))
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    assert ingest_file(db, lake, "s", schema, path).status == "rejected"
+    assert ingest_file(db, lake, "s", schema, path, retry_rejected=True).status == "rejected"
+    with warehouse.connect(db) as con:
+        q = warehouse.read_quarantine(con, "s")
+    assert len(q) == 1 and q["batch_id"].iloc[0].endswith("-retry1")
+    fixed = StreamSchema(sensors=("a",))
+    assert ingest_file(db, lake, "s", fixed, path, retry_rejected=True).status == "ok"
+    with warehouse.connect(db) as con:
+        assert warehouse.read_quarantine(con, "s").empty
+
+
+def test_a_big_file_is_read_in_chunks_with_the_same_result(tmp_path, small_stream):
+    frame = small_stream.readings.sample(frac=1.0, random_state=0)  # shuffled: out of order across chunks
+    dupes = frame.iloc[:25]
+    pd.concat([frame, dupes]).to_csv(tmp_path / "big.csv", index=False)
+    chunked = ingest_file(tmp_path / "c.duckdb", tmp_path / "lc", "pumps", SCHEMA, tmp_path / "big.csv", chunk_rows=500)
+    whole = ingest_file(tmp_path / "w.duckdb", tmp_path / "lw", "pumps", SCHEMA, tmp_path / "big.csv")
+    assert (chunked.rows_in, chunked.rows_accepted, chunked.rows_quarantined) == (len(frame) + 25, len(frame), 25)
+    assert (whole.rows_accepted, whole.rows_quarantined) == (chunked.rows_accepted, chunked.rows_quarantined)
+    pd.testing.assert_frame_equal(lake_of(tmp_path / "c.duckdb"), lake_of(tmp_path / "w.duckdb"))
+    assert len(list((tmp_path / "lc").rglob("part-*.parquet"))) > len(list((tmp_path / "lw").rglob("part-*.parquet")))
+
+
+def test_a_failure_late_in_a_file_leaves_nothing_in_the_lake(tmp_path):
+    rows = "".join(f"2026-01-01T00:{m:02d}:00,p1,{m},1,0\n" for m in range(50))
+    path = tmp_path / "x.csv"
+    path.write_bytes(("timestamp,asset,a,b,label\n" + rows).encode() + b"2026-01-01T01:00:00,p\xe9,1,1,0\n")
+    result = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", StreamSchema(sensors=("a", "b"),
+                         label_columns=("label",)), path, chunk_rows=10)
+    assert result.status == "rejected" and "not UTF-8" in result.error
+    assert (result.rows_in, result.rows_quarantined) == (51, 51)
+    assert not list((tmp_path / "lake").rglob("*.parquet")) and not list((tmp_path / "lake").rglob(".*tmp*"))
+
+
+def test_wide_and_long_layouts_give_identical_lakes(tmp_path, small_stream):
+    frame = small_stream.readings.iloc[:400]
+    frame.to_csv(tmp_path / "wide.csv", index=False)
+    long = frame.melt(id_vars=["timestamp", "asset", "label"], value_vars=list(SENSORS), var_name="sensor",
+                      value_name="value")
+    long = long[["timestamp", "asset", "sensor", "value", "label"]].sample(frac=1.0, random_state=1)
+    long.to_csv(tmp_path / "long.csv", index=False)
+    long_schema = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",), layout="long")
+    w = ingest_file(tmp_path / "w.duckdb", tmp_path / "lw", "pumps", SCHEMA, tmp_path / "wide.csv")
+    g = ingest_file(tmp_path / "g.duckdb", tmp_path / "lg", "pumps", long_schema, tmp_path / "long.csv")
+    assert (w.rows_in, w.rows_accepted) == (400, 400)
+    assert (g.rows_in, g.rows_accepted, g.rows_quarantined) == (400 * len(SENSORS), 400 * len(SENSORS), 0)
+    pd.testing.assert_frame_equal(lake_of(tmp_path / "w.duckdb"), lake_of(tmp_path / "g.duckdb"))
+
+
+def test_long_layout_quarantines_every_long_row_of_a_bad_reading(tmp_path):
+    text = ("timestamp,asset,sensor,value\n2026-01-01T00:00:00,p1,a,1\n2026-01-01T00:00:00,p1,b,2\n"
+            "2026-01-01T00:01:00,p1,a,x\n2026-01-01T00:01:00,p1,b,4\n2026-01-01T00:01:00,p1,b,5\n")
+    (tmp_path / "l.csv").write_text(text)
+    schema = StreamSchema(sensors=("a", "b"), layout="long")
+    r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, tmp_path / "l.csv")
+    assert (r.rows_in, r.rows_accepted, r.rows_quarantined) == (5, 2, 3)
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        q = warehouse.read_quarantine(con, "s")
+    assert q["row_number"].tolist() == [3, 4, 5]
+    assert q["reason"].tolist()[2] == "data row 5: sensor 'b' repeated for asset 'p1' at 2026-01-01 00:01:00"
+    assert q["reason"].tolist()[0] == "data row 3, column 'a': value 'x' is not a number"
+    (tmp_path / "u.csv").write_text("timestamp,asset,sensor,value\n2026-01-01,p1,a,1\n2026-01-01,p1,c,1\n")
+    r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, tmp_path / "u.csv")
+    assert r.status == "rejected" and "sensors differ from the stream schema: missing ['b'], unexpected ['c']" in r.error
+
+
+def test_a_renamed_sensor_is_accepted_once_the_alias_is_configured(tmp_path):
+    (tmp_path / "new.csv").write_text("timestamp,asset,a,b_v2\n2026-01-01,p1,1,2\n")
+    plain = StreamSchema(sensors=("a", "b"))
+    aliased = StreamSchema(sensors=("a", "b"), column_aliases=(("b_v2", "b"),))
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    assert ingest_file(db, lake, "s", plain, tmp_path / "new.csv").status == "rejected"
+    assert ingest_file(db, lake, "s", aliased, tmp_path / "new.csv", retry_rejected=True).status == "ok"
+    assert lake_of(db, "s")["b"].tolist() == [2.0]
+
+
+def test_all_numeric_sensors_and_a_changed_export_is_refused(tmp_path):
+    schema = StreamSchema(all_numeric=True, asset_column=None, asset_id="m1")
+    (tmp_path / "one.csv").write_text("timestamp,x,y\n2026-01-01T00:00:00,1,2\n")
+    (tmp_path / "two.csv").write_text("timestamp,x,y,z\n2026-01-01T00:01:00,1,2,3\n")
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    assert ingest_file(db, lake, "s", schema, tmp_path / "one.csv").status == "ok"
+    r = ingest_file(db, lake, "s", schema, tmp_path / "two.csv")
+    assert r.status == "rejected" and "columns differ from the stream's lake: missing [], unexpected ['z']" in r.error
+    assert list(lake_of(db, "s").columns) == ["timestamp", "asset", "x", "y"]
+
+
+def test_time_zone_and_format_of_the_stream(tmp_path):
+    (tmp_path / "x.csv").write_text("when;a\n01.07.2026 14:00;1\n01.07.2026 15:00;2\n")
+    schema = StreamSchema(sensors=("a",), timestamp_column="when", asset_column=None, asset_id="m1",
+                          timestamp_format="%d.%m.%Y %H:%M", timezone="Europe/Berlin")
+    r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, tmp_path / "x.csv")
+    assert r.status == "ok"
+    assert lake_of(tmp_path / "w.duckdb", "s")["timestamp"].tolist() == [
+        pd.Timestamp("2026-07-01T12:00:00"), pd.Timestamp("2026-07-01T13:00:00")]
+
+
+def test_tabular_records_get_increasing_record_times(tmp_path):
+    schema = StreamSchema(sensors=("a", "b"), timestamp_column=None, asset_column=None, asset_id="batch")
+    (tmp_path / "r1.csv").write_text("a,b\n1,2\n3,4\n")
+    (tmp_path / "r2.csv").write_text("b,a\n6,5\n")
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    assert ingest_file(db, lake, "t", schema, tmp_path / "r1.csv").rows_accepted == 2
+    assert ingest_file(db, lake, "t", schema, tmp_path / "r2.csv").rows_accepted == 1
+    frame = lake_of(db, "t")
+    assert frame["a"].tolist() == [1.0, 3.0, 5.0] and frame["timestamp"].is_monotonic_increasing
+
+
+def test_a_long_file_is_pivoted_whole_even_with_small_chunks(tmp_path, small_stream):
+    frame = small_stream.readings.iloc[:300]
+    long = frame.melt(id_vars=["timestamp", "asset", "label"], value_vars=list(SENSORS), var_name="sensor",
+                      value_name="value").sample(frac=1.0, random_state=2)
+    long[["timestamp", "asset", "sensor", "value", "label"]].to_csv(tmp_path / "long.csv", index=False)
+    schema = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",), layout="long")
+    r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "pumps", schema, tmp_path / "long.csv", chunk_rows=100)
+    assert (r.rows_accepted, r.rows_quarantined) == (300 * len(SENSORS), 0)
+    assert len(lake_of(tmp_path / "w.duckdb")) == 300

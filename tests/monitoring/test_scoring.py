@@ -71,3 +71,75 @@ def test_a_lake_without_a_model_sensor_is_refused_with_the_difference(tmp_path, 
     ingest_file(db, tmp_path / "lake", "pumps", narrow, tmp_path / "old.csv")
     with pytest.raises(BundleInputError, match=r"lacks columns \['flow_rate'\] that model pumps-detector v1 needs"):
         run(db, bundle)
+
+
+def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, bundle):
+    from features.exclusions import Exclusions
+    from monitoring.incidents import merge_incidents
+
+    small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
+    plain, excl = tmp_path / "plain.duckdb", tmp_path / "excl.duckdb"
+    for db in (plain, excl):
+        ingest_file(db, tmp_path / f"lake-{db.stem}", "pumps", SCHEMA, tmp_path / "all.csv")
+    run(plain, bundle)
+    flagged = scored(plain)[1]
+    assert len(flagged) > 0
+    # exclude everything around the first flagged window of each asset by a machine-off rule and an interval
+    first = flagged.groupby("asset")["window_start"].min()
+    interval_asset, interval_start = first.index[0], first.iloc[0]
+    from features.exclusions import ExclusionInterval
+    exclusions = Exclusions.parse(
+        ["motor_current < -1e9"],  # a rule that matches nothing: rules are parsed and applied
+        [ExclusionInterval(interval_start - pd.Timedelta(hours=6), interval_start + pd.Timedelta(hours=6),
+                           asset=interval_asset)],
+    )
+    run(excl, bundle, exclusions=exclusions)
+    with warehouse.connect(excl) as con:
+        rows = con.execute("SELECT asset, window_start, window_end, is_anomaly, excluded FROM scores").df()
+        anomalies = warehouse.read_anomalies(con, "pumps")
+    inside = (rows["asset"] == interval_asset) & (rows["window_end"] >= interval_start - pd.Timedelta(hours=6)) & (
+        rows["window_start"] <= interval_start + pd.Timedelta(hours=6))
+    assert inside.any() and rows.loc[inside, "excluded"].all() and not rows.loc[~inside, "excluded"].any()
+    assert not rows.loc[inside, "is_anomaly"].any()
+    assert len(rows) == len(scored(plain)[0])  # scored all the same
+    hit = (anomalies["asset"] == interval_asset) & (anomalies["window_start"] == interval_start)
+    assert not hit.any()
+    assert len(merge_incidents(anomalies)) <= len(merge_incidents(scored_anomalies(plain)))
+
+
+def scored_anomalies(db):
+    with warehouse.connect(db) as con:
+        return warehouse.read_anomalies(con, "pumps")
+
+
+def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small_stream, bundle):
+    frame = small_stream.readings
+    asset = frame["asset"].iloc[0]
+    one = frame[frame["asset"] == asset]
+    hole = (one["timestamp"] >= one["timestamp"].iloc[300]) & (one["timestamp"] < one["timestamp"].iloc[360])
+    (tmp_path / "a").mkdir()
+    one[~hole].to_csv(tmp_path / "a" / "first.csv", index=False)
+    one[hole].to_csv(tmp_path / "a" / "late.csv", index=False)
+    db = tmp_path / "w.duckdb"
+    ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "first.csv")
+    run(db, bundle)
+    before = scored(db)[0]
+    late = ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "late.csv")
+    assert (late.status, late.rows_accepted, late.rows_late) == ("ok", 60, 60)
+    with warehouse.connect(db) as con:
+        ranges = warehouse.get_rescore_ranges(con, "pumps")
+    assert ranges["start"].tolist() == [one["timestamp"].iloc[300]]
+    second = run(db, bundle)
+    assert second.scores_written > 0
+    after = scored(db)[0]
+    new = after.merge(before, how="left", indicator=True, on=["asset", "window_start", "window_end"])
+    filled = new[new["_merge"] == "left_only"]
+    assert len(filled) > 0 and (filled["window_start"] < one["timestamp"].iloc[360]).all()
+    with warehouse.connect(db) as con:
+        assert warehouse.get_rescore_ranges(con, "pumps").empty
+    # the result equals one run over the complete file
+    full = tmp_path / "full.duckdb"
+    one.to_csv(tmp_path / "all.csv", index=False)
+    ingest_file(full, tmp_path / "lake-full", "pumps", SCHEMA, tmp_path / "all.csv")
+    run(full, bundle)
+    pd.testing.assert_frame_equal(after, scored(full)[0], check_exact=False, rtol=1e-6)

@@ -1,0 +1,135 @@
+"""Exclusions: readings kept out of training and out of alerting.
+
+Two kinds, both from the stream configuration:
+- machine-off rules, one comparison each, such as `Current < 0.1` or `speed_rpm <= 0`:
+  a reading matching any rule is excluded (the machine is stopped, its sensors say
+  nothing about its health);
+- explicit intervals (maintenance, a test run), for one asset or all of them.
+
+Rules are parsed by a small grammar (`<column> <op> <number>`), never evaluated as code.
+"""
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.errors import FeaturesError
+
+
+class ExclusionError(FeaturesError):
+    """An exclusion rule or interval is malformed or names a column the readings lack."""
+
+
+OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+             "==": operator.eq, "!=": operator.ne}
+RULE = re.compile(
+    r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_\-]*|`[^`]+`)\s*(?P<op><=|>=|==|!=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class ExclusionRule:
+    column: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class ExclusionInterval:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    asset: str | None = None  # None: every asset
+    reason: str = ""
+
+    def __post_init__(self):
+        if pd.Timestamp(self.end) < pd.Timestamp(self.start):
+            raise ExclusionError(f"exclusion interval ends ({self.end}) before it starts ({self.start})")
+
+
+def parse_rule(text: str) -> ExclusionRule:
+    """`Current < 0.1` -> ExclusionRule('Current', '<', 0.1). A column name with spaces is
+    written in backticks: `` `Volume Flow RateRMS` < 1``."""
+    match = RULE.match(text)
+    if not match:
+        raise ExclusionError(
+            f"exclusion rule {text!r} is not understood; expected '<column> <op> <number>' with op one of "
+            f"{sorted(OPERATORS)}, e.g. 'Current < 0.1'"
+        )
+    return ExclusionRule(match["column"].strip("`"), match["op"], float(match["value"]))
+
+
+def excluded_mask(
+    frame: pd.DataFrame,
+    rules: list[ExclusionRule | str] = (),
+    intervals: list[ExclusionInterval] = (),
+) -> pd.Series:
+    """True for each reading (row of a lake-layout frame: timestamp, asset, sensors) that a
+    rule or an interval excludes."""
+    mask = np.zeros(len(frame), dtype=bool)
+    for rule in rules:
+        rule = parse_rule(rule) if isinstance(rule, str) else rule
+        if rule.column not in frame.columns:
+            raise ExclusionError(
+                f"exclusion rule '{rule}' names column '{rule.column}', which the readings lack; "
+                f"they have {list(frame.columns)}"
+            )
+        values = frame[rule.column].to_numpy(dtype=np.float64)
+        mask |= OPERATORS[rule.op](values, rule.value)
+    if intervals:
+        ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+        assets = frame["asset"].to_numpy() if "asset" in frame.columns else None
+        for interval in intervals:
+            inside = (ts >= np.datetime64(pd.Timestamp(interval.start), "ns")) & (
+                ts <= np.datetime64(pd.Timestamp(interval.end), "ns"))
+            if interval.asset is not None and assets is not None:
+                inside &= assets == interval.asset
+            mask |= inside
+    return pd.Series(mask, index=frame.index, name="excluded")
+
+
+def windows_touching(frame: pd.DataFrame, mask: pd.Series | np.ndarray, asset: np.ndarray,
+                     start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For windows given by (asset, start, end), True when any excluded reading of that asset
+    lies in [start, end]. `frame` holds the readings (asset, timestamp) the mask refers to."""
+    flags = np.zeros(len(asset), dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any() or len(asset) == 0:
+        return flags
+    hits = frame.loc[mask, ["asset", "timestamp"]]
+    asset = np.asarray(asset)
+    start = np.asarray(start, dtype="datetime64[ns]")
+    end = np.asarray(end, dtype="datetime64[ns]")
+    for name, ts in hits.groupby("asset")["timestamp"]:
+        times = np.sort(ts.to_numpy(dtype="datetime64[ns]"))
+        sel = asset == name
+        # a window holds an excluded reading when one lies between its start and end
+        first = np.searchsorted(times, start[sel], side="left")
+        last = np.searchsorted(times, end[sel], side="right")
+        flags[sel] = last > first
+    return flags
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """A stream's exclusion rules and intervals, as one argument."""
+
+    rules: tuple[ExclusionRule, ...] = ()
+    intervals: tuple[ExclusionInterval, ...] = ()
+
+    @classmethod
+    def parse(cls, rules: list[str] = (), intervals: list[ExclusionInterval] = ()) -> "Exclusions":
+        return cls(tuple(parse_rule(r) for r in rules), tuple(intervals))
+
+    def __bool__(self) -> bool:
+        return bool(self.rules or self.intervals)
+
+    def mask(self, frame: pd.DataFrame) -> pd.Series:
+        return excluded_mask(frame, self.rules, self.intervals)

@@ -1,0 +1,69 @@
+"""SKAB and NAB importers on a few real files of ../shared/data, read in place."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.importers import DataSetError, SKAB_SENSORS, nab_windows, skab_files
+from monitoring import warehouse
+from monitoring.importers import import_file
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SKAB, NAB = DATA / "skab", DATA / "nab"
+
+
+def test_skab_files_become_assets_with_labels(tmp_path):
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    raw = pd.read_csv(SKAB / "valve1" / "0.csv", sep=";")
+    result = import_file(db, lake, "skab", SKAB / "valve1" / "0.csv")
+    free = import_file(db, lake, "skab", SKAB / "anomaly-free" / "anomaly-free.csv")
+    assert (result.status, result.rows_in, result.rows_accepted, result.rows_quarantined) == ("ok", len(raw), len(raw), 0)
+    assert free.status == "ok" and free.rows_accepted == 9405
+    with warehouse.connect(db) as con:
+        frame = warehouse.read_readings(con, "skab", asset="valve1-0")
+        assert warehouse.list_assets(con, "skab") == ["anomaly-free", "valve1-0"]
+        assert con.execute("SELECT sum(anomaly) FROM lake.skab WHERE asset = 'anomaly-free'").fetchall() == [(0,)]
+    assert list(frame.columns) == ["timestamp", "asset", *SKAB_SENSORS, "anomaly", "changepoint"]
+    assert int(frame["anomaly"].sum()) == int(raw["anomaly"].sum())
+    assert int(frame["changepoint"].sum()) == int(raw["changepoint"].sum())
+    assert frame["VolumeFlowRateRMS"].tolist() == raw["Volume Flow RateRMS"].tolist()
+    assert frame["timestamp"].iloc[0] == pd.Timestamp(raw["datetime"].iloc[0])
+    # the same file again, even from another path, adds nothing
+    assert import_file(db, lake, "skab", SKAB / "valve1" / ".." / "valve1" / "0.csv").status == "skipped"
+
+
+def test_nab_windows_become_labels_and_repeated_timestamps_are_quarantined(tmp_path):
+    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    name = "ec2_request_latency_system_failure.csv"
+    raw = pd.read_csv(NAB / name, parse_dates=["timestamp"])
+    result = import_file(db, lake, "nab", NAB / name)
+    n_repeated = int(raw.duplicated("timestamp").sum())
+    assert n_repeated == 11  # as the data set's README says
+    assert (result.rows_in, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == \
+        (len(raw), len(raw) - 11, 11, 11)
+    windows = nab_windows(NAB, name)
+    assert len(windows) == 3
+    with warehouse.connect(db) as con:
+        frame = warehouse.read_readings(con, "nab")
+    inside = pd.Series(False, index=frame.index)
+    for w in windows.itertuples():
+        inside |= frame["timestamp"].between(w.start, w.end)
+    assert (frame["label"] == inside.astype("int8")).all() and inside.sum() > 0
+    assert frame["asset"].unique().tolist() == ["ec2_request_latency_system_failure"]
+
+
+def test_nab_step_back_in_time_is_sorted(tmp_path):
+    result = import_file(tmp_path / "w.duckdb", tmp_path / "lake", "nab", NAB / "machine_temperature_system_failure.csv")
+    assert result.status == "ok" and result.rows_out_of_order > 0
+    assert result.rows_in == result.rows_accepted + result.rows_quarantined == 22695
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        ts = warehouse.read_readings(con, "nab")["timestamp"]
+    assert ts.is_monotonic_increasing and ts.is_unique
+
+
+def test_layout_errors_are_named(tmp_path):
+    with pytest.raises(DataSetError, match="no SKAB files"):
+        skab_files(tmp_path)
+    with pytest.raises(DataSetError, match="windows.json: missing"):
+        nab_windows(tmp_path, "x.csv")
+    assert [a for _, a in skab_files(SKAB)][:3] == ["anomaly-free", "valve1-0", "valve1-1"]
