@@ -189,7 +189,7 @@ def register_training(
                 mlflow.log_artifact(str(quality_report), artifact_path="data_quality")
             example = input_example(candidates[0].bundle, data.evaluation.readings)
             for cand in candidates:
-                with mlflow.start_run(run_name=cand.kind, nested=True) as child:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=cand.kind, nested=True) as child:
                     mlflow.set_tags({"role": "candidate", "stream": data.stream, "detector": cand.kind})
                     mlflow.log_params({k: _param(v) for k, v in cand.params.items()})
                     for row in cand.detector.history_:
@@ -352,11 +352,16 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
     metrics of its run, newest first."""
     client = client_for(tracking_uri)
     name = _require_model(client, stream)
+    aliases: dict[int, list[str]] = {}
+    # search results carry no aliases; the registered model has them all
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(int(version), []).append(alias)
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'"):
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         rows.append({
-            "version": int(mv.version), "aliases": ",".join(mv.aliases), "detector": mv.tags.get("detector", ""),
+            "version": int(mv.version), "aliases": ",".join(sorted(aliases.get(int(mv.version), []))),
+            "detector": mv.tags.get("detector", ""),
             "threshold_method": mv.tags.get("threshold_method", ""),
             **{m: metrics.get(m, float("nan")) for m in COMPARE_METRICS},
             "gate": mv.tags.get("gate.role", ""), "training_range": mv.tags.get("training_range", ""),

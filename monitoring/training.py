@@ -225,6 +225,14 @@ def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRu
     return Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds)
 
 
+def train_bundle(frame: pd.DataFrame, *, stream: str, sensors: list[str], spec: WindowSpec, detector_params: dict,
+                 kind: str = "mlp_ae", rule: ThresholdRule | None = None, **split) -> Candidate:
+    """One detector kind trained on `frame` in one call (notebooks, tests); `split`: the
+    other arguments of prepare_training."""
+    data = prepare_training(frame, stream=stream, sensors=sensors, spec=spec, **split)
+    return fit_candidate(data, kind, detector_params, rule or ThresholdRule())
+
+
 def recalibration_data(
     bundle: ModelBundle,
     frame: pd.DataFrame,
