@@ -1,32 +1,36 @@
-"""The detector API shared by the autoencoders: validate, fit, score, save, load.
+"""The detector API shared by the autoencoders: validate, fit, score, explain, save, load.
 
-`BaseDetector` does everything that does not depend on the network. A detector
-subclass sets `kind`, lists its hyperparameters in `__init__` (stored as plain
-attributes, scikit-learn style) and implements `_build_model`. It may also override:
+`BaseDetector` does everything that does not depend on the network and holds the
+hyperparameters every detector has (activation, dropout, output activation, training,
+threshold). A detector subclass sets `kind`, takes its own hyperparameters in `__init__`
+(stored as plain attributes, scikit-learn style, the rest passed on to BaseDetector) and
+implements `_build_model`, whose network has `forward` (the reconstruction) and `encode`
+(the latent means). It may also override:
 
 - `_to_model_input` / `_from_model_output`: windows (n, L, C) <-> what the network eats
   and returns (default: flattened (n, L*C), as the MLP wants);
-- `_loss_fn`: the training objective (default: mean squared reconstruction error);
-- `_score_batch`: the anomaly score of a batch of windows (default: reconstruction MSE).
-
-Subclasses must also store the shared hyperparameters read here: epochs, batch_size,
-learning_rate, weight_decay, patience, grad_clip, random_state, n_threads, device,
-threshold_percentile, threshold_coefficient.
+- `_loss`: the training objective (default: mean squared reconstruction error, or binary
+  cross-entropy with a sigmoid output);
+- `_score_batch` (and then `_score_and_contributions_batch`): the anomaly score of a batch
+  of windows (default: reconstruction MSE).
 """
 from __future__ import annotations
 
 import inspect
 import json
 from collections.abc import Callable
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
 from aemodels.errors import DetectorInputError, NotFittedError
 from aemodels.thresholds import percentile_threshold
-from aemodels.training import LossFn, TrainConfig, TrainResult, train_autoencoder
+from aemodels.training import TrainConfig, TrainResult, train_autoencoder
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -41,37 +45,116 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serialisable")
 
 
+def point_scores(window_scores, window_starts, window_length: int, n_points: int, how: str = "mean") -> np.ndarray:
+    """Scores per point (timestamp) from scores per window: the mean or max over the windows covering it.
+
+    Window i covers points window_starts[i] ... window_starts[i] + window_length - 1 of a series of
+    n_points. Points no window covers get NaN. Returns (n_points,) float64.
+    """
+    if how not in ("mean", "max"):
+        raise ValueError(f"point_scores how={how!r}, must be 'mean' or 'max'")
+    for name, value in (("window_length", window_length), ("n_points", n_points)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if name == "window_length" else 0):
+            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {1 if name == 'window_length' else 0}")
+    scores = np.asarray(window_scores, dtype=np.float64)
+    starts = np.asarray(window_starts)
+    if scores.ndim != 1 or starts.shape != scores.shape:
+        raise ValueError(f"point_scores: window_scores {scores.shape} and window_starts {starts.shape} "
+                         "must be 1-D arrays of the same length")
+    if starts.size and not np.issubdtype(starts.dtype, np.integer):
+        raise ValueError(f"point_scores window_starts have dtype {starts.dtype}; expected integer positions")
+    if starts.size and (starts.min() < 0 or starts.max() + window_length > n_points):
+        raise ValueError(f"point_scores: windows start at {starts.min()} ... {starts.max()} with length "
+                         f"{window_length}; expected all within the n_points={n_points} points")
+    covered = (starts[:, None] + np.arange(window_length)).ravel()  # (n_windows, L) -> (n_windows * L,)
+    per_point = np.repeat(scores, window_length)  # (n_windows,) -> (n_windows * L,)
+    counts = np.bincount(covered, minlength=n_points)
+    if how == "mean":
+        sums = np.bincount(covered, weights=per_point, minlength=n_points)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / counts, np.nan)
+    out = np.full(n_points, -np.inf)
+    np.maximum.at(out, covered, per_point)
+    return np.where(counts > 0, out, np.nan)
+
+
 class BaseDetector:
-    kind: str = ""
+    kind: ClassVar[str] = ""
     inference_batch_size: int = 4096
-    _kinds: dict[str, type[BaseDetector]] = {}
+    _kinds: ClassVar[dict[str, type[BaseDetector]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.kind:
             BaseDetector._kinds[cls.kind] = cls
 
+    def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
+                 epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
+                 denoise="none", noise_level=0.1, threshold_percentile=99.0, threshold_coefficient=1.0,
+                 random_state=0, n_threads=None, device="auto", progress=None):
+        """Hyperparameters every detector has.
+
+        activation: "relu" | "gelu" between layers; dropout: rate after each hidden layer;
+        output_activation: "identity" (standardised data, MSE) or "sigmoid" (data scaled to [0, 1],
+        binary cross-entropy). Training (aemodels.training.TrainConfig): epochs, batch_size,
+        learning_rate, weight_decay, patience (early stopping on X_val), grad_clip, denoise
+        ("none" | "gaussian" | "mask") with noise_level, random_state, n_threads (torch CPU threads
+        while training and scoring), device ("auto": CUDA when present), progress (None: a bar when
+        stderr is a terminal). Threshold: threshold_percentile of the validation scores times
+        threshold_coefficient.
+        """
+        self.activation = activation
+        self.dropout = dropout
+        self.output_activation = output_activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.grad_clip = grad_clip
+        self.denoise = denoise
+        self.noise_level = noise_level
+        self.threshold_percentile = threshold_percentile
+        self.threshold_coefficient = threshold_coefficient
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.device = device
+        self.progress = progress
+
     # -- parameters --------------------------------------------------------------------
 
     @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values()
-                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    def param_defaults(cls) -> dict:
+        """{constructor argument: default}, the detector's own arguments first, then BaseDetector's."""
+        defaults: dict = {}
+        for klass in cls.__mro__[:cls.__mro__.index(BaseDetector) + 1]:
+            if "__init__" in vars(klass):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                        defaults.setdefault(p.name, p.default)
+        return defaults
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor argument names (what get_params() returns and make_detector accepts)."""
+        return list(cls.param_defaults())
+
+    _param_names = param_names
 
     def get_params(self) -> dict:
         """The constructor arguments, as given."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        defaults = self.param_defaults()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults.get(k)]
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            weight_decay=self.weight_decay, patience=self.patience, grad_clip=self.grad_clip,
-                           seed=self.random_state, n_threads=self.n_threads, device=self.device)
+                           seed=self.random_state, n_threads=self.n_threads, device=self.device,
+                           denoise=self.denoise, noise_level=self.noise_level, progress=self.progress)
 
     def _check_params(self) -> None:
         """Validate hyperparameters before any training (raises ValueError)."""
@@ -90,12 +173,24 @@ class BaseDetector:
     def _from_model_output(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return out.reshape(shape)  # (n, L*C) -> (n, L, C)
 
-    _loss_fn: LossFn | None = None  # None: mean squared reconstruction error
+    def _loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch: MSE, or binary cross-entropy with a sigmoid output."""
+        if self.output_activation == "sigmoid":
+            return F.binary_cross_entropy(model(inputs), targets)
+        return F.mse_loss(model(inputs), targets)
+
+    def _on_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (from 1); a schedule such as a KL warm-up goes here."""
+
+    def _model_input(self, X: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.require(self._to_model_input(X), np.float32, ["C", "W"]))
 
     def _reconstruct_batch(self, X: np.ndarray) -> np.ndarray:
         """(b, L, C) float32 -> (b, L, C) float32 reconstruction."""
-        x = torch.from_numpy(np.require(self._to_model_input(X), np.float32, ["C", "W"]))
-        return self._from_model_output(self.model_(x).numpy(), X.shape)
+        return self._from_model_output(self.model_(self._model_input(X)).numpy(), X.shape)
+
+    def _encode_batch(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.encode(self._model_input(X)).numpy()  # (b, L, C) -> (b, latent)
 
     def _residual_batch(self, X: np.ndarray) -> np.ndarray:
         """(b, L, C) float32 -> (b, L, C) float64 residual x - x_hat."""
@@ -171,13 +266,19 @@ class BaseDetector:
         _, window_size, n_sensors = X_train.shape
         if X_val is not None:
             X_val = self._check_windows(X_val, "X_val", (window_size, n_sensors))
+        if self.output_activation == "sigmoid":
+            for name, X in (("X_train", X_train), ("X_val", X_val)):
+                if X is not None and (X.min() < 0 or X.max() > 1):
+                    raise DetectorInputError(
+                        f"{name} has values in [{X.min():.4g}, {X.max():.4g}]; output_activation='sigmoid' expects "
+                        "readings scaled to [0, 1] (a min-max scaler), or use output_activation='identity'")
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             model = self._build_model(window_size, n_sensors)
         result: TrainResult = train_autoencoder(
             model, self._to_model_input(X_train), None if X_val is None else self._to_model_input(X_val),
-            config, loss_fn=self._loss_fn)
+            config, loss_fn=self._loss, on_epoch=self._on_epoch)
 
         self.model_ = model.cpu().float().eval()
         self.window_size_ = window_size
@@ -189,16 +290,18 @@ class BaseDetector:
                                                self.threshold_coefficient)
         return self
 
-    def _map_batches(self, X: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty: np.ndarray) -> np.ndarray:
-        """fn over batches of inference_batch_size windows, on CPU, with n_threads torch threads."""
+    def _map_batches(self, X: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty: np.ndarray,
+                     batch_size: int | None = None) -> np.ndarray:
+        """fn over batches of batch_size (default inference_batch_size) windows, on CPU, with n_threads torch threads."""
         if len(X) == 0:
             return empty
+        batch_size = batch_size or self.inference_batch_size
         previous_threads = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(self.n_threads)
         try:
             with torch.inference_mode():
-                parts = [fn(X[i:i + self.inference_batch_size]) for i in range(0, len(X), self.inference_batch_size)]
+                parts = [fn(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
         finally:
             torch.set_num_threads(previous_threads)
         return np.concatenate(parts)
@@ -216,6 +319,13 @@ class BaseDetector:
         """The network's reconstruction of each window, same shape as X, float32."""
         X = self._check_input(X)
         return self._map_batches(X, self._reconstruct_batch, np.empty(X.shape, np.float32))
+
+    def encode(self, X) -> np.ndarray:
+        """The latent code of each window (the posterior mean for a VAE), (n_windows, latent) float32."""
+        X = self._check_input(X)
+        return self._map_batches(X, self._encode_batch, np.empty((0, self.model_.latent), np.float32))
+
+    point_scores = staticmethod(point_scores)
 
     def contributions(self, X) -> np.ndarray:
         """Per-sensor share of each window's score, (n_windows, n_sensors) float64.

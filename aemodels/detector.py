@@ -1,43 +1,225 @@
-"""The MLP autoencoder detector: windows are flattened and reconstructed by an MLP."""
+"""The three detectors (MLP autoencoder, 1-D CNN autoencoder, VAE) and make_detector.
+
+All share BaseDetector's API (fit / score / predict / contributions / encode / save / load);
+each adds its network's hyperparameters. X is (n_windows, window_size, n_sensors), already scaled.
+Fitted attributes: n_features_in_, window_size_, model_, history_, best_epoch_, val_scores_, threshold_.
+"""
 from __future__ import annotations
 
+import math
+import numbers
+
+import numpy as np
+import torch
 from torch import nn
 
 from aemodels.base import BaseDetector
+from aemodels.conv1d import Conv1dAutoencoder
+from aemodels.errors import DetectorInputError, UnknownParameterError
 from aemodels.mlp import MLPAutoencoder
+from aemodels.vae import ARCHITECTURES, VAE
+
+DETECTOR_KINDS = ("mlp_ae", "cnn_ae", "vae")
+VAE_SCORE_METHODS = ("elbo", "iwae")
 
 
 class AutoencoderDetector(BaseDetector):
-    """Anomaly detector scoring a window by its MLP-autoencoder reconstruction error.
+    """Scores a window by the reconstruction error of an MLP autoencoder over the flattened window.
 
-    X is (n_windows, window_size, n_sensors), already scaled. Fitted attributes:
-    n_features_in_, window_size_, model_, history_, best_epoch_, val_scores_, threshold_.
+    hidden: encoder layer widths (the decoder mirrors them); latent: code size.
     `n_threads` caps torch's CPU threads while training and scoring (restored after);
     small models run fastest on 1 thread, especially when several processes share the CPUs.
     """
 
     kind = "mlp_ae"
 
-    def __init__(self, hidden=(64, 32), latent=8, activation="relu", dropout=0.0,
-                 epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
-                 threshold_percentile=99.0, threshold_coefficient=1.0,
-                 random_state=0, n_threads=None, device="auto"):
+    def __init__(self, hidden=(64, 32), latent=8, **kwargs):
         self.hidden = hidden
         self.latent = latent
-        self.activation = activation
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.threshold_percentile = threshold_percentile
-        self.threshold_coefficient = threshold_coefficient
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.device = device
+        super().__init__(**kwargs)
 
     def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
         return MLPAutoencoder(window_size * n_sensors, tuple(self.hidden), self.latent,
-                              self.activation, self.dropout)
+                              self.activation, self.dropout, self.output_activation)
+
+
+MLPDetector = AutoencoderDetector
+
+
+class Conv1dDetector(BaseDetector):
+    """Scores a window by the reconstruction error of a 1-D convolutional autoencoder.
+
+    channels: output channels of the stride-2 Conv1d blocks (each halves the window);
+    kernel_size: odd; latent: size of the dense bottleneck.
+    """
+
+    kind = "cnn_ae"
+
+    def __init__(self, channels=(16, 32), kernel_size=5, latent=8, **kwargs):
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.latent = latent
+        super().__init__(**kwargs)
+
+    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+        return Conv1dAutoencoder(window_size, n_sensors, tuple(self.channels), self.kernel_size, self.latent,
+                                 self.activation, self.dropout, self.output_activation)
+
+    def _to_model_input(self, X: np.ndarray) -> np.ndarray:
+        return X.transpose(0, 2, 1)  # (n, L, C) -> (n, C, L)
+
+    def _from_model_output(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return out.transpose(0, 2, 1)  # (n, C, L) -> (n, L, C)
+
+
+class VAEDetector(BaseDetector):
+    """A variational autoencoder as a density model of normal windows.
+
+    architecture: "mlp" (hidden widths) or "conv" (channels, kernel_size) encoder and decoder;
+    latent: size of z; beta: weight of the KL term (beta-VAE); kl_warmup_epochs: the KL weight
+    rises linearly from beta / kl_warmup_epochs to beta over these first epochs (0: none;
+    validation losses always use the full beta). The score is -log p(x) in nats per window:
+    score_method "elbo" = the negative ELBO averaged over n_score_samples draws of z, "iwae" =
+    minus the importance-weighted log-likelihood with n_score_samples samples. The draws are the
+    same for every window and call (seeded by random_state), so scores are deterministic and do
+    not depend on how windows are batched. contributions() use the reconstruction at the
+    posterior mean.
+    """
+
+    kind = "vae"
+
+    def __init__(self, architecture="mlp", hidden=(64, 32), channels=(16, 32), kernel_size=5, latent=8,
+                 beta=1.0, kl_warmup_epochs=10, score_method="elbo", n_score_samples=16, **kwargs):
+        self.architecture = architecture
+        self.hidden = hidden
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.latent = latent
+        self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.score_method = score_method
+        self.n_score_samples = n_score_samples
+        super().__init__(**kwargs)
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"VAEDetector architecture={self.architecture!r}, must be one of {list(ARCHITECTURES)}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) \
+                or not math.isfinite(self.beta) or self.beta < 0:
+            raise ValueError(f"VAEDetector beta={self.beta!r}, must be a finite number >= 0")
+        _check_count("kl_warmup_epochs", self.kl_warmup_epochs, 0)
+        if self.score_method not in VAE_SCORE_METHODS:
+            raise ValueError(f"VAEDetector score_method={self.score_method!r}, must be one of {list(VAE_SCORE_METHODS)}")
+        _check_count("n_score_samples", self.n_score_samples, 1)
+
+    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+        return VAE(window_size, n_sensors, self.architecture, tuple(self.hidden), tuple(self.channels),
+                   self.kernel_size, self.latent, self.activation, self.dropout, self.output_activation)
+
+    def _to_model_input(self, X: np.ndarray) -> np.ndarray:
+        return X  # the VAE takes windows as they are, (n, L, C)
+
+    def _from_model_output(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return out
+
+    # -- training ----------------------------------------------------------------------
+
+    def _on_epoch(self, epoch: int) -> None:
+        warmup = self.kl_warmup_epochs
+        self._kl_weight = self.beta * (min(1.0, epoch / warmup) if warmup else 1.0)
+
+    def _loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # Validation (eval mode) always uses the full beta, so early stopping compares like with like.
+        return model.loss(inputs, targets, self._kl_weight if model.training else self.beta)
+
+    # -- scores ------------------------------------------------------------------------
+
+    def _eps(self, n_samples: int) -> torch.Tensor:
+        """(K, latent) standard normal draws, the same on every call (common random numbers)."""
+        generator = torch.Generator().manual_seed(self.random_state)
+        return torch.randn(n_samples, self.model_.latent, generator=generator)
+
+    def _score_batch(self, X: np.ndarray) -> np.ndarray:
+        x, eps = self._model_input(X), self._eps(self.n_score_samples)
+        if self.score_method == "elbo":
+            return self.model_.negative_elbo(x, eps).double().numpy()
+        return -self.model_.log_likelihood(x, eps).double().numpy()
+
+    def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([self._score_batch(X), self._contributions_batch(X)])
+
+    def _sample_batch_size(self, n_samples: int) -> int:
+        """Windows per batch when each is decoded n_samples times (bounds memory at inference_batch_size decodes)."""
+        return max(1, self.inference_batch_size // n_samples)
+
+    def score(self, X) -> np.ndarray:
+        """-log p(x) per window in nats (see score_method), (n_windows,) float64; higher is more anomalous."""
+        X = self._check_input(X)
+        return self._map_batches(X, self._score_batch, np.empty(0),
+                                 self._sample_batch_size(self.n_score_samples))
+
+    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        X = self._check_input(X)
+        both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)),
+                                 self._sample_batch_size(self.n_score_samples))
+        return both[:, 0], both[:, 1:]
+
+    def log_likelihood(self, X, n_samples: int = 100) -> np.ndarray:
+        """Importance-weighted estimate of log p(x) per window with n_samples draws from q(z|x), (n_windows,) float64.
+
+        A lower bound on log p(x) that tightens as n_samples grows (n_samples=1 is the ELBO)."""
+        _check_count("n_samples", n_samples, 1)
+        X = self._check_input(X)
+        eps = self._eps(n_samples)
+        return self._map_batches(X, lambda b: self.model_.log_likelihood(self._model_input(b), eps).double().numpy(),
+                                 np.empty(0), self._sample_batch_size(n_samples))
+
+    # -- generation --------------------------------------------------------------------
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        return self._map_batches(z, lambda b: self.model_.decode(torch.from_numpy(b)).numpy(),
+                                 np.empty((0, self.window_size_, self.n_features_in_), np.float32))
+
+    def sample(self, n: int, random_state=None) -> np.ndarray:
+        """n windows decoded from z ~ N(0, I) (decoder means), (n, window_size, n_sensors) float32."""
+        self._check_is_fitted()
+        _check_count("n", n, 0)
+        z = np.random.default_rng(random_state).standard_normal((n, self.model_.latent))
+        return self._decode(z)
+
+    def interpolate(self, a, b, steps: int = 10) -> np.ndarray:
+        """Windows decoded along the straight line between the latent means of windows a and b.
+
+        a, b: (window_size, n_sensors) or (1, window_size, n_sensors). Returns (steps, window_size,
+        n_sensors) float32; the first and last are the reconstructions of a and b."""
+        _check_count("steps", steps, 2)
+        ends = []
+        for name, w in (("a", a), ("b", b)):
+            w = np.asarray(w)
+            ends.append(self._check_input(w[None] if w.ndim == 2 else w, name))
+            if len(ends[-1]) != 1:
+                raise DetectorInputError(f"{name} has {len(ends[-1])} windows; expected one window")
+        mu = self.encode(np.concatenate(ends)).astype(np.float64)  # (2, latent)
+        t = np.linspace(0.0, 1.0, steps)[:, None]  # (steps, 1)
+        return self._decode((1 - t) * mu[0] + t * mu[1])
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r}, must be an int >= {minimum}")
+
+
+def make_detector(kind: str, **params) -> BaseDetector:
+    """A new, unfitted detector of `kind` ("mlp_ae", "cnn_ae" or "vae") with the given parameters."""
+    kinds = BaseDetector._kinds
+    if kind not in kinds:
+        raise ValueError(f"detector kind={kind!r}; expected one of {list(DETECTOR_KINDS)}")
+    cls = kinds[kind]
+    names = cls.param_names()
+    unknown = [name for name in params if name not in names]
+    if unknown:
+        raise UnknownParameterError(f"detector kind {kind!r} has no parameter {unknown[0]!r}; "
+                                    f"its parameters are {names}")
+    return cls(**params)

@@ -7,3 +7,11 @@ class NotFittedError(RuntimeError):
 
 class DetectorInputError(ValueError):
     """Input windows have the wrong shape, dtype or non-finite values."""
+
+
+class ThresholdFitError(ValueError):
+    """Too few scores above the initial quantile to fit a peaks-over-threshold tail."""
+
+
+class UnknownParameterError(TypeError, ValueError):
+    """A detector parameter that the detector kind does not have."""

@@ -7,14 +7,31 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+# "sigmoid" is for data scaled to [0, 1], trained with binary cross-entropy.
+OUTPUT_ACTIVATIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid}
 
 
-def _mlp(dims: list[int], activation: str, dropout: float) -> nn.Sequential:
-    """Linear layers through `dims`, activation (+ dropout) between them, none after the last."""
+def check_network_args(owner: str, sizes: dict, activation: str, dropout: float,
+                       output_activation: str = "identity") -> None:
+    """ValueError naming the first bad argument of a network: sizes are ints >= 1."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{owner} {name}={value!r}, must be an int >= 1")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{owner} activation={activation!r}, must be one of {sorted(ACTIVATIONS)}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{owner} dropout={dropout!r}, must be in [0, 1)")
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"{owner} output_activation={output_activation!r}, "
+                         f"must be one of {sorted(OUTPUT_ACTIVATIONS)}")
+
+
+def mlp(dims: list[int], activation: str, dropout: float, last_activation: bool = False) -> nn.Sequential:
+    """Linear layers through `dims`, activation (+ dropout) between them (and after the last one if asked)."""
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(d_in, d_out))
-        if i < len(dims) - 2:
+        if last_activation or i < len(dims) - 2:
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -24,27 +41,24 @@ def _mlp(dims: list[int], activation: str, dropout: float) -> nn.Sequential:
 class MLPAutoencoder(nn.Module):
     """n_inputs -> hidden... -> latent -> reversed(hidden)... -> n_inputs.
 
-    The latent code and the output are linear (no activation), so the network can
-    reproduce standardised readings of either sign.
+    The latent code is linear; the output is linear (standardised readings of either sign)
+    or a sigmoid (readings scaled to [0, 1]).
     """
 
     def __init__(self, n_inputs: int, hidden: tuple[int, ...] = (64, 32), latent: int = 8,
-                 activation: str = "relu", dropout: float = 0.0):
+                 activation: str = "relu", dropout: float = 0.0, output_activation: str = "identity"):
         super().__init__()
         hidden = tuple(hidden)
-        for name, value in [("n_inputs", n_inputs), ("latent", latent)] + [
-                (f"hidden[{i}]", h) for i, h in enumerate(hidden)]:
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"MLPAutoencoder {name}={value!r}, must be an int >= 1")
+        check_network_args("MLPAutoencoder", {"n_inputs": n_inputs, "latent": latent,
+                                              **{f"hidden[{i}]": h for i, h in enumerate(hidden)}},
+                           activation, dropout, output_activation)
         n_inputs, latent, hidden = int(n_inputs), int(latent), tuple(int(h) for h in hidden)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"MLPAutoencoder activation={activation!r}, must be one of {sorted(ACTIVATIONS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MLPAutoencoder dropout={dropout!r}, must be in [0, 1)")
         self.n_inputs = n_inputs
         self.latent = latent
-        self.encoder = _mlp([n_inputs, *hidden, latent], activation, dropout)
-        self.decoder = _mlp([latent, *reversed(hidden), n_inputs], activation, dropout)
+        self.encoder = mlp([n_inputs, *hidden, latent], activation, dropout)
+        self.decoder = mlp([latent, *reversed(hidden), n_inputs], activation, dropout)
+        if output_activation != "identity":  # appended only when needed: no parameters, same state_dict keys
+            self.decoder.append(OUTPUT_ACTIVATIONS[output_activation]())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B, n_inputs) -> (B, latent)

@@ -1,13 +1,16 @@
 """The training loop shared by the autoencoder detectors.
 
 Adam on shuffled mini-batches (a seeded generator), gradient-norm clipping, early
-stopping on the validation loss with the best weights restored. The loss defaults to
-the mean squared reconstruction error; a model with another objective (a VAE's negative
-ELBO) passes its own `loss_fn`.
+stopping on the validation loss with the best weights restored, optional denoising
+(Gaussian noise on, or masking of, the training inputs; the target stays clean). The loss
+defaults to the mean squared reconstruction error; a model with another objective (a VAE's
+negative ELBO) passes its own `loss_fn`.
 """
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +21,10 @@ from torch import nn
 
 from aemodels.errors import DetectorInputError
 
-LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (model, batch) -> scalar mean loss
+# (model, inputs, targets) -> scalar mean loss; inputs are the (possibly corrupted) targets.
+# The model's `training` flag tells a loss whether it is called on a training batch.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+DENOISE = ("none", "gaussian", "mask")
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -44,6 +50,11 @@ class TrainConfig:
     seed: int = 0
     n_threads: int | None = None  # torch.set_num_threads while training; previous value restored
     device: str = "auto"  # "auto": cuda when available, else cpu
+    # Denoising: "gaussian" adds N(0, noise_level^2) to each training input value, "mask" zeroes
+    # a noise_level fraction of them; the loss compares with the clean window.
+    denoise: str = "none"
+    noise_level: float = 0.1
+    progress: bool | None = None  # a one-line progress bar on stderr; None: when stderr is a terminal
 
     def __post_init__(self):
         _check_int("epochs", self.epochs, 1)
@@ -65,6 +76,13 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig device={self.device!r}, must be 'auto' or a torch device string like 'cpu', 'cuda:0'"
                 ) from None
+        if self.denoise not in DENOISE:
+            raise ValueError(f"TrainConfig denoise={self.denoise!r}, must be one of {list(DENOISE)}")
+        _check_float("noise_level", self.noise_level, positive=False)
+        if self.denoise == "mask" and not self.noise_level < 1:
+            raise ValueError(f"TrainConfig noise_level={self.noise_level!r}, must be < 1 (a fraction) with denoise='mask'")
+        if self.progress not in (None, True, False):
+            raise ValueError(f"TrainConfig progress={self.progress!r}, must be True, False or None (auto)")
 
 
 @dataclass(frozen=True)
@@ -83,9 +101,41 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def reconstruction_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between a batch and its reconstruction."""
-    return F.mse_loss(model(batch), batch)
+def reconstruction_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the targets and the reconstruction of the inputs."""
+    return F.mse_loss(model(inputs), targets)
+
+
+def corrupt(batch: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The denoising corruption of a training batch (uses the global, forked and seeded, torch RNG)."""
+    if config.denoise == "gaussian" and config.noise_level > 0:
+        return batch + config.noise_level * torch.randn_like(batch)
+    if config.denoise == "mask" and config.noise_level > 0:
+        return batch * (torch.rand_like(batch) >= config.noise_level)
+    return batch
+
+
+class _Progress:
+    """A one-line epoch counter with the latest losses, redrawn in place on stderr.
+
+    Written here because aemodels depends on torch, numpy and scipy only."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        self.total = total
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = time.perf_counter()
+
+    def update(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        val = "" if row["val_loss"] is None else f"  val {row['val_loss']:.5g}"
+        elapsed = time.perf_counter() - self.started
+        print(f"\repoch {row['epoch']}/{self.total}  train {row['train_loss']:.5g}{val}  {elapsed:.1f}s",
+              end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
 
 
 def _as_tensor(name: str, X: np.ndarray, n_inputs: tuple[int, ...] | None, device: torch.device) -> torch.Tensor:
@@ -104,13 +154,16 @@ def _mean_loss(model: nn.Module, X: torch.Tensor, batch_size: int, loss_fn: Loss
     with torch.inference_mode():
         for start in range(0, len(X), batch_size):
             batch = X[start:start + batch_size]
-            total += loss_fn(model, batch).double() * len(batch)
+            total += loss_fn(model, batch, batch).double() * len(batch)
     return total.item() / len(X)
 
 
 def train_autoencoder(model: nn.Module, X_train: np.ndarray, X_val: np.ndarray | None,
-                      config: TrainConfig, *, loss_fn: LossFn | None = None) -> TrainResult:
-    """Train `model` to reconstruct the rows of X_train (n, n_inputs); return the loss history.
+                      config: TrainConfig, *, loss_fn: LossFn | None = None,
+                      on_epoch: Callable[[int], None] | None = None) -> TrainResult:
+    """Train `model` to reconstruct the rows of X_train (n, ...); return the loss history.
+
+    `on_epoch(epoch)`, when given, is called before each epoch (from 1), e.g. for a KL warm-up.
 
     On return the model holds the weights of `best_epoch`, is in eval() mode and is on the
     device it came in on. The global torch RNG is left as it was: the seed drives only
@@ -128,7 +181,7 @@ def train_autoencoder(model: nn.Module, X_train: np.ndarray, X_val: np.ndarray |
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
-            history, best_epoch = _fit(model.to(device), x_train, x_val, config, loss_fn)
+            history, best_epoch = _fit(model.to(device), x_train, x_val, config, loss_fn, on_epoch)
     finally:
         torch.set_num_threads(previous_threads)
         model.to(home)
@@ -137,44 +190,56 @@ def train_autoencoder(model: nn.Module, X_train: np.ndarray, X_val: np.ndarray |
 
 
 def _fit(model: nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | None, config: TrainConfig,
-         loss_fn: LossFn) -> tuple[list[dict], int]:
+         loss_fn: LossFn, on_epoch: Callable[[int], None] | None) -> tuple[list[dict], int]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     shuffler = torch.Generator().manual_seed(config.seed)
-    n = len(x_train)
     history: list[dict] = []
     best_epoch, best_loss, best_state = 0, math.inf, None
+    progress = _Progress(config.epochs, config.progress)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            if on_epoch is not None:
+                on_epoch(epoch)
+            row = _train_epoch(model, optimizer, x_train, config, loss_fn, shuffler, epoch)
+            row["val_loss"] = None if x_val is None else _mean_loss(model, x_val, config.batch_size, loss_fn)
+            history.append(row)
+            progress.update(row)
 
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        total = torch.zeros((), dtype=torch.float64, device=x_train.device)
-        order = torch.randperm(n, generator=shuffler).to(x_train.device)
-        for start in range(0, n, config.batch_size):
-            batch = x_train[order[start:start + config.batch_size]]
-            loss = loss_fn(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            total += loss.detach().double() * len(batch)
-        train_loss = total.item() / n
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training loss is {train_loss} at epoch {epoch}; expected a finite loss "
-                f"(lower learning_rate={config.learning_rate} or check the input scaling)")
-
-        val_loss = None if x_val is None else _mean_loss(model, x_val, config.batch_size, loss_fn)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-
-        if val_loss is None:
-            best_epoch = epoch
-            continue
-        if val_loss < best_loss:
-            best_epoch, best_loss = epoch, val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif config.patience and epoch - best_epoch >= config.patience:
-            break
+            if row["val_loss"] is None:
+                best_epoch = epoch
+                continue
+            if row["val_loss"] < best_loss:
+                best_epoch, best_loss = epoch, row["val_loss"]
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif config.patience and epoch - best_epoch >= config.patience:
+                break
+    finally:
+        progress.close()
 
     if best_state is not None:
         model.load_state_dict(best_state)
     return history, best_epoch
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, config: TrainConfig,
+                 loss_fn: LossFn, shuffler: torch.Generator, epoch: int) -> dict:
+    """One pass over shuffled mini-batches; {"epoch", "train_loss"}."""
+    n = len(x_train)
+    model.train()
+    total = torch.zeros((), dtype=torch.float64, device=x_train.device)
+    order = torch.randperm(n, generator=shuffler).to(x_train.device)
+    for start in range(0, n, config.batch_size):
+        batch = x_train[order[start:start + config.batch_size]]
+        loss = loss_fn(model, corrupt(batch, config), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total += loss.detach().double() * len(batch)
+    train_loss = total.item() / n
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(
+            f"training loss is {train_loss} at epoch {epoch}; expected a finite loss "
+            f"(lower learning_rate={config.learning_rate} or check the input scaling)")
+    return {"epoch": epoch, "train_loss": train_loss}

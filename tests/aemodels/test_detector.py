@@ -180,7 +180,11 @@ def test_get_params_are_the_constructor_arguments():
     params = detector.get_params()
     assert params["hidden"] == (16, 8) and params["latent"] == 3 and params["activation"] == "gelu"
     assert params["random_state"] == 5 and params["device"] == "auto" and params["n_threads"] is None
-    assert len(params) == 15
+    assert list(params) == AutoencoderDetector.param_names()
+    assert set(params) == {"hidden", "latent", "activation", "dropout", "output_activation", "epochs", "batch_size",
+                           "learning_rate", "weight_decay", "patience", "grad_clip", "denoise", "noise_level",
+                           "threshold_percentile", "threshold_coefficient", "random_state", "n_threads", "device",
+                           "progress"}
     json.dumps(params)
     assert AutoencoderDetector(**params).get_params() == params
     assert "latent=3" in repr(detector) and "epochs" not in repr(detector)

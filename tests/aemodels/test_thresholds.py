@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from aemodels.thresholds import percentile_threshold
+from scipy.stats import genpareto
+
+from aemodels.errors import ThresholdFitError
+from aemodels.thresholds import percentile_threshold, persistence, pot_threshold
 
 
 def test_percentile_threshold_hand_computed():
@@ -41,3 +44,63 @@ def test_percentile_threshold_rejects_bad_coefficient(coefficient):
 def test_percentile_threshold_rejects_bad_scores(scores, message):
     with pytest.raises(ValueError, match=message):
         percentile_threshold(scores)
+
+
+# -- peaks over threshold ---------------------------------------------------------------
+
+@pytest.mark.parametrize("xi", [0.2, 0.0, -0.1])
+def test_pot_recovers_a_known_quantile_of_a_generalized_pareto_sample(xi):
+    # Every score is GPD(xi, scale 1): its tail above any level is GPD too, so POT must find the true quantile.
+    scores = genpareto.rvs(xi, scale=1.0, size=50_000, random_state=np.random.default_rng(0))
+    for risk in (1e-3, 1e-4):
+        assert pot_threshold(scores, risk) == pytest.approx(genpareto.ppf(1 - risk, xi), rel=0.1)
+
+
+def test_pot_extrapolates_beyond_the_largest_score():
+    scores = genpareto.rvs(0.1, size=5_000, random_state=np.random.default_rng(1))
+    z = pot_threshold(scores, risk=1e-5)
+    assert z > scores.max() and z == pytest.approx(genpareto.ppf(1 - 1e-5, 0.1), rel=0.25)
+
+
+def test_pot_too_few_exceedances_is_a_named_error():
+    scores = np.random.default_rng(0).normal(size=500)
+    with pytest.raises(ThresholdFitError, match="POT found 10 exceedances .* among 500 scores; needs at least 20"):
+        pot_threshold(scores, risk=1e-3)
+    assert issubclass(ThresholdFitError, ValueError)
+    assert pot_threshold(scores, risk=1e-3, initial_quantile=0.95) > np.quantile(scores, 0.95)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"risk": 0.0}, "risk=0.0"), ({"risk": 1.5}, "risk=1.5"), ({"risk": 0.05}, "risk=0.05 is not in the tail"),
+    ({"risk": 1e-3, "initial_quantile": 1.0}, "initial_quantile=1.0"),
+    ({"risk": 1e-3, "min_exceedances": 2}, "min_exceedances=2"),
+])
+def test_pot_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pot_threshold(np.random.default_rng(0).exponential(size=5000), **kwargs)
+
+
+# -- persistence ------------------------------------------------------------------------
+
+def test_persistence_k_of_last_n_by_hand():
+    flags = np.array([1, 0, 1, 1, 0, 0, 0, 1, 1, 1], dtype=bool)
+    np.testing.assert_array_equal(persistence(flags, 2, 3), [0, 0, 1, 1, 1, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(persistence(flags, 3, 3), [0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(persistence(flags, 1, 1), flags)
+    assert persistence(np.zeros(0, bool), 2, 3).shape == (0,)
+
+
+def test_persistence_equals_a_plain_loop():
+    flags = np.random.default_rng(0).random(300) < 0.3
+    for k, n in [(1, 4), (2, 5), (4, 6)]:
+        expected = [flags[max(0, i - n + 1):i + 1].sum() >= k for i in range(len(flags))]
+        np.testing.assert_array_equal(persistence(flags, k, n), expected)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.ones(3, bool), 3, 2), "k=3 of the last n=2"), ((np.ones(3, bool), 0, 2), "k=0"),
+    ((np.ones(3), 1, 2), "expected a 1-D bool array"),
+])
+def test_persistence_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        persistence(*args)
