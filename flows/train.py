@@ -53,6 +53,7 @@ def train_detectors(
     for kind in kinds:
         params = detector_params(settings.detectors, kind)
         params.setdefault("n_threads", _threads_per_fit(len(kinds)))
+        params.setdefault("progress", False)  # parallel fits: a terminal bar each would interleave
         futures.append(tasks.fit_detector.submit(data, kind, params, rule))
     candidates = [future.result() for future in futures]
     outcome = tasks.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data, candidates,

@@ -1,37 +1,29 @@
 """The detector kinds aemon trains, and the threshold rules it applies to their scores.
 
-Detectors are looked up by kind in aemodels' registry of detector classes (every
-subclass of BaseDetector with a `kind` registers itself), so nothing here lists kinds
-or their hyperparameters: the constructor signature of each class is the one source.
+Kinds and their hyperparameters come from aemodels (DETECTOR_KINDS, each class's
+constructor signature), so nothing here lists them again.
 """
 from __future__ import annotations
 
-import inspect
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from aemodels.base import BaseDetector
-from aemodels.thresholds import percentile_threshold
+from aemodels import DETECTOR_KINDS, BaseDetector, make_detector
+from aemodels.errors import ThresholdFitError
+from aemodels.thresholds import percentile_threshold, pot_threshold
 
-# Preferred training order (and display order) of the kinds aemon knows; a kind that is
-# installed but not listed here comes after these.
-KIND_ORDER = ("mlp_ae", "cnn_ae", "vae")
+__all__ = ["DETECTOR_KINDS", "THRESHOLD_PARAMS", "ThresholdFitError", "ThresholdRule", "detector_class",
+           "detector_kinds", "make_detector", "param_defaults", "pot_threshold"]
+
 # Hyperparameters that belong to the stream's threshold rule, not to a detector's table.
 THRESHOLD_PARAMS = ("threshold_percentile", "threshold_coefficient")
 REPORTED_PERCENTILES = (95.0, 99.0, 99.9)
 
 
-class ThresholdFitError(ValueError):
-    """Too few scores above the initial quantile to fit the tail of their distribution."""
-
-
 def detector_kinds() -> tuple[str, ...]:
-    """Every detector kind installed, in KIND_ORDER first."""
-    known = tuple(BaseDetector._kinds)
-    return tuple(k for k in KIND_ORDER if k in known) + tuple(sorted(k for k in known if k not in KIND_ORDER))
+    """Every detector kind aemon trains, in display order."""
+    return tuple(DETECTOR_KINDS)
 
 
 def detector_class(kind: str) -> type[BaseDetector]:
@@ -41,34 +33,8 @@ def detector_class(kind: str) -> type[BaseDetector]:
 
 
 def param_defaults(kind: str) -> dict:
-    """The constructor arguments of a kind with their defaults, in signature order."""
-    cls = detector_class(kind)
-    signature = inspect.signature(cls.__init__)
-    return {name: signature.parameters[name].default for name in cls._param_names()}
-
-
-def make_detector(kind: str, **params) -> BaseDetector:
-    return detector_class(kind)(**params)
-
-
-def pot_threshold(scores: np.ndarray, risk: float = 1e-3, initial_quantile: float = 0.98) -> float:
-    """Peaks-over-threshold: fit a generalised Pareto distribution to the excesses of the
-    scores over their `initial_quantile`, and return the score exceeded with probability
-    `risk` (Siffer et al., 2017). scipy's maximum-likelihood fit does the estimation."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if not 0 < risk < 1 - initial_quantile:
-        raise ValueError(f"POT risk={risk}, must be in (0, {1 - initial_quantile:g}) for initial_quantile={initial_quantile}")
-    t = float(np.quantile(scores, initial_quantile))
-    excesses = scores[scores > t] - t
-    if len(excesses) < 10:
-        raise ThresholdFitError(
-            f"only {len(excesses)} of {len(scores)} scores exceed their {initial_quantile:g} quantile; "
-            "the POT fit needs >= 10 (more validation windows, or a lower initial quantile)")
-    shape, _, scale = stats.genpareto.fit(excesses, floc=0.0)
-    ratio = risk * len(scores) / len(excesses)
-    if abs(shape) < 1e-9:
-        return t - scale * math.log(ratio)
-    return t + scale / shape * (ratio ** (-shape) - 1.0)
+    """The constructor arguments of a kind with their defaults."""
+    return detector_class(kind).param_defaults()
 
 
 @dataclass(frozen=True)
