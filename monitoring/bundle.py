@@ -39,6 +39,20 @@ class ModelBundle:
     def threshold(self) -> float:
         return float(self.detector.threshold_)
 
+    @property
+    def severity_origin(self) -> float:
+        """The score of severity 0. Severity is (score - origin) / (threshold - origin): 1 at the
+        threshold, 2 twice as far from the origin. For non-negative scores (reconstruction
+        errors) the origin is 0, so severity = score / threshold; for scores that can be
+        negative (a VAE's -log p) it is the median calibration score."""
+        scores = np.asarray(self.detector.val_scores_, dtype=np.float64)
+        return 0.0 if scores.min() >= 0 else float(np.median(scores))
+
+    def severity(self, scores: np.ndarray) -> np.ndarray:
+        origin = self.severity_origin
+        span = self.threshold - origin
+        return (scores - origin) / span if span > 0 else np.full(len(scores), np.inf)
+
     def input_columns(self) -> list[str]:
         return ["timestamp", "asset", *self.sensors]
 
@@ -88,7 +102,7 @@ class ModelBundle:
             "score": scores.astype(np.float64),
             "threshold": np.full(len(scores), threshold),
             "is_anomaly": scores > threshold,
-            "severity": scores / threshold if threshold > 0 else np.full(len(scores), np.inf),
+            "severity": self.severity(scores.astype(np.float64)),
             "top_sensors": [",".join(row) for row in names[order]],
             "contributions": [
                 json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row)}) for row in contrib

@@ -49,18 +49,20 @@ def loss_curves(history: list[dict], best_epoch: int | None, title: str, path: P
 
 def score_histogram(scores: np.ndarray, anomalous: np.ndarray, thresholds: dict[str, float], chosen: float,
                     title: str, path: Path) -> Path:
+    """Scores of normal and anomalous windows with every threshold. A log axis when all
+    scores are positive (reconstruction errors); linear otherwise (a VAE's -log p can be < 0)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    positive = scores[scores > 0]
-    low = positive.min() if len(positive) else 1e-6
-    bins = np.geomspace(low, max(scores.max(), max(thresholds.values(), default=low), chosen) * 1.05, 60)
-    ax.hist(np.clip(scores[~anomalous], low, None), bins=bins, alpha=0.6, label=f"normal ({(~anomalous).sum()})")
+    values = np.concatenate([scores, list(thresholds.values()), [chosen]])
+    log = bool(values.min() > 0)
+    low, high = values.min(), values.max()
+    bins = np.geomspace(low, high * 1.05, 60) if log else np.linspace(low, high + 0.05 * (high - low or 1), 60)
+    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"normal ({(~anomalous).sum()})")
     if anomalous.any():
-        ax.hist(np.clip(scores[anomalous], low, None), bins=bins, alpha=0.6, color="tab:red",
-                label=f"anomalous ({anomalous.sum()})")
+        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({anomalous.sum()})")
     for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
         ax.axvline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} {value:.3g}")
     ax.axvline(chosen, color="black", linewidth=1.6, label=f"threshold {chosen:.3g}")
-    ax.set(xscale="log", xlabel="score", ylabel="windows", title=title)
+    ax.set(xscale="log" if log else "linear", xlabel="score", ylabel="windows", title=title)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -95,9 +95,12 @@ def input_example(bundle: ModelBundle, readings: pd.DataFrame) -> pd.DataFrame:
     return first.head(bundle.spec.size + bundle.spec.stride)[bundle.input_columns()].reset_index(drop=True)
 
 
-def _log_bundle_model(bundle: ModelBundle, example: pd.DataFrame, name: str) -> int:
-    """Log the bundle as this run's pyfunc model and register it as a new version of `name`.
-    The network is saved in eval mode (the detector keeps it so) with explicit requirements."""
+def _log_bundle_model(client: MlflowClient, bundle: ModelBundle, example: pd.DataFrame, name: str,
+                      tags: dict[str, str]) -> int:
+    """Log the bundle as the active run's pyfunc model and register it as a new version of
+    `name` carrying `tags`. The network is saved in eval mode (the detector keeps it so),
+    with explicit requirements. Registered through the client: MLflow's fluent
+    registration prints to the console."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = bundle.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
@@ -106,9 +109,14 @@ def _log_bundle_model(bundle: ModelBundle, example: pd.DataFrame, name: str) -> 
             artifacts={"bundle": str(folder)},
             input_example=example,
             pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=name,
         )
-    return int(info.registered_model_version)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"aemon detectors of stream '{bundle.stream}'")
+    mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
+                                     model_id=info.model_id)
+    return int(mv.version)
 
 
 def _version_tags(bundle: ModelBundle, training_range: str, data_hash: str) -> dict[str, str]:
@@ -203,9 +211,8 @@ def register_training(
                     with tempfile.TemporaryDirectory() as tmp:
                         for path in _figures(cand, Path(tmp)):
                             mlflow.log_artifact(str(path), artifact_path="figures")
-                    version = _log_bundle_model(cand.bundle, example, name)
-                    for key, value in _version_tags(cand.bundle, training_range, data.data_hash).items():
-                        client.set_model_version_tag(name, str(version), key, value)
+                    version = _log_bundle_model(client, cand.bundle, example, name,
+                                                _version_tags(cand.bundle, training_range, data.data_hash))
                     versions[cand.kind] = RegisteredVersion(name, version, child.info.run_id, cand.bundle.threshold,
                                                             kind=cand.kind)
             contenders = [Contender(versions[c.kind].version, c.kind, c.evaluation.metrics, c.val_loss)
@@ -396,12 +403,10 @@ def register_recalibration(
                 mlflow.log_artifact(str(plots.score_histogram(
                     ev.scores, ev.anomalous, bundle.thresholds, bundle.threshold, f"{bundle.detector.kind} recalibrated",
                     Path(tmp) / "score_histogram.png")), artifact_path="figures")
-            version = _log_bundle_model(bundle, input_example(bundle, evaluation.readings), name)
-        source_tags = client.get_model_version(name, str(source.version)).tags
-        tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
-                "recalibrated_from": str(source.version), "recalibration_range": window}
-        for key, value in tags.items():
-            client.set_model_version_tag(name, str(version), key, value)
+            source_tags = client.get_model_version(name, str(source.version)).tags
+            tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
+                    "recalibrated_from": str(source.version), "recalibration_range": window}
+            version = _log_bundle_model(client, bundle, input_example(bundle, evaluation.readings), name, tags)
         losses = [row["val_loss"] for row in bundle.detector.history_ if row.get("val_loss") is not None]
         contender = Contender(version, bundle.detector.kind, ev.metrics, min(losses) if losses else float("nan"))
         decision = decide([contender], champion_contender(tracking_uri, stream, evaluation), bool(ev.anomalous.any()))

@@ -222,3 +222,14 @@ def test_missing_model_is_explained(store):
         registry.resolve_alias(uri, "other")
     with pytest.raises(RegistryError, match="aemon train other"):
         registry.rollback(uri, "other")
+
+
+def test_severity_is_one_at_the_threshold_for_every_kind(candidates, small_stream):
+    for cand in candidates:
+        bundle = cand.bundle
+        at = bundle.severity(np.array([bundle.threshold]))
+        assert at == pytest.approx([1.0]), cand.kind
+        scored = bundle.score_readings(readings(small_stream))
+        assert ((scored["severity"] > 1) == scored["is_anomaly"]).all(), cand.kind
+        if bundle.detector.val_scores_.min() >= 0:
+            np.testing.assert_allclose(scored["severity"], scored["score"] / bundle.threshold)
