@@ -216,8 +216,12 @@ class AemonConfig(Settings):
         return self.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').as_posix()}"
 
     @property
-    def mlflow_artifact_root(self) -> str:
-        return self.artifact_root or (self.home / "mlartifacts").as_uri()
+    def mlflow_artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: `artifact_root`, else <home>/mlartifacts for
+        the embedded store; with a configured tracking server, None: the server decides."""
+        if self.artifact_root:
+            return self.artifact_root
+        return None if self.tracking_uri else (self.home / "mlartifacts").as_uri()
 
     def stream(self, name: str) -> StreamSettings:
         if name not in self.streams:

@@ -351,7 +351,9 @@ def list_models(tracking_uri: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "versions", "champion", "challenger", "champion_history"])
 
 
-COMPARE_METRICS = ("threshold", "val_far", "f1", "pr_auc", "precision", "recall", "best_val_loss")
+# (column, metric of the version's run)
+COMPARE_METRICS = (("threshold", "threshold"), ("val_far", "val_far"), ("f1", "f1"), ("pr_auc", "pr_auc"),
+                   ("val_loss", "best_val_loss"))
 
 
 def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
@@ -369,9 +371,9 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
         rows.append({
             "version": int(mv.version), "aliases": ",".join(sorted(aliases.get(int(mv.version), []))),
             "detector": mv.tags.get("detector", ""),
-            "threshold_method": mv.tags.get("threshold_method", ""),
-            **{m: metrics.get(m, float("nan")) for m in COMPARE_METRICS},
-            "gate": mv.tags.get("gate.role", ""), "training_range": mv.tags.get("training_range", ""),
+            "rule": mv.tags.get("threshold_method", ""),
+            **{column: metrics.get(metric, float("nan")) for column, metric in COMPARE_METRICS},
+            "gate": mv.tags.get("gate.role", ""), "training range": mv.tags.get("training_range", ""),
         })
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
 
