@@ -299,8 +299,14 @@ app.add_typer(threshold_app, name="threshold")
 def print_frame(frame, title: str | None = None) -> None:
     table = Table(*[str(c) for c in frame.columns], title=title)
     for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+        table.add_row(*[_cell(v) for v in row])
     console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: not measured
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @models_app.command("list")

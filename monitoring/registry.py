@@ -373,9 +373,17 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
             "detector": mv.tags.get("detector", ""),
             "rule": mv.tags.get("threshold_method", ""),
             **{column: metrics.get(metric, float("nan")) for column, metric in COMPARE_METRICS},
-            "gate": mv.tags.get("gate.role", ""), "training range": mv.tags.get("training_range", ""),
+            "gate": mv.tags.get("gate.role", ""), "training range": _short_range(mv.tags.get("training_range", "")),
         })
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
+
+
+def _short_range(text: str) -> str:
+    """'2026-01-05T00:00:00/2026-01-11T23:59:00' -> '2026-01-05 00:00 .. 01-11 23:59'."""
+    if "/" not in text:
+        return text
+    start, end = (pd.Timestamp(part) for part in text.split("/", 1))
+    return f"{start:%Y-%m-%d %H:%M} .. {end:%m-%d %H:%M}"
 
 
 def register_recalibration(

@@ -67,6 +67,7 @@ class EvaluationData:
 
     readings: pd.DataFrame  # timestamp, asset, sensors..., LABELED, EXCLUDED
     holdout_start: pd.Timestamp
+    stride: int | None = None  # window stride of the evaluation; None: each bundle's own
 
     @property
     def has_labels(self) -> bool:
@@ -85,7 +86,7 @@ class Evaluation:
 
 
 def evaluate_bundle(bundle: ModelBundle, data: EvaluationData) -> Evaluation:
-    windows, marks = bundle.windows(data.readings, extra_columns=(LABELED, EXCLUDED))
+    windows, marks = bundle.windows(data.readings, stride=data.stride, extra_columns=(LABELED, EXCLUDED))
     anomalous = marks[:, :, 0].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
     excluded = marks[:, :, 1].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
     keep = ~excluded & (anomalous | (windows.start >= np.datetime64(data.holdout_start, "ns")))
@@ -168,7 +169,7 @@ def prepare_training(
         "train.data_hash": digest,
     }
     return TrainingData(stream, list(sensors), spec, data.scaler, data.train, calibration,
-                        EvaluationData(readings.reset_index(drop=True), holdout_start), params, digest,
+                        EvaluationData(readings.reset_index(drop=True), holdout_start, train_stride), params, digest,
                         data.start, data.end)
 
 
@@ -258,7 +259,7 @@ def recalibration_data(
         raise TrainingDataError(
             f"only {len(calibration)} normal windows between {t0} and {holdout_start} to recalibrate on; need >= "
             f"{MIN_CALIBRATION_WINDOWS}: widen the range")
-    return bundle.detector.score(calibration.X), EvaluationData(readings.reset_index(drop=True), holdout_start)
+    return bundle.detector.score(calibration.X), EvaluationData(readings.reset_index(drop=True), holdout_start, stride)
 
 
 def read_recent_readings(db_path, stream: str, days: float, *, start=None, end=None) -> pd.DataFrame:
