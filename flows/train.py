@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows import tasks
 from flows.config import detector_params, load_config
@@ -20,7 +20,7 @@ def _threads_per_fit(n_fits: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_fits))
 
 
-@flow(name="train-detectors", task_runner=ThreadPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1))))
+@flow(name="train-detectors", task_runner=ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1))))
 def train_detectors(
     stream: str,
     config_path: str | None = None,
