@@ -75,11 +75,11 @@ def register_training(tracking_uri: str, artifact_root: str, data: training.Trai
 @io_task(name="recalibrate-threshold")
 def recalibrate_threshold(tracking_uri: str, artifact_root: str, stream: str, frame: pd.DataFrame, rule, *,
                           label_columns: list[str], holdout_fraction: float, stride: int | None,
-                          exclusions: pd.DataFrame | None = None):
+                          exclusions=None, excluded_intervals: pd.DataFrame | None = None):
     model, _ = registry.load_model(tracking_uri, stream)
     scores, evaluation = training.recalibration_data(
         registry.loaded_bundle(model), frame, label_columns=label_columns, holdout_fraction=holdout_fraction,
-        stride=stride, exclusions=exclusions,
+        stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
     return registry.register_recalibration(tracking_uri, artifact_root, stream, scores, evaluation, rule)
 

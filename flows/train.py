@@ -26,7 +26,8 @@ def train_detectors(
     config_path: str | None = None,
     train_start: datetime | None = None,
     train_end: datetime | None = None,
-    exclusions: pd.DataFrame | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
     quality_report: Path | None = None,
 ) -> dict:
     """Train the stream's configured detectors on its training range, register each as a
@@ -45,7 +46,7 @@ def train_detectors(
         frame, stream=stream, sensors=list(settings.sensors), spec=settings.window,
         label_columns=list(settings.label_columns), start=start, end=end,
         val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
-        train_stride=settings.train.stride, exclusions=exclusions,
+        train_stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
     kinds = list(settings.detectors.kinds)
     rule = settings.threshold.rule()
@@ -91,7 +92,8 @@ def recalibrate_threshold(
     config_path: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    exclusions: pd.DataFrame | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
 ) -> dict:
     """Refit the champion's threshold on recent normal windows (default: the last
     `threshold.recalibrate_days` of readings) and register it as a new version of the
@@ -103,7 +105,7 @@ def recalibrate_threshold(
     version, decision = tasks.recalibrate_threshold(
         config.mlflow_tracking_uri, config.mlflow_artifact_root, stream, frame, settings.threshold.rule(),
         label_columns=list(settings.label_columns), holdout_fraction=settings.train.holdout_fraction,
-        stride=settings.train.stride, exclusions=exclusions,
+        stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
     get_run_logger().info("recalibrated %s v%d: threshold %.6g; gate: %s", version.name, version.version,
                           version.threshold, decision.reason)

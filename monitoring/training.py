@@ -44,10 +44,16 @@ def data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def interval_mask(frame: pd.DataFrame, intervals: pd.DataFrame | None) -> np.ndarray:
-    """Rows of `frame` inside any [start, end] interval of their asset (`intervals` has
-    columns start, end and optionally asset; without asset an interval covers every asset)."""
+def exclusion_mask(frame: pd.DataFrame, exclusions=None, intervals: pd.DataFrame | None = None) -> np.ndarray:
+    """Rows of `frame` that are never normal data.
+
+    `exclusions`: an object with `mask(frame) -> boolean per row`, such as the stream's
+    features.exclusions.Exclusions (machine-off rules, maintenance intervals).
+    `intervals`: a frame with columns start, end and optionally asset (past incidents, or any
+    other interval); an interval without an asset covers every asset."""
     mask = np.zeros(len(frame), dtype=bool)
+    if exclusions is not None:
+        mask |= np.asarray(exclusions.mask(frame), dtype=bool)
     if intervals is None or len(intervals) == 0:
         return mask
     ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
@@ -125,16 +131,17 @@ def prepare_training(
     val_fraction: float = 0.2,
     holdout_fraction: float = 0.5,
     train_stride: int | None = None,
-    exclusions: pd.DataFrame | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
 ) -> TrainingData:
     """Scaled train / calibration windows and the evaluation data of one training range.
 
-    `exclusions`: intervals (start, end, optional asset) whose rows are never normal
-    training or evaluation data: maintenance, known bad feeds, past incidents."""
+    `exclusions` and `excluded_intervals` (see exclusion_mask): rows that are never normal
+    training or evaluation data, such as machine-off readings, maintenance, past incidents."""
     if not 0 < holdout_fraction < 1:
         raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be between 0 and 1")
     frame = frame.copy()
-    frame[EXCLUDED] = interval_mask(frame, exclusions).astype(np.float64)
+    frame[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
     data = make_training_set(
         frame, sensors, spec, label_columns=[*label_columns, EXCLUDED], start=start, end=end,
         val_fraction=val_fraction, train_stride=train_stride,
@@ -165,7 +172,7 @@ def prepare_training(
         "train.n_windows": len(data.train),
         "calibration.n_windows": len(calibration),
         "train.n_windows_excluded": data.n_excluded_labeled,
-        "train.n_exclusion_intervals": 0 if exclusions is None else len(exclusions),
+        "train.n_excluded_intervals": 0 if excluded_intervals is None else len(excluded_intervals),
         "train.data_hash": digest,
     }
     return TrainingData(stream, list(sensors), spec, data.scaler, data.train, calibration,
@@ -241,7 +248,8 @@ def recalibration_data(
     label_columns: list[str] = (),
     holdout_fraction: float = 0.5,
     stride: int | None = None,
-    exclusions: pd.DataFrame | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, EvaluationData]:
     """Scores of `bundle` on the recent normal windows of `frame` before its holdout (to
     fit a new threshold on) and the evaluation data (holdout + labeled windows) for the gate."""
@@ -251,7 +259,7 @@ def recalibration_data(
     holdout_start = t0 + (t1 - t0) * (1 - holdout_fraction)
     readings = frame[["timestamp", "asset", *bundle.sensors]].copy()
     readings[LABELED] = labeled_mask(frame, list(label_columns)).astype(np.float64)
-    readings[EXCLUDED] = interval_mask(frame, exclusions).astype(np.float64)
+    readings[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
     windows, marks = bundle.windows(readings, stride=stride, extra_columns=(LABELED, EXCLUDED))
     normal = marks.max(axis=(1, 2)) == 0 if len(windows) else np.zeros(0, dtype=bool)
     calibration = windows.take(normal & (windows.end < np.datetime64(holdout_start, "ns")))
