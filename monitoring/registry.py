@@ -35,7 +35,8 @@ from monitoring.bundle import BundleModel, ModelBundle
 from monitoring.detectors import ThresholdRule
 from monitoring.errors import BundleInputError, GateError, RegistryError
 from monitoring.gate import Contender, GateDecision, criterion_name, decide
-from monitoring.training import Candidate, EvaluationData, TrainingData, evaluate_bundle, with_threshold
+from monitoring.training import (Candidate, EvaluationData, TrainingData, best_val_loss, evaluate_bundle,
+                                 with_threshold)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -246,8 +247,7 @@ def champion_contender(tracking_uri: str, stream: str, evaluation: EvaluationDat
         ev = evaluate_bundle(bundle, evaluation)
     except BundleInputError:
         return None
-    losses = [row["val_loss"] for row in bundle.detector.history_ if row.get("val_loss") is not None]
-    return Contender(version.version, bundle.detector.kind, ev.metrics, min(losses) if losses else float("nan"))
+    return Contender(version.version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
 
 
 def _apply_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
@@ -417,8 +417,7 @@ def register_recalibration(
             tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
                     "recalibrated_from": str(source.version), "recalibration_range": window}
             version = _log_bundle_model(client, bundle, input_example(bundle, evaluation.readings), name, tags)
-        losses = [row["val_loss"] for row in bundle.detector.history_ if row.get("val_loss") is not None]
-        contender = Contender(version, bundle.detector.kind, ev.metrics, min(losses) if losses else float("nan"))
+        contender = Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
         decision = decide([contender], champion_contender(tracking_uri, stream, evaluation), bool(ev.anomalous.any()))
         _apply_decision(client, name, decision)
     return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, kind=bundle.detector.kind), decision

@@ -196,8 +196,13 @@ class Candidate:
 
     @property
     def val_loss(self) -> float:
-        losses = [row["val_loss"] for row in self.detector.history_ if row.get("val_loss") is not None]
-        return float(min(losses)) if losses else float("nan")
+        return best_val_loss(self.detector)
+
+
+def best_val_loss(detector: BaseDetector) -> float:
+    """The lowest validation loss of a detector's training (NaN when it had no validation set)."""
+    losses = [row["val_loss"] for row in detector.history_ if row.get("val_loss") is not None]
+    return float(min(losses)) if losses else float("nan")
 
 
 def with_threshold(bundle: ModelBundle, calibration_scores: np.ndarray, rule: ThresholdRule) -> ModelBundle:
