@@ -64,6 +64,20 @@ def require_readings(cfg, stream: str) -> None:
         fail(f"stream '{stream}' has no readings yet; put files in {cfg.inbox(stream)} and run `aemon ingest {stream}`")
 
 
+def parse_bounds(**values: str | None) -> dict:
+    """ISO time options as datetimes; a value that is not a time is a one-line error naming the option."""
+    import pandas as pd
+
+    bounds = {}
+    for name, value in values.items():
+        if value is not None:
+            try:
+                bounds[name] = pd.Timestamp(value).to_pydatetime()
+            except ValueError:
+                fail(f"--{name} {value!r} is not a timestamp; expected ISO form like 2026-01-05T00:00:00")
+    return bounds
+
+
 @app.command()
 def ingest(
     stream: str,
@@ -183,18 +197,10 @@ def train(
     start: Optional[str] = typer.Option(None, help="Start of the training range (ISO time); overrides the config."),
     end: Optional[str] = typer.Option(None, help="End of the training range (ISO time); overrides the config."),
 ):
-    """Train the stream's detector and register it as <stream>-detector@champion."""
-    import pandas as pd
-
+    """Train the stream's detectors, register each, and let the gate pick champion / challenger."""
     cfg = load(config)
     cfg.stream(stream)
-    bounds = {}
-    for name, value in (("start", start), ("end", end)):
-        if value is not None:
-            try:
-                bounds[name] = pd.Timestamp(value).to_pydatetime()
-            except ValueError:
-                fail(f"--{name} {value!r} is not a timestamp; expected ISO form like 2026-01-05T00:00:00")
+    bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
     from flows.train import train_detectors
 
@@ -204,11 +210,25 @@ def train(
         stream, config_path=str(config) if config else None,
         train_start=bounds.get("start"), train_end=bounds.get("end"),
     )
-    console.print(
-        f"registered [bold]{result['model_name']}[/] version {result['version']} as champion: "
-        f"threshold {result['threshold']:.6g}, {result['train_windows']} training / {result['val_windows']} "
-        f"validation windows, {result['epochs']} epochs"
-    )
+    print_training(result)
+
+
+def print_training(result: dict) -> None:
+    table = Table("detector", "version", "aliases", "threshold", "epochs", "fit s", "val FAR", "F1", "PR-AUC",
+                  title=f"{result['model_name']}: {result['train_windows']} training / "
+                        f"{result['val_windows']} calibration windows")
+    for c in result["candidates"]:
+        table.add_row(c["kind"], str(c["version"]), ",".join(c["aliases"]) or "-", f"{c['threshold']:.4g}",
+                      str(c["epochs"]), f"{c['fit_seconds']:.1f}", f"{c['far']:.3f}", _metric(c.get("f1")),
+                      _metric(c.get("pr_auc")))
+    console.print(table)
+    verb = "promoted to champion" if result["promoted"] else "champion unchanged"
+    console.print(f"gate: {verb}, champion is v{result['version']} ({result['kind']}); {result['reason']}",
+                  highlight=False, soft_wrap=True)
+
+
+def _metric(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command()
@@ -286,7 +306,7 @@ def demo(
     labels = {
         "generate": "generating synthetic pump data",
         "ingest": "ingesting files into the lake (starting Prefect's local API)",
-        "train": "training the MLP autoencoder and registering it in MLflow",
+        "train": "training the detectors in parallel and registering them in MLflow",
         "score": "scoring all windows with the champion",
         "evaluate": "merging anomalies into incidents and matching faults",
     }
@@ -306,15 +326,13 @@ def demo(
 
 def print_demo(cfg, result, elapsed: float) -> None:
     ev = result.evaluation
-    detector = cfg.stream("pumps").detector
-    rule = f"p{detector.threshold_percentile:g} of held-out normal windows"
-    if detector.threshold_coefficient != 1:
-        rule += f" x {detector.threshold_coefficient:g}"
+    rule = cfg.stream("pumps").threshold.rule().name
     console.print(
-        f"\n{result.n_rows} readings ingested; model [bold]{result.train['model_name']}[/] "
-        f"v{result.train['version']} (threshold {result.train['threshold']:.4g} = {rule}); "
-        f"{result.score['windows_scored']} windows scored"
+        f"\n{result.n_rows} readings ingested; {result.score['windows_scored']} windows scored by champion "
+        f"[bold]{result.train['model_name']}[/] v{result.train['version']} ({result.train['kind']}, threshold "
+        f"{result.train['threshold']:.4g} = {rule} of held-out normal windows)"
     )
+    print_training(result.train)
     table = Table("asset", "fault", "sensors", "start", "duration", "found", "delay", "top sensor",
                   title="injected faults")
     for f in ev.faults.itertuples(index=False):
@@ -355,6 +373,103 @@ def _tool(name: str) -> str:
 def _minutes(delta) -> str:
     minutes = delta.total_seconds() / 60
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+models_app = typer.Typer(help="Registered detector versions: list, compare, promote, roll back.",
+                         no_args_is_help=True)
+threshold_app = typer.Typer(help="Thresholds of the champion model.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(threshold_app, name="threshold")
+
+
+def print_frame(frame, title: str | None = None) -> None:
+    table = Table(*[str(c) for c in frame.columns], title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*[_cell(v) for v in row])
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: not measured
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@models_app.command("list")
+def models_list(config: Optional[Path] = ConfigOption):
+    """Every stream's registered model: versions, champion, challenger, champion history."""
+    from monitoring import registry
+
+    cfg = load(config)
+    quiet_libraries()
+    frame = registry.list_models(cfg.mlflow_tracking_uri)
+    if frame.empty:
+        console.print(f"no registered models in {cfg.mlflow_tracking_uri}; run `aemon train STREAM` first")
+        return
+    print_frame(frame)
+
+
+@models_app.command("compare")
+def models_compare(stream: str, config: Optional[Path] = ConfigOption):
+    """A table of the stream's versions: detector, aliases, threshold rule and value, metrics."""
+    from monitoring import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    quiet_libraries()
+    print_frame(registry.compare_versions(cfg.mlflow_tracking_uri, stream), title=registry.model_name(stream))
+
+
+@models_app.command("promote")
+def models_promote(stream: str, version: int, config: Optional[Path] = ConfigOption):
+    """Make VERSION the champion (by hand, without the gate); `rollback` undoes it."""
+    from monitoring import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    quiet_libraries()
+    champion = registry.promote(cfg.mlflow_tracking_uri, stream, version)
+    console.print(f"{champion.name} champion is now version {champion.version} ({champion.kind})")
+
+
+@models_app.command("rollback")
+def models_rollback(stream: str, config: Optional[Path] = ConfigOption):
+    """Put the previous champion back (again: the one before it)."""
+    from monitoring import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    quiet_libraries()
+    replaced, champion = registry.rollback(cfg.mlflow_tracking_uri, stream)
+    console.print(f"{champion.name}: version {replaced} rolled back; champion is version {champion.version} "
+                  f"({champion.kind})")
+
+
+@threshold_app.command("recalibrate")
+def threshold_recalibrate(
+    stream: str,
+    config: Optional[Path] = ConfigOption,
+    start: Optional[str] = typer.Option(None, help="Start of the recent range (ISO time); default: "
+                                                   "threshold.recalibrate_days before its end."),
+    end: Optional[str] = typer.Option(None, help="End of the recent range (ISO time); default: the last reading."),
+):
+    """Refit the champion's threshold on recent normal windows; register it through the gate."""
+    from monitoring import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    bounds = parse_bounds(start=start, end=end)
+    require_readings(cfg, stream)
+    registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
+    from flows.train import recalibrate_threshold
+
+    quiet_libraries()
+    result = recalibrate_threshold(stream, config_path=str(config) if config else None,
+                                   start=bounds.get("start"), end=bounds.get("end"))
+    console.print(
+        f"registered {result['model_name']} v{result['version']} (threshold {result['threshold']:.6g}, aliases "
+        f"{','.join(result['aliases']) or '-'}); champion is v{result['champion']}: {result['reason']}",
+        highlight=False, soft_wrap=True)
 
 
 class HideUserErrorTracebacks(logging.Filter):

@@ -12,16 +12,18 @@ import os
 import re
 import tomllib
 from datetime import datetime
+from typing import Any, Literal, Optional
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
+from monitoring.detectors import THRESHOLD_PARAMS, ThresholdRule, detector_kinds, param_defaults
 from monitoring.incidents import IncidentRule
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
@@ -37,24 +39,81 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DetectorSettings(Settings):
-    """Arguments of aemodels.AutoencoderDetector (same names, same defaults)."""
+# -- detectors and thresholds ---------------------------------------------------------------
+# The settings of each detector kind are built from the detector class's own constructor
+# (monitoring.detectors.param_defaults), so names and defaults are never listed twice.
+# [streams.<s>.detectors] holds `kinds` (which to train) and settings shared by every
+# kind (e.g. epochs, n_threads); [streams.<s>.detectors.<kind>] overrides them per kind.
 
-    hidden: tuple[int, ...] = (64, 32)
-    latent: int = Field(8, ge=1)
-    activation: str = Field("relu", pattern="^(relu|gelu)$")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    epochs: int = Field(60, ge=1)
-    batch_size: int = Field(128, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(10, ge=1)
-    grad_clip: float = Field(1.0, ge=0)
-    threshold_percentile: float = Field(99.0, gt=0, le=100)
-    threshold_coefficient: float = Field(1.0, gt=0)
-    random_state: int = 0
-    n_threads: int | None = Field(None, ge=1)
-    device: str = "auto"
+
+def _annotation(default):
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float, str)):
+        return float if isinstance(default, float) else type(default)
+    if isinstance(default, tuple):
+        return tuple[int, ...] if all(isinstance(v, int) for v in default) else tuple
+    return Any  # None or anything else: the detector checks the value when it is built
+
+
+def _kind_settings(kind: str) -> type[Settings]:
+    fields = {name: (_annotation(default), default) for name, default in param_defaults(kind).items()
+              if name not in THRESHOLD_PARAMS}
+    return create_model(f"{kind}_settings", __base__=Settings, __doc__=f"Arguments of the {kind!r} detector.",
+                        **fields)
+
+
+def _shared_settings() -> dict:
+    """Settings every installed kind accepts, optional at the [detectors] level."""
+    per_kind = [param_defaults(kind) for kind in detector_kinds()]
+    shared = [name for name in per_kind[0] if all(name in d for d in per_kind) and name not in THRESHOLD_PARAMS]
+    return {name: (Optional[_annotation(per_kind[0][name])], None) for name in shared}
+
+
+def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("list at least one detector kind")
+    unknown = [k for k in value if k not in detector_kinds()]
+    if unknown:
+        raise ValueError(f"unknown detector kinds {unknown}; expected some of {list(detector_kinds())}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"detector kinds {list(value)} repeat a kind")
+    return tuple(value)
+
+
+DetectorsSettings = create_model(
+    "DetectorsSettings",
+    __base__=Settings,
+    __doc__="Which detectors a training fits, and their arguments.",
+    __validators__={"_kinds": field_validator("kinds")(classmethod(lambda cls, v: _kinds_field(v)))},
+    kinds=(tuple[str, ...], detector_kinds()),
+    **_shared_settings(),
+    **{kind: (_kind_settings(kind), _kind_settings(kind)()) for kind in detector_kinds()},
+)
+
+
+def detector_params(settings, kind: str) -> dict:
+    """The arguments a kind is built with: shared settings given in [detectors], then the
+    kind's own table; only settings the user wrote, so the detector's defaults apply."""
+    shared = {k: getattr(settings, k) for k in settings.model_fields_set if k not in ("kinds", *detector_kinds())}
+    own = getattr(settings, kind)
+    return {**shared, **{k: getattr(own, k) for k in own.model_fields_set}}
+
+
+class ThresholdSettings(Settings):
+    """How each version's threshold is set from its calibration windows (see
+    monitoring.detectors.ThresholdRule), and what recalibration reads."""
+
+    method: Literal["percentile", "pot"] = "percentile"
+    percentile: float = Field(99.0, gt=0, le=100)
+    coefficient: float = Field(1.0, gt=0)
+    pot_risk: float = Field(1e-3, gt=0, lt=0.02)
+    pot_initial_quantile: float = Field(0.98, gt=0.5, lt=1)
+    # `aemon threshold recalibrate`: the last `recalibrate_days` of readings.
+    recalibrate_days: float = Field(7.0, gt=0)
+
+    def rule(self) -> ThresholdRule:
+        return ThresholdRule(self.method, self.percentile, self.coefficient, self.pot_risk, self.pot_initial_quantile)
 
 
 class TrainSettings(Settings):
@@ -64,6 +123,9 @@ class TrainSettings(Settings):
     # Stride of training windows; denser than scoring's stride: overlapping windows are
     # extra examples for free. None: the window's own stride.
     stride: int | None = Field(2, ge=1)
+    # The last part of the validation range, held out from threshold calibration: the
+    # recent normal windows on which versions are compared (see monitoring.training).
+    holdout_fraction: float = Field(0.5, gt=0, lt=1)
 
 
 class AlertSettings(Settings):
@@ -141,7 +203,8 @@ class StreamSettings(Settings):
     inbox: Path | None = None  # default: <home>/inbox/<stream>
     exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
-    detector: DetectorSettings = DetectorSettings()
+    detectors: DetectorsSettings = DetectorsSettings()
+    threshold: ThresholdSettings = ThresholdSettings()
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
@@ -229,8 +292,12 @@ class AemonConfig(Settings):
         return self.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').as_posix()}"
 
     @property
-    def mlflow_artifact_root(self) -> str:
-        return self.artifact_root or (self.home / "mlartifacts").as_uri()
+    def mlflow_artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: `artifact_root`, else <home>/mlartifacts for
+        the embedded store; with a configured tracking server, None: the server decides."""
+        if self.artifact_root:
+            return self.artifact_root
+        return None if self.tracking_uri else (self.home / "mlartifacts").as_uri()
 
     def stream(self, name: str) -> StreamSettings:
         if name not in self.streams:

@@ -52,17 +52,37 @@ def load_readings(db_path: Path, stream: str, start=None, end=None) -> pd.DataFr
         return warehouse.read_readings(con, stream, start=start, end=end)
 
 
-@compute_task(name="fit-detector")
-def fit_detector(frame: pd.DataFrame, **kwargs) -> training.TrainedBundle:
-    return training.train_bundle(frame, **kwargs)
+@io_task(name="load-recent-readings")
+def load_recent_readings(db_path: Path, stream: str, days: float, start=None, end=None) -> pd.DataFrame:
+    return training.read_recent_readings(db_path, stream, days, start=start, end=end)
 
 
-@io_task(name="register-model")
-def register_model(tracking_uri: str, artifact_root: str, trained: training.TrainedBundle) -> registry.RegisteredVersion:
-    return registry.log_bundle(
-        tracking_uri, artifact_root, trained.bundle,
-        params=trained.params, history=trained.history, input_example=trained.input_example, tags=trained.tags,
+@compute_task(name="prepare-training-data")
+def prepare_training(frame: pd.DataFrame, **kwargs) -> training.TrainingData:
+    return training.prepare_training(frame, **kwargs)
+
+
+@compute_task(name="fit-detector", task_run_name="fit-{kind}")
+def fit_detector(data: training.TrainingData, kind: str, params: dict, rule) -> training.Candidate:
+    return training.fit_candidate(data, kind, params, rule)
+
+
+@io_task(name="register-training")
+def register_training(tracking_uri: str, artifact_root: str, data: training.TrainingData,
+                      candidates: list[training.Candidate], quality_report: Path | None = None):
+    return registry.register_training(tracking_uri, artifact_root, data, candidates, quality_report=quality_report)
+
+
+@io_task(name="recalibrate-threshold")
+def recalibrate_threshold(tracking_uri: str, artifact_root: str, stream: str, frame: pd.DataFrame, rule, *,
+                          label_columns: list[str], holdout_fraction: float, stride: int | None,
+                          exclusions=None, excluded_intervals: pd.DataFrame | None = None):
+    model, _ = registry.load_model(tracking_uri, stream)
+    scores, evaluation = training.recalibration_data(
+        registry.loaded_bundle(model), frame, label_columns=label_columns, holdout_fraction=holdout_fraction,
+        stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
+    return registry.register_recalibration(tracking_uri, artifact_root, stream, scores, evaluation, rule)
 
 
 @io_task(name="load-champion")

@@ -1,49 +1,115 @@
-"""train-detectors: normal windows of a stream -> detector + threshold -> MLflow registry."""
+"""train-detectors: normal windows of a stream -> the configured detectors (in parallel
+tasks) -> MLflow (a parent run, a child run per detector) -> registry versions, with the
+promotion gate setting `champion` / `challenger`."""
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
 
+import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows import tasks
-from flows.config import load_config
+from flows.config import detector_params, load_config
 
 
-@flow(name="train-detectors")
+def _threads_per_fit(n_fits: int) -> int:
+    """Torch threads per detector when `n_fits` train at once: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // max(1, n_fits))
+
+
+@flow(name="train-detectors", task_runner=ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1))))
 def train_detectors(
     stream: str,
     config_path: str | None = None,
     train_start: datetime | None = None,
     train_end: datetime | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
+    quality_report: Path | None = None,
 ) -> dict:
-    """Train the stream's detector on its training range and register it as `<stream>-detector@champion`.
+    """Train the stream's configured detectors on its training range, register each as a
+    version of `<stream>-detector`, and let the gate choose `champion` / `challenger`.
 
-    `train_start` / `train_end` override the configured training range."""
+    `train_start` / `train_end` override the configured training range. `exclusions`
+    (columns start, end, optional asset): intervals never used as normal data, such as
+    maintenance windows and past incidents. `quality_report`: a file attached to the
+    training's MLflow run (the data-quality report of the range)."""
     config = load_config(config_path)
     settings = config.stream(stream)
     start = train_start or settings.train.start
     end = train_end or settings.train.end
     frame = tasks.load_readings(config.db_path, stream, start=start, end=end)
-    trained = tasks.fit_detector(
-        frame,
-        stream=stream,
-        sensors=list(settings.sensors),
-        spec=settings.window,
-        detector_params=settings.detector.model_dump(),
-        label_columns=list(settings.label_columns),
-        start=start,
-        end=end,
-        val_fraction=settings.train.val_fraction,
-        train_stride=settings.train.stride,
+    data = tasks.prepare_training(
+        frame, stream=stream, sensors=list(settings.sensors), spec=settings.window,
+        label_columns=list(settings.label_columns), start=start, end=end,
+        val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
+        train_stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
-    version = tasks.register_model(config.mlflow_tracking_uri, config.mlflow_artifact_root, trained)
-    get_run_logger().info("registered %s version %d, threshold %.6g", version.name, version.version, version.threshold)
+    kinds = list(settings.detectors.kinds)
+    rule = settings.threshold.rule()
+    futures = []
+    for kind in kinds:
+        params = detector_params(settings.detectors, kind)
+        params.setdefault("n_threads", _threads_per_fit(len(kinds)))
+        params.setdefault("progress", False)  # parallel fits: a terminal bar each would interleave
+        futures.append(tasks.fit_detector.submit(data, kind, params, rule))
+    candidates = [future.result() for future in futures]
+    outcome = tasks.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data, candidates,
+                                      quality_report=quality_report)
+    decision = outcome.decision
+    logger = get_run_logger()
+    for kind, version in outcome.versions.items():
+        logger.info("registered %s v%d (%s), threshold %.6g, aliases %s", version.name, version.version, kind,
+                    version.threshold, ",".join(version.aliases) or "-")
+    logger.info("gate: v%d %s", decision.nominee.version, decision.reason)
+    champion = decision.champion
+    by_version = {v.version: v for v in outcome.versions.values()}
     return {
-        "model_name": version.name,
-        "version": version.version,
-        "run_id": version.run_id,
-        "threshold": version.threshold,
-        "epochs": len(trained.history),
-        "train_windows": trained.params["train.n_windows"],
-        "val_windows": trained.params["val.n_windows"],
+        "model_name": next(iter(outcome.versions.values())).name,
+        "version": champion.version,
+        "kind": champion.kind,
+        "threshold": by_version[champion.version].threshold if champion.version in by_version else None,
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "run_id": outcome.parent_run_id,
+        "candidates": [
+            {"kind": c.kind, "version": outcome.versions[c.kind].version,
+             "aliases": list(outcome.versions[c.kind].aliases), "threshold": c.bundle.threshold,
+             "epochs": len(c.detector.history_), "fit_seconds": c.fit_seconds, **c.evaluation.metrics}
+            for c in candidates
+        ],
+        "train_windows": data.params["train.n_windows"],
+        "val_windows": data.params["calibration.n_windows"],
     }
+
+
+@flow(name="recalibrate-threshold")
+def recalibrate_threshold(
+    stream: str,
+    config_path: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
+) -> dict:
+    """Refit the champion's threshold on recent normal windows (default: the last
+    `threshold.recalibrate_days` of readings) and register it as a new version of the
+    same network, through the same gate as a training."""
+    config = load_config(config_path)
+    settings = config.stream(stream)
+    frame = tasks.load_recent_readings(config.db_path, stream, settings.threshold.recalibrate_days,
+                                       start=start, end=end)
+    version, decision = tasks.recalibrate_threshold(
+        config.mlflow_tracking_uri, config.mlflow_artifact_root, stream, frame, settings.threshold.rule(),
+        label_columns=list(settings.label_columns), holdout_fraction=settings.train.holdout_fraction,
+        stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
+    )
+    get_run_logger().info("recalibrated %s v%d: threshold %.6g; gate: %s", version.name, version.version,
+                          version.threshold, decision.reason)
+    return {"model_name": version.name, "version": version.version, "threshold": version.threshold,
+            "promoted": decision.promoted, "reason": decision.reason, "champion": decision.champion.version,
+            "aliases": ["champion"] if decision.promoted else
+            (["challenger"] if decision.challenger and decision.challenger.version == version.version else [])}

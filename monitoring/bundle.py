@@ -8,7 +8,7 @@ threshold.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -17,7 +17,7 @@ import pandas as pd
 
 from aemodels.base import BaseDetector
 from features.scaling import StandardScaler
-from features.windows import WindowSpec, window_frame
+from features.windows import WindowSet, WindowSpec, window_frame
 from monitoring.errors import BundleInputError
 
 N_TOP_SENSORS = 3
@@ -30,29 +30,65 @@ class ModelBundle:
     spec: WindowSpec
     scaler: StandardScaler
     detector: BaseDetector
+    # Every threshold measured on the calibration windows (p95, p99, p99.9, pot) and the
+    # rule that chose `threshold`; kept for comparison, never used in place of it.
+    thresholds: dict[str, float] = field(default_factory=dict)
+    threshold_rule: str = ""
 
     @property
     def threshold(self) -> float:
         return float(self.detector.threshold_)
 
+    @property
+    def severity_origin(self) -> float:
+        """The score of severity 0. Severity is (score - origin) / (threshold - origin): 1 at the
+        threshold, 2 twice as far from the origin. For non-negative scores (reconstruction
+        errors) the origin is 0, so severity = score / threshold; for scores that can be
+        negative (a VAE's -log p) it is the median calibration score."""
+        scores = np.asarray(self.detector.val_scores_, dtype=np.float64)
+        return 0.0 if scores.min() >= 0 else float(np.median(scores))
+
+    def severity(self, scores: np.ndarray) -> np.ndarray:
+        origin = self.severity_origin
+        span = self.threshold - origin
+        return (scores - origin) / span if span > 0 else np.full(len(scores), np.inf)
+
     def input_columns(self) -> list[str]:
         return ["timestamp", "asset", *self.sensors]
 
     def check_input(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in self.input_columns() if c not in frame.columns]
-        if missing:
+        """Refuse readings whose columns differ from the sensor schema, listing the difference."""
+        expected = self.input_columns()
+        missing = [c for c in expected if c not in frame.columns]
+        unexpected = [c for c in frame.columns if c not in expected]
+        if missing or unexpected:
+            problems = []
+            if missing:
+                problems.append(f"missing {missing}")
+            if unexpected:
+                problems.append(f"unexpected {unexpected}")
             raise BundleInputError(
-                f"readings lack columns {missing}; the model of stream '{self.stream}' expects {self.input_columns()}"
+                f"readings differ from the sensor schema of stream '{self.stream}': {'; '.join(problems)}; "
+                f"the model expects exactly {expected}"
             )
+
+    def windows(self, frame: pd.DataFrame, *, stride: int | None = None,
+                extra_columns: tuple[str, ...] = ()) -> tuple[WindowSet, np.ndarray]:
+        """Scaled windows of `frame` (the bundle's window spec; `stride` overrides its stride),
+        and the same windows of `extra_columns` unscaled, (n, size, len(extra_columns))."""
+        spec = self.spec if stride is None else replace(self.spec, stride=stride)
+        readings = frame[[*self.input_columns(), *extra_columns]].copy()
+        readings["timestamp"] = pd.to_datetime(readings["timestamp"])
+        readings[self.sensors] = self.scaler.transform(readings[self.sensors].to_numpy(dtype=np.float64))
+        both = window_frame(readings, [*self.sensors, *extra_columns], spec)
+        n = len(self.sensors)
+        return WindowSet(np.ascontiguousarray(both.X[:, :, :n]), both.asset, both.start, both.end), both.X[:, :, n:]
 
     def score_readings(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One row per complete window in `frame`: score, threshold, flag, severity and the
         signed per-sensor contributions (positive: reading above its reconstruction)."""
         self.check_input(frame)
-        readings = frame[self.input_columns()].copy()
-        readings["timestamp"] = pd.to_datetime(readings["timestamp"])
-        readings[self.sensors] = self.scaler.transform(readings[self.sensors].to_numpy(dtype=np.float64))
-        windows = window_frame(readings, self.sensors, self.spec)
+        windows, _ = self.windows(frame)
         if len(windows) == 0:
             return _empty_result(self.sensors)
         scores, contrib = self.detector.score_with_contributions(windows.X)  # (n,), (n, n_sensors) signed
@@ -66,7 +102,7 @@ class ModelBundle:
             "score": scores.astype(np.float64),
             "threshold": np.full(len(scores), threshold),
             "is_anomaly": scores > threshold,
-            "severity": scores / threshold if threshold > 0 else np.full(len(scores), np.inf),
+            "severity": self.severity(scores.astype(np.float64)),
             "top_sensors": [",".join(row) for row in names[order]],
             "contributions": [
                 json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row)}) for row in contrib
@@ -84,6 +120,8 @@ class ModelBundle:
             "scaler": self.scaler.to_dict(),
             "detector_kind": self.detector.kind,
             "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "thresholds": self.thresholds,
         }
         (path / "bundle.json").write_text(json.dumps(meta, indent=2))
         self.detector.save(path / "detector")
@@ -100,6 +138,8 @@ class ModelBundle:
             spec=WindowSpec(**meta["window"]),
             scaler=StandardScaler.from_dict(meta["scaler"]),
             detector=detector,
+            thresholds=dict(meta.get("thresholds", {})),
+            threshold_rule=meta.get("threshold_rule", ""),
         )
 
 

@@ -15,3 +15,11 @@ class RegistryError(MonitoringError):
 
 class BundleInputError(MonitoringError, ValueError):
     """Readings given to a model bundle do not match its sensor schema."""
+
+
+class TrainingDataError(MonitoringError, ValueError):
+    """The training or recalibration range cannot give the windows a detector needs."""
+
+
+class GateError(MonitoringError):
+    """A promotion or rollback the registry's history does not allow."""

@@ -62,6 +62,15 @@ def _incident(asset: str, run: list) -> dict:
         "end": max(w.window_end for w in run),
         "n_windows": len(run),
         "peak_score": float(peak.score),
-        "peak_severity": float(peak.score / peak.threshold) if peak.threshold > 0 else float("inf"),
+        "peak_severity": _severity(peak),
         "top_sensors": ",".join(s for s, _ in votes.most_common(3)),
     }
+
+
+def _severity(window) -> float:
+    """The window's stored severity (the model's own scale, right for scores of any sign);
+    score / threshold for rows written without one."""
+    stored = getattr(window, "severity", None)
+    if stored is not None and not pd.isna(stored):
+        return float(stored)
+    return float(window.score / window.threshold) if window.threshold > 0 else float("inf")

@@ -1,13 +1,23 @@
 """MLflow tracking and model registry for aemon's detectors.
 
-One experiment per stream, one registered model per stream (`<stream>-detector`), each
-version a pyfunc ModelBundle tagged with its threshold. The scoring side resolves an
-alias to a version number first, then loads that exact version, so a promotion that
-happens mid-run cannot mix two versions.
+Layout:
+- one experiment per stream; per training a parent run (range, data hash, data-quality
+  report, the gate's decision) with one child run per detector (hyperparameters, window
+  spec, per-epoch losses, thresholds, evaluation metrics, figures, the model bundle);
+- one registered model per stream (`<stream>-detector`); every candidate of a training is
+  a version, tagged with its detector kind, threshold rule and value, training range and
+  data hash;
+- aliases `champion` (what scoring uses) and `challenger` set by the gate
+  (monitoring.gate); the registered model's tag `champion_history` lists the versions
+  that were champion, oldest first, so `rollback` walks back one step at a time.
+
+The scoring side resolves an alias to a version number first, then loads that exact
+version, so a promotion that happens mid-run cannot mix two versions.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +25,24 @@ from typing import Iterator
 
 import mlflow
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from monitoring import plots
 from monitoring.bundle import BundleModel, ModelBundle
-from monitoring.errors import RegistryError
+from monitoring.detectors import ThresholdRule
+from monitoring.errors import BundleInputError, GateError, RegistryError
+from monitoring.gate import Contender, GateDecision, criterion_name, decide
+from monitoring.training import (Candidate, EvaluationData, TrainingData, best_val_loss, evaluate_bundle,
+                                 with_threshold)
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+N_WORST_WINDOWS = 4
+N_SAMPLES = 4
 # Explicit requirements: MLflow's inference of them imports and probes the model, which is slow.
 PIP_REQUIREMENTS = [
     "torch==2.13.0", "mlflow==3.17.2", "numpy", "pandas", "scipy", "pyarrow",
@@ -40,6 +60,7 @@ class RegisteredVersion:
     run_id: str
     threshold: float
     aliases: tuple[str, ...] = ()
+    kind: str = ""
 
 
 @contextlib.contextmanager
@@ -48,6 +69,10 @@ def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | None) -> str:
@@ -60,60 +85,347 @@ def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | No
     return client.create_experiment(stream, artifact_location=location)
 
 
-def log_bundle(
-    tracking_uri: str,
-    artifact_root: str | None,
-    bundle: ModelBundle,
-    *,
-    params: dict,
-    history: list[dict],
-    input_example: pd.DataFrame,
-    tags: dict | None = None,
-    alias: str = CHAMPION,
-) -> RegisteredVersion:
-    """Log a training run with its model bundle, register a new version and point `alias` at it."""
-    name = model_name(bundle.stream)
-    with tracking(tracking_uri) as client:
-        experiment_id = ensure_experiment(client, bundle.stream, artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{bundle.detector.kind}") as run:
-            mlflow.log_params({k: _param(v) for k, v in params.items()})
-            for row in history:
-                metrics = {k: float(v) for k, v in row.items() if k != "epoch" and v is not None}
-                mlflow.log_metrics(metrics, step=int(row["epoch"]))
-            mlflow.log_metric("threshold", bundle.threshold)
-            mlflow.set_tags({"stream": bundle.stream, "detector": bundle.detector.kind, **(tags or {})})
-            with tempfile.TemporaryDirectory() as tmp:
-                folder = bundle.save(Path(tmp) / "bundle")
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=BundleModel(),
-                    artifacts={"bundle": str(folder)},
-                    input_example=input_example[bundle.input_columns()],
-                    pip_requirements=PIP_REQUIREMENTS,
-                    registered_model_name=name,
-                )
-        version = int(info.registered_model_version)
-        version_tags = {
-            "threshold": repr(bundle.threshold),
-            "detector": bundle.detector.kind,
-            "window_size": str(bundle.spec.size),
-            "window_stride": str(bundle.spec.stride),
-            **(tags or {}),
-        }
-        for key, value in version_tags.items():
-            client.set_model_version_tag(name, str(version), key, str(value))
-        client.set_registered_model_alias(name, alias, str(version))
-        return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, (alias,))
-
-
 def _param(value) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
+def input_example(bundle: ModelBundle, readings: pd.DataFrame) -> pd.DataFrame:
+    """A few readings of one asset, enough for one window and a half: the bundle's input example."""
+    first = readings[readings["asset"] == readings["asset"].iloc[0]]
+    return first.head(bundle.spec.size + bundle.spec.stride)[bundle.input_columns()].reset_index(drop=True)
+
+
+def _log_bundle_model(client: MlflowClient, bundle: ModelBundle, example: pd.DataFrame, name: str,
+                      tags: dict[str, str]) -> int:
+    """Log the bundle as the active run's pyfunc model and register it as a new version of
+    `name` carrying `tags`. The network is saved in eval mode (the detector keeps it so),
+    with explicit requirements. Registered through the client: MLflow's fluent
+    registration prints to the console."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = bundle.save(Path(tmp) / "bundle")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BundleModel(),
+            artifacts={"bundle": str(folder)},
+            input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"aemon detectors of stream '{bundle.stream}'")
+    mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
+                                     model_id=info.model_id)
+    return int(mv.version)
+
+
+def _version_tags(bundle: ModelBundle, training_range: str, data_hash: str) -> dict[str, str]:
+    return {
+        "detector": bundle.detector.kind,
+        "threshold_method": bundle.threshold_rule,
+        "threshold": repr(bundle.threshold),
+        "training_range": training_range,
+        "data_hash": data_hash,
+        "window_size": str(bundle.spec.size),
+        "window_stride": str(bundle.spec.stride),
+    }
+
+
+def _evaluation_metrics(bundle: ModelBundle, metrics: dict) -> dict[str, float]:
+    logged = {"threshold": bundle.threshold, "val_far": metrics["far"]}
+    logged.update({f"threshold.{k}": v for k, v in bundle.thresholds.items()})
+    logged.update({k: metrics[k] for k in ("precision", "recall", "f1", "far", "mar", "pr_auc") if k in metrics})
+    logged.update({f"eval.{k}": metrics[k] for k in ("n_normal", "n_anomalous")})
+    return {k: float(v) for k, v in logged.items() if v is not None and np.isfinite(v)}
+
+
+def _figures(candidate: Candidate, folder: Path) -> list[Path]:
+    """The child run's PNGs: loss curves, score histogram, worst windows, latent space, samples."""
+    detector, ev, kind = candidate.detector, candidate.evaluation, candidate.kind
+    paths = [
+        plots.loss_curves(detector.history_, detector.best_epoch_, kind, folder / "loss_curves.png"),
+        plots.score_histogram(ev.scores, ev.anomalous, candidate.bundle.thresholds, ev.threshold,
+                              f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
+    ]
+    worst = np.argsort(-ev.scores, kind="stable")[:N_WORST_WINDOWS]
+    X = ev.windows.X[worst]
+    labels = [f"{ev.windows.asset[i]} {pd.Timestamp(ev.windows.start[i]):%m-%d %H:%M}" for i in worst]
+    paths.append(plots.worst_reconstructions(X, detector.reconstruct(X), ev.scores[worst], candidate.bundle.sensors,
+                                             labels, f"{kind}: worst windows", folder / "worst_windows.png"))
+    if plots.can_encode(detector):
+        pick = np.random.default_rng(0).permutation(len(ev.scores))[:plots.MAX_LATENT_POINTS]
+        paths.append(plots.latent_space(detector.encode(ev.windows.X[pick]), ev.anomalous[pick], kind,
+                                        folder / "latent_space.png"))
+    if plots.can_sample(detector):
+        paths.append(plots.samples(detector.sample(N_SAMPLES, random_state=0), candidate.bundle.sensors, kind,
+                                   folder / "samples.png"))
+    return paths
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    parent_run_id: str
+    versions: dict[str, RegisteredVersion]  # by detector kind
+    decision: GateDecision
+
+
+def register_training(
+    tracking_uri: str,
+    artifact_root: str | None,
+    data: TrainingData,
+    candidates: list[Candidate],
+    *,
+    quality_report: Path | None = None,
+) -> TrainingOutcome:
+    """Log one training (parent run + a child run per candidate), register every candidate
+    as a version and let the gate set the aliases. `quality_report`: a file (the training
+    range's data-quality report) attached to the parent run."""
+    if not candidates:
+        raise RegistryError("no detectors were trained; configure at least one kind")
+    kinds = [c.kind for c in candidates]
+    if len(set(kinds)) != len(kinds):
+        raise RegistryError(f"one candidate per detector kind in a training; got {kinds}")
+    name = model_name(data.stream)
+    training_range = f"{data.start.isoformat()}/{data.end.isoformat()}"
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, data.stream, artifact_root)
+        versions: dict[str, RegisteredVersion] = {}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {data.end:%Y-%m-%d %H:%M}") as parent:
+            mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(c.kind for c in candidates)})
+            mlflow.log_params({k: _param(v) for k, v in data.params.items()})
+            if quality_report is not None:
+                mlflow.log_artifact(str(quality_report), artifact_path="data_quality")
+            example = input_example(candidates[0].bundle, data.evaluation.readings)
+            for cand in candidates:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=cand.kind, nested=True) as child:
+                    mlflow.set_tags({"role": "candidate", "stream": data.stream, "detector": cand.kind})
+                    mlflow.log_params({k: _param(v) for k, v in cand.params.items()})
+                    for row in cand.detector.history_:
+                        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None},
+                                           step=int(row["epoch"]))
+                    mlflow.log_metrics({
+                        **_evaluation_metrics(cand.bundle, cand.evaluation.metrics),
+                        "best_val_loss": cand.val_loss, "best_epoch": float(cand.detector.best_epoch_),
+                        "fit_seconds": cand.fit_seconds,
+                    })
+                    with tempfile.TemporaryDirectory() as tmp:
+                        for path in _figures(cand, Path(tmp)):
+                            mlflow.log_artifact(str(path), artifact_path="figures")
+                    version = _log_bundle_model(client, cand.bundle, example, name,
+                                                _version_tags(cand.bundle, training_range, data.data_hash))
+                    versions[cand.kind] = RegisteredVersion(name, version, child.info.run_id, cand.bundle.threshold,
+                                                            kind=cand.kind)
+            contenders = [Contender(versions[c.kind].version, c.kind, c.evaluation.metrics, c.val_loss)
+                          for c in candidates]
+            labeled = bool(candidates[0].evaluation.anomalous.any())
+            decision = decide(contenders, champion_contender(tracking_uri, data.stream, data.evaluation), labeled)
+            _apply_decision(client, name, decision)
+            mlflow.set_tags({"gate.champion": str(decision.champion.version), "gate.promoted": str(decision.promoted),
+                             "gate.reason": decision.reason})
+    return TrainingOutcome(parent.info.run_id, _with_aliases(client, versions), decision)
+
+
+def _with_aliases(client: MlflowClient, versions: dict[str, RegisteredVersion]) -> dict[str, RegisteredVersion]:
+    out = {}
+    for kind, v in versions.items():
+        mv = client.get_model_version(v.name, str(v.version))
+        out[kind] = RegisteredVersion(v.name, v.version, v.run_id, v.threshold, tuple(mv.aliases), kind)
+    return out
+
+
+def champion_contender(tracking_uri: str, stream: str, evaluation: EvaluationData) -> Contender | None:
+    """The current champion, evaluated on the same windows as the candidates; None when
+    there is no champion, or when it cannot read the current sensor schema (then any
+    candidate replaces it)."""
+    try:
+        model, version = load_model(tracking_uri, stream)
+    except RegistryError:
+        return None
+    bundle = loaded_bundle(model)
+    try:
+        ev = evaluate_bundle(bundle, evaluation)
+    except BundleInputError:
+        return None
+    return Contender(version.version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
+
+
+def _apply_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
+    criterion = criterion_name(decision.labeled)
+    for rank, contender in enumerate(decision.ranking, start=1):
+        role = ("champion" if decision.promoted and contender is decision.nominee
+                else "challenger" if contender is decision.challenger else "registered")
+        tags = {"gate.rank": str(rank), "gate.criterion": criterion, "gate.role": role,
+                "gate.score": ", ".join(f"{v:.6g}" for v in contender.key(decision.labeled))}
+        if contender is decision.nominee:
+            tags["gate.reason"] = decision.reason
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(contender.version), key, value)
+    if decision.challenger is not None:
+        client.set_registered_model_alias(name, CHALLENGER, str(decision.challenger.version))
+    if decision.promoted:
+        _set_champion(client, name, decision.nominee.version)
+
+
+def _history(client: MlflowClient, name: str) -> list[int]:
+    tags = client.get_registered_model(name).tags
+    return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+
+def _set_champion(client: MlflowClient, name: str, version: int) -> None:
+    history = _history(client, name)
+    current = _alias_version(client, name, CHAMPION)
+    if current is not None and (not history or history[-1] != current):
+        history.append(current)  # the alias was moved outside aemon (e.g. in the MLflow UI)
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    if _alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _require_model(client: MlflowClient, stream: str) -> str:
+    name = model_name(stream)
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        raise RegistryError(f"no registered model '{name}'; run `aemon train {stream}` first") from exc
+    return name
+
+
+def promote(tracking_uri: str, stream: str, version: int) -> RegisteredVersion:
+    """Make `version` the champion by hand (no gate); the previous champion stays in the history."""
+    client = client_for(tracking_uri)
+    name = _require_model(client, stream)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"'{name}' has no version {version}") from exc
+    _set_champion(client, name, int(version))
+    return resolve_alias(tracking_uri, stream)
+
+
+def rollback(tracking_uri: str, stream: str) -> tuple[int, RegisteredVersion]:
+    """Put the previous champion back in one step; returns (replaced version, new champion).
+    Repeated rollbacks walk further back through the champion history."""
+    client = client_for(tracking_uri)
+    name = _require_model(client, stream)
+    history = _history(client, name)
+    current = _alias_version(client, name, CHAMPION)
+    if current is None:
+        raise GateError(f"'{name}' has no champion to roll back")
+    if not history or history[-1] != current:
+        history.append(current)
+    replaced = history.pop()
+    existing = {int(mv.version) for mv in client.search_model_versions(f"name = '{name}'")}
+    while history and history[-1] not in existing:
+        history.pop()  # a version deleted since it was champion
+    if not history:
+        raise GateError(f"'{name}' has no earlier champion than version {replaced} to roll back to")
+    client.set_registered_model_alias(name, CHAMPION, str(history[-1]))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(name, str(replaced), "rolled_back", "true")
+    return replaced, resolve_alias(tracking_uri, stream)
+
+
+def list_models(tracking_uri: str) -> pd.DataFrame:
+    """One row per registered aemon model: name, number of versions, champion, challenger."""
+    client = client_for(tracking_uri)
+    rows = []
+    for rm in client.search_registered_models():
+        if not rm.name.endswith("-detector"):
+            continue
+        versions = client.search_model_versions(f"name = '{rm.name}'")
+        aliases = rm.aliases or {}
+        rows.append({"model": rm.name, "versions": len(versions), "champion": aliases.get(CHAMPION, ""),
+                     "challenger": aliases.get(CHALLENGER, ""),
+                     "champion_history": " ".join(str(v) for v in json.loads(rm.tags.get(HISTORY_TAG, "[]")))})
+    return pd.DataFrame(rows, columns=["model", "versions", "champion", "challenger", "champion_history"])
+
+
+# (column, metric of the version's run)
+COMPARE_METRICS = (("threshold", "threshold"), ("val_far", "val_far"), ("f1", "f1"), ("pr_auc", "pr_auc"),
+                   ("val_loss", "best_val_loss"))
+
+
+def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
+    """Every version of the stream's model with its kind, aliases, threshold rule and the
+    metrics of its run, newest first."""
+    client = client_for(tracking_uri)
+    name = _require_model(client, stream)
+    aliases: dict[int, list[str]] = {}
+    # search results carry no aliases; the registered model has them all
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(int(version), []).append(alias)
+    rows = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append({
+            "version": int(mv.version), "aliases": ",".join(sorted(aliases.get(int(mv.version), []))),
+            "detector": mv.tags.get("detector", ""),
+            "rule": mv.tags.get("threshold_method", ""),
+            **{column: metrics.get(metric, float("nan")) for column, metric in COMPARE_METRICS},
+            "gate": mv.tags.get("gate.role", ""), "training range": _short_range(mv.tags.get("training_range", "")),
+        })
+    return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
+
+
+def _short_range(text: str) -> str:
+    """'2026-01-05T00:00:00/2026-01-11T23:59:00' -> '2026-01-05 00:00 .. 01-11 23:59'."""
+    if "/" not in text:
+        return text
+    start, end = (pd.Timestamp(part) for part in text.split("/", 1))
+    return f"{start:%Y-%m-%d %H:%M} .. {end:%m-%d %H:%M}"
+
+
+def register_recalibration(
+    tracking_uri: str,
+    artifact_root: str | None,
+    stream: str,
+    calibration_scores: np.ndarray,
+    evaluation: EvaluationData,
+    rule: ThresholdRule,
+) -> tuple[RegisteredVersion, GateDecision]:
+    """A new version with the champion's network and a threshold refitted by `rule` on
+    `calibration_scores`, through the same gate as a training."""
+    model, source = load_model(tracking_uri, stream)
+    bundle = with_threshold(loaded_bundle(model), calibration_scores, rule)
+    ev = evaluate_bundle(bundle, evaluation)
+    name = model_name(stream)
+    window = f"{evaluation.readings['timestamp'].min().isoformat()}/{evaluation.readings['timestamp'].max().isoformat()}"
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, stream, artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibrate v{source.version}") as run:
+            mlflow.set_tags({"role": "recalibration", "stream": stream, "detector": bundle.detector.kind,
+                             "recalibrated_from": str(source.version)})
+            mlflow.log_params({"recalibrated_from": source.version, "threshold.rule": rule.name,
+                               "recalibration.range": window, "calibration.n_windows": len(calibration_scores)})
+            mlflow.log_metrics(_evaluation_metrics(bundle, ev.metrics))
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifact(str(plots.score_histogram(
+                    ev.scores, ev.anomalous, bundle.thresholds, bundle.threshold, f"{bundle.detector.kind} recalibrated",
+                    Path(tmp) / "score_histogram.png")), artifact_path="figures")
+            source_tags = client.get_model_version(name, str(source.version)).tags
+            tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
+                    "recalibrated_from": str(source.version), "recalibration_range": window}
+            version = _log_bundle_model(client, bundle, input_example(bundle, evaluation.readings), name, tags)
+        contender = Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
+        decision = decide([contender], champion_contender(tracking_uri, stream, evaluation), bool(ev.anomalous.any()))
+        _apply_decision(client, name, decision)
+    return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, kind=bundle.detector.kind), decision
+
+
 def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> RegisteredVersion:
     name = model_name(stream)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -123,7 +435,7 @@ def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> Regi
     threshold = mv.tags.get("threshold")
     return RegisteredVersion(
         name, int(mv.version), mv.run_id, float(threshold) if threshold is not None else float("nan"),
-        tuple(mv.aliases),
+        tuple(mv.aliases), mv.tags.get("detector", ""),
     )
 
 

@@ -1,25 +1,42 @@
-"""Training one stream's detector: normal windows -> fitted detector -> model bundle."""
+"""Training a stream's detectors: normal windows -> fitted detectors -> model bundles,
+each evaluated on the same held-out windows.
+
+The training range is split in time order, never shuffled:
+
+    | train (1 - val_fraction)         | calibration          | holdout            |
+                                       |<------------ val_fraction ------------->|
+
+- train: the windows the networks learn from;
+- calibration: early stopping, validation loss, and the thresholds (percentiles, POT);
+- holdout (the last `holdout_fraction` of the validation part): the recent normal windows
+  on which the false-alarm rate is measured and the promotion gate compares versions.
+
+Rows with a label, rows inside an exclusion interval (maintenance, a known bad feed, a
+past incident) are left out of every normal set. Labeled windows anywhere in the range
+are the anomalous side of the evaluation; excluded windows are in neither side.
+"""
 from __future__ import annotations
 
+import copy
 import hashlib
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import AutoencoderDetector
-from features.training_set import make_training_set
-from features.windows import WindowSpec
+from aemodels.base import BaseDetector
+from features.training_set import labeled_mask, make_training_set
+from features.windows import WindowSet, WindowSpec
+from monitoring import warehouse
 from monitoring.bundle import ModelBundle
+from monitoring.detectors import THRESHOLD_PARAMS, ThresholdRule, make_detector
+from monitoring.errors import TrainingDataError
+from monitoring.gate import window_metrics
 
-
-@dataclass(frozen=True)
-class TrainedBundle:
-    bundle: ModelBundle
-    params: dict
-    history: list[dict]
-    tags: dict
-    input_example: pd.DataFrame
+LABELED = "_aemon_labeled"
+EXCLUDED = "_aemon_excluded"
+MIN_CALIBRATION_WINDOWS = 10
 
 
 def data_hash(frame: pd.DataFrame) -> str:
@@ -27,50 +44,246 @@ def data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def train_bundle(
+def exclusion_mask(frame: pd.DataFrame, exclusions=None, intervals: pd.DataFrame | None = None) -> np.ndarray:
+    """Rows of `frame` that are never normal data.
+
+    `exclusions`: an object with `mask(frame) -> boolean per row`, such as the stream's
+    features.exclusions.Exclusions (machine-off rules, maintenance intervals).
+    `intervals`: a frame with columns start, end and optionally asset (past incidents, or any
+    other interval); an interval without an asset covers every asset."""
+    mask = np.zeros(len(frame), dtype=bool)
+    if exclusions is not None:
+        mask |= np.asarray(exclusions.mask(frame), dtype=bool)
+    if intervals is None or len(intervals) == 0:
+        return mask
+    ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+    assets = frame["asset"].astype(str).to_numpy()
+    for row in intervals.itertuples(index=False):
+        inside = (ts >= np.datetime64(pd.Timestamp(row.start), "ns")) & (ts <= np.datetime64(pd.Timestamp(row.end), "ns"))
+        asset = getattr(row, "asset", None)
+        if asset is not None and not pd.isna(asset):
+            inside &= assets == str(asset)
+        mask |= inside
+    return mask
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Readings of a range with their label and exclusion marks, and where the holdout starts."""
+
+    readings: pd.DataFrame  # timestamp, asset, sensors..., LABELED, EXCLUDED
+    holdout_start: pd.Timestamp
+    stride: int | None = None  # window stride of the evaluation; None: each bundle's own
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.readings[LABELED].any())
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A bundle's scores on the evaluation windows (holdout normal + labeled anomalous)."""
+
+    windows: WindowSet  # scaled
+    scores: np.ndarray
+    anomalous: np.ndarray
+    threshold: float
+    metrics: dict[str, float]
+
+
+def evaluate_bundle(bundle: ModelBundle, data: EvaluationData) -> Evaluation:
+    windows, marks = bundle.windows(data.readings, stride=data.stride, extra_columns=(LABELED, EXCLUDED))
+    anomalous = marks[:, :, 0].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
+    excluded = marks[:, :, 1].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
+    keep = ~excluded & (anomalous | (windows.start >= np.datetime64(data.holdout_start, "ns")))
+    windows, anomalous = windows.take(keep), anomalous[keep]
+    if not (~anomalous).any():
+        raise TrainingDataError(
+            f"no normal windows after {data.holdout_start} to evaluate on; widen the range or lower holdout_fraction")
+    scores = bundle.detector.score(windows.X)
+    return Evaluation(windows, scores, anomalous, bundle.threshold, window_metrics(scores, anomalous, bundle.threshold))
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    stream: str
+    sensors: list[str]
+    spec: WindowSpec
+    scaler: object
+    train: WindowSet
+    calibration: WindowSet
+    evaluation: EvaluationData
+    params: dict  # what every candidate logs: window spec, scaler, range, split, data hash
+    data_hash: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def prepare_training(
     frame: pd.DataFrame,
     *,
     stream: str,
     sensors: list[str],
     spec: WindowSpec,
-    detector_params: dict,
     label_columns: list[str] = (),
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     val_fraction: float = 0.2,
+    holdout_fraction: float = 0.5,
     train_stride: int | None = None,
-) -> TrainedBundle:
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
+) -> TrainingData:
+    """Scaled train / calibration windows and the evaluation data of one training range.
+
+    `exclusions` and `excluded_intervals` (see exclusion_mask): rows that are never normal
+    training or evaluation data, such as machine-off readings, maintenance, past incidents."""
+    if not 0 < holdout_fraction < 1:
+        raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be between 0 and 1")
+    frame = frame.copy()
+    frame[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
     data = make_training_set(
-        frame, sensors, spec, label_columns=list(label_columns), start=start, end=end,
+        frame, sensors, spec, label_columns=[*label_columns, EXCLUDED], start=start, end=end,
         val_fraction=val_fraction, train_stride=train_stride,
     )
-    detector = AutoencoderDetector(**detector_params).fit(data.train.X, data.val.X)
-    bundle = ModelBundle(stream=stream, sensors=list(sensors), spec=spec, scaler=data.scaler, detector=detector)
-    val_flags = detector.val_scores_ > detector.threshold_
+    used = frame[(frame["timestamp"] >= data.start) & (frame["timestamp"] <= data.end)]
+    val_start = pd.Timestamp(data.val.start.min())
+    holdout_start = val_start + (data.end - val_start) * (1 - holdout_fraction)
+    calibration = data.val.take(data.val.end < np.datetime64(holdout_start, "ns"))
+    if len(calibration) < MIN_CALIBRATION_WINDOWS:
+        raise TrainingDataError(
+            f"only {len(calibration)} calibration windows between {val_start} and {holdout_start}; need >= "
+            f"{MIN_CALIBRATION_WINDOWS}: widen the training range, raise val_fraction or lower holdout_fraction")
+    readings = used[["timestamp", "asset", *sensors]].copy()
+    readings[LABELED] = labeled_mask(used, list(label_columns)).astype(np.float64)
+    readings[EXCLUDED] = used[EXCLUDED].to_numpy()
+    digest = data_hash(used[["timestamp", "asset", *sensors]])
     params = {
-        **{f"detector.{k}": v for k, v in detector.get_params().items()},
         **{f"window.{k}": v for k, v in asdict(spec).items()},
         "stream": stream,
         "sensors": ",".join(sensors),
-        "scaler": "standard",
+        "scaler": "standard (per sensor mean / std of the training rows)",
         "train.start": str(data.start),
         "train.end": str(data.end),
         "train.val_fraction": val_fraction,
+        "train.holdout_fraction": holdout_fraction,
+        "train.holdout_start": str(holdout_start),
         "train.stride": train_stride or spec.stride,
         "train.n_windows": len(data.train),
-        "val.n_windows": len(data.val),
-        "train.n_windows_excluded_labeled": data.n_excluded_labeled,
+        "calibration.n_windows": len(calibration),
+        "train.n_windows_excluded": data.n_excluded_labeled,
+        "train.n_excluded_intervals": 0 if excluded_intervals is None else len(excluded_intervals),
+        "train.data_hash": digest,
     }
-    history = [
-        {**row, "val_false_alarm_rate": None} for row in detector.history_
-    ]
-    history[-1]["val_false_alarm_rate"] = float(np.mean(val_flags))
-    used = frame[(frame["timestamp"] >= data.start) & (frame["timestamp"] <= data.end)]
-    tags = {
-        "training_range": f"{data.start.isoformat()}/{data.end.isoformat()}",
-        "data_hash": data_hash(used[["timestamp", "asset", *sensors]]),
-        "threshold_method": f"p{detector.threshold_percentile:g}x{detector.threshold_coefficient:g}",
+    return TrainingData(stream, list(sensors), spec, data.scaler, data.train, calibration,
+                        EvaluationData(readings.reset_index(drop=True), holdout_start, train_stride), params, digest,
+                        data.start, data.end)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One fitted detector of a training, as a bundle, evaluated on the shared windows."""
+
+    kind: str
+    bundle: ModelBundle
+    evaluation: Evaluation
+    params: dict
+    fit_seconds: float
+
+    @property
+    def detector(self) -> BaseDetector:
+        return self.bundle.detector
+
+    @property
+    def val_loss(self) -> float:
+        return best_val_loss(self.detector)
+
+
+def best_val_loss(detector: BaseDetector) -> float:
+    """The lowest validation loss of a detector's training (NaN when it had no validation set)."""
+    losses = [row["val_loss"] for row in detector.history_ if row.get("val_loss") is not None]
+    return float(min(losses)) if losses else float("nan")
+
+
+def with_threshold(bundle: ModelBundle, calibration_scores: np.ndarray, rule: ThresholdRule) -> ModelBundle:
+    """A copy of `bundle` whose threshold follows `rule` on `calibration_scores`."""
+    bundle = copy.deepcopy(bundle)
+    bundle.detector.val_scores_ = np.asarray(calibration_scores, dtype=np.float64)
+    bundle.detector.threshold_ = rule.apply(bundle.detector.val_scores_)
+    bundle.thresholds = rule.all_thresholds(bundle.detector.val_scores_)
+    bundle.threshold_rule = rule.name
+    return bundle
+
+
+def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> Candidate:
+    """Fit one detector kind on the training windows, set its threshold by `rule` on the
+    calibration windows, and evaluate it."""
+    overlap = [p for p in THRESHOLD_PARAMS if p in params]
+    if overlap:
+        raise TrainingDataError(f"{overlap} come from the threshold rule, not from the detector parameters")
+    started = time.perf_counter()
+    detector = make_detector(
+        kind, **params, threshold_percentile=rule.percentile, threshold_coefficient=rule.coefficient,
+    ).fit(data.train.X, data.calibration.X)
+    seconds = time.perf_counter() - started
+    bundle = ModelBundle(stream=data.stream, sensors=list(data.sensors), spec=data.spec, scaler=data.scaler,
+                         detector=detector)
+    bundle = with_threshold(bundle, detector.val_scores_, rule)
+    logged = {
+        **{f"detector.{k}": v for k, v in detector.get_params().items()},
+        "detector.kind": kind,
+        "threshold.rule": rule.name,
+        **data.params,
     }
-    first_asset = used[used["asset"] == used["asset"].iloc[0]]
-    example = first_asset.head(spec.size + spec.stride)[["timestamp", "asset", *sensors]].reset_index(drop=True)
-    return TrainedBundle(bundle, params, history, tags, example)
+    return Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds)
+
+
+def train_bundle(frame: pd.DataFrame, *, stream: str, sensors: list[str], spec: WindowSpec, detector_params: dict,
+                 kind: str = "mlp_ae", rule: ThresholdRule | None = None, **split) -> Candidate:
+    """One detector kind trained on `frame` in one call (notebooks, tests); `split`: the
+    other arguments of prepare_training."""
+    data = prepare_training(frame, stream=stream, sensors=sensors, spec=spec, **split)
+    return fit_candidate(data, kind, detector_params, rule or ThresholdRule())
+
+
+def recalibration_data(
+    bundle: ModelBundle,
+    frame: pd.DataFrame,
+    *,
+    label_columns: list[str] = (),
+    holdout_fraction: float = 0.5,
+    stride: int | None = None,
+    exclusions=None,
+    excluded_intervals: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, EvaluationData]:
+    """Scores of `bundle` on the recent normal windows of `frame` before its holdout (to
+    fit a new threshold on) and the evaluation data (holdout + labeled windows) for the gate."""
+    if frame.empty:
+        raise TrainingDataError("no readings in the recalibration range")
+    t0, t1 = frame["timestamp"].min(), frame["timestamp"].max()
+    holdout_start = t0 + (t1 - t0) * (1 - holdout_fraction)
+    readings = frame[["timestamp", "asset", *bundle.sensors]].copy()
+    readings[LABELED] = labeled_mask(frame, list(label_columns)).astype(np.float64)
+    readings[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
+    windows, marks = bundle.windows(readings, stride=stride, extra_columns=(LABELED, EXCLUDED))
+    normal = marks.max(axis=(1, 2)) == 0 if len(windows) else np.zeros(0, dtype=bool)
+    calibration = windows.take(normal & (windows.end < np.datetime64(holdout_start, "ns")))
+    if len(calibration) < MIN_CALIBRATION_WINDOWS:
+        raise TrainingDataError(
+            f"only {len(calibration)} normal windows between {t0} and {holdout_start} to recalibrate on; need >= "
+            f"{MIN_CALIBRATION_WINDOWS}: widen the range")
+    return bundle.detector.score(calibration.X), EvaluationData(readings.reset_index(drop=True), holdout_start, stride)
+
+
+def read_recent_readings(db_path, stream: str, days: float, *, start=None, end=None) -> pd.DataFrame:
+    """Readings of [start, end]; by default the last `days` up to the stream's latest reading."""
+    with warehouse.connect(db_path) as con:
+        if not warehouse.has_view(con, stream):
+            raise TrainingDataError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
+        if end is None:
+            end = warehouse.scalar(con, f"SELECT max(timestamp) FROM {warehouse.view_name(stream)}")
+            if end is None:
+                raise TrainingDataError(f"stream '{stream}' has no readings to recalibrate on")
+        end = pd.Timestamp(end)
+        start = pd.Timestamp(start) if start is not None else end - pd.Timedelta(days=days)
+        return warehouse.read_readings(con, stream, start=start, end=end)

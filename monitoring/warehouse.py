@@ -105,6 +105,7 @@ TABLES = {
             top_sensors VARCHAR NOT NULL,
             contributions JSON NOT NULL,
             detected_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            severity DOUBLE,  -- the model's own scale: 1 at the threshold (ModelBundle.severity)
             PRIMARY KEY (stream, asset, window_start, model_name, model_version)
         )""",
     "watermarks": """
@@ -156,6 +157,8 @@ def connect(db_path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.execute("CREATE SCHEMA IF NOT EXISTS lake")
         for ddl in [*TABLES.values(), *MIGRATIONS]:
             con.execute(ddl)
+        # anomalies created before severity was stored get the column (NULL: score / threshold)
+        con.execute("ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS severity DOUBLE")
         yield con
     finally:
         con.close()
@@ -387,7 +390,7 @@ def write_window_results(
 ) -> dict[str, int]:
     """Write scored windows (all to `scores`, flagged ones to `anomalies`) and advance the
     watermarks, in one transaction. Returns the number of rows actually inserted."""
-    needed = {"asset", "window_start", "window_end", "score", "threshold", "is_anomaly",
+    needed = {"asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "severity",
               "top_sensors", "contributions"}
     missing = needed - set(windows.columns)
     if missing:
@@ -416,8 +419,8 @@ def write_window_results(
         )
         n_anomalies = scalar(con,
             "INSERT INTO anomalies (stream, asset, window_start, window_end, score, threshold, model_name, "
-            "model_version, top_sensors, contributions) SELECT stream, asset, window_start, window_end, score, "
-            "threshold, model_name, model_version, top_sensors, contributions::JSON FROM new_windows "
+            "model_version, top_sensors, contributions, severity) SELECT stream, asset, window_start, window_end, "
+            "score, threshold, model_name, model_version, top_sensors, contributions::JSON, severity FROM new_windows "
             "WHERE is_anomaly AND NOT excluded ON CONFLICT DO NOTHING"
         )
         scalar(con,

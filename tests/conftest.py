@@ -17,9 +17,9 @@ from features.synthetic import SENSORS, SyntheticSpec, generate_stream  # noqa: 
 
 SMALL_SPEC = SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3)
 
-# Tests train the default detector; one torch thread avoids oversubscribing 2 cores.
+# Tests train the default detectors; one torch thread each avoids oversubscribing 2 cores.
 FAST_DETECTOR = """
-[streams.pumps.detector]
+[streams.pumps.detectors]
 n_threads = 1
 """
 

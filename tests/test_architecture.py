@@ -14,7 +14,7 @@ OURS = {"features", "aemodels", "monitoring", "flows"}
 THIRD_PARTY = {
     "features": {"numpy", "pandas", "pyarrow", "scipy"},
     "aemodels": {"torch", "numpy", "scipy"},
-    "monitoring": {"duckdb", "mlflow", "pandas", "numpy", "pyarrow"},
+    "monitoring": {"duckdb", "mlflow", "pandas", "numpy", "pyarrow", "matplotlib"},
     "flows": None,  # the composition layer may use anything installed
 }
 MAY_IMPORT = {

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from aemodels.detector import AutoencoderDetector
-from flows.config import AemonConfig, ConfigError, DetectorSettings, load_config
+from flows.config import AemonConfig, ConfigError, DetectorsSettings, detector_params, load_config
+from monitoring.detectors import THRESHOLD_PARAMS, detector_class, detector_kinds, param_defaults
 
 
 def test_defaults_work_with_no_file(tmp_path, monkeypatch):
@@ -31,21 +31,44 @@ def test_home_from_environment_and_relative_to_the_file(tmp_path, monkeypatch):
     assert load_config(path).home == tmp_path / "elsewhere"
 
 
-def test_detector_settings_mirror_the_detector_defaults():
-    signature = inspect.signature(AutoencoderDetector.__init__)
-    defaults = {k: p.default for k, p in signature.parameters.items() if k != "self"}
-    settings = DetectorSettings().model_dump()
-    assert set(settings) == set(defaults)
-    for key, value in defaults.items():
-        assert settings[key] == (tuple(value) if isinstance(value, list) else value), key
+def test_detector_settings_mirror_each_detector_constructor():
+    settings = DetectorsSettings()
+    assert settings.kinds == detector_kinds()  # every installed kind by default
+    for kind in detector_kinds():
+        own = getattr(settings, kind).model_dump()
+        defaults = param_defaults(kind)
+        assert set(own) == set(defaults) - set(THRESHOLD_PARAMS)
+        for key, value in own.items():
+            assert value == defaults[key], (kind, key)
+        assert detector_params(settings, kind) == {}  # nothing written: the detector's own defaults
+        detector_class(kind)(**detector_params(settings, kind))
+
+
+def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path):
+    kind = detector_kinds()[0]
+    path = tmp_path / "aemon.toml"
+    path.write_text(f"[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors]\nepochs = 5\nn_threads = 1\n"
+                    f"[streams.pumps.detectors.{kind}]\nepochs = 7\n")
+    detectors = load_config(path).stream("pumps").detectors
+    assert detector_params(detectors, kind) == {"epochs": 7, "n_threads": 1}
+    for other in detector_kinds()[1:]:
+        assert detector_params(detectors, other) == {"epochs": 5, "n_threads": 1}
 
 
 @pytest.mark.parametrize("text, message", [
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.window]\nsize = 0\n", "streams.pumps.window: window size=0"),
     ("[streams.pumps]\nsensors = ['a']\nwindw = 3\n", "streams.pumps.windw: unknown setting"),
     ("[streams.'bad name']\nsensors = ['a']\n", "stream name 'bad name'"),
-    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detector]\nactivation = 'tanh'\n",
-     "streams.pumps.detector.activation"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.mlp_ae]\nbeta = 1\n",
+     "streams.pumps.detectors.mlp_ae.beta: unknown setting"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.mlp_ae]\nepochs = 'many'\n",
+     "streams.pumps.detectors.mlp_ae.epochs"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors]\nkinds = ['svm']\n",
+     "streams.pumps.detectors.kinds: unknown detector kinds ['svm']"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.mlp_ae]\nthreshold_percentile = 90\n",
+     "streams.pumps.detectors.mlp_ae.threshold_percentile: unknown setting"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'max'\n",
+     "streams.pumps.threshold.method"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
@@ -76,7 +99,7 @@ def test_the_readme_example_config_loads(tmp_path):
     path.write_text(example)
     stream = load_config(path).stream("line3")
     assert stream.timestamp_column == "datetime" and stream.window.size == 30
-    assert stream.train.end is not None and stream.detector.latent == 8
+    assert stream.train.end is not None and stream.detectors.mlp_ae.latent == 8
 
 
 @pytest.mark.parametrize("text, message", [

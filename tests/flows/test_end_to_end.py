@@ -103,7 +103,9 @@ def test_champion_alias_resolves_to_a_version_carrying_its_threshold(run):
     run_data = client.get_run(version.run_id).data
     assert run_data.metrics["threshold"] == pytest.approx(bundle.threshold)
     losses = client.get_metric_history(version.run_id, "train_loss")
-    assert len(losses) == run["trained"]["epochs"] and losses[-1].value < losses[0].value
+    champion = next(c for c in run["trained"]["candidates"] if c["version"] == version.version)
+    assert len(losses) == champion["epochs"] and losses[-1].value < losses[0].value
+    assert sorted(c["kind"] for c in run["trained"]["candidates"]) == sorted(config.stream("pumps").detectors.kinds)
     assert run_data.params["detector.threshold_percentile"] == "99.0"
 
 

@@ -50,3 +50,20 @@ def test_an_incident_needs_an_alarm_level_peak():
                             window("p2", 0, 1.2), window("p2", 10, 3.0), window("p2", 20, 1.1)])
     incidents = merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.5))
     assert list(incidents["asset"]) == ["p2"]
+
+
+def test_stored_severity_ranks_incidents_for_scores_of_any_sign():
+    """A density model's scores (-log p) can be negative: score / threshold means nothing
+    there, the severity the model wrote does."""
+    flagged = pd.DataFrame({
+        "asset": ["p1"] * 3,
+        "window_start": pd.date_range("2026-01-01", periods=3, freq="10min"),
+        "score": [-150.0, -140.0, -145.0],
+        "threshold": [-157.0] * 3,
+        "severity": [1.1, 1.3, 1.2],
+        "top_sensors": ["a"] * 3,
+    })
+    flagged["window_end"] = flagged["window_start"] + pd.Timedelta(minutes=10)
+    assert merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.5)).empty
+    kept = merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.2))
+    assert kept["peak_severity"].tolist() == [1.3]

@@ -1,0 +1,121 @@
+"""PNG figures of a trained detector, for its MLflow run (matplotlib, Agg backend).
+
+Each function takes numbers, writes one PNG and returns its path. A figure that needs a
+capability a detector lacks (a latent space, samples) is simply not made: callers check
+with `can_encode` / `can_sample` first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window, works without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+MAX_LATENT_POINTS = 3000
+
+
+def can_encode(detector) -> bool:
+    return callable(getattr(detector, "encode", None))
+
+
+def can_sample(detector) -> bool:
+    return callable(getattr(detector, "sample", None))
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def loss_curves(history: list[dict], best_epoch: int | None, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["train_loss"] for row in history], label="train")
+    val = [row.get("val_loss") for row in history]
+    if any(v is not None for v in val):
+        ax.plot(epochs, [np.nan if v is None else v for v in val], label="validation")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
+    ax.set(xlabel="epoch", ylabel="loss", title=title, yscale="log")
+    ax.legend()
+    return _save(fig, path)
+
+
+def score_histogram(scores: np.ndarray, anomalous: np.ndarray, thresholds: dict[str, float], chosen: float,
+                    title: str, path: Path) -> Path:
+    """Scores of normal and anomalous windows with every threshold. A log axis when all
+    scores are positive (reconstruction errors); linear otherwise (a VAE's -log p can be < 0)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    values = np.concatenate([scores, list(thresholds.values()), [chosen]])
+    log = bool(values.min() > 0)
+    low, high = values.min(), values.max()
+    bins = np.geomspace(low, high * 1.05, 60) if log else np.linspace(low, high + 0.05 * (high - low or 1), 60)
+    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"normal ({(~anomalous).sum()})")
+    if anomalous.any():
+        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({anomalous.sum()})")
+    for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
+        ax.axvline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} {value:.3g}")
+    ax.axvline(chosen, color="black", linewidth=1.6, label=f"threshold {chosen:.3g}")
+    ax.set(xscale="log" if log else "linear", xlabel="score", ylabel="windows", title=title)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def worst_reconstructions(X: np.ndarray, reconstruction: np.ndarray, scores: np.ndarray, sensors: list[str],
+                          labels: list[str], title: str, path: Path) -> Path:
+    """One row per window (worst first), one column per sensor: reading vs reconstruction."""
+    n, _, n_sensors = X.shape
+    fig, axes = plt.subplots(n, n_sensors, figsize=(1.9 * n_sensors, 1.5 * n + 0.6), squeeze=False, sharex=True)
+    for i in range(n):
+        for j in range(n_sensors):
+            ax = axes[i, j]
+            ax.plot(X[i, :, j], color="tab:blue", linewidth=1)
+            ax.plot(reconstruction[i, :, j], color="tab:orange", linewidth=1)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(sensors[j], fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{labels[i]}\n{scores[i]:.3g}", fontsize=6)
+    fig.suptitle(f"{title}: reading (blue) vs reconstruction (orange), scaled", fontsize=9)
+    return _save(fig, path)
+
+
+def project_2d(latent: np.ndarray) -> np.ndarray:
+    """The first two principal components (or the latent itself when it has <= 2 dims)."""
+    if latent.shape[1] <= 2:
+        return np.pad(latent, ((0, 0), (0, 2 - latent.shape[1])))
+    centred = latent - latent.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def latent_space(latent: np.ndarray, anomalous: np.ndarray, title: str, path: Path) -> Path:
+    points = project_2d(latent)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.scatter(points[~anomalous, 0], points[~anomalous, 1], s=5, alpha=0.5, label="normal")
+    if anomalous.any():
+        ax.scatter(points[anomalous, 0], points[anomalous, 1], s=7, alpha=0.8, color="tab:red", label="anomalous")
+    ax.set(xlabel="PC 1" if latent.shape[1] > 2 else "z 1", ylabel="PC 2" if latent.shape[1] > 2 else "z 2",
+           title=f"{title}: latent space")
+    ax.legend()
+    return _save(fig, path)
+
+
+def samples(generated: np.ndarray, sensors: list[str], title: str, path: Path) -> Path:
+    """Windows drawn from a generative detector, one row per sample, one column per sensor."""
+    n, _, n_sensors = generated.shape
+    fig, axes = plt.subplots(n, n_sensors, figsize=(1.9 * n_sensors, 1.3 * n + 0.6), squeeze=False, sharex=True)
+    for i in range(n):
+        for j in range(n_sensors):
+            axes[i, j].plot(generated[i, :, j], color="tab:green", linewidth=1)
+            axes[i, j].tick_params(labelsize=6)
+            if i == 0:
+                axes[i, j].set_title(sensors[j], fontsize=8)
+    fig.suptitle(f"{title}: sampled windows (scaled)", fontsize=9)
+    return _save(fig, path)

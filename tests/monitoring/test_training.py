@@ -1,0 +1,62 @@
+"""Choosing training, calibration and evaluation windows: time order, labels, exclusions."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.synthetic import SENSORS
+from features.windows import WindowSpec
+from monitoring.errors import TrainingDataError
+from monitoring.training import EXCLUDED, prepare_training
+
+SPEC = WindowSpec(size=20, stride=10)
+
+
+def prepare(frame, **kwargs):
+    return prepare_training(frame, stream="pumps", sensors=list(SENSORS), spec=SPEC, label_columns=["label"],
+                            train_stride=2, **kwargs)
+
+
+def overlaps(ws, asset, start, end):
+    return (ws.asset == asset) & (ws.start <= np.datetime64(end, "ns")) & (ws.end >= np.datetime64(start, "ns"))
+
+
+def test_split_is_in_time_order(small_stream):
+    data = prepare(small_stream.readings)
+    assert data.train.end.max() < data.calibration.start.min()
+    assert data.calibration.end.max() < np.datetime64(data.evaluation.holdout_start, "ns")
+    assert data.params["train.data_hash"] == data.data_hash and len(data.data_hash) == 16
+
+
+class MachineOff:
+    """Any object with mask(frame) works as `exclusions` (features.exclusions.Exclusions does)."""
+
+    def __init__(self, asset, start, end):
+        self.asset, self.start, self.end = asset, pd.Timestamp(start), pd.Timestamp(end)
+
+    def mask(self, frame):
+        return (frame["asset"] == self.asset) & frame["timestamp"].between(self.start, self.end)
+
+
+def test_excluded_intervals_and_rules_are_never_normal_data(small_stream):
+    frame = small_stream.readings
+    asset = frame["asset"].iloc[0]
+    t0 = frame["timestamp"].min()
+    incident = (t0 + pd.Timedelta(hours=10), t0 + pd.Timedelta(hours=14))
+    off = (t0 + pd.Timedelta(hours=30), t0 + pd.Timedelta(hours=31))
+    base = prepare(frame)
+    data = prepare(frame, exclusions=MachineOff(asset, *off),
+                   excluded_intervals=pd.DataFrame({"asset": [asset], "start": [incident[0]], "end": [incident[1]]}))
+    for start, end in (incident, off):
+        assert overlaps(base.train, asset, start, end).any()
+        assert not overlaps(data.train, asset, start, end).any()
+    assert len(data.train) < len(base.train)
+    marked = data.evaluation.readings
+    assert marked.loc[marked[EXCLUDED] > 0, "asset"].unique().tolist() == [asset]
+    assert data.params["train.n_excluded_intervals"] == 1
+
+
+def test_too_short_a_range_is_explained(small_stream):
+    frame = small_stream.readings
+    short = frame[frame["timestamp"] < frame["timestamp"].min() + pd.Timedelta(hours=3)]
+    with pytest.raises((TrainingDataError, ValueError), match="windows"):
+        prepare(short)
