@@ -19,7 +19,6 @@ from flows.score import score_stream
 from flows.train import train_detectors
 from monitoring import warehouse
 from monitoring.evaluation import IncidentEvaluation, evaluate_incidents
-from monitoring.incidents import merge_incidents
 
 DEMO_STREAM = "pumps"
 
@@ -62,7 +61,6 @@ def run_demo(
     config_path: str | None = None,
     step: Callable[[str], None] = lambda name: None,
 ) -> DemoResult:
-    settings = config.stream(DEMO_STREAM)
     step("generate")
     paths, faults, clean_end = write_inbox(config, spec)
     step("ingest")
@@ -74,9 +72,7 @@ def run_demo(
     scored = score_stream(DEMO_STREAM, config_path=config_path, full=True)
     step("evaluate")
     with warehouse.connect(config.db_path) as con:
-        anomalies = warehouse.read_anomalies(con, DEMO_STREAM)
+        incidents = warehouse.read_incidents(con, DEMO_STREAM)  # written by the score flow
         n_rows = warehouse.count_readings(con, DEMO_STREAM)
-    anomalies = anomalies[anomalies["model_version"] == trained["version"]]
-    incidents = merge_incidents(anomalies, settings.alerts.rule())
     evaluation = evaluate_incidents(incidents, faults)
     return DemoResult(evaluation, incidents, ingested, trained, scored, n_rows)

@@ -1,4 +1,5 @@
-"""score-stream: new windows of a stream, scored by the champion -> scores + anomalies in DuckDB."""
+"""score-stream: new windows of a stream, scored by the champion -> scores, anomalies and
+incidents in DuckDB."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -19,8 +20,9 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
     model, version = tasks.load_champion(config.mlflow_tracking_uri, stream)
     result = tasks.score_windows(config.db_path, stream, model, version, full=full,
                                  exclusions=settings.exclusions.build())
+    incidents = tasks.refresh_incidents(config.db_path, stream, settings.alerts.rule())
     get_run_logger().info(
-        "%s v%d: %d windows scored, %d new anomalies", version.name, version.version,
-        result.windows_scored, result.anomalies_written,
+        "%s v%d: %d windows scored, %d new anomalies; %d incidents (%d open)", version.name, version.version,
+        result.windows_scored, result.anomalies_written, len(incidents), int((incidents["status"] == "open").sum()),
     )
-    return asdict(result)
+    return {**asdict(result), "incidents": len(incidents)}

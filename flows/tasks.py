@@ -18,8 +18,9 @@ from features.errors import FeaturesError
 from features.exclusions import Exclusions
 from features.readers import StreamSchema
 from features.windows import WindowSpec
-from monitoring import ingest, registry, scoring, training, warehouse
+from monitoring import incidents, ingest, quality, registry, scoring, training, warehouse
 from monitoring.errors import MonitoringError
+from monitoring.incidents import IncidentRule
 
 
 def retry_transient(task, task_run, state) -> bool:
@@ -69,8 +70,29 @@ def fit_detector(data: training.TrainingData, kind: str, params: dict, rule) -> 
 
 @io_task(name="register-training")
 def register_training(tracking_uri: str, artifact_root: str, data: training.TrainingData,
-                      candidates: list[training.Candidate], quality_report: Path | None = None):
-    return registry.register_training(tracking_uri, artifact_root, data, candidates, quality_report=quality_report)
+                      candidates: list[training.Candidate], quality: pd.DataFrame | None = None):
+    return registry.register_training(tracking_uri, artifact_root, data, candidates, quality=quality)
+
+
+@io_task(name="stream-sensors")
+def stream_sensors(db_path: Path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
+    return training.sensor_columns(db_path, stream, listed, label_columns)
+
+
+@io_task(name="assess-quality")
+def assess_quality(db_path: Path, stream: str, sensors: list[str], interval_s: float, gap_limit_s: float) -> pd.DataFrame:
+    return quality.assess_stream(db_path, stream, sensors, interval_s, gap_limit_s)
+
+
+@io_task(name="load-past-incidents")
+def past_incidents(db_path: Path, stream: str) -> pd.DataFrame:
+    with warehouse.connect(db_path) as con:
+        return warehouse.read_incidents(con, stream)[["asset", "start", "end"]]
+
+
+@io_task(name="refresh-incidents")
+def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule) -> pd.DataFrame:
+    return incidents.refresh_incidents(db_path, stream, rule)
 
 
 @io_task(name="recalibrate-threshold")

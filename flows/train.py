@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from pathlib import Path
-
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner
 
@@ -26,27 +23,30 @@ def train_detectors(
     config_path: str | None = None,
     train_start: datetime | None = None,
     train_end: datetime | None = None,
-    exclusions=None,
-    excluded_intervals: pd.DataFrame | None = None,
-    quality_report: Path | None = None,
+    exclude_past_incidents: bool = True,
 ) -> dict:
     """Train the stream's configured detectors on its training range, register each as a
     version of `<stream>-detector`, and let the gate choose `champion` / `challenger`.
 
-    `train_start` / `train_end` override the configured training range. `exclusions`
-    (columns start, end, optional asset): intervals never used as normal data, such as
-    maintenance windows and past incidents. `quality_report`: a file attached to the
-    training's MLflow run (the data-quality report of the range)."""
+    `train_start` / `train_end` override the configured training range. Never normal data:
+    labeled rows, the stream's exclusions (machine-off rules, maintenance intervals) and,
+    unless `exclude_past_incidents` is false, the incidents already in the warehouse. The
+    stream's data-quality report is attached to the training's MLflow run."""
     config = load_config(config_path)
     settings = config.stream(stream)
     start = train_start or settings.train.start
     end = train_end or settings.train.end
+    labels = list(settings.label_columns)
     frame = tasks.load_readings(config.db_path, stream, start=start, end=end)
+    sensors = tasks.stream_sensors(config.db_path, stream, list(settings.sensors), labels)
+    past = tasks.past_incidents(config.db_path, stream) if exclude_past_incidents else None
+    quality = tasks.assess_quality(config.db_path, stream, sensors, settings.window.interval_s,
+                                   settings.window.gap_limit_s)
     data = tasks.prepare_training(
-        frame, stream=stream, sensors=list(settings.sensors), spec=settings.window,
-        label_columns=list(settings.label_columns), start=start, end=end,
+        frame, stream=stream, sensors=sensors, spec=settings.window,
+        label_columns=labels, start=start, end=end,
         val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
-        train_stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
+        train_stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
     )
     kinds = list(settings.detectors.kinds)
     rule = settings.threshold.rule()
@@ -58,7 +58,7 @@ def train_detectors(
         futures.append(tasks.fit_detector.submit(data, kind, params, rule))
     candidates = [future.result() for future in futures]
     outcome = tasks.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data, candidates,
-                                      quality_report=quality_report)
+                                      quality=quality)
     decision = outcome.decision
     logger = get_run_logger()
     for kind, version in outcome.versions.items():
@@ -92,20 +92,22 @@ def recalibrate_threshold(
     config_path: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    exclusions=None,
-    excluded_intervals: pd.DataFrame | None = None,
+    exclude_past_incidents: bool = True,
 ) -> dict:
     """Refit the champion's threshold on recent normal windows (default: the last
     `threshold.recalibrate_days` of readings) and register it as a new version of the
-    same network, through the same gate as a training."""
+    same network, through the same gate as a training. Labeled rows, the stream's
+    exclusions and (unless `exclude_past_incidents` is false) past incidents are never
+    normal windows."""
     config = load_config(config_path)
     settings = config.stream(stream)
     frame = tasks.load_recent_readings(config.db_path, stream, settings.threshold.recalibrate_days,
                                        start=start, end=end)
+    past = tasks.past_incidents(config.db_path, stream) if exclude_past_incidents else None
     version, decision = tasks.recalibrate_threshold(
         config.mlflow_tracking_uri, config.mlflow_artifact_root, stream, frame, settings.threshold.rule(),
         label_columns=list(settings.label_columns), holdout_fraction=settings.train.holdout_fraction,
-        stride=settings.train.stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
+        stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
     )
     get_run_logger().info("recalibrated %s v%d: threshold %.6g; gate: %s", version.name, version.version,
                           version.threshold, decision.reason)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors"]
+from monitoring import warehouse
+
+INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
+                    "model_versions"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ def _incident(asset: str, run: list) -> dict:
         "peak_score": float(peak.score),
         "peak_severity": _severity(peak),
         "top_sensors": ",".join(s for s, _ in votes.most_common(3)),
+        "model_versions": ",".join(sorted({str(int(v)) for v in (getattr(w, "model_version", None) for w in run)
+                                           if v is not None and not pd.isna(v)}, key=int)),
     }
 
 
@@ -74,3 +80,19 @@ def _severity(window) -> float:
     if stored is not None and not pd.isna(stored):
         return float(stored)
     return float(window.score / window.threshold) if window.threshold > 0 else float("inf")
+
+
+def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
+    """Merge the stream's flagged windows (as their latest scoring says) into incidents and
+    store them in the `incidents` table, replacing the previous set: a re-run gives the same
+    rows. An incident is `open` while the next scoring run could still extend it (its end
+    lies within `merge_gap` of its asset's watermark), `closed` after that."""
+    with warehouse.connect(db_path) as con:
+        windows = warehouse.latest_flagged_windows(con, stream)
+        marks = warehouse.get_watermarks(con, stream)
+        incidents = merge_incidents(windows, rule)
+        mark = incidents["asset"].map(marks)
+        still_open = mark.notna() & (pd.to_datetime(incidents["end"]) + rule.merge_gap >= pd.to_datetime(mark))
+        incidents["status"] = still_open.map({True: "open", False: "closed"}).astype(str)
+        warehouse.replace_incidents(con, stream, incidents)
+        return warehouse.read_incidents(con, stream)

@@ -176,11 +176,11 @@ def register_training(
     data: TrainingData,
     candidates: list[Candidate],
     *,
-    quality_report: Path | None = None,
+    quality: pd.DataFrame | None = None,
 ) -> TrainingOutcome:
     """Log one training (parent run + a child run per candidate), register every candidate
-    as a version and let the gate set the aliases. `quality_report`: a file (the training
-    range's data-quality report) attached to the parent run."""
+    as a version and let the gate set the aliases. `quality`: the stream's data-quality report
+    (monitoring.quality), attached to the parent run as data_quality/report.csv."""
     if not candidates:
         raise RegistryError("no detectors were trained; configure at least one kind")
     kinds = [c.kind for c in candidates]
@@ -194,8 +194,8 @@ def register_training(
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {data.end:%Y-%m-%d %H:%M}") as parent:
             mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(c.kind for c in candidates)})
             mlflow.log_params({k: _param(v) for k, v in data.params.items()})
-            if quality_report is not None:
-                mlflow.log_artifact(str(quality_report), artifact_path="data_quality")
+            if quality is not None:
+                mlflow.log_text(quality.to_csv(index=False), "data_quality/report.csv")
             example = input_example(candidates[0].bundle, data.evaluation.readings)
             for cand in candidates:
                 with mlflow.start_run(experiment_id=experiment_id, run_name=cand.kind, nested=True) as child:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aemodels.base import BaseDetector
+from features.exclusions import ExclusionInterval, Exclusions, excluded_mask
 from features.training_set import labeled_mask, make_training_set
 from features.windows import WindowSet, WindowSpec
 from monitoring import warehouse
@@ -44,27 +45,31 @@ def data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def exclusion_mask(frame: pd.DataFrame, exclusions=None, intervals: pd.DataFrame | None = None) -> np.ndarray:
+def exclusion_mask(frame: pd.DataFrame, exclusions: Exclusions | None = None,
+                   intervals: pd.DataFrame | None = None) -> np.ndarray:
     """Rows of `frame` that are never normal data.
 
-    `exclusions`: an object with `mask(frame) -> boolean per row`, such as the stream's
-    features.exclusions.Exclusions (machine-off rules, maintenance intervals).
-    `intervals`: a frame with columns start, end and optionally asset (past incidents, or any
-    other interval); an interval without an asset covers every asset."""
+    `exclusions`: the stream's features.exclusions.Exclusions (machine-off rules, maintenance
+    intervals). `intervals`: a frame with columns start, end and optionally asset (past
+    incidents, or any other interval); an interval without an asset covers every asset."""
     mask = np.zeros(len(frame), dtype=bool)
-    if exclusions is not None:
-        mask |= np.asarray(exclusions.mask(frame), dtype=bool)
-    if intervals is None or len(intervals) == 0:
-        return mask
-    ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
-    assets = frame["asset"].astype(str).to_numpy()
-    for row in intervals.itertuples(index=False):
-        inside = (ts >= np.datetime64(pd.Timestamp(row.start), "ns")) & (ts <= np.datetime64(pd.Timestamp(row.end), "ns"))
-        asset = getattr(row, "asset", None)
-        if asset is not None and not pd.isna(asset):
-            inside &= assets == str(asset)
-        mask |= inside
+    if exclusions:
+        mask |= exclusions.mask(frame).to_numpy(dtype=bool)
+    if intervals is not None and len(intervals):
+        assets = intervals["asset"] if "asset" in intervals.columns else pd.Series(None, index=intervals.index)
+        listed = [ExclusionInterval(pd.Timestamp(start), pd.Timestamp(end), None if pd.isna(asset) else str(asset))
+                  for start, end, asset in zip(intervals["start"], intervals["end"], assets)]
+        mask |= excluded_mask(frame, intervals=listed).to_numpy(dtype=bool)
     return mask
+
+
+def sensor_columns(db_path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
+    """The sensors a stream trains on: those listed in its configuration, or, for a stream
+    that takes every numeric column, the lake's numeric columns but labels."""
+    if listed:
+        return list(listed)
+    with warehouse.connect(db_path) as con:
+        return [c for c in warehouse.numeric_columns(con, stream) if c not in set(label_columns)]
 
 
 @dataclass(frozen=True)

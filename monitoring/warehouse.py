@@ -108,6 +108,21 @@ TABLES = {
             severity DOUBLE,  -- the model's own scale: 1 at the threshold (ModelBundle.severity)
             PRIMARY KEY (stream, asset, window_start, model_name, model_version)
         )""",
+    "incidents": """
+        CREATE TABLE IF NOT EXISTS incidents (
+            stream VARCHAR NOT NULL,
+            asset VARCHAR NOT NULL,
+            start TIMESTAMP NOT NULL,  -- first flagged window's start
+            "end" TIMESTAMP NOT NULL,  -- last flagged window's end
+            n_windows INTEGER NOT NULL,
+            peak_score DOUBLE NOT NULL,
+            peak_severity DOUBLE NOT NULL,
+            top_sensors VARCHAR NOT NULL,
+            model_versions VARCHAR NOT NULL,  -- the versions whose flags it merges, e.g. '3' or '3,5'
+            status VARCHAR NOT NULL,  -- open: the next scoring run may still extend it; closed
+            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            PRIMARY KEY (stream, asset, start)
+        )""",
     "watermarks": """
         CREATE TABLE IF NOT EXISTS watermarks (
             stream VARCHAR NOT NULL,
@@ -125,6 +140,8 @@ MIGRATIONS = [
     "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_out_of_order BIGINT DEFAULT 0",
     "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_late BIGINT DEFAULT 0",
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS excluded BOOLEAN DEFAULT false",
+    # anomalies written before severity was stored: NULL, read as score / threshold
+    "ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS severity DOUBLE",
 ]
 
 
@@ -157,8 +174,6 @@ def connect(db_path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.execute("CREATE SCHEMA IF NOT EXISTS lake")
         for ddl in [*TABLES.values(), *MIGRATIONS]:
             con.execute(ddl)
-        # anomalies created before severity was stored get the column (NULL: score / threshold)
-        con.execute("ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS severity DOUBLE")
         yield con
     finally:
         con.close()
@@ -451,6 +466,61 @@ def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     return con.execute(
         "SELECT * FROM anomalies WHERE stream = ? ORDER BY asset, window_start", [stream]
     ).df()
+
+
+def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    """Flagged windows as the latest scoring of each window says: when a window was scored by
+    several model versions (a retrain, a full rescore), its most recent score decides, so a
+    window the new champion clears no longer counts, whatever an older version said."""
+    return con.execute(
+        "WITH latest AS (SELECT stream, asset, window_start, model_name, model_version, is_anomaly, excluded "
+        "FROM scores WHERE stream = ? QUALIFY row_number() OVER (PARTITION BY asset, window_start "
+        "ORDER BY scored_at DESC, model_version DESC) = 1) "
+        "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
+        "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
+        [stream],
+    ).df()
+
+
+def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd.DataFrame) -> int:
+    """Make `incidents` (columns of the incidents table but stream and updated_at) the
+    stream's incidents, in one transaction: rows that changed or vanished are replaced,
+    unchanged rows stay as they are (with their updated_at). Returns the rows written."""
+    columns = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
+               "model_versions", "status"]
+    missing = set(columns) - set(incidents.columns)
+    if missing:
+        raise WarehouseError(f"incidents lack columns {sorted(missing)}")
+    con.execute("BEGIN TRANSACTION")
+    committed = False
+    try:
+        con.register("new_incidents", incidents[columns])
+        same = " AND ".join(f"n.{quote_identifier(c)} IS NOT DISTINCT FROM i.{quote_identifier(c)}" for c in columns)
+        scalar(con, f"DELETE FROM incidents i WHERE i.stream = ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM new_incidents n WHERE {same})", [stream])
+        listed = ", ".join(quote_identifier(c) for c in columns)
+        n = scalar(con, f"INSERT INTO incidents (stream, {listed}) SELECT ?, {listed} FROM new_incidents "
+                        "ON CONFLICT DO NOTHING", [stream])
+        con.unregister("new_incidents")
+        con.execute("COMMIT")
+        committed = True
+    finally:
+        if not committed:  # any error: the previous incidents stay, the error itself goes on
+            con.execute("ROLLBACK")
+    return int(n)
+
+
+def read_incidents(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute("SELECT * FROM incidents WHERE stream = ? ORDER BY asset, start", [stream]).df()
+
+
+def numeric_columns(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
+    """The lake's numeric columns, in lake order (for streams that take every numeric column)."""
+    if not has_view(con, stream):
+        return []
+    numeric = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT")
+    return [name for name, kind, *_ in con.execute(f"DESCRIBE {view_name(stream)}").fetchall()
+            if str(kind).upper().startswith(numeric)]
 
 
 def count_readings(con: duckdb.DuckDBPyConnection, stream: str) -> int:

@@ -20,7 +20,7 @@ from monitoring.incidents import merge_incidents
 
 def snapshot(db_path) -> dict[str, pd.DataFrame]:
     with warehouse.connect(db_path) as con:
-        tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in warehouse.TABLES}
+        tables = {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").df() for name in warehouse.TABLES}
         tables["lake.pumps"] = warehouse.read_readings(con, "pumps")
     return tables
 
@@ -62,6 +62,21 @@ def test_injected_faults_are_found_at_incident_level(run):
     missed = evaluation.faults.loc[~evaluation.faults["found"], ["asset", "kind", "sensors"]]
     assert evaluation.recall >= 0.8, f"missed faults:\n{missed}"
     assert evaluation.precision >= 0.8, f"{evaluation.n_incidents} incidents, {evaluation.n_true_incidents} true"
+
+
+def test_score_flow_stores_the_incidents_its_flags_merge_into(run):
+    stored = run["before"]["incidents"].sort_values(["asset", "start"]).reset_index(drop=True)
+    assert run["scored"]["incidents"] == len(stored) > 0
+    merged = merge_incidents(run["before"]["anomalies"], run["config"].stream("pumps").alerts.rule())
+    columns = ["asset", "start", "end", "n_windows", "top_sensors"]
+    pd.testing.assert_frame_equal(stored[columns].reset_index(drop=True), merged[columns].reset_index(drop=True),
+                                  check_dtype=False)
+    assert set(stored["model_versions"]) == {str(run["trained"]["version"])}
+    # the last incident of an asset whose flags reach its watermark may still grow; others are closed
+    marks = run["before"]["watermarks"].set_index("asset")["last_window_end"]
+    gap = run["config"].stream("pumps").alerts.rule().merge_gap
+    expected = ["open" if r.end + gap >= marks[r.asset] else "closed" for r in stored.itertuples()]
+    assert stored["status"].tolist() == expected
 
 
 def test_rerunning_ingest_and_score_changes_no_table(run):
@@ -114,3 +129,17 @@ def test_nothing_is_written_outside_home(run):
     assert entries == {"home"}, entries
     home = {p.name for p in (run["root"] / "home").iterdir()}
     assert {"warehouse.duckdb", "mlflow.db", "lake", "inbox", "mlartifacts"} <= home
+
+
+def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):
+    """Runs last in this module: it registers new versions."""
+    config = run["config"]
+    incidents = run["before"]["incidents"]
+    retrained = train_detectors("pumps", config_path=run["config_path"])
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    parent = client.get_run(retrained["run_id"])
+    assert parent.data.params["train.n_excluded_intervals"] == str(len(incidents))
+    report = client.download_artifacts(parent.info.run_id, "data_quality/report.csv")
+    quality = pd.read_csv(report)
+    assert sorted(quality["sensor"]) == sorted(config.stream("pumps").sensors)
+    assert set(quality["grade"]) <= {"high", "medium", "low"}

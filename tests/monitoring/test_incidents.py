@@ -67,3 +67,39 @@ def test_stored_severity_ranks_incidents_for_scores_of_any_sign():
     assert merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.5)).empty
     kept = merge_incidents(flagged, IncidentRule(min_windows=3, min_peak_severity=1.2))
     assert kept["peak_severity"].tolist() == [1.3]
+
+
+def scored(start_mins, flagged, version, score=3.0):
+    rows = []
+    for m in start_mins:
+        w = window("p1", m, score)
+        rows.append({**w, "is_anomaly": m in flagged, "severity": score, "contributions": "{}"})
+    return pd.DataFrame(rows)
+
+
+def test_stored_incidents_follow_the_latest_scoring_and_rerun_idempotently(tmp_path):
+    from monitoring import warehouse
+    from monitoring.incidents import refresh_incidents
+
+    db = tmp_path / "w.duckdb"
+    rule = IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0)
+    starts = list(range(0, 600, 10))
+    with warehouse.connect(db) as con:
+        # version 1 flags two runs of windows: minutes 0-20 and 300-320
+        warehouse.write_window_results(con, "s", scored(starts, {0, 10, 20, 300, 310, 320}, 1), "s-detector", 1)
+    first = refresh_incidents(db, "s", rule)
+    assert first["start"].tolist() == [T, T + pd.Timedelta(minutes=300)]
+    assert first["model_versions"].tolist() == ["1", "1"] and first["status"].tolist() == ["closed", "closed"]
+    assert refresh_incidents(db, "s", rule).equals(first)  # unchanged rows keep even their updated_at
+
+    with warehouse.connect(db) as con:
+        # version 2 rescores the second run and clears it, and flags the newest windows
+        later = [s for s in starts if s >= 300] + [600, 610]
+        warehouse.write_window_results(con, "s", scored(later, {600, 610}, 2), "s-detector", 2)
+    second = refresh_incidents(db, "s", rule)
+    assert second["start"].tolist() == [T, T + pd.Timedelta(minutes=600)]
+    assert second["model_versions"].tolist() == ["1", "2"]
+    assert second["status"].tolist() == ["closed", "open"]  # the newest reaches the watermark
+    with warehouse.connect(db) as con:
+        assert len(warehouse.read_incidents(con, "s")) == 2
+        assert len(warehouse.read_incidents(con, "other")) == 0
