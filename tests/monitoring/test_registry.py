@@ -1,6 +1,5 @@
 """Trainings, model bundles, the gate, rollback and recalibration through a real MLflow
 SQLite store under tmp_path, for every installed detector kind."""
-import json
 
 import matplotlib.image
 import mlflow.pyfunc
@@ -47,9 +46,8 @@ def loser(data):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, data, candidates):
     uri, artifacts = new_store(tmp_path_factory.mktemp("mlflow"))
-    report = tmp_path_factory.mktemp("report") / "data_quality.json"
-    report.write_text(json.dumps({"grade": "A"}))
-    outcome = registry.register_training(uri, artifacts, data, candidates, quality_report=report)
+    report = pd.DataFrame({"sensor": ["a", "b"], "grade": ["high", "low"]})
+    outcome = registry.register_training(uri, artifacts, data, candidates, quality=report)
     return uri, artifacts, outcome
 
 
@@ -131,7 +129,7 @@ def test_child_runs_carry_the_comparison_metrics(store, data):
     parent = client.get_run(outcome.parent_run_id)
     assert parent.data.tags["gate.champion"] == str(outcome.decision.champion.version)
     assert [a.path for a in client.list_artifacts(outcome.parent_run_id, "data_quality")] == \
-        ["data_quality/data_quality.json"]
+        ["data_quality/report.csv"]
 
 
 def test_figures_are_valid_pngs(store, candidates, tmp_path):
