@@ -192,27 +192,29 @@ class BaseDetector:
     def _encode_batch(self, X: np.ndarray) -> np.ndarray:
         return self.model_.encode(self._model_input(X)).numpy()  # (b, L, C) -> (b, latent)
 
-    def _residual_batch(self, X: np.ndarray) -> np.ndarray:
-        """(b, L, C) float32 -> (b, L, C) float64 residual x - x_hat."""
-        return X.astype(np.float64) - self._reconstruct_batch(X).astype(np.float64)
+    def _sensor_errors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sensor mean squared residual x - x_hat and the sign of its mean: two (b, C) float64 arrays.
 
-    @staticmethod
-    def _signed_sensor_errors(residual: np.ndarray) -> np.ndarray:
-        mse = np.mean(residual ** 2, axis=1)  # (b, L, C) -> (b, C)
-        sign = np.where(np.mean(residual, axis=1) >= 0, 1.0, -1.0)  # (b, L, C) -> (b, C)
-        return sign * mse
+        Computed in torch on the float32 residual (squares summed in float64): no float64 copies
+        of the windows, which would cost more than the network itself."""
+        x = self._model_input(X)
+        residual = torch.from_numpy(self._from_model_output((x - self.model_(x)).numpy(), X.shape))  # (b, L, C)
+        mse = residual.square().mean(dim=1, dtype=torch.float64)  # (b, L, C) -> (b, C)
+        sign = torch.where(residual.sum(dim=1) >= 0, 1.0, -1.0).double()  # (b, L, C) -> (b, C)
+        return mse.numpy(), sign.numpy()
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
-        return np.mean(self._residual_batch(X) ** 2, axis=(1, 2))  # (b, L, C) -> (b,)
+        return self._sensor_errors(X)[0].mean(axis=1)  # (b, C) -> (b,)
 
     def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
-        return self._signed_sensor_errors(self._residual_batch(X))
+        mse, sign = self._sensor_errors(X)
+        return sign * mse
 
     def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
         """(b, 1 + C): the score, then the signed contributions, from one network pass.
         A detector whose score is not the reconstruction MSE overrides this with _score_batch."""
-        residual = self._residual_batch(X)
-        return np.column_stack([np.mean(residual ** 2, axis=(1, 2)), self._signed_sensor_errors(residual)])
+        mse, sign = self._sensor_errors(X)
+        return np.column_stack([mse.mean(axis=1), sign * mse])
 
     # -- validation --------------------------------------------------------------------
 
