@@ -3,8 +3,9 @@
 Everything is measured in this run, on 2 torch threads, on identical windows of the synthetic
 pump stream (window 30 x 7 sensors, standard-scaled):
 
-- train s/epoch: fit with E1 and E2 epochs (no validation set, no early stopping); the
-  difference over E2 - E1 cancels the fixed costs (set-up, final scoring of the training set);
+- train s/epoch: fit with E1 and E2 epochs (no validation set, no early stopping), best of
+  --repeats each; the difference over E2 - E1 cancels the fixed costs (set-up, final scoring
+  of the training set);
 - score windows/s: best of several passes of score(X) over `--score` windows
   (PyOD: decision_function on the same windows flattened to L*C features);
 - roofline windows/s: the torch matmul FLOP/s measured here (a large float32 matmul) divided
@@ -21,6 +22,7 @@ and no preprocessing, so both train the same network on the same data.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -59,9 +61,11 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best_time(lambda: torch.mm(a, b), repeats)
 
 
-def per_epoch(fit, e1: int, e2: int) -> float:
-    t1 = best_time(lambda: fit(e1), 1)
-    t2 = best_time(lambda: fit(e2), 1)
+def per_epoch(fit, e1: int, e2: int, repeats: int) -> float:
+    """Seconds per epoch: (best time of an E2-epoch fit - best of an E1-epoch fit) / (E2 - E1)."""
+    fit(1)  # warm-up (first-call allocations, oneDNN primitives)
+    t1 = best_time(lambda: fit(e1), repeats)
+    t2 = best_time(lambda: fit(e2), repeats)
     return (t2 - t1) / (e2 - e1)
 
 
@@ -78,8 +82,10 @@ def main() -> None:
     parser.add_argument("--score", type=int, default=65536, help="windows to score")
     parser.add_argument("--epochs", type=int, nargs=2, default=(2, 6), metavar=("E1", "E2"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (the goals are for 2)")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    load = os.getloadavg()[0]
+    torch.set_num_threads(args.threads)
     X_train, X_score = synthetic_windows(args.train, args.score)
     flat_train, flat_score = X_train.reshape(len(X_train), -1), X_score.reshape(len(X_score), -1)  # (n, L*C)
     e1, e2 = args.epochs
@@ -91,12 +97,13 @@ def main() -> None:
                            batch_size=128, lr=1e-3, epoch_num=epochs, verbose=0, random_state=0,
                            device="cpu").fit(flat_train)
 
-    pyod_epoch = per_epoch(pyod, e1, e2)
+    pyod_epoch = per_epoch(pyod, e1, e2, args.repeats)
     baseline = pyod(1)
     baseline.decision_function(flat_score[:1024])  # warm-up
     pyod_rate = len(flat_score) / best_time(lambda: baseline.decision_function(flat_score), args.repeats)
     flops = matmul_flops()
 
+    print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul {flops / 1e9:.1f} GFLOP/s; "
           f"{len(X_train)} training windows, {len(X_score)} scored, window {X_train.shape[1]} x {X_train.shape[2]}")
     print(f"PyOD AutoEncoder [64, 32, 8]: train {pyod_epoch:.3f} s/epoch, score {pyod_rate:,.0f} windows/s")
@@ -107,7 +114,7 @@ def main() -> None:
         def ours(epochs: int, kind=kind):
             return make_detector(kind, epochs=epochs, patience=0, device="cpu").fit(X_train)
 
-        epoch = per_epoch(ours, e1, e2)
+        epoch = per_epoch(ours, e1, e2, args.repeats)
         detector = ours(1)
         detector.score(X_score[:1024])  # warm-up
         rate = len(X_score) / best_time(lambda: detector.score(X_score), args.repeats)
