@@ -3,14 +3,15 @@
 Everything is measured in this run, on 2 torch threads, on identical windows of the synthetic
 pump stream (window 30 x 7 sensors, standard-scaled):
 
-- train s/epoch: fit with E1 and E2 epochs (no validation set, no early stopping), best of
-  --repeats each; the difference over E2 - E1 cancels the fixed costs (set-up, final scoring
-  of the training set);
-- score windows/s: best of several passes of score(X) over `--score` windows
+- train s/epoch: fit with E1 and E2 epochs (no validation set, no early stopping); the
+  difference over E2 - E1 cancels the fixed costs (set-up, final scoring of the training set);
+- score windows/s: score(X) over `--score` windows
   (PyOD: decision_function on the same windows flattened to L*C features);
 - roofline windows/s: the torch matmul FLOP/s measured here (a large float32 matmul) divided
   by the FLOPs one window costs in the scoring path (counted by torch's FlopCounterMode:
   matmuls and convolutions; the VAE decodes each window n_score_samples times).
+
+Each number is the best of --rounds interleaved rounds (see main).
 
 PyOD's AutoEncoder gets the MLP detector's layer sizes (hidden (64, 32), latent 8:
 hidden_neuron_list=[64, 32, 8]), its batch size and learning rate, no batch norm, no dropout
@@ -45,28 +46,17 @@ def synthetic_windows(n_train: int, n_score: int) -> tuple[np.ndarray, np.ndarra
     return windows[rng.choice(len(windows), n_train, replace=False)], windows[rng.choice(len(windows), n_score)]
 
 
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
-def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a float32 n x n matmul on the current torch threads (best of `repeats`)."""
+def matmul_flops(n: int = 2048) -> float:
+    """FLOP/s of one float32 n x n matmul on the current torch threads."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)  # warm-up
-    return 2 * n ** 3 / best_time(lambda: torch.mm(a, b), repeats)
-
-
-def per_epoch(fit, e1: int, e2: int, repeats: int) -> float:
-    """Seconds per epoch: (best time of an E2-epoch fit - best of an E1-epoch fit) / (E2 - E1)."""
-    fit(1)  # warm-up (first-call allocations, oneDNN primitives)
-    t1 = best_time(lambda: fit(e1), repeats)
-    t2 = best_time(lambda: fit(e2), repeats)
-    return (t2 - t1) / (e2 - e1)
+    return 2 * n ** 3 / seconds(lambda: torch.mm(a, b))
 
 
 def scoring_flops_per_window(detector, X: np.ndarray) -> float:
@@ -81,7 +71,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8192, help="training windows")
     parser.add_argument("--score", type=int, default=65536, help="windows to score")
     parser.add_argument("--epochs", type=int, nargs=2, default=(2, 6), metavar=("E1", "E2"))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each number is the best round")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (the goals are for 2)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
@@ -97,31 +87,43 @@ def main() -> None:
                            batch_size=128, lr=1e-3, epoch_num=epochs, verbose=0, random_state=0,
                            device="cpu").fit(flat_train)
 
-    pyod_epoch = per_epoch(pyod, e1, e2, args.repeats)
-    baseline = pyod(1)
-    baseline.decision_function(flat_score[:1024])  # warm-up
-    pyod_rate = len(flat_score) / best_time(lambda: baseline.decision_function(flat_score), args.repeats)
-    flops = matmul_flops()
+    def ours(kind: str, epochs: int):
+        return make_detector(kind, epochs=epochs, patience=0, device="cpu").fit(X_train)
 
-    print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs")
+    # Every quantity is measured once per round, all of them interleaved, and the best round
+    # is kept: on a shared machine the load changes from second to second, and interleaving
+    # gives ours and PyOD's the same chances.
+    names = ["pyod", *DETECTOR_KINDS]
+    fit = {name: (lambda e, name=name: pyod(e) if name == "pyod" else ours(name, e)) for name in names}
+    fitted = {name: fit[name](1) for name in names}  # warm-up, and the models that are scored
+    score = {"pyod": lambda: fitted["pyod"].decision_function(flat_score),
+             **{kind: (lambda kind=kind: fitted[kind].score(X_score)) for kind in DETECTOR_KINDS}}
+    best: dict[tuple[str, str], float] = {}
+    flops = 0.0
+    for _ in range(args.rounds):
+        flops = max(flops, matmul_flops())
+        for name in names:
+            for key, fn in (("e1", lambda: fit[name](e1)), ("e2", lambda: fit[name](e2)), ("score", score[name])):
+                best[name, key] = min(best.get((name, key), float("inf")), seconds(fn))
+
+    def epoch_s(name: str) -> float:
+        return (best[name, "e2"] - best[name, "e1"]) / (e2 - e1)
+
+    def rate(name: str) -> float:
+        return len(X_score) / best[name, "score"]
+
+    print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs; best of {args.rounds} rounds")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul {flops / 1e9:.1f} GFLOP/s; "
           f"{len(X_train)} training windows, {len(X_score)} scored, window {X_train.shape[1]} x {X_train.shape[2]}")
-    print(f"PyOD AutoEncoder [64, 32, 8]: train {pyod_epoch:.3f} s/epoch, score {pyod_rate:,.0f} windows/s")
-    header = (f"{'detector':8s} {'train s/epoch':>13s} {'vs PyOD':>8s} {'score win/s':>12s} {'vs PyOD':>8s} "
-              f"{'kFLOP/win':>10s} {'roofline win/s':>15s} {'of roofline':>12s}")
-    print(header)
+    print(f"PyOD AutoEncoder [64, 32, 8]: train {epoch_s('pyod'):.3f} s/epoch, score {rate('pyod'):,.0f} windows/s")
+    print(f"{'detector':8s} {'train s/epoch':>13s} {'vs PyOD':>8s} {'score win/s':>12s} {'vs PyOD':>8s} "
+          f"{'kFLOP/win':>10s} {'roofline win/s':>15s} {'of roofline':>12s}")
     for kind in DETECTOR_KINDS:
-        def ours(epochs: int, kind=kind):
-            return make_detector(kind, epochs=epochs, patience=0, device="cpu").fit(X_train)
-
-        epoch = per_epoch(ours, e1, e2, args.repeats)
-        detector = ours(1)
-        detector.score(X_score[:1024])  # warm-up
-        rate = len(X_score) / best_time(lambda: detector.score(X_score), args.repeats)
-        per_window = scoring_flops_per_window(detector, X_score)
+        per_window = scoring_flops_per_window(fitted[kind], X_score)
         roofline = flops / per_window
-        print(f"{kind:8s} {epoch:13.3f} {epoch / pyod_epoch:7.2f}x {rate:12,.0f} {rate / pyod_rate:7.1f}x "
-              f"{per_window / 1e3:10.1f} {roofline:15,.0f} {rate / roofline:11.1%}")
+        print(f"{kind:8s} {epoch_s(kind):13.3f} {epoch_s(kind) / epoch_s('pyod'):7.2f}x {rate(kind):12,.0f} "
+              f"{rate(kind) / rate('pyod'):7.1f}x {per_window / 1e3:10.1f} {roofline:15,.0f} "
+              f"{rate(kind) / roofline:11.1%}")
     print(GOALS)
 
 
