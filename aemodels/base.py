@@ -19,14 +19,13 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from aemodels.errors import DetectorInputError, NotFittedError
 from aemodels.thresholds import percentile_threshold
@@ -53,9 +52,9 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     """
     if how not in ("mean", "max"):
         raise ValueError(f"point_scores how={how!r}, must be 'mean' or 'max'")
-    for name, value in (("window_length", window_length), ("n_points", n_points)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if name == "window_length" else 0):
-            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {1 if name == 'window_length' else 0}")
+    for name, value, minimum in (("window_length", window_length, 1), ("n_points", n_points, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {minimum}")
     scores = np.asarray(window_scores, dtype=np.float64)
     starts = np.asarray(window_starts)
     if scores.ndim != 1 or starts.shape != scores.shape:
@@ -66,6 +65,7 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     if starts.size and (starts.min() < 0 or starts.max() + window_length > n_points):
         raise ValueError(f"point_scores: windows start at {starts.min()} ... {starts.max()} with length "
                          f"{window_length}; expected all within the n_points={n_points} points")
+    starts = starts.astype(np.int64)
     covered = (starts[:, None] + np.arange(window_length)).ravel()  # (n_windows, L) -> (n_windows * L,)
     per_point = np.repeat(scores, window_length)  # (n_windows,) -> (n_windows * L,)
     counts = np.bincount(covered, minlength=n_points)
