@@ -87,6 +87,12 @@ class BaseDetector:
         super().__init_subclass__(**kwargs)
         if cls.kind:
             BaseDetector._kinds[cls.kind] = cls
+        if "__init__" in vars(cls):
+            # The full signature (own arguments, then BaseDetector's keyword-only ones) for
+            # inspect.signature, help() and editors, instead of (..., **kwargs).
+            own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD]
+            shared = [p for p in inspect.signature(BaseDetector.__init__).parameters.values() if p.name != "self"]
+            cls.__init__.__signature__ = inspect.Signature(own + [p for p in shared if p.name not in {q.name for q in own}])
 
     def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
                  epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
