@@ -19,14 +19,13 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from aemodels.errors import DetectorInputError, NotFittedError
 from aemodels.thresholds import percentile_threshold
@@ -53,9 +52,9 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     """
     if how not in ("mean", "max"):
         raise ValueError(f"point_scores how={how!r}, must be 'mean' or 'max'")
-    for name, value in (("window_length", window_length), ("n_points", n_points)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if name == "window_length" else 0):
-            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {1 if name == 'window_length' else 0}")
+    for name, value, minimum in (("window_length", window_length, 1), ("n_points", n_points, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {minimum}")
     scores = np.asarray(window_scores, dtype=np.float64)
     starts = np.asarray(window_starts)
     if scores.ndim != 1 or starts.shape != scores.shape:
@@ -66,6 +65,7 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     if starts.size and (starts.min() < 0 or starts.max() + window_length > n_points):
         raise ValueError(f"point_scores: windows start at {starts.min()} ... {starts.max()} with length "
                          f"{window_length}; expected all within the n_points={n_points} points")
+    starts = starts.astype(np.int64)
     covered = (starts[:, None] + np.arange(window_length)).ravel()  # (n_windows, L) -> (n_windows * L,)
     per_point = np.repeat(scores, window_length)  # (n_windows,) -> (n_windows * L,)
     counts = np.bincount(covered, minlength=n_points)
@@ -80,13 +80,19 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
 
 class BaseDetector:
     kind: ClassVar[str] = ""
-    inference_batch_size: int = 4096
+    inference_batch_size: int = 2048  # windows per forward pass; measured best for the default models on CPU
     _kinds: ClassVar[dict[str, type[BaseDetector]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.kind:
             BaseDetector._kinds[cls.kind] = cls
+        if "__init__" in vars(cls):
+            # The full signature (own arguments, then BaseDetector's keyword-only ones) for
+            # inspect.signature, help() and editors, instead of (..., **kwargs).
+            own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD]
+            shared = [p for p in inspect.signature(BaseDetector.__init__).parameters.values() if p.name != "self"]
+            cls.__init__.__signature__ = inspect.Signature(own + [p for p in shared if p.name not in {q.name for q in own}])
 
     def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
                  epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
@@ -192,27 +198,29 @@ class BaseDetector:
     def _encode_batch(self, X: np.ndarray) -> np.ndarray:
         return self.model_.encode(self._model_input(X)).numpy()  # (b, L, C) -> (b, latent)
 
-    def _residual_batch(self, X: np.ndarray) -> np.ndarray:
-        """(b, L, C) float32 -> (b, L, C) float64 residual x - x_hat."""
-        return X.astype(np.float64) - self._reconstruct_batch(X).astype(np.float64)
+    def _sensor_errors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sensor mean squared residual x - x_hat and the sign of its mean: two (b, C) float64 arrays.
 
-    @staticmethod
-    def _signed_sensor_errors(residual: np.ndarray) -> np.ndarray:
-        mse = np.mean(residual ** 2, axis=1)  # (b, L, C) -> (b, C)
-        sign = np.where(np.mean(residual, axis=1) >= 0, 1.0, -1.0)  # (b, L, C) -> (b, C)
-        return sign * mse
+        Computed in torch on the float32 residual (squares summed in float64): no float64 copies
+        of the windows, which would cost more than the network itself."""
+        x = self._model_input(X)
+        residual = torch.from_numpy(self._from_model_output((x - self.model_(x)).numpy(), X.shape))  # (b, L, C)
+        mse = residual.square().mean(dim=1, dtype=torch.float64)  # (b, L, C) -> (b, C)
+        sign = torch.where(residual.sum(dim=1) >= 0, 1.0, -1.0).double()  # (b, L, C) -> (b, C)
+        return mse.numpy(), sign.numpy()
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
-        return np.mean(self._residual_batch(X) ** 2, axis=(1, 2))  # (b, L, C) -> (b,)
+        return self._sensor_errors(X)[0].mean(axis=1)  # (b, C) -> (b,)
 
     def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
-        return self._signed_sensor_errors(self._residual_batch(X))
+        mse, sign = self._sensor_errors(X)
+        return sign * mse
 
     def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
         """(b, 1 + C): the score, then the signed contributions, from one network pass.
         A detector whose score is not the reconstruction MSE overrides this with _score_batch."""
-        residual = self._residual_batch(X)
-        return np.column_stack([np.mean(residual ** 2, axis=(1, 2)), self._signed_sensor_errors(residual)])
+        mse, sign = self._sensor_errors(X)
+        return np.column_stack([mse.mean(axis=1), sign * mse])
 
     # -- validation --------------------------------------------------------------------
 

@@ -91,8 +91,8 @@ class VAE(nn.Module):
         """log p(x|z) summed over the window: x (B, L, C), x_mean (..., B, L, C) -> (..., B)."""
         if self.bernoulli:
             return -F.binary_cross_entropy(x_mean, x.expand_as(x_mean), reduction="none").sum(dim=(-2, -1))
-        z = (x - x_mean) * torch.exp(-self.log_scale)
-        return -(0.5 * z ** 2 + self.log_scale + 0.5 * LOG_2PI).sum(dim=(-2, -1))
+        squares = ((x - x_mean) * torch.exp(-self.log_scale)).square().sum(dim=(-2, -1))
+        return -0.5 * squares - self.window_size * (self.log_scale.sum() + 0.5 * self.n_sensors * LOG_2PI)
 
     # -- objectives --------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import aemodels
 from aemodels import (DETECTOR_KINDS, BaseDetector, Conv1dDetector, NotFittedError, UnknownParameterError,
                       VAEDetector, make_detector, point_scores)
 from aemodels.errors import DetectorInputError
@@ -261,10 +260,8 @@ def test_point_scores_mean_and_max_by_hand():
                                   [1, 1, 2, 6.5, 6.5, 10, np.nan, np.nan])
     np.testing.assert_array_equal(point_scores(scores, starts, 3, 8, how="max"),
                                   [1, 1, 3, 10, 10, 10, np.nan, np.nan])
-    assert aemodels.BaseDetector.point_scores is point_scores or \
-        np.array_equal(make_detector("mlp_ae").point_scores(scores, starts, 3, 8), point_scores(scores, starts, 3, 8),
-                       equal_nan=True)
-    assert point_scores(np.empty(0), np.empty(0, np.int64), 3, 4).shape == (4,)
+    assert make_detector("mlp_ae").point_scores is point_scores  # the same function as a method
+    assert np.isnan(point_scores(np.empty(0), np.empty(0), 3, 4)).all()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,8 +10,10 @@ PROBE = """
 import json, sys, torch
 threads = torch.get_num_threads()
 import aemodels
-from aemodels import (AutoencoderDetector, DetectorInputError, MLPAutoencoder, NotFittedError,
-                      TrainConfig, percentile_threshold)
+from aemodels import (DETECTOR_KINDS, VAE, AutoencoderDetector, BaseDetector, Conv1dAutoencoder, Conv1dDetector,
+                      DetectorInputError, MLPAutoencoder, NotFittedError, ThresholdFitError, TrainConfig,
+                      UnknownParameterError, VAEDetector, make_detector, percentile_threshold, persistence,
+                      point_scores, pot_threshold)
 ours = sorted({m.split('.')[0] for m in sys.modules} & {'features', 'monitoring', 'flows', 'pandas', 'pyarrow',
                                                         'duckdb', 'mlflow', 'prefect', 'sklearn'})
 print(json.dumps({"file": aemodels.__file__, "forbidden": ours, "threads_changed": torch.get_num_threads() != threads}))
