@@ -308,7 +308,7 @@ def demo(
         "ingest": "ingesting files into the lake (starting Prefect's local API)",
         "train": "training the detectors in parallel and registering them in MLflow",
         "score": "scoring all windows with the champion",
-        "evaluate": "merging anomalies into incidents and matching faults",
+        "evaluate": "matching incidents with the injected faults",
     }
     started = time.perf_counter()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:

@@ -321,23 +321,31 @@ def clear_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str, asset: str
                     [stream, asset, batch_ids]).fetchall()
 
 
-def write_quality(con: duckdb.DuckDBPyConnection, stream: str, report: pd.DataFrame) -> None:
-    """Replace a stream's data-quality rows with a fresh report (features.quality)."""
-    frame = report.copy()
-    frame.insert(0, "stream", stream)
-    columns = [c for c in frame.columns]
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction around the block: committed when it ends normally, rolled back on any
+    error (the error itself goes on unchanged), so a failed write leaves nothing half done."""
     con.execute("BEGIN TRANSACTION")
     committed = False
     try:
-        con.execute("DELETE FROM data_quality WHERE stream = ?", [stream]).fetchall()
-        con.register("new_quality", frame)
-        con.execute(f"INSERT INTO data_quality ({', '.join(columns)}) SELECT {', '.join(columns)} FROM new_quality")
-        con.unregister("new_quality")
+        yield
         con.execute("COMMIT")
         committed = True
     finally:
         if not committed:
             con.execute("ROLLBACK")
+
+
+def write_quality(con: duckdb.DuckDBPyConnection, stream: str, report: pd.DataFrame) -> None:
+    """Replace a stream's data-quality rows with a fresh report (features.quality)."""
+    frame = report.copy()
+    frame.insert(0, "stream", stream)
+    columns = ", ".join(quote_identifier(c) for c in frame.columns)
+    with transaction(con):
+        con.execute("DELETE FROM data_quality WHERE stream = ?", [stream]).fetchall()
+        con.register("new_quality", frame)
+        con.execute(f"INSERT INTO data_quality ({columns}) SELECT {columns} FROM new_quality").fetchall()
+        con.unregister("new_quality")
 
 
 def read_quality(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
@@ -417,9 +425,7 @@ def write_window_results(
     frame["stream"] = stream
     frame["model_name"] = model_name
     frame["model_version"] = int(model_version)
-    con.execute("BEGIN TRANSACTION")
-    committed = False
-    try:
+    with transaction(con):
         con.register("new_windows", frame)
         for table in ("scores", "anomalies"):
             scalar(con,
@@ -446,11 +452,6 @@ def write_window_results(
             "WHERE excluded.last_window_end > watermarks.last_window_end"
         )
         con.unregister("new_windows")
-        con.execute("COMMIT")
-        committed = True
-    finally:
-        if not committed:  # any error: undo the partial write, the error itself goes on
-            con.execute("ROLLBACK")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
 
 
@@ -491,9 +492,7 @@ def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd
     missing = set(columns) - set(incidents.columns)
     if missing:
         raise WarehouseError(f"incidents lack columns {sorted(missing)}")
-    con.execute("BEGIN TRANSACTION")
-    committed = False
-    try:
+    with transaction(con):
         con.register("new_incidents", incidents[columns])
         same = " AND ".join(f"n.{quote_identifier(c)} IS NOT DISTINCT FROM i.{quote_identifier(c)}" for c in columns)
         scalar(con, f"DELETE FROM incidents i WHERE i.stream = ? AND NOT EXISTS "
@@ -502,11 +501,6 @@ def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd
         n = scalar(con, f"INSERT INTO incidents (stream, {listed}) SELECT ?, {listed} FROM new_incidents "
                         "ON CONFLICT DO NOTHING", [stream])
         con.unregister("new_incidents")
-        con.execute("COMMIT")
-        committed = True
-    finally:
-        if not committed:  # any error: the previous incidents stay, the error itself goes on
-            con.execute("ROLLBACK")
     return int(n)
 
 
