@@ -6,10 +6,16 @@ The gate compares versions on the same evaluation windows, each at its own thres
   higher PR-AUC, then lower false-alarm rate;
 - without labels: lower false-alarm rate on recent normal windows (held out from training
   and from threshold calibration; every version's threshold comes from the same rule),
-  then lower validation loss.
+  counted only when the difference exceeds sampling noise: two standard errors of the
+  difference of two rates over those windows. Every threshold is a p99 of its own
+  calibration scores, so a few hundred windows give rates that differ by chance; picking a
+  winner on such a difference would be picking at random.
 
-Among the candidates of one training the best by the criterion is the nominee. The
-nominee becomes champion when it beats the current champion strictly (or there is none).
+Among the candidates of one training the best by the criterion is the nominee. Without
+labels, candidates within noise of the lowest false-alarm rate tie; a tie goes to the kind
+listed first in the configuration (simplest first by default: mlp_ae, cnn_ae, vae), and
+between versions of one kind to the lower validation loss. The nominee becomes champion
+when it beats the current champion (beyond noise, without labels), or there is none.
 Challenger is the best candidate of the training that did not become champion: the
 nominee itself when it lost, else the runner-up. The other candidates stay registered
 without an alias.
@@ -82,12 +88,41 @@ class Contender:
         return tuple(-math.inf if v is None or math.isnan(v) else float(v) for v in values)
 
 
+NOISE_Z = 2.0  # standard errors a false-alarm rate must differ by before it counts
+
+
+def clearly_fewer_false_alarms(a: Contender, b: Contender, z: float = NOISE_Z) -> bool:
+    """a's false-alarm rate is below b's by more than sampling noise: z standard errors of
+    the difference of two rates over the n normal windows both were evaluated on. Without a
+    window count (n_normal) any lower rate counts."""
+    fa, fb = a.metrics.get("far"), b.metrics.get("far")
+    if fa is None or math.isnan(fa):
+        return False
+    if fb is None or math.isnan(fb):
+        return True
+    n = min(a.metrics.get("n_normal") or 0.0, b.metrics.get("n_normal") or 0.0)
+    if n <= 0:
+        return fa < fb
+    pooled = (fa + fb) / 2
+    return fb - fa > z * math.sqrt(2 * pooled * (1 - pooled) / n)
+
+
+def _unlabeled_nominee(candidates: list[Contender]) -> Contender:
+    """The candidate with the fewest false alarms, where ties (within noise) go to the
+    kind listed first, then to the lower validation loss."""
+    best = max(candidates, key=lambda c: c.key(False))
+    tied = [c for c in candidates if not clearly_fewer_false_alarms(best, c)]
+    kind_order = list(dict.fromkeys(c.kind for c in candidates))
+    return min(tied, key=lambda c: (kind_order.index(c.kind), -c.key(False)[1]))
+
+
 def _neg(value):
     return None if value is None else -value
 
 
 def criterion_name(labeled: bool) -> str:
-    return "f1, pr_auc, -far" if labeled else "-far (recent normal windows), -val_loss"
+    return ("f1, pr_auc, -far" if labeled
+            else "-far on recent normal windows beyond noise, then kind order, then -val_loss")
 
 
 @dataclass(frozen=True)
@@ -105,11 +140,16 @@ def decide(candidates: list[Contender], champion: Contender | None, labeled: boo
     if not candidates:
         raise ValueError("the gate needs at least one candidate")
     ranking = sorted(candidates, key=lambda c: c.key(labeled), reverse=True)
+    if not labeled:
+        nominee = _unlabeled_nominee(candidates)
+        ranking = [nominee, *(c for c in ranking if c is not nominee)]
     nominee = ranking[0]
     criterion = criterion_name(labeled)
+    beats = (nominee.key(labeled) > champion.key(labeled) if labeled
+             else clearly_fewer_false_alarms(nominee, champion)) if champion is not None else True
     if champion is None:
         promoted, reason = True, f"no champion yet; best of {len(ranking)} by ({criterion})"
-    elif nominee.key(labeled) > champion.key(labeled):
+    elif beats:
         promoted = True
         reason = f"beats champion v{champion.version} by ({criterion}): {_show(nominee, labeled)} vs {_show(champion, labeled)}"
     else:

@@ -61,6 +61,22 @@ def test_gate_unlabeled_compares_false_alarms_then_validation_loss():
     assert not tie.promoted  # a tie keeps the champion
 
 
+def test_gate_unlabeled_ignores_differences_within_noise_and_prefers_the_kind_listed_first():
+    n = {"n_normal": 700.0}
+    mlp = Contender(1, "mlp_ae", {"far": 0.034, **n}, 0.01)
+    cnn = Contender(2, "cnn_ae", {"far": 0.001, **n}, 0.02)
+    vae = Contender(3, "vae", {"far": 0.0, **n}, -150.0)
+    first = decide([mlp, cnn, vae], champion=None, labeled=False)
+    # 0 against 1 false alarm in 700 windows is noise: cnn_ae is listed before vae; mlp_ae's
+    # 24 in 700 is clearly more
+    assert first.nominee is cnn and first.challenger is vae
+    assert [c.version for c in first.ranking] == [2, 3, 1]
+    assert decide([vae, cnn], champion=None, labeled=False).nominee is vae  # the order given decides
+    # a champion gives way only to clearly fewer false alarms
+    assert not decide([cnn], Contender(9, "mlp_ae", {"far": 0.006, **n}, 0.01), labeled=False).promoted
+    assert decide([cnn], Contender(9, "mlp_ae", {"far": 0.03, **n}, 0.01), labeled=False).promoted
+
+
 def test_gate_labeled_compares_f1_then_pr_auc():
     champion = Contender(1, "mlp_ae", {"f1": 0.6, "pr_auc": 0.7, "far": 0.01}, 0.1)
     better = Contender(2, "vae", {"f1": 0.6, "pr_auc": 0.8, "far": 0.05}, 9.0)
