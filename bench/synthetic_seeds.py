@@ -1,10 +1,11 @@
 """Detection quality on the synthetic pump stream across seeds.
 
-Runs the library path of the demo in memory (no Prefect, MLflow or DuckDB): train on the
-clean first part with the configured defaults, score everything, merge flagged windows
-into incidents, match them with the injected faults. Prints one line per seed and the
-mean, so a change to the detector, the threshold or the alert rule can be judged on more
-than the one seed the demo shows.
+Runs the library path of the demo in memory (no Prefect, MLflow or DuckDB): train each
+detector kind on the clean first part with the configured defaults, score everything,
+merge flagged windows into incidents, match them with the injected faults, and mark the
+kind the promotion gate (no labels) would make champion. Prints one line per seed and
+kind and the means, so a change to a detector, the threshold, the alert rule or the gate
+can be judged on more than the one seed the demo shows.
 
     .venv/bin/python bench/synthetic_seeds.py --days 14 --assets 3 --seeds 7 8 9 [--kinds mlp_ae vae]
 """
@@ -19,6 +20,7 @@ import pandas as pd
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from flows.config import DEMO_STREAM, detector_params
 from monitoring.evaluation import evaluate_incidents
+from monitoring.gate import Contender, decide
 from monitoring.incidents import merge_incidents
 from monitoring.training import train_bundle
 
@@ -55,6 +57,7 @@ def run(seed: int, days: float, assets: int, kinds: list[str]) -> list[dict]:
             "val_far": trained.evaluation.metrics["far"],
             "false_window_rate": float(scored.loc[late & ~faulty, "is_anomaly"].mean()),
             "missed": ",".join(ev.faults.loc[~ev.faults["found"], "kind"]), "train_s": train_s,
+            "contender": Contender(len(rows) + 1, kind, trained.evaluation.metrics, trained.val_loss),
         })
     return rows
 
@@ -68,10 +71,17 @@ def main() -> None:
     args = parser.parse_args()
     rows = [row for seed in args.seeds for row in run(seed, args.days, args.assets, args.kinds)]
     table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    table["gate"] = ""
+    for _, group in table.groupby("seed"):  # the kind the promotion gate makes champion
+        pick = decide(list(group["contender"]), champion=None, labeled=False).nominee.kind
+        table.loc[group.index[group["kind"] == pick], "gate"] = "champion"
+    print(table.drop(columns=["contender"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     means = table.groupby("kind", sort=False)[["precision", "recall", "val_far", "false_window_rate"]].mean()
+    picked = table[table["gate"] == "champion"]
     print("\nmean over seeds")
     print(means.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"the gate's champions: precision {picked['precision'].mean():.3f}, recall {picked['recall'].mean():.3f}")
+
 
 if __name__ == "__main__":
     main()
