@@ -102,8 +102,11 @@ def report_batches(title: str, results: list[dict]) -> None:
     """The audit of ingested files as a table; a one-line summary and exit code 1 when a
     file was rejected or rows were quarantined (they are in the quarantine table)."""
     table = Table("file", "status", "rows in", "accepted", "quarantined", "note", title=title)
-    for r in results:
-        table.add_row(Path(r["file"]).name, r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
+    paths = [Path(r["file"]) for r in results]
+    # names relative to the folder all files share, so valve1/3.csv and valve2/3.csv differ
+    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else (paths[0].parent if paths else Path())
+    for r, path in zip(results, paths):
+        table.add_row(str(path.relative_to(root)), r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
                       str(r["rows_quarantined"]), r["error"] or _batch_note(r))
     console.print(table)
     rejected = [r for r in results if r["status"] == "rejected"]
