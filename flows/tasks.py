@@ -107,6 +107,11 @@ def recalibrate_threshold(tracking_uri: str, artifact_root: str, stream: str, fr
     return registry.register_recalibration(tracking_uri, artifact_root, stream, scores, evaluation, rule)
 
 
+@io_task(name="resolve-champion")
+def resolve_champion(tracking_uri: str, stream: str) -> registry.RegisteredVersion:
+    return registry.resolve_alias(tracking_uri, stream)
+
+
 @io_task(name="load-champion")
 def load_champion(tracking_uri: str, stream: str):
     return registry.load_model(tracking_uri, stream)

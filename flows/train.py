@@ -65,13 +65,13 @@ def train_detectors(
         logger.info("registered %s v%d (%s), threshold %.6g, aliases %s", version.name, version.version, kind,
                     version.threshold, ",".join(version.aliases) or "-")
     logger.info("gate: v%d %s", decision.nominee.version, decision.reason)
-    champion = decision.champion
-    by_version = {v.version: v for v in outcome.versions.values()}
+    # the champion after the gate: one of these versions, or the earlier one it kept
+    champion = tasks.resolve_champion(config.mlflow_tracking_uri, stream)
     return {
-        "model_name": next(iter(outcome.versions.values())).name,
+        "model_name": champion.name,
         "version": champion.version,
         "kind": champion.kind,
-        "threshold": by_version[champion.version].threshold if champion.version in by_version else None,
+        "threshold": champion.threshold,
         "promoted": decision.promoted,
         "reason": decision.reason,
         "run_id": outcome.parent_run_id,

@@ -136,6 +136,9 @@ def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):
     config = run["config"]
     incidents = run["before"]["incidents"]
     retrained = train_detectors("pumps", config_path=run["config_path"])
+    champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
+    assert (retrained["version"], retrained["kind"]) == (champion.version, champion.kind)
+    assert retrained["threshold"] == champion.threshold  # also when the gate kept the earlier champion
     client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
     parent = client.get_run(retrained["run_id"])
     assert parent.data.params["train.n_excluded_intervals"] == str(len(incidents))
