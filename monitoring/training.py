@@ -13,7 +13,9 @@ The training range is split in time order, never shuffled:
 
 Rows with a label, rows inside an exclusion interval (maintenance, a known bad feed, a
 past incident) are left out of every normal set. Labeled windows anywhere in the range
-are the anomalous side of the evaluation; excluded windows are in neither side.
+are the anomalous side of the evaluation, also where they overlap an exclusion (a labeled
+fault that already raised an incident still counts); other excluded windows are in
+neither side.
 """
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ def evaluate_bundle(bundle: ModelBundle, data: EvaluationData) -> Evaluation:
     windows, marks = bundle.windows(data.readings, stride=data.stride, extra_columns=(LABELED, EXCLUDED))
     anomalous = marks[:, :, 0].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
     excluded = marks[:, :, 1].max(axis=1) > 0 if len(windows) else np.zeros(0, dtype=bool)
-    keep = ~excluded & (anomalous | (windows.start >= np.datetime64(data.holdout_start, "ns")))
+    keep = anomalous | (~excluded & (windows.start >= np.datetime64(data.holdout_start, "ns")))
     windows, anomalous = windows.take(keep), anomalous[keep]
     if not (~anomalous).any():
         raise TrainingDataError(

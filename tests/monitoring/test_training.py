@@ -60,3 +60,21 @@ def test_too_short_a_range_is_explained(small_stream):
     short = frame[frame["timestamp"] < frame["timestamp"].min() + pd.Timedelta(hours=3)]
     with pytest.raises((TrainingDataError, ValueError), match="windows"):
         prepare(short)
+
+
+def test_labeled_windows_count_as_anomalous_even_inside_a_past_incident(small_stream):
+    from monitoring.detectors import ThresholdRule
+    from monitoring.training import evaluate_bundle, fit_candidate
+
+    frame = small_stream.readings
+    faults = small_stream.faults
+    fast = dict(epochs=2, n_threads=1, hidden=(16,), latent=4)
+    plain = prepare(frame)
+    candidate = fit_candidate(plain, "mlp_ae", fast, ThresholdRule())
+    # the faults already raised incidents: excluded from normal data, still labeled anomalies
+    incidents = faults[["asset", "start", "end"]]
+    excluded = prepare(frame, excluded_intervals=incidents)
+    before = evaluate_bundle(candidate.bundle, plain.evaluation)
+    after = evaluate_bundle(candidate.bundle, excluded.evaluation)
+    assert before.anomalous.sum() > 0
+    assert after.anomalous.sum() == before.anomalous.sum()
