@@ -34,12 +34,9 @@ ENV_DEFAULTS = {
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    from aemodels.errors import DetectorInputError, NotFittedError
-    from features.errors import FeaturesError
-    from flows.config import ConfigError
-    from monitoring.errors import MonitoringError
+    from flows.errors import DOMAIN_ERRORS
 
-    return ConfigError, FeaturesError, MonitoringError, DetectorInputError, NotFittedError
+    return DOMAIN_ERRORS
 
 
 def fail(message: str, code: int = 2):
@@ -132,6 +129,8 @@ def _batch_note(r: dict) -> str:
 @app.command()
 def quality(stream: str, config: Optional[Path] = ConfigOption):
     """Data-quality report of a stream per sensor (stored in the data_quality table)."""
+    import pandas as pd
+
     from monitoring.quality import assess_stream
 
     cfg = load(config)
@@ -145,9 +144,9 @@ def quality(stream: str, config: Optional[Path] = ConfigOption):
     for r in report.itertuples(index=False):
         table.add_row(
             r.sensor, f"[{colours[r.grade]}]{r.grade}[/]", f"{r.missing_pct:.2f}", str(r.n_gaps),
-            "" if pd_isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}",
-            "" if pd_isna(r.monotonic) else r.monotonic, "" if pd_isna(r.interval_s) else f"{r.interval_s:g}",
-            "" if pd_isna(r.min_value) else f"{r.min_value:.4g}", "" if pd_isna(r.max_value) else f"{r.max_value:.4g}",
+            "" if pd.isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}",
+            "" if pd.isna(r.monotonic) else r.monotonic, "" if pd.isna(r.interval_s) else f"{r.interval_s:g}",
+            "" if pd.isna(r.min_value) else f"{r.min_value:.4g}", "" if pd.isna(r.max_value) else f"{r.max_value:.4g}",
             str(r.n_quarantined),
         )
     console.print(table)
@@ -156,10 +155,6 @@ def quality(stream: str, config: Optional[Path] = ConfigOption):
     for r in report.itertuples(index=False):
         if r.grade != "high":
             console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
-
-
-def pd_isna(value) -> bool:
-    return value is None or value != value
 
 
 import_app = typer.Typer(help="Import a public benchmark data set (read in place) through the normal ingest.",

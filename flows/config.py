@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from features.errors import SchemaError
-from features.exclusions import ExclusionInterval, Exclusions
+from features.exclusions import ExclusionInterval, Exclusions, parse_rule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
@@ -162,6 +162,12 @@ class ExclusionIntervalSettings(Settings):
     asset: str | None = None  # None: every asset of the stream
     reason: str = ""
 
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end < self.start:
+            raise ValueError(f"exclusion interval ends ({self.end}) before it starts ({self.start})")
+        return self
+
 
 class ExclusionSettings(Settings):
     """Readings kept out of training and alerting (features.exclusions)."""
@@ -172,8 +178,6 @@ class ExclusionSettings(Settings):
     @field_validator("rules")
     @classmethod
     def _rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
-        from features.exclusions import parse_rule
-
         for rule in rules:
             parse_rule(rule)
         return rules

@@ -14,12 +14,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from features.errors import FeaturesError
 from features.exclusions import Exclusions
 from features.readers import StreamSchema
 from features.windows import WindowSpec
+from flows.errors import DOMAIN_ERRORS
 from monitoring import incidents, ingest, quality, registry, scoring, training, warehouse
-from monitoring.errors import MonitoringError
 from monitoring.incidents import IncidentRule
 
 
@@ -27,7 +26,7 @@ def retry_transient(task, task_run, state) -> bool:
     """Retry I/O failures (a locked file, a busy tracking server), not domain errors such as
     a stream without readings or a missing model: those fail the same way every time."""
     error = state.result(raise_on_failure=False)
-    return isinstance(error, Exception) and not isinstance(error, (FeaturesError, MonitoringError))
+    return isinstance(error, Exception) and not isinstance(error, DOMAIN_ERRORS)
 
 
 io_task = partial(
