@@ -98,12 +98,13 @@ def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule) -> pd.Data
 def recalibrate_threshold(tracking_uri: str, artifact_root: str, stream: str, frame: pd.DataFrame, rule, *,
                           label_columns: list[str], holdout_fraction: float, stride: int | None,
                           exclusions=None, excluded_intervals: pd.DataFrame | None = None):
-    model, _ = registry.load_model(tracking_uri, stream)
+    model, source = registry.load_model(tracking_uri, stream)
+    champion = registry.loaded_bundle(model)
     scores, evaluation = training.recalibration_data(
-        registry.loaded_bundle(model), frame, label_columns=label_columns, holdout_fraction=holdout_fraction,
+        champion, frame, label_columns=label_columns, holdout_fraction=holdout_fraction,
         stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
-    return registry.register_recalibration(tracking_uri, artifact_root, stream, scores, evaluation, rule)
+    return registry.register_recalibration(tracking_uri, artifact_root, champion, source, scores, evaluation, rule)
 
 
 @io_task(name="resolve-champion")

@@ -68,7 +68,7 @@ def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's fluent API (process-wide) at `tracking_uri` and give a client for it."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    yield client_for(tracking_uri)
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
@@ -242,12 +242,17 @@ def champion_contender(tracking_uri: str, stream: str, evaluation: EvaluationDat
         model, version = load_model(tracking_uri, stream)
     except RegistryError:
         return None
-    bundle = loaded_bundle(model)
+    return contender_of(loaded_bundle(model), version.version, evaluation)
+
+
+def contender_of(bundle: ModelBundle, version: int, evaluation: EvaluationData) -> Contender | None:
+    """A registered bundle as the gate sees it, on `evaluation`'s windows; None when it
+    cannot read the current sensor schema."""
     try:
         ev = evaluate_bundle(bundle, evaluation)
     except BundleInputError:
         return None
-    return Contender(version.version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
+    return Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
 
 
 def _apply_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
@@ -389,15 +394,17 @@ def _short_range(text: str) -> str:
 def register_recalibration(
     tracking_uri: str,
     artifact_root: str | None,
-    stream: str,
+    champion: ModelBundle,
+    source: RegisteredVersion,
     calibration_scores: np.ndarray,
     evaluation: EvaluationData,
     rule: ThresholdRule,
 ) -> tuple[RegisteredVersion, GateDecision]:
-    """A new version with the champion's network and a threshold refitted by `rule` on
-    `calibration_scores`, through the same gate as a training."""
-    model, source = load_model(tracking_uri, stream)
-    bundle = with_threshold(loaded_bundle(model), calibration_scores, rule)
+    """A new version with the network of `champion` (registered as `source`) and a
+    threshold refitted by `rule` on `calibration_scores`, through the same gate as a
+    training, against that champion."""
+    stream = champion.stream
+    bundle = with_threshold(champion, calibration_scores, rule)
     ev = evaluate_bundle(bundle, evaluation)
     name = model_name(stream)
     window = f"{evaluation.readings['timestamp'].min().isoformat()}/{evaluation.readings['timestamp'].max().isoformat()}"
@@ -418,7 +425,7 @@ def register_recalibration(
                     "recalibrated_from": str(source.version), "recalibration_range": window}
             version = _log_bundle_model(client, bundle, input_example(bundle, evaluation.readings), name, tags)
         contender = Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
-        decision = decide([contender], champion_contender(tracking_uri, stream, evaluation), bool(ev.anomalous.any()))
+        decision = decide([contender], contender_of(champion, source.version, evaluation), bool(ev.anomalous.any()))
         _apply_decision(client, name, decision)
     return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, kind=bundle.detector.kind), decision
 

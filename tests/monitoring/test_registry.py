@@ -193,9 +193,10 @@ def test_recalibration_registers_the_same_network_with_a_new_threshold(tmp_path,
     champion_model, champion = registry.load_model(uri, "pumps")
     rule = ThresholdRule(percentile=95.0)
     frame = small_stream.readings[small_stream.readings["timestamp"] >= small_stream.readings["timestamp"].median()]
-    scores, evaluation = recalibration_data(registry.loaded_bundle(champion_model), frame, label_columns=["label"],
-                                            stride=2)
-    version, decision = registry.register_recalibration(uri, artifacts, "pumps", scores, evaluation, rule)
+    champion_bundle = registry.loaded_bundle(champion_model)
+    scores, evaluation = recalibration_data(champion_bundle, frame, label_columns=["label"], stride=2)
+    version, decision = registry.register_recalibration(uri, artifacts, champion_bundle, champion, scores,
+                                                        evaluation, rule)
     assert version.version == champion.version + 1
     assert version.threshold == pytest.approx(np.percentile(scores, 95))
     new_model, _ = registry.load_model(uri, "pumps", "champion" if decision.promoted else "challenger")
