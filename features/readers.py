@@ -259,8 +259,15 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
     invalid: list = []  # lines with the wrong number of fields, not yet reported in a chunk
     skipped_lines: list = []  # every such line so far: later rows are numbered around them
 
+    # pyarrow numbers rows without the blank lines it skips: the k-th non-blank data line is
+    # line k + (blank lines before it), i.e. k + #{i: blank[i] - i <= k}
+    blank_shift = blank - np.arange(len(blank))
+
     def on_invalid(row) -> str:
-        number = row.number - 1 if row.number is not None else None
+        number = None
+        if row.number is not None:
+            k = row.number - 1
+            number = int(k + np.searchsorted(blank_shift, k, side="right"))
         invalid.append((number, row.text, row.actual_columns))
         if number is not None:
             skipped_lines.append(number)
@@ -310,10 +317,8 @@ def _row_numbers(first: int, n: int, skipped: np.ndarray) -> np.ndarray:
     """Data row numbers of n rows read in order from row `first` on, stepping over the
     rows in `skipped` (blank lines and lines with the wrong number of fields)."""
     skipped = skipped[skipped >= first]
-    rows = np.arange(first, first + n, dtype=np.int64)
-    for s in skipped:  # few: blank and malformed lines are rare
-        rows[rows >= s] += 1
-    return rows
+    candidates = np.arange(first, first + n + len(skipped), dtype=np.int64)
+    return np.setdiff1d(candidates, skipped, assume_unique=True)[:n]
 
 
 def _blank_lines(source: SourceFile) -> np.ndarray:

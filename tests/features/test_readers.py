@@ -80,3 +80,12 @@ def test_digest_depends_on_content_only(tmp_path):
     two = write(tmp_path, "two.csv", "same")
     three = write(tmp_path, "three.csv", "other")
     assert file_digest(one) == file_digest(two) != file_digest(three)
+
+
+def test_rows_are_numbered_by_line_across_blank_and_cut_off_lines(tmp_path):
+    lines = ["timestamp,asset,a,b,label", "2026-01-01T00:00:00,p1,1,2,0", "", "",
+             "2026-01-01T00:01:00,p1,1,2", "2026-01-01T00:02:00,p1,zz,2,0", "2026-01-01T00:03:00,p1,1,2,0"]
+    frame, quarantine = read_readings(write(tmp_path, "gaps.csv", "\n".join(lines) + "\n"), SCHEMA)
+    assert len(frame) == 2
+    assert quarantine["row"].tolist() == [4, 5]  # data rows: the header is line 0
+    assert quarantine["reason"].str.startswith(("data row 4: 4 fields", "data row 5, column 'a'")).all()
