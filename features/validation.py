@@ -289,8 +289,8 @@ def pivot_long(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, path):
         long["asset"] = assets.fillna("")
     else:
         long["asset"] = schema.asset_id
-    for label in schema.label_columns:
-        long[label] = raw[label]
+    for label in schema.label_columns:  # an unlabelled file (schema.labels_optional): label 0
+        long[label] = raw[label] if label in raw.columns else 0
     ok = reasons == None  # noqa: E711
     repeated = long[ok].duplicated(["asset", "timestamp", "sensor"], keep="first").to_numpy()
     rep_idx = np.flatnonzero(ok)[repeated]

@@ -68,14 +68,17 @@ def window_starts(timestamps: np.ndarray, spec: WindowSpec) -> np.ndarray:
     n = len(timestamps)
     if n < spec.size:
         return np.empty(0, dtype=np.int64)
-    t_s = timestamps.astype("datetime64[ns]").astype(np.int64) / 1e9
+    t_ns = timestamps.astype("datetime64[ns]").astype(np.int64)
+    t_s = t_ns / 1e9
     gaps = np.diff(t_s)
     if np.any(gaps <= 0):
         raise WindowError("timestamps must be strictly increasing within an asset")
     segment = np.concatenate([[0], np.cumsum(gaps > spec.gap_limit_s)])
     candidates = np.arange(n - spec.size + 1)
     same_segment = segment[candidates] == segment[candidates + spec.size - 1]
-    aligned = (np.floor(t_s[candidates] / spec.interval_s).astype(np.int64) % spec.stride) == 0
+    # in integer nanoseconds: in floating point, k * 0.1 s / 0.1 s can floor to k - 1
+    step_ns = int(round(spec.interval_s * 1e9))
+    aligned = ((t_ns[candidates] // step_ns) % spec.stride) == 0
     return candidates[same_segment & aligned]
 
 

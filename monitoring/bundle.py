@@ -135,7 +135,8 @@ class ModelBundle:
         return cls(
             stream=meta["stream"],
             sensors=list(meta["sensors"]),
-            spec=WindowSpec(**meta["window"]),
+            # bundles saved before `align` existed were trained on readings as they came
+            spec=WindowSpec(**{"align": False, **meta["window"]}),
             scaler=StandardScaler.from_dict(meta["scaler"]),
             detector=detector,
             thresholds=dict(meta.get("thresholds", {})),

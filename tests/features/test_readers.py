@@ -89,3 +89,10 @@ def test_rows_are_numbered_by_line_across_blank_and_cut_off_lines(tmp_path):
     assert len(frame) == 2
     assert quarantine["row"].tolist() == [4, 5]  # data rows: the header is line 0
     assert quarantine["reason"].str.startswith(("data row 4: 4 fields", "data row 5, column 'a'")).all()
+
+
+def test_unlabelled_long_file_gets_label_zero(tmp_path):
+    schema = StreamSchema(sensors=("a", "b"), label_columns=("label",), layout="long", labels_optional=True)
+    text = ("timestamp,asset,sensor,value\n2026-01-01T00:00:00,p1,a,1\n2026-01-01T00:00:00,p1,b,2\n")
+    frame, quarantine = read_readings(write(tmp_path, "long.csv", text), schema)
+    assert quarantine.empty and frame["label"].tolist() == [0] and frame["b"].tolist() == [2.0]

@@ -80,3 +80,10 @@ def test_scaler_round_trips_and_standardises(rng):
     assert np.isfinite(z).all()  # the constant sensor keeps scale 1
     again = StandardScaler.from_dict(scaler.to_dict())
     np.testing.assert_array_equal(again.transform(values), z)
+
+
+def test_sub_second_grid_cuts_one_window_per_stride():
+    spec = WindowSpec(size=10, stride=10, interval_s=0.1)
+    ts = pd.Timestamp("2026-01-01").to_datetime64() + np.arange(1000) * np.timedelta64(100, "ms")
+    starts = window_starts(ts, spec)
+    assert len(starts) == 100 and set(np.diff(starts)) == {10}

@@ -232,3 +232,11 @@ def test_severity_is_one_at_the_threshold_for_every_kind(candidates, small_strea
         assert ((scored["severity"] > 1) == scored["is_anomaly"]).all(), cand.kind
         if bundle.detector.val_scores_.min() >= 0:
             np.testing.assert_allclose(scored["severity"], scored["score"] / bundle.threshold)
+
+
+def test_a_bundle_saved_before_grid_alignment_loads_without_it(candidates, tmp_path):
+    folder = candidates[0].bundle.save(tmp_path / "bundle")
+    meta = json.loads((folder / "bundle.json").read_text())
+    assert meta["window"].pop("align") is True
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    assert ModelBundle.load(folder).spec.align is False
