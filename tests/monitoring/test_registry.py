@@ -1,6 +1,8 @@
 """Trainings, model bundles, the gate, rollback and recalibration through a real MLflow
 SQLite store under tmp_path, for every installed detector kind."""
 
+import json
+
 import matplotlib.image
 import mlflow.pyfunc
 import numpy as np
