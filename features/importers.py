@@ -75,10 +75,16 @@ def nab_windows(data_dir: str | Path, file_name: str) -> pd.DataFrame:
         windows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataSetError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(windows, dict):
+        raise DataSetError(f"{path}: expected an object mapping file names to lists of [start, end] pairs")
     matches = [v for k, v in windows.items() if k == file_name or k.endswith("/" + file_name)]
     if not matches:
         raise DataSetError(f"{path}: no entry for {file_name}; it has {sorted(windows)[:5]}...")
-    rows = [(pd.Timestamp(start), pd.Timestamp(end)) for start, end in matches[0]]
+    try:
+        rows = [(pd.Timestamp(start), pd.Timestamp(end)) for start, end in matches[0]]
+    except (TypeError, ValueError) as exc:
+        raise DataSetError(f"{path}: the windows of {file_name} must be [start, end] pairs of timestamps ({exc})") \
+            from exc
     return pd.DataFrame(rows, columns=["start", "end"])
 
 

@@ -79,6 +79,12 @@ class StreamSchema:
                     f"column name {name!r} cannot be a lake column; use letters, digits, '_' or '-' "
                     "(map it with column_aliases), and not timestamp, asset or date"
                 )
+        if self.timestamp_format is not None:
+            try:  # a format pandas cannot use fails here, not on the first file
+                pd.to_datetime(pd.Series(["2026-01-01"]), format=self.timestamp_format, errors="coerce")
+            except ValueError as exc:
+                raise SchemaError(f"timestamp_format {self.timestamp_format!r} is not a strptime format ({exc})") \
+                    from exc
         try:
             pd.Timestamp("2026-01-01").tz_localize(self.timezone)
         except (KeyError, ValueError) as exc:

@@ -106,6 +106,7 @@ def test_the_readme_example_config_loads(tmp_path):
      "streams.s.exclusions.rules: exclusion rule 'a < one' is not understood"),
     ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\n", "tabular records have no time order, set window.size = 1"),
     ("[streams.s]\nsensors = ['a']\nlayout = 'diagonal'\n", "streams.s.layout"),
+    ("[streams.s]\nsensors = ['a']\ntimestamp_format = '%Y-%Q'\n", "timestamp_format '%Y-%Q' is not a strptime format"),
     ("[streams.s]\nsensors = ['a']\n[streams.s.exclusions]\n"
      "intervals = [{start = 2026-01-02T00:00:00, end = 2026-01-01T00:00:00}]\n",
      "streams.s.exclusions.intervals.0: exclusion interval ends (2026-01-01 00:00:00) before it starts"),

@@ -66,4 +66,10 @@ def test_layout_errors_are_named(tmp_path):
         skab_files(tmp_path)
     with pytest.raises(DataSetError, match="windows.json: missing"):
         nab_windows(tmp_path, "x.csv")
+    (tmp_path / "windows.json").write_text('[["2026-01-01", "2026-01-02"]]')
+    with pytest.raises(DataSetError, match="expected an object mapping file names"):
+        nab_windows(tmp_path, "x.csv")
+    (tmp_path / "windows.json").write_text('{"cat/x.csv": [["2026-01-01", "not a time"]]}')
+    with pytest.raises(DataSetError, match=r"the windows of x.csv must be \[start, end\] pairs"):
+        nab_windows(tmp_path, "x.csv")
     assert [a for _, a in skab_files(SKAB)][:3] == ["anomaly-free", "valve1-0", "valve1-1"]
