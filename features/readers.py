@@ -233,7 +233,12 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
     by their line in the file. mode "typed": sensors and labels as float64, the timestamp
     parsed by pyarrow (ISO 8601 or the schema's format); raises pyarrow.ArrowInvalid on the
     first value it cannot convert, and numbers rows by their position only (blank lines
-    not counted): the typed read is for files with nothing to quarantine."""
+    not counted): the typed read is for files with nothing to quarantine.
+
+    A long-layout file comes as one chunk: the rows of one (asset, timestamp) may lie
+    anywhere in it, and it is pivoted whole."""
+    if schema.layout == "long":
+        chunk_rows = 1 << 62
     if source.kind == "parquet":
         pf = pq.ParquetFile(source.path)
         first = 1

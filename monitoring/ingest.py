@@ -180,9 +180,7 @@ def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: S
     late_ranges: dict[str, tuple] = {}
     committed = False
     try:
-        # A long file is pivoted whole: the rows of one (asset, timestamp) may lie anywhere in it.
-        rows_per_chunk = chunk_rows if schema.layout == "wide" else 1 << 62
-        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=rows_per_chunk)):
+        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
             if mode == "typed" and chunk.invalid:
                 raise RetryAsText
             before = dict(state.last_seen)

@@ -96,3 +96,14 @@ def test_unlabelled_long_file_gets_label_zero(tmp_path):
     text = ("timestamp,asset,sensor,value\n2026-01-01T00:00:00,p1,a,1\n2026-01-01T00:00:00,p1,b,2\n")
     frame, quarantine = read_readings(write(tmp_path, "long.csv", text), schema)
     assert quarantine.empty and frame["label"].tolist() == [0] and frame["b"].tolist() == [2.0]
+
+
+def test_a_long_file_is_pivoted_whole_whatever_the_chunk_size(tmp_path):
+    schema = StreamSchema(sensors=("a", "b"), label_columns=("label",), layout="long")
+    lines = ["timestamp,asset,sensor,value,label"]
+    for minute in range(3):
+        ts = f"2026-01-01T00:0{minute}:00"
+        lines += [f"{ts},p1,a,{minute},0", f"{ts},p1,b,{minute + 10},0"]
+    frame, quarantine = read_readings(write(tmp_path, "long.csv", "\n".join(lines) + "\n"), schema, chunk_rows=3)
+    assert quarantine.empty
+    assert frame["a"].tolist() == [0.0, 1.0, 2.0] and frame["b"].tolist() == [10.0, 11.0, 12.0]
