@@ -156,6 +156,12 @@ class ScheduleSettings(Settings):
         return value
 
 
+def _naive_utc(value: datetime) -> pd.Timestamp:
+    """A config time in the lake's form: naive UTC (a time written without an offset is UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
 class ExclusionIntervalSettings(Settings):
     start: datetime
     end: datetime
@@ -164,7 +170,7 @@ class ExclusionIntervalSettings(Settings):
 
     @model_validator(mode="after")
     def _ordered(self):
-        if self.end < self.start:
+        if _naive_utc(self.end) < _naive_utc(self.start):
             raise ValueError(f"exclusion interval ends ({self.end}) before it starts ({self.start})")
         return self
 
@@ -183,7 +189,7 @@ class ExclusionSettings(Settings):
         return rules
 
     def build(self) -> Exclusions:
-        intervals = [ExclusionInterval(pd.Timestamp(i.start), pd.Timestamp(i.end), i.asset, i.reason)
+        intervals = [ExclusionInterval(_naive_utc(i.start), _naive_utc(i.end), i.asset, i.reason)
                      for i in self.intervals]
         return Exclusions.parse(list(self.rules), intervals)
 

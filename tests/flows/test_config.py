@@ -130,7 +130,7 @@ def test_stream_with_exclusions_inbox_and_aliases(tmp_path):
         "[streams.skab]\nsensors = ['Current', 'Pressure']\ntimestamp_column = 'datetime'\n"
         "asset_id = '{file}'\ninbox = '/data/exports/skab'\ncolumn_aliases = {'Current A' = 'Current'}\n"
         "[streams.skab.exclusions]\nrules = ['Current < 0.1']\n"
-        "intervals = [{start = 2026-01-01T00:00:00, end = 2026-01-02T00:00:00, reason = 'overhaul'}]\n"
+        "intervals = [{start = 2026-01-01T00:00:00, end = 2026-01-02T02:00:00+02:00, reason = 'overhaul'}]\n"
     )
     config = load_config(path)
     stream = config.stream("skab")
@@ -140,6 +140,7 @@ def test_stream_with_exclusions_inbox_and_aliases(tmp_path):
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 12:00", "2026-01-03 00:00"]), "asset": "x",
                           "Current": [1.0, 0.05], "Pressure": [1.0, 1.0]})
     assert exclusions.mask(frame).tolist() == [True, True]
+    assert exclusions.intervals[0].end == pd.Timestamp("2026-01-02T00:00:00")  # +02:00 read as UTC
 
 
 def test_every_readme_config_example_loads(tmp_path):
