@@ -66,6 +66,24 @@ def parse_rule(text: str) -> ExclusionRule:
     return ExclusionRule(match["column"].strip("`"), match["op"], float(match["value"]))
 
 
+def rows_in_intervals(frame: pd.DataFrame, intervals: pd.DataFrame | None) -> np.ndarray:
+    """True for each row of `frame` (timestamp, optional asset) inside any [start, end] of
+    `intervals` (columns start, end, optional asset; an interval without an asset covers
+    every asset)."""
+    mask = np.zeros(len(frame), dtype=bool)
+    if intervals is None or len(intervals) == 0:
+        return mask
+    ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+    assets = frame["asset"].astype(str).to_numpy() if "asset" in frame.columns else None
+    interval_assets = intervals["asset"] if "asset" in intervals.columns else [None] * len(intervals)
+    for start, end, asset in zip(intervals["start"], intervals["end"], interval_assets):
+        inside = (ts >= np.datetime64(pd.Timestamp(start), "ns")) & (ts <= np.datetime64(pd.Timestamp(end), "ns"))
+        if assets is not None and asset is not None and not pd.isna(asset):
+            inside &= assets == str(asset)
+        mask |= inside
+    return mask
+
+
 def excluded_mask(
     frame: pd.DataFrame,
     rules: list[ExclusionRule | str] = (),
@@ -83,15 +101,8 @@ def excluded_mask(
             )
         values = frame[rule.column].to_numpy(dtype=np.float64)
         mask |= OPERATORS[rule.op](values, rule.value)
-    if intervals:
-        ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
-        assets = frame["asset"].to_numpy() if "asset" in frame.columns else None
-        for interval in intervals:
-            inside = (ts >= np.datetime64(pd.Timestamp(interval.start), "ns")) & (
-                ts <= np.datetime64(pd.Timestamp(interval.end), "ns"))
-            if interval.asset is not None and assets is not None:
-                inside &= assets == interval.asset
-            mask |= inside
+    listed = pd.DataFrame([(i.start, i.end, i.asset) for i in intervals], columns=["start", "end", "asset"])
+    mask |= rows_in_intervals(frame, listed)
     return pd.Series(mask, index=frame.index, name="excluded")
 
 

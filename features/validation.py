@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.exclusions import rows_in_intervals
 from features.errors import SchemaError
 from features.readers import Chunk, StreamSchema
 
@@ -378,14 +379,7 @@ def move_to_quarantine(result: ChunkResult, mask: np.ndarray, reasons: list[str]
 def label_intervals(frame: pd.DataFrame, intervals: pd.DataFrame) -> np.ndarray:
     """int8 label per row: 1 inside any [start, end] interval (columns start, end, and
     optionally asset), else 0. Turns labelled windows (NAB's windows.json) into row labels."""
-    labels = np.zeros(len(frame), dtype=np.int8)
-    ts = frame["timestamp"].to_numpy()
-    for row in intervals.itertuples(index=False):
-        inside = (ts >= np.datetime64(pd.Timestamp(row.start))) & (ts <= np.datetime64(pd.Timestamp(row.end)))
-        if "asset" in intervals.columns and isinstance(row.asset, str):
-            inside &= frame["asset"].to_numpy() == row.asset
-        labels[inside] = 1
-    return labels
+    return rows_in_intervals(frame, intervals).astype(np.int8)
 
 
 def read_readings(path, schema: StreamSchema, chunk_rows: int = 1 << 20) -> tuple[pd.DataFrame, pd.DataFrame]:

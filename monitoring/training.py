@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from aemodels.base import BaseDetector
-from features.exclusions import ExclusionInterval, Exclusions, excluded_mask
+from features.exclusions import Exclusions, rows_in_intervals
 from features.training_set import labeled_mask, make_training_set
 from features.windows import WindowSet, WindowSpec
 from monitoring import warehouse
@@ -57,12 +57,7 @@ def exclusion_mask(frame: pd.DataFrame, exclusions: Exclusions | None = None,
     mask = np.zeros(len(frame), dtype=bool)
     if exclusions:
         mask |= exclusions.mask(frame).to_numpy(dtype=bool)
-    if intervals is not None and len(intervals):
-        assets = intervals["asset"] if "asset" in intervals.columns else pd.Series(None, index=intervals.index)
-        listed = [ExclusionInterval(pd.Timestamp(start), pd.Timestamp(end), None if pd.isna(asset) else str(asset))
-                  for start, end, asset in zip(intervals["start"], intervals["end"], assets)]
-        mask |= excluded_mask(frame, intervals=listed).to_numpy(dtype=bool)
-    return mask
+    return mask | rows_in_intervals(frame, intervals)
 
 
 def sensor_columns(db_path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
