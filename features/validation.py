@@ -82,11 +82,9 @@ def parse_timestamps(raw: pd.Series, schema: StreamSchema) -> pd.Series:
     text = raw.astype("string").str.strip()
     fmt = schema.timestamp_format
     if schema.timezone == "UTC":
+        # no guessing for other forms: 03/04/2026 is March in one plant and April in the next,
+        # so they need an explicit timestamp_format
         ts = pd.to_datetime(text, errors="coerce", utc=True, format=fmt or "ISO8601")
-        if fmt is None and ts.isna().any():  # non-ISO but still unambiguous forms: try harder on those rows only
-            retry = ts.isna() & text.notna()
-            if retry.any():
-                ts[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
     else:
         has_offset = text.str.contains(OFFSET, regex=True, na=False)
         ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")

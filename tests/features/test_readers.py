@@ -107,3 +107,16 @@ def test_a_long_file_is_pivoted_whole_whatever_the_chunk_size(tmp_path):
     frame, quarantine = read_readings(write(tmp_path, "long.csv", "\n".join(lines) + "\n"), schema, chunk_rows=3)
     assert quarantine.empty
     assert frame["a"].tolist() == [0.0, 1.0, 2.0] and frame["b"].tolist() == [10.0, 11.0, 12.0]
+
+
+def test_non_iso_timestamps_need_a_format_and_are_never_guessed(tmp_path):
+    text = "timestamp,asset,a,b,label\n03/04/2026 00:00,p1,1,2,0\n2026-01-01T00:00:00,p1,1,2,0\n"
+    path = write(tmp_path, "dates.csv", text)
+    frame, quarantine = read_readings(path, SCHEMA)
+    assert len(frame) == 1
+    assert quarantine["reason"].tolist() == [
+        "data row 1, column 'timestamp': value '03/04/2026 00:00' is not a timestamp (expected ISO 8601)"]
+    day_first = StreamSchema(sensors=("a", "b"), label_columns=("label",), timestamp_format="%d/%m/%Y %H:%M")
+    frame, quarantine = read_readings(write(tmp_path, "dates2.csv", text.replace("2026-01-01T00:00:00", "01/01/2026 00:00")),
+                                      day_first)
+    assert quarantine.empty and frame["timestamp"].tolist() == [pd.Timestamp("2026-01-01"), pd.Timestamp("2026-04-03")]
