@@ -317,7 +317,13 @@ class BaseDetector:
     def score(self, X) -> np.ndarray:
         """Anomaly score per window, (n_windows,) float64; higher is more anomalous."""
         X = self._check_input(X)
-        return self._map_batches(X, self._score_batch, np.empty(0)).astype(np.float64, copy=False)
+        return self._map_batches(X, self._score_batch, np.empty(0), self._score_batch_size()).astype(
+            np.float64, copy=False)
+
+    def _score_batch_size(self) -> int:
+        """Windows per batch when scoring (a detector that decodes each window several times
+        takes fewer at once)."""
+        return self.inference_batch_size
 
     def predict(self, X) -> np.ndarray:
         """True where a window's score is above threshold_, (n_windows,) bool."""
@@ -348,7 +354,8 @@ class BaseDetector:
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         """score(X) and contributions(X) together, at the cost of one pass (what scoring needs)."""
         X = self._check_input(X)
-        both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)))
+        both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)),
+                                 self._score_batch_size())
         return both[:, 0], both[:, 1:]
 
     # -- persistence -------------------------------------------------------------------

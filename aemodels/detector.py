@@ -153,17 +153,9 @@ class VAEDetector(BaseDetector):
         """Windows per batch when each is decoded n_samples times (bounds memory at inference_batch_size decodes)."""
         return max(1, self.inference_batch_size // n_samples)
 
-    def score(self, X) -> np.ndarray:
-        """-log p(x) per window in nats (see score_method), (n_windows,) float64; higher is more anomalous."""
-        X = self._check_input(X)
-        return self._map_batches(X, self._score_batch, np.empty(0),
-                                 self._sample_batch_size(self.n_score_samples))
-
-    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
-        X = self._check_input(X)
-        both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)),
-                                 self._sample_batch_size(self.n_score_samples))
-        return both[:, 0], both[:, 1:]
+    def _score_batch_size(self) -> int:
+        # the score (-log p(x) in nats, see score_method) decodes each window n_score_samples times
+        return self._sample_batch_size(self.n_score_samples)
 
     def log_likelihood(self, X, n_samples: int = 100) -> np.ndarray:
         """Importance-weighted estimate of log p(x) per window with n_samples draws from q(z|x), (n_windows,) float64.
