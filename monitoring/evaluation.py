@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -50,3 +51,19 @@ def evaluate_incidents(
     table["delay"] = delays
     table["top_sensors"] = top
     return IncidentEvaluation(table, len(incidents), int(true_incident.sum()))
+
+
+def point_alarms(timestamps, window_end, flagged) -> np.ndarray:
+    """The alarm state of each reading, causally: the flag of the latest window that ends at
+    or before the reading (windows sorted by end), false before the first window. A reading's
+    state never depends on data after it, as in a live monitor."""
+    timestamps = np.asarray(timestamps, dtype="datetime64[ns]")
+    window_end = np.asarray(window_end, dtype="datetime64[ns]")
+    flagged = np.asarray(flagged, dtype=bool)
+    if len(window_end) != len(flagged):
+        raise ValueError(f"{len(window_end)} window ends but {len(flagged)} flags")
+    if np.any(np.diff(window_end.astype(np.int64)) < 0):
+        raise ValueError("window ends must be sorted in time")
+    latest = np.searchsorted(window_end, timestamps, side="right") - 1
+    return np.where(latest >= 0, flagged[np.maximum(latest, 0)], False) if len(flagged) else \
+        np.zeros(len(timestamps), dtype=bool)
