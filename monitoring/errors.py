@@ -23,3 +23,7 @@ class TrainingDataError(MonitoringError, ValueError):
 
 class GateError(MonitoringError):
     """A promotion or rollback the registry's history does not allow."""
+
+
+class MetricsInputError(MonitoringError, ValueError):
+    """Labels, predictions, timestamps or windows given to a metric do not fit together."""
