@@ -56,8 +56,8 @@ class BenchSettings:
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
     window: int = 20
     max_gap_intervals: float = 5.0
-    val_fraction: float = 0.25
-    holdout_fraction: float = 0.1
+    val_fraction: float = 0.3
+    holdout_fraction: float = 0.3
     detector_params: dict = field(default_factory=lambda: {"epochs": 60, "n_threads": 1, "progress": False})
     kind_params: dict = field(default_factory=dict)
     threshold: ThresholdRule = ThresholdRule(percentile=99.0, coefficient=1.2)
@@ -214,6 +214,12 @@ def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
         return warehouse.read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
 
 
+def _has_labels(path: Path) -> bool:
+    with open(path, encoding="utf-8-sig") as handle:
+        header = handle.readline().strip().split(";")
+    return "anomaly" in header and "changepoint" in header
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -227,10 +233,10 @@ def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *,
     try:
         files = []
         for path, asset in skab_files(data_dir):
+            if not _has_labels(path):  # anomaly-free.csv: no experiment to score
+                continue
             import_file(db_path, lake, "skab", path, stream=stream)
             readings = _read_asset(db_path, stream, asset)
-            if readings.empty or readings["anomaly"].isna().all():
-                continue
             files.append(_File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings)))
         if not files:
             raise FileNotFoundError(f"{data_dir}: no labeled SKAB files")
@@ -242,8 +248,9 @@ def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *,
             # SKAB's notebooks: predicted changepoints where the labels switch, the first point as is
             switches = np.abs(np.diff(predicted.astype(int), prepend=0)) > 0
             windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
-                                          SKAB_CHANGEPOINT_WINDOW)
-            return point_counts(truth, predicted), nab_file_score(test["timestamp"], switches, windows)
+                                          SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
+            return point_counts(truth, predicted), nab_file_score(test["timestamp"], switches, windows,
+                                                                  scoring="skab")
 
         return _run(files, db_path, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
                     progress)
@@ -277,6 +284,49 @@ def run_nab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, 
             keep.cleanup()
 
 
+def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str | Path,
+              settings: BenchSettings, rows: list[BenchRow], seconds: float) -> str:
+    """One MLflow run per benchmark (experiment `bench-<dataset>`) with a child run per
+    detector, so configurations can be compared in the MLflow UI. Returns the parent run id."""
+    import mlflow
+
+    from monitoring.registry import ensure_experiment, tracking
+
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, f"bench-{dataset}", artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}") as parent:
+            mlflow.set_tags({"role": "benchmark", "dataset": dataset, "data": str(data_dir)})
+            mlflow.log_params({**settings.to_params(), "files": rows[0].files if rows else 0})
+            mlflow.log_metric("seconds", seconds)
+            for row in rows:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=row.detector, nested=True):
+                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": row.detector})
+                    mlflow.log_metrics({k: float(v) for k, v in row.to_dict().items()
+                                        if isinstance(v, (int, float)) and np.isfinite(v)})
+        return parent.info.run_id
+
+
 def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
     """`settings` with some fields replaced (None: kept)."""
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Published results quoted for comparison (SKAB's README leaderboard over its 34 files;
+# NAB's scoreboard on realKnownCause, standard profile). "-": not published.
+PUBLISHED = {
+    "skab": [
+        ("Conv-AE", ("0.78", "13.55", "28.02", "23.61", "21.54", "27.55")),
+        ("MSET", ("0.78", "39.73", "14.13", "13.84", "10.22", "17.37")),
+        ("LSTM-AE", ("0.74", "29.96", "25.92", "23.51", "20.11", "25.91")),
+        ("MSCRED", ("0.36", "49.94", "69.88", "32.42", "16.53", "40.28")),
+    ],
+    "nab": [
+        ("ARTime", ("63.9", "-", "-")),
+        ("Numenta HTM", ("55.5", "-", "-")),
+        ("Random Cut Forest", ("43.1", "-", "-")),
+    ],
+}
+
+
+def published(dataset: str) -> list[tuple[str, tuple[str, ...]]]:
+    return PUBLISHED[dataset]
