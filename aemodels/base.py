@@ -78,6 +78,9 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     return np.where(counts > 0, out, np.nan)
 
 
+ERROR_SCALINGS = ("none", "sensor")
+
+
 class BaseDetector:
     kind: ClassVar[str] = ""
     inference_batch_size: int = 2048  # windows per forward pass; measured best for the default models on CPU
@@ -97,7 +100,7 @@ class BaseDetector:
     def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
                  epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
                  denoise="none", noise_level=0.1, threshold_percentile=99.0, threshold_coefficient=1.0,
-                 random_state=0, n_threads=None, device="auto", progress=None):
+                 error_scaling="none", random_state=0, n_threads=None, device="auto", progress=None):
         """Hyperparameters every detector has.
 
         activation: "relu" | "gelu" between layers; dropout: rate after each hidden layer;
@@ -107,7 +110,10 @@ class BaseDetector:
         ("none" | "gaussian" | "mask") with noise_level, random_state, n_threads (torch CPU threads
         while training and scoring), device ("auto": CUDA when present), progress (None: a bar when
         stderr is a terminal). Threshold: threshold_percentile of the validation scores times
-        threshold_coefficient.
+        threshold_coefficient. error_scaling: "none" (the score is the mean squared error over
+        all sensors, or a VAE's own -log p) or "sensor" (each sensor's squared error divided by
+        its spread over the validation windows, then averaged: a sensor the network always
+        reconstructs poorly no longer drowns a shift in one it reconstructs well).
         """
         self.activation = activation
         self.dropout = dropout
@@ -122,6 +128,7 @@ class BaseDetector:
         self.noise_level = noise_level
         self.threshold_percentile = threshold_percentile
         self.threshold_coefficient = threshold_coefficient
+        self.error_scaling = error_scaling
         self.random_state = random_state
         self.n_threads = n_threads
         self.device = device
@@ -167,6 +174,8 @@ class BaseDetector:
         # percentile_threshold validates q and coefficient; call it on a dummy score so a
         # bad value fails before training rather than after it.
         percentile_threshold(np.zeros(1), self.threshold_percentile, self.threshold_coefficient)
+        if self.error_scaling not in ERROR_SCALINGS:
+            raise ValueError(f"error_scaling={self.error_scaling!r}, expected one of {list(ERROR_SCALINGS)}")
 
     # -- hooks for subclasses ----------------------------------------------------------
 
@@ -207,7 +216,8 @@ class BaseDetector:
         residual = torch.from_numpy(self._from_model_output((x - self.model_(x)).numpy(), X.shape))  # (b, L, C)
         mse = residual.square().mean(dim=1, dtype=torch.float64)  # (b, L, C) -> (b, C)
         sign = torch.where(residual.sum(dim=1) >= 0, 1.0, -1.0).double()  # (b, L, C) -> (b, C)
-        return mse.numpy(), sign.numpy()
+        scale = getattr(self, "sensor_scale_", None)
+        return (mse.numpy() if scale is None else mse.numpy() / scale), sign.numpy()
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
         return self._sensor_errors(X)[0].mean(axis=1)  # (b, C) -> (b,)
@@ -293,7 +303,13 @@ class BaseDetector:
         self.n_features_in_ = n_sensors
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
-        self.val_scores_ = self.score(X_train if X_val is None else X_val)
+        calibration = X_train if X_val is None else X_val
+        self.sensor_scale_ = None
+        if self.error_scaling == "sensor":
+            spread = np.abs(self.contributions(calibration)).std(axis=0)
+            # a sensor with no spread (constant, or one window) keeps its raw error
+            self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
+        self.val_scores_ = self.score(calibration)
         self.threshold_ = percentile_threshold(self.val_scores_, self.threshold_percentile,
                                                self.threshold_coefficient)
         return self
@@ -375,6 +391,7 @@ class BaseDetector:
                 "threshold_": self.threshold_,
                 "best_epoch_": self.best_epoch_,
                 "history_": self.history_,
+                "sensor_scale_": None if self.sensor_scale_ is None else self.sensor_scale_.tolist(),
             },
         }
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_plain))
@@ -409,5 +426,7 @@ class BaseDetector:
         detector.threshold_ = fitted["threshold_"]
         detector.best_epoch_ = fitted["best_epoch_"]
         detector.history_ = fitted["history_"]
+        scale = fitted.get("sensor_scale_")  # absent in detectors saved before error_scaling existed
+        detector.sensor_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
         detector.val_scores_ = np.load(path / VAL_SCORES_FILE, allow_pickle=False)
         return detector

@@ -141,12 +141,16 @@ class VAEDetector(BaseDetector):
         return torch.randn(n_samples, self.model_.latent, generator=generator)
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
+        if self.error_scaling == "sensor":  # scaled reconstruction errors of the mean decoding
+            return super()._score_batch(X)
         x, eps = self._model_input(X), self._eps(self.n_score_samples)
         if self.score_method == "elbo":
             return self.model_.negative_elbo(x, eps).double().numpy()
         return -self.model_.log_likelihood(x, eps).double().numpy()
 
     def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
+        if self.error_scaling == "sensor":
+            return super()._score_and_contributions_batch(X)
         return np.column_stack([self._score_batch(X), self._contributions_batch(X)])
 
     def _sample_batch_size(self, n_samples: int) -> int:

@@ -37,7 +37,7 @@ from monitoring.importers import import_file
 from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_windows, nab_file_score,
                                 nab_normalised, nab_probationary_rows, point_counts)
 from monitoring.scoring import score_stream
-from monitoring.training import fit_candidate, prepare_training
+from monitoring.training import fit_bundle, prepare_training
 
 SKAB_TRAIN_ROWS = 400
 SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
@@ -56,8 +56,7 @@ class BenchSettings:
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
     window: int = 20
     max_gap_intervals: float = 5.0
-    val_fraction: float = 0.3
-    holdout_fraction: float = 0.3
+    val_fraction: float = 0.2  # the last part of the training rows: early stopping and the threshold
     detector_params: dict = field(default_factory=lambda: {"epochs": 60, "n_threads": 1, "progress": False})
     kind_params: dict = field(default_factory=dict)
     threshold: ThresholdRule = ThresholdRule(percentile=99.0, coefficient=1.2)
@@ -67,6 +66,9 @@ class BenchSettings:
     differenced: tuple[str, ...] = ("Temperature", "Thermocouple")
     ensemble: bool = True
     seeds: tuple[int, ...] = (0,)
+    # NAB: alarms less than this many rows apart are one incident with one detection (its
+    # first row), as aemon merges flagged windows into incidents
+    merge_rows: int = 0
 
     @property
     def detectors(self) -> list[str]:
@@ -90,6 +92,7 @@ class BenchRow:
     rows: int
     nab: dict[str, float]
     counts: PointCounts | None = None  # SKAB only: pooled pointwise counts
+    per_file: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # seed, asset, counts per file
 
     def to_dict(self) -> dict:
         out = {"detector": self.detector}
@@ -152,11 +155,11 @@ def _models(file: _File, sensors: list[str], settings: BenchSettings, seed: int,
     """(detector name, something with score_readings) for every detector of the settings."""
     train = file.readings.iloc[:file.train_rows]
     data = prepare_training(train, stream=stream, sensors=sensors, spec=file.spec, label_columns=label_columns,
-                            val_fraction=settings.val_fraction, holdout_fraction=settings.holdout_fraction,
+                            val_fraction=settings.val_fraction, holdout_fraction=0.0,
                             train_stride=1, differenced=[s for s in settings.differenced if s in sensors])
     bundles = []
     for kind in settings.kinds:
-        bundle = fit_candidate(data, kind, settings.params_of(kind, seed), settings.threshold).bundle
+        bundle, _ = fit_bundle(data, kind, settings.params_of(kind, seed), settings.threshold)
         bundles.append(bundle)
         yield kind, bundle
     if ENSEMBLE in settings.detectors:
@@ -179,6 +182,7 @@ def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], lab
          progress: Callable[[str], None]) -> list[BenchRow]:
     counts: dict[str, list[PointCounts]] = {d: [] for d in settings.detectors}
     nab: dict[str, list[NabFileScore]] = {d: [] for d in settings.detectors}
+    per_file: dict[str, list[dict]] = {d: [] for d in settings.detectors}
     for seed in settings.seeds:
         for i, file in enumerate(files):
             progress(f"seed {seed}: {file.asset} ({i + 1}/{len(files)})")
@@ -188,13 +192,19 @@ def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], lab
                 if pointwise is not None:
                     counts[name].append(pointwise)
                 nab[name].append(nab_score)
+                per_file[name].append({
+                    "seed": seed, "asset": file.asset, "alarm_rows": int(alarms[file.train_rows:].sum()),
+                    **({f"point_{k}": getattr(pointwise, k) for k in ("tp", "fp", "fn", "tn")} if pointwise else {}),
+                    "nab_tp": nab_score.tp, "nab_fp": nab_score.fp, "nab_fn": nab_score.fn,
+                    "nab_raw_standard": nab_score.raw["standard"]})
     rows = []
     scored_rows = sum(len(f.readings) - f.train_rows for f in files)
     for name in settings.detectors:
         pooled = sum(counts[name][1:], counts[name][0]) if counts[name] else None
         if pooled is not None and len(settings.seeds) > 1:  # the mean over seeds, as counts
             pooled = _mean_counts(pooled, len(settings.seeds))
-        rows.append(BenchRow(name, len(files), scored_rows, nab_normalised(nab[name]), pooled))
+        rows.append(BenchRow(name, len(files), scored_rows, nab_normalised(nab[name]), pooled,
+                             pd.DataFrame(per_file[name])))
     return rows
 
 
@@ -216,6 +226,15 @@ def _home(work_dir: Path | None) -> tuple[Path, Path, tempfile.TemporaryDirector
 def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
     with warehouse.connect(db_path) as con:
         return warehouse.read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
+
+
+def alarm_onsets(alarms: np.ndarray, merge_rows: int = 0) -> np.ndarray:
+    """Rows where an incident starts: an alarm with no alarm in the `merge_rows` rows before
+    it (0: every switch from off to on)."""
+    alarms = np.asarray(alarms, dtype=bool)
+    recent = np.concatenate([[0], np.cumsum(alarms)])  # alarms before row i: recent[i]
+    lookback = np.maximum(np.arange(len(alarms)) - max(merge_rows, 1), 0)
+    return alarms & (recent[:-1] - recent[lookback] == 0)
 
 
 def _has_labels(path: Path) -> bool:
@@ -278,7 +297,7 @@ def run_nab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, 
                                nab_windows(data_dir, path.name)))
 
         def judge(file: _File, alarms: np.ndarray) -> tuple[None, NabFileScore]:
-            onsets = alarms & ~np.concatenate([[False], alarms[:-1]])
+            onsets = alarm_onsets(alarms, settings.merge_rows)
             return None, nab_file_score(file.readings["timestamp"], onsets, file.windows,
                                         probationary_rows=file.train_rows)
 

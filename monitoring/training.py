@@ -145,8 +145,9 @@ def prepare_training(
     training or evaluation data, such as machine-off readings, maintenance, past incidents.
     `differenced`: slow sensors the detectors see as changes (features.differencing); the
     evaluation readings stay as read, since the bundle differences what it scores."""
-    if not 0 < holdout_fraction < 1:
-        raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be between 0 and 1")
+    if not 0 <= holdout_fraction < 1:
+        raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be >= 0 and < 1 (0: no holdout, "
+                                "every validation window calibrates; such a training cannot be evaluated)")
     frame = frame.copy()
     frame[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
     data = make_training_set(
@@ -156,7 +157,8 @@ def prepare_training(
     used = frame[(frame["timestamp"] >= data.start) & (frame["timestamp"] <= data.end)]
     val_start = pd.Timestamp(data.val.start.min())
     holdout_start = val_start + (data.end - val_start) * (1 - holdout_fraction)
-    calibration = data.val.take(data.val.end < np.datetime64(holdout_start, "ns"))
+    calibration = data.val.take(data.val.end < np.datetime64(holdout_start, "ns") if holdout_fraction else
+                                np.ones(len(data.val), dtype=bool))
     if len(calibration) < MIN_CALIBRATION_WINDOWS:
         raise TrainingDataError(
             f"only {len(calibration)} calibration windows between {val_start} and {holdout_start}; need >= "
@@ -223,9 +225,9 @@ def with_threshold(bundle: ModelBundle, calibration_scores: np.ndarray, rule: Th
     return bundle
 
 
-def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> Candidate:
-    """Fit one detector kind on the training windows, set its threshold by `rule` on the
-    calibration windows, and evaluate it."""
+def fit_bundle(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> tuple[ModelBundle, float]:
+    """Fit one detector kind on the training windows and set its threshold by `rule` on the
+    calibration windows: the bundle and the seconds the fit took."""
     overlap = [p for p in THRESHOLD_PARAMS if p in params]
     if overlap:
         raise TrainingDataError(f"{overlap} come from the threshold rule, not from the detector parameters")
@@ -236,9 +238,14 @@ def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRu
     seconds = time.perf_counter() - started
     bundle = ModelBundle(stream=data.stream, sensors=list(data.sensors), spec=data.spec, scaler=data.scaler,
                          detector=detector, differenced=list(data.differenced))
-    bundle = with_threshold(bundle, detector.val_scores_, rule)
+    return with_threshold(bundle, detector.val_scores_, rule), seconds
+
+
+def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> Candidate:
+    """fit_bundle, then the bundle evaluated on the held-out (and labeled) windows."""
+    bundle, seconds = fit_bundle(data, kind, params, rule)
     logged = {
-        **{f"detector.{k}": v for k, v in detector.get_params().items()},
+        **{f"detector.{k}": v for k, v in bundle.detector.get_params().items()},
         "detector.kind": kind,
         "threshold.rule": rule.name,
         **data.params,

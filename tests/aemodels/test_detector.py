@@ -184,7 +184,7 @@ def test_get_params_are_the_constructor_arguments():
     assert list(params) == AutoencoderDetector.param_names()
     assert set(params) == {"hidden", "latent", "activation", "dropout", "output_activation", "epochs", "batch_size",
                            "learning_rate", "weight_decay", "patience", "grad_clip", "denoise", "noise_level",
-                           "threshold_percentile", "threshold_coefficient", "random_state", "n_threads", "device",
+                           "threshold_percentile", "threshold_coefficient", "error_scaling", "random_state", "n_threads", "device",
                            "progress"}
     json.dumps(params)
     assert AutoencoderDetector(**params).get_params() == params
