@@ -251,6 +251,7 @@ def test_inference_rejects_nan(fitted, windows):
     ({"epochs": 0}, "epochs=0"),
     ({"threshold_percentile": 0.0}, "percentile q=0.0"),
     ({"threshold_coefficient": -1.0}, "coefficient=-1.0"),
+    ({"error_scaling": "max"}, "error_scaling=.max."),
 ])
 def test_fit_rejects_bad_hyperparameters(windows, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -270,3 +271,26 @@ def test_score_with_contributions_equals_the_two_calls(fitted_for_combined):
 def fitted_for_combined():
     X = np.random.default_rng(1).normal(size=(40, 6, 3)).astype(np.float32)
     return AutoencoderDetector(hidden=(8,), latent=2, epochs=2, n_threads=1).fit(X[:30], X[30:]), X[30:]
+
+
+@pytest.mark.parametrize("kind", ["mlp_ae", "vae"])
+def test_sensor_error_scaling_divides_each_sensor_by_its_calibration_spread(windows, kind, tmp_path):
+    from aemodels import make_detector
+
+    params = dict(epochs=4, n_threads=1, random_state=0, **({"hidden": (32, 16), "latent": 4}))
+    plain = make_detector(kind, **params).fit(windows["train"], windows["val"])
+    scaled = make_detector(kind, error_scaling="sensor", **params).fit(windows["train"], windows["val"])
+    assert plain.sensor_scale_ is None
+    # the same network (same seed and data); only the score differs
+    np.testing.assert_array_equal(plain.reconstruct(windows["test"]), scaled.reconstruct(windows["test"]))
+    raw = np.abs(plain.contributions(windows["val"]))  # per-sensor squared errors of the calibration windows
+    np.testing.assert_allclose(scaled.sensor_scale_, raw.std(axis=0))
+    expected = (np.abs(plain.contributions(windows["test"])) / scaled.sensor_scale_).mean(axis=1)
+    np.testing.assert_allclose(scaled.score(windows["test"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.abs(scaled.contributions(windows["test"])).mean(axis=1),
+                               scaled.score(windows["test"]), rtol=1e-6)
+    assert scaled.threshold_ == pytest.approx(np.percentile(scaled.score(windows["val"]), 99.0))
+    scaled.save(tmp_path / "m")
+    loaded = type(scaled).load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.sensor_scale_, scaled.sensor_scale_)
+    np.testing.assert_array_equal(loaded.score(windows["test"]), scaled.score(windows["test"]))

@@ -78,3 +78,39 @@ def test_labeled_windows_count_as_anomalous_even_inside_a_past_incident(small_st
     after = evaluate_bundle(candidate.bundle, excluded.evaluation)
     assert before.anomalous.sum() > 0
     assert after.anomalous.sum() == before.anomalous.sum()
+
+
+def test_differenced_sensors_train_and_score_as_changes(small_stream, tmp_path):
+    from features.differencing import difference
+    from monitoring.bundle import ModelBundle
+    from monitoring.detectors import ThresholdRule
+    from monitoring.training import fit_bundle
+
+    frame = small_stream.readings
+    slow = [SENSORS[0]]
+    data = prepare(frame, differenced=slow)
+    assert data.differenced == slow and data.params["differenced"] == slow[0]
+    plain = prepare(frame)
+    changed = difference(frame, slow)
+    # the scaler saw the changes, not the levels, of the slow sensor
+    assert data.scaler.mean_[0] == pytest.approx(0.0, abs=changed[slow[0]].std())
+    assert data.scaler.scale_[0] < plain.scaler.scale_[0]
+    bundle, _ = fit_bundle(data, "mlp_ae", {"epochs": 2, "n_threads": 1}, ThresholdRule())
+    assert bundle.differenced == slow
+    # the bundle differences raw readings itself, like the training did
+    raw = bundle.score_readings(frame[bundle.input_columns()])
+    windows, _ = bundle.windows(frame)
+    by_hand = data.scaler.transform(changed[list(SENSORS)].to_numpy())
+    assert np.allclose(windows.X[0], by_hand[frame.index[(frame["asset"] == windows.asset[0])]][:SPEC.size], atol=1e-5)
+    loaded = ModelBundle.load(bundle.save(tmp_path / "bundle"))
+    assert loaded.differenced == slow
+    pd.testing.assert_frame_equal(loaded.score_readings(frame[bundle.input_columns()]), raw)
+
+
+def test_no_holdout_calibrates_on_every_validation_window(small_stream):
+    with_holdout = prepare(small_stream.readings)
+    without = prepare(small_stream.readings, holdout_fraction=0.0)
+    assert len(without.calibration) > len(with_holdout.calibration)
+    assert without.calibration.end.max() > with_holdout.calibration.end.max()  # up to the range's end
+    with pytest.raises(TrainingDataError, match="holdout_fraction=1.0"):
+        prepare(small_stream.readings, holdout_fraction=1.0)
