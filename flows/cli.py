@@ -194,11 +194,12 @@ app.add_typer(bench_app, name="bench")
 JsonOption = typer.Option(False, "--json", help="One JSON object per detector and line; nothing else on stdout.")
 WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB file here (default: a temporary "
                                               "folder, removed afterwards).")
-SeedsOption = typer.Option("0", "--seeds", help="Comma-separated seeds; figures are the mean over them.")
+SeedsOption = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2); figures are the mean "
+                                                  "over them.")
 KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all, plus the ensemble).")
 
 
-def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds: str, kinds: Optional[str],
+def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds: Optional[str], kinds: Optional[str],
            config: Optional[Path]) -> None:
     import json
 
@@ -206,7 +207,7 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds:
 
     cfg = load(config)
     try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else ()
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
     settings = benchmarks.with_overrides(
@@ -250,7 +251,7 @@ def print_bench(dataset: str, rows, seconds: float) -> None:
 
 @bench_app.command("skab")
 def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-               seeds: str = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+               seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
     _bench("skab", data, as_json, work, seeds, kinds, config)
@@ -258,7 +259,7 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Option
 
 @bench_app.command("nab")
 def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-              seeds: str = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+              seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
     """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile."""
     _bench("nab", data, as_json, work, seeds, kinds, config)

@@ -14,7 +14,7 @@ from monitoring.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_sk
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SKAB_PICK = [("valve1", "0.csv"), ("valve2", "1.csv")]
-FAST = {"epochs": 15, "n_threads": 1, "progress": False}
+FAST = {**BenchSettings().detector_params, "epochs": 15}  # the defaults, trained shorter
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def skab_two(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def skab_run(skab_two, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
-    return run_skab(skab_two, BenchSettings(detector_params=FAST), work_dir=work), work
+    return run_skab(skab_two, BenchSettings(detector_params=FAST, seeds=(0,)), work_dir=work), work
 
 
 def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
@@ -59,7 +59,8 @@ def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, mon
     monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AEMON_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae"])
+    result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae",
+                                        "--seeds", "0"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["detector"] for line in lines] == ["mlp_ae"]
@@ -87,7 +88,7 @@ def test_nab_bench_scores_after_the_probationary_period(tmp_path):
     name = "rogue_agent_key_hold.csv"
     (data / name).symlink_to(DATA / "nab" / name)
     (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
-    rows = run_nab(data, BenchSettings(kinds=("mlp_ae",), detector_params=FAST))
+    rows = run_nab(data, BenchSettings(kinds=("mlp_ae",), detector_params=FAST, seeds=(0,)))
     assert [r.detector for r in rows] == ["mlp_ae"]
     d = rows[0].to_dict()
     assert set(d) == {"detector", "nab_standard", "nab_low_fp", "nab_low_fn", "files"} and d["files"] == 1
@@ -113,6 +114,21 @@ def test_ensemble_flags_the_mean_severity_above_one():
     assert scored["score"].tolist() == pytest.approx([0.5, 0.95, 1.6])
     assert scored["is_anomaly"].tolist() == [False, False, True]
     assert (scored["threshold"] == 1.0).all()
+
+
+def test_nab_detections_are_incident_starts():
+    alarms = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
+    assert benchmarks.alarm_onsets(alarms).astype(int).tolist() == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
+    # alarms at most 2 rows apart are one incident
+    assert benchmarks.alarm_onsets(alarms, 2).astype(int).tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+
+
+def test_seeds_average_the_counts():
+    rows = BenchSettings(seeds=(0, 1))
+    assert rows.seeds == (0, 1)
+    mean = benchmarks._mean_counts(benchmarks.PointCounts(10, 4, 2, 20), 2)
+    assert (mean.tp, mean.fp, mean.fn, mean.tn) == (5, 2, 1, 10)
+    assert mean.f1 == pytest.approx(10 / (10 + 3))
 
 
 def test_bench_spec_uses_the_median_step():
