@@ -168,8 +168,9 @@ def overlap_f1(y_true, y_pred, timestamps=None) -> EventCounts:
         position = np.arange(len(truth), dtype=np.int64)
     else:
         position = _timestamps(timestamps, len(truth)).asi8
-    expected = [(position[a], position[b] + 1) for a, b in events(truth)]
-    observed = [(position[a], position[b] + 1) for a, b in events(pred)]
+    # Python ints: the product of two nanosecond distances overflows int64.
+    expected = [(int(position[a]), int(position[b]) + 1) for a, b in events(truth)]
+    observed = [(int(position[a]), int(position[b]) + 1) for a, b in events(pred)]
 
     def overlaps(e, o) -> bool:
         return (e[0] - o[1]) * (e[1] - o[0]) < 0
@@ -316,7 +317,8 @@ class NabFileScore:
     fn: int
     n_windows_unscored: int = 0
     scoring: str = "nab"
-    detail: pd.DataFrame = field(default=None, repr=False, compare=False)  # per window: start, end, detected, first_detection
+    # per window: start, end, first_detection (NaT if none), detected
+    detail: pd.DataFrame = field(default=None, repr=False, compare=False)
 
 
 _NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds: "no detection yet"

@@ -117,6 +117,14 @@ def test_overlap_needs_a_shared_row_and_works_on_timestamps():
     assert overlap_f1(rows(8, 2, 3, 4), rows(8, 4, 5), irregular) == EventCounts(tp=1, fp=0, fn=0)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an int64 overflow would give a random sign
+def test_overlap_on_timestamps_far_apart():
+    ts = stamps(20_000, "1h")  # distances of ~1e16 ns: their product does not fit in int64
+    y_true, y_pred = rows(20_000, 10, 11, 12), rows(20_000, 15_000, 15_001)
+    assert overlap_f1(y_true, y_pred, ts) == EventCounts(tp=0, fp=1, fn=1)
+    assert overlap_f1(y_true, y_pred | rows(20_000, 12), ts) == EventCounts(tp=1, fp=1, fn=0)
+
+
 def test_overlap_without_predictions_has_nan_precision():
     counts = overlap_f1(rows(5, 1), rows(5))
     assert counts == EventCounts(tp=0, fp=0, fn=1)
