@@ -92,12 +92,6 @@ def point_alarms(timestamps, window_end, flagged) -> np.ndarray:
     return np.where(latest >= 0, flags[np.maximum(latest, 0)], False)
 
 
-def alarm_onsets(alarms) -> np.ndarray:
-    """Rows where an alarm starts (rising edges; an alarm on at the first row starts there)."""
-    on = np.asarray(alarms, dtype=bool)
-    return on & ~np.concatenate(([False], on[:-1]))
-
-
 @dataclass(frozen=True)
 class LabelEvaluation:
     """Alarms against labels, pooled over assets (each asset one series)."""
@@ -146,7 +140,7 @@ def evaluate_alarms(frame: pd.DataFrame) -> LabelEvaluation:
         adjusted += m.point_counts(truth, m.point_adjust(truth, alarm))
         events = m.overlap_f1(truth, alarm, stamps)
         tp, fp, fn = tp + events.tp, fp + events.fp, fn + events.fn
-        onsets = alarm_onsets(alarm)
+        onsets = m.onsets(alarm)
         n_alarms += int(onsets.sum())
         nab_files.append(m.nab_file_score(stamps, onsets, m.label_windows(stamps, truth)))
         table = m.detection_times(truth, alarm, stamps)

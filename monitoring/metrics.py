@@ -108,6 +108,20 @@ def events(mask) -> np.ndarray:
     return np.column_stack((starts, ends)).astype(np.int64).reshape(-1, 2)
 
 
+def onsets(mask) -> np.ndarray:
+    """Rows where a run of True starts (rising edges; True at the first row starts a run)."""
+    on = _mask(mask, "mask")
+    return on & ~np.concatenate(([False], on[:-1]))
+
+
+def changepoint_detections(y_pred) -> np.ndarray:
+    """Both edges of each predicted run, as SKAB's notebooks turn point predictions into
+    changepoint predictions (`abs(prediction.diff())`, the first row kept as it is): rows
+    where the prediction switches on or off. Pass these to nab_file_score(scoring="skab")."""
+    pred = _mask(y_pred, "y_pred")
+    return pred != np.concatenate(([False], pred[:-1]))
+
+
 def point_adjust(y_true, y_pred) -> np.ndarray:
     """The usual point adjustment: when any point of a true event is flagged, every point of
     that event counts as flagged; points outside true events keep their prediction.

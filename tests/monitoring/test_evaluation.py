@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.evaluation import alarm_onsets, evaluate_alarms, point_alarms
+from monitoring.evaluation import evaluate_alarms, point_alarms
 from monitoring.metrics import PointCounts
 
 T0 = pd.Timestamp("2026-01-01")
@@ -37,10 +37,6 @@ def test_unsorted_readings_are_refused():
         point_alarms(minutes(2, 1), minutes(1), [True])
 
 
-def test_alarm_onsets_are_rising_edges():
-    assert alarm_onsets([1, 1, 0, 1, 0, 0, 1, 1]).tolist() == [bool(v) for v in [1, 0, 0, 1, 0, 0, 1, 0]]
-
-
 def test_evaluate_alarms_pools_assets():
     ts = minutes(*range(8))
     frame = pd.concat([
@@ -62,3 +58,32 @@ def test_evaluate_alarms_pools_assets():
     position = -2 / 3
     tp_score = (2 / (1 + np.exp(5 * position)) - 1) / (2 / (1 + np.exp(-5)) - 1)
     assert metrics["nab_standard"] == pytest.approx(100 * (tp_score - 0.11 + 1) / 2)
+
+
+def scored_windows(asset, ends, flags, excluded=None):
+    ends = minutes(*ends)
+    return pd.DataFrame({
+        "asset": asset, "window_start": ends - pd.Timedelta(minutes=2), "window_end": ends, "score": 1.0,
+        "threshold": 0.5, "is_anomaly": flags, "severity": 2.0, "top_sensors": "a", "contributions": "{}",
+        "excluded": excluded if excluded is not None else [False] * len(flags),
+    })
+
+
+def test_latest_window_flags_take_each_windows_latest_scoring(tmp_path):
+    from monitoring import warehouse
+
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        warehouse.write_window_results(con, "s", scored_windows("p1", [3, 4, 5, 6], [True] * 4), "s-detector", 1)
+        # a retrained version rescored windows ending at 5 and 6 later: it clears them
+        warehouse.write_window_results(con, "s", scored_windows("p1", [5, 6], [False, False]), "s-detector", 2)
+        warehouse.write_window_results(con, "s", scored_windows("p2", [4], [True], excluded=[True]), "s-detector", 1)
+        latest = warehouse.latest_window_flags(con, "s")
+        only_v1 = warehouse.latest_window_flags(con, "s", version=1)
+        from_5 = warehouse.latest_window_flags(con, "s", start=T0 + pd.Timedelta(minutes=5))
+    p1 = latest[latest["asset"] == "p1"]
+    assert p1["flagged"].tolist() == [True, True, False, False] and p1["model_version"].tolist() == [1, 1, 2, 2]
+    assert latest[latest["asset"] == "p2"]["flagged"].tolist() == [False]  # excluded: never flagged
+    assert only_v1[only_v1["asset"] == "p1"]["flagged"].tolist() == [True] * 4
+    # from minute 5: the windows ending then and after, plus the last one before (the opening state)
+    assert from_5[from_5["asset"] == "p1"]["window_end"].tolist() == list(minutes(4, 5, 6))
+    assert from_5[from_5["asset"] == "p2"]["window_end"].tolist() == list(minutes(4))

@@ -7,9 +7,9 @@ import pytest
 
 from monitoring.errors import MetricsInputError
 from monitoring.metrics import (
-    NAB_PROFILES, EventCounts, PointCounts, changepoint_windows, detection_times, events, label_windows,
+    NAB_PROFILES, EventCounts, NabProfile, PointCounts, changepoint_detections, changepoint_windows, detection_times, events, label_windows,
     mean_delay, mean_forewarning, nab_file_score, nab_normalised, nab_probationary_rows, overlap_f1,
-    point_adjust, point_counts,
+    onsets, point_adjust, point_counts,
 )
 
 T0 = pd.Timestamp("2026-01-01")
@@ -74,6 +74,14 @@ def test_bad_inputs_name_the_argument():
 def test_events_are_runs_of_true():
     assert events([1, 1, 0, 1, 0, 0, 1]).tolist() == [[0, 1], [3, 3], [6, 6]]
     assert events([0, 0]).shape == (0, 2)
+
+
+def test_onsets_and_changepoint_detections():
+    pred = [1, 1, 0, 1, 0, 0, 1, 1]
+    assert onsets(pred).tolist() == [bool(v) for v in [1, 0, 0, 1, 0, 0, 1, 0]]
+    # SKAB: abs(diff) with the first row kept: switching on and off
+    assert changepoint_detections(pred).tolist() == [bool(v) for v in [1, 0, 1, 1, 1, 0, 1, 0]]
+    assert changepoint_detections([0, 0, 1]).tolist() == [False, False, True]
 
 
 def test_point_adjust_fills_detected_events_only():
@@ -174,6 +182,14 @@ def test_nab_detection_at_right_edge_scores_near_zero():
     score = nab(199).raw["standard"]
     assert 0 < score < 0.03
     assert nab(150).raw["standard"] > nab(180).raw["standard"] > score  # earlier is better
+
+
+def test_nab_right_edge_tp_and_next_row_fp_cancel_out():
+    # NAB's own check (tests/integration/true_positive_test.py, testTruePositiveAtRightEdgeOfWindow):
+    # with unit weights, TP at the right edge + FP just after + 1 (that run's missed window) ~ 0
+    unit = {"unit": NabProfile(1.0, 1.0, 1.0)}
+    total = nab(199, profiles=unit).raw["unit"] + nab(200, profiles=unit).raw["unit"] + 1
+    assert total == pytest.approx(0.0, abs=1e-3)
 
 
 def test_nab_only_the_first_detection_in_a_window_counts():
