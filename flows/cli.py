@@ -185,8 +185,8 @@ def evaluate(
 
 EVALUATION_ROWS = [
     ("precision", "pointwise precision"), ("recall", "pointwise recall"),
-    ("f1", "pointwise F1 (SKAB: tp / (tp + (fn + fp) / 2))"), ("far", "false alarm rate fp / (fp + tn)"),
-    ("mar", "missed alarm rate fn / (fn + tp)"),
+    ("f1", "pointwise F1 (SKAB: tp / (tp + (fn + fp) / 2))"), ("far", "false alarm rate %, fp / (fp + tn)"),
+    ("mar", "missed alarm rate %, fn / (fn + tp)"),
     ("f1_point_adjusted", "point-adjusted F1 (optimistic: one alarm earns the whole event)"),
     ("event_precision", "event precision (overlap)"), ("event_recall", "event recall (overlap)"),
     ("event_f1", "event F1 (overlap)"), ("nab_standard", "NAB standard"), ("nab_low_fp", "NAB reward low FP"),
@@ -198,7 +198,9 @@ EVALUATION_ROWS = [
 def print_evaluation(row: dict, stored: bool) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame([(label, row[key]) for key, label in EVALUATION_ROWS], columns=["metric", "value"])
+    percent = {"far", "mar"}  # stored as fractions, shown as SKAB prints them
+    frame = pd.DataFrame([(label, row[key] * (100 if key in percent else 1)) for key, label in EVALUATION_ROWS],
+                         columns=["metric", "value"])
     frame["value"] = frame["value"].astype(float)
     print_frame(frame, title=f"{row['stream']}: {row['model_name']} v{row['model_versions']}, "
                              f"{row['range_start']:%Y-%m-%d %H:%M} .. {row['range_end']:%Y-%m-%d %H:%M}")
