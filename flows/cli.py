@@ -244,6 +244,82 @@ def import_nab(data: Path = DataOption, stream: Optional[str] = typer.Option(Non
     _import("nab", data, stream, config)
 
 
+bench_app = typer.Typer(help="Benchmark the detectors on a public labeled data set (read in place).",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+JsonOption = typer.Option(False, "--json", help="One JSON object per detector and line; nothing else on stdout.")
+WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB file here (default: a temporary "
+                                              "folder, removed afterwards).")
+SeedsOption = typer.Option("0", "--seeds", help="Comma-separated seeds; figures are the mean over them.")
+KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all, plus the ensemble).")
+
+
+def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds: str, kinds: Optional[str],
+           config: Optional[Path]) -> None:
+    import json
+
+    from monitoring import benchmarks
+
+    cfg = load(config)
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
+    settings = benchmarks.with_overrides(
+        benchmarks.BenchSettings(), seeds=seed_list or None,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None)
+    unknown = [k for k in settings.kinds if k not in benchmarks.DETECTOR_KINDS]
+    if unknown:
+        fail(f"--kinds: unknown {unknown}; expected some of {list(benchmarks.DETECTOR_KINDS)}")
+    quiet_libraries()
+    run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
+    started = time.perf_counter()
+    with err_console.status(f"bench {dataset}") as status:
+        rows = run(data, settings, work_dir=work, progress=lambda message: status.update(f"bench {dataset}: {message}"))
+    seconds = time.perf_counter() - started
+    benchmarks.log_bench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings, rows, seconds)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.to_dict()))
+        return
+    print_bench(dataset, rows, seconds)
+
+
+def print_bench(dataset: str, rows, seconds: float) -> None:
+    from monitoring.benchmarks import published
+
+    reference = published(dataset)
+    columns = ["detector", *([] if dataset == "nab" else ["F1", "FAR %", "MAR %"]),
+               "NAB standard", "NAB low FP", "NAB low FN"]
+    table = Table(*columns, title=f"{dataset}: {rows[0].files if rows else 0} files, {seconds:.0f} s "
+                                  "(aemon rows: causal alarms; published rows: as their authors report)")
+    for row in rows:
+        d = row.to_dict()
+        cells = [d["detector"]]
+        if dataset != "nab":
+            cells += [f"{d['f1']:.3f}", f"{d['far']:.2f}", f"{d['mar']:.2f}"]
+        table.add_row(*cells, *(f"{d[k]:.2f}" for k in ("nab_standard", "nab_low_fp", "nab_low_fn")))
+    for name, values in reference:
+        table.add_row(f"[dim]{name} (published)[/]", *(f"[dim]{v}[/]" for v in values))
+    console.print(table)
+
+
+@bench_app.command("skab")
+def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
+               seeds: str = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+    """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
+    changepoint NAB score (60 s windows right of each changepoint)."""
+    _bench("skab", data, as_json, work, seeds, kinds, config)
+
+
+@bench_app.command("nab")
+def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
+              seeds: str = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+    """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
+    rest; one normalised score per profile."""
+    _bench("nab", data, as_json, work, seeds, kinds, config)
+
+
 @app.command()
 def train(
     stream: str,

@@ -205,6 +205,9 @@ class StreamSettings(Settings):
     asset_column: str | None = "asset"
     asset_id: str | None = None  # a fixed asset id; "{file}" stands for the file's name
     label_columns: tuple[str, ...] = ()
+    # slow sensors (thermal channels) the detectors see as changes between readings
+    # (features.differencing): their drift and a level kept after a fault are not anomalies
+    differenced: tuple[str, ...] = ()
     layout: str = Field("wide", pattern="^(wide|long)$")
     sensor_column: str = "sensor"  # long layout
     value_column: str = "value"  # long layout
@@ -235,6 +238,13 @@ class StreamSettings(Settings):
     def _one_asset_source(self):
         if (self.asset_column is None) == (self.asset_id is None):
             raise ValueError("set exactly one of asset_column (a column naming the asset) or asset_id (a fixed id)")
+        return self
+
+    @model_validator(mode="after")
+    def _differenced_are_sensors(self):
+        unknown = [s for s in self.differenced if self.sensors and s not in self.sensors]
+        if unknown:
+            raise ValueError(f"differenced: {unknown} are not among the stream's sensors {list(self.sensors)}")
         return self
 
     @model_validator(mode="after")

@@ -47,6 +47,7 @@ def train_detectors(
         label_columns=labels, start=start, end=end,
         val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
         train_stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
+        differenced=list(settings.differenced),
     )
     kinds = list(settings.detectors.kinds)
     rule = settings.threshold.rule()

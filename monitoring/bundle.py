@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from aemodels.base import BaseDetector
+from features.differencing import difference
 from features.scaling import StandardScaler
 from features.windows import WindowSet, WindowSpec, window_frame
 from monitoring.errors import BundleInputError
@@ -34,6 +35,7 @@ class ModelBundle:
     # rule that chose `threshold`; kept for comparison, never used in place of it.
     thresholds: dict[str, float] = field(default_factory=dict)
     threshold_rule: str = ""
+    differenced: list[str] = field(default_factory=list)  # slow sensors seen as changes (features.differencing)
 
     @property
     def threshold(self) -> float:
@@ -79,6 +81,7 @@ class ModelBundle:
         spec = self.spec if stride is None else replace(self.spec, stride=stride)
         readings = frame[[*self.input_columns(), *extra_columns]].copy()
         readings["timestamp"] = pd.to_datetime(readings["timestamp"])
+        readings = difference(readings, self.differenced)
         readings[self.sensors] = self.scaler.transform(readings[self.sensors].to_numpy(dtype=np.float64))
         both = window_frame(readings, [*self.sensors, *extra_columns], spec)
         n = len(self.sensors)
@@ -122,6 +125,7 @@ class ModelBundle:
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "thresholds": self.thresholds,
+            "differenced": self.differenced,
         }
         (path / "bundle.json").write_text(json.dumps(meta, indent=2))
         self.detector.save(path / "detector")
@@ -141,6 +145,7 @@ class ModelBundle:
             detector=detector,
             thresholds=dict(meta.get("thresholds", {})),
             threshold_rule=meta.get("threshold_rule", ""),
+            differenced=list(meta.get("differenced", [])),
         )
 
 

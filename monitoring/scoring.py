@@ -46,9 +46,11 @@ def score_stream(
     *,
     full: bool = False,
     exclusions: Exclusions | None = None,
+    assets: list[str] | None = None,
 ) -> ScoreResult:
+    """Score the new readings of every asset of `stream` (or only of `assets`)."""
     with warehouse.connect(db_path) as con:
-        assets = warehouse.list_assets(con, stream)
+        assets = warehouse.list_assets(con, stream) if assets is None else list(assets)
         marks = {} if full else warehouse.get_watermarks(con, stream)
         pending = warehouse.get_rescore_ranges(con, stream)
     results = []

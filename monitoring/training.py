@@ -22,12 +22,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from aemodels.base import BaseDetector
+from features.differencing import difference
 from features.exclusions import Exclusions, rows_in_intervals
 from features.training_set import labeled_mask, make_training_set
 from features.windows import WindowSet, WindowSpec
@@ -119,6 +120,7 @@ class TrainingData:
     data_hash: str
     start: pd.Timestamp
     end: pd.Timestamp
+    differenced: list[str] = field(default_factory=list)
 
 
 def prepare_training(
@@ -135,18 +137,21 @@ def prepare_training(
     train_stride: int | None = None,
     exclusions=None,
     excluded_intervals: pd.DataFrame | None = None,
+    differenced: list[str] | tuple[str, ...] = (),
 ) -> TrainingData:
     """Scaled train / calibration windows and the evaluation data of one training range.
 
     `exclusions` and `excluded_intervals` (see exclusion_mask): rows that are never normal
-    training or evaluation data, such as machine-off readings, maintenance, past incidents."""
+    training or evaluation data, such as machine-off readings, maintenance, past incidents.
+    `differenced`: slow sensors the detectors see as changes (features.differencing); the
+    evaluation readings stay as read, since the bundle differences what it scores."""
     if not 0 < holdout_fraction < 1:
         raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be between 0 and 1")
     frame = frame.copy()
     frame[EXCLUDED] = exclusion_mask(frame, exclusions, excluded_intervals).astype(np.float64)
     data = make_training_set(
-        frame, sensors, spec, label_columns=[*label_columns, EXCLUDED], start=start, end=end,
-        val_fraction=val_fraction, train_stride=train_stride,
+        difference(frame, list(differenced)), sensors, spec, label_columns=[*label_columns, EXCLUDED], start=start,
+        end=end, val_fraction=val_fraction, train_stride=train_stride,
     )
     used = frame[(frame["timestamp"] >= data.start) & (frame["timestamp"] <= data.end)]
     val_start = pd.Timestamp(data.val.start.min())
@@ -176,10 +181,11 @@ def prepare_training(
         "train.n_windows_excluded": data.n_excluded_labeled,
         "train.n_excluded_intervals": 0 if excluded_intervals is None else len(excluded_intervals),
         "train.data_hash": digest,
+        "differenced": ",".join(differenced) or "none",
     }
     return TrainingData(stream, list(sensors), spec, data.scaler, data.train, calibration,
                         EvaluationData(readings.reset_index(drop=True), holdout_start, train_stride), params, digest,
-                        data.start, data.end)
+                        data.start, data.end, list(differenced))
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,7 @@ def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRu
     ).fit(data.train.X, data.calibration.X)
     seconds = time.perf_counter() - started
     bundle = ModelBundle(stream=data.stream, sensors=list(data.sensors), spec=data.spec, scaler=data.scaler,
-                         detector=detector)
+                         detector=detector, differenced=list(data.differenced))
     bundle = with_threshold(bundle, detector.val_scores_, rule)
     logged = {
         **{f"detector.{k}": v for k, v in detector.get_params().items()},

@@ -505,6 +505,15 @@ def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     ).df()
 
 
+def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, model_version: int,
+                asset: str) -> pd.DataFrame:
+    """The windows one model version scored on one asset, in time order."""
+    return con.execute(
+        "SELECT window_start, window_end, score, threshold, is_anomaly, excluded FROM scores WHERE stream = ? "
+        "AND model_name = ? AND model_version = ? AND asset = ? ORDER BY window_end",
+        [stream, model_name, int(model_version), asset]).df()
+
+
 def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     """Flagged windows as the latest scoring of each window says: when a window was scored by
     several model versions (a retrain, a full rescore), its most recent score decides, so a

@@ -1,0 +1,336 @@
+"""Benchmarks on public labeled data (SKAB, NAB), run through aemon's own code path.
+
+Each file is imported with the normal ingest (monitoring.importers), trained with the
+normal training code (monitoring.training: scaler, windows, detector, threshold rule) on
+the file's training part only, and scored by the normal scoring code
+(monitoring.scoring.score_stream), which writes its windows to the bench's DuckDB file.
+Point alarms are then read back causally (monitoring.evaluation.point_alarms): a reading's
+alarm is the flag of the latest window that ends at or before it, as in a live monitor.
+The labels of the scored part are read only to compute the metrics.
+
+Protocols:
+- SKAB: per file, the first 400 rows are the normal training part and the rest is scored;
+  a model and scaler per file; TP / FP / FN / TN pooled over all files; the changepoint
+  NAB score uses 60-second windows to the right of each true changepoint, with predicted
+  changepoints where the alarm switches on or off (as SKAB's notebooks derive them).
+- NAB: per file, the probationary period (min(15 % of rows, 750)) is the training part
+  and is not scored; detections are alarm onsets; windows come from windows.json.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from features.importers import SKAB_SENSORS, nab_files, nab_windows, skab_files
+from features.windows import WindowSpec
+from monitoring import warehouse
+from monitoring.bundle import ModelBundle
+from monitoring.detectors import DETECTOR_KINDS, ThresholdRule
+from monitoring.evaluation import point_alarms
+from monitoring.importers import import_file
+from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_windows, nab_file_score,
+                                nab_normalised, nab_probationary_rows, point_counts)
+from monitoring.scoring import score_stream
+from monitoring.training import fit_candidate, prepare_training
+
+SKAB_TRAIN_ROWS = 400
+SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
+ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One configuration of the detectors, fixed for every file of a benchmark.
+
+    window: samples per window (the interval is each file's median step);
+    max_gap_intervals: steps up to this many intervals are filled on the grid, longer ones
+    split the series; detector_params: shared hyperparameters of every kind, kind_params:
+    per kind; ensemble: also score the mean severity of the kinds (1 at each threshold)."""
+
+    kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
+    window: int = 20
+    max_gap_intervals: float = 5.0
+    val_fraction: float = 0.3
+    holdout_fraction: float = 0.3
+    detector_params: dict = field(default_factory=lambda: {"epochs": 60, "n_threads": 1, "progress": False})
+    kind_params: dict = field(default_factory=dict)
+    threshold: ThresholdRule = ThresholdRule(percentile=99.0, coefficient=1.2)
+    # SKAB's rig: the motor body and fluid temperatures drift for minutes and stay shifted
+    # after a fault; the detectors see their changes (features.differencing). Ignored where
+    # a data set has no such sensor.
+    differenced: tuple[str, ...] = ("Temperature", "Thermocouple")
+    ensemble: bool = True
+    seeds: tuple[int, ...] = (0,)
+
+    @property
+    def detectors(self) -> list[str]:
+        return [*self.kinds, *([ENSEMBLE] if self.ensemble and len(self.kinds) > 1 else [])]
+
+    def params_of(self, kind: str, seed: int) -> dict:
+        return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
+
+    def to_params(self) -> dict:
+        flat = asdict(self)
+        flat["threshold"] = self.threshold.name
+        return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One detector's pooled result over a benchmark's files."""
+
+    detector: str
+    files: int
+    rows: int
+    nab: dict[str, float]
+    counts: PointCounts | None = None  # SKAB only: pooled pointwise counts
+
+    def to_dict(self) -> dict:
+        out = {"detector": self.detector}
+        if self.counts is not None:
+            out.update(f1=self.counts.f1, far=100 * self.counts.far, mar=100 * self.counts.mar)
+        out.update({f"nab_{p}": self.nab[p] for p in NAB_PROFILES})
+        out["files"] = self.files
+        if self.counts is not None:
+            out["rows"] = self.rows
+        return out
+
+
+@dataclass
+class EnsembleBundle:
+    """The mean severity of several bundles over the same windows: each member's score
+    divided by its own threshold scale (ModelBundle.severity), so 1 is every member at its
+    threshold; the ensemble flags a window whose mean severity exceeds 1."""
+
+    members: list[ModelBundle]
+
+    def score_readings(self, frame: pd.DataFrame) -> pd.DataFrame:
+        scored = [m.score_readings(frame) for m in self.members]
+        base = scored[0].copy()
+        for other in scored[1:]:
+            if not np.array_equal(other["window_end"].to_numpy(), base["window_end"].to_numpy()):
+                raise ValueError("ensemble members cut different windows; they need one window spec")
+        severity = np.mean([s["severity"].to_numpy() for s in scored], axis=0)
+        strongest = np.argmax([s["severity"].to_numpy() for s in scored], axis=0)
+        base["score"] = severity
+        base["severity"] = severity
+        base["threshold"] = 1.0
+        base["is_anomaly"] = severity > 1.0
+        for column in ("top_sensors", "contributions"):
+            base[column] = [scored[k][column].iat[i] for i, k in enumerate(strongest)]
+        return base
+
+
+@dataclass(frozen=True)
+class _File:
+    asset: str
+    readings: pd.DataFrame  # timestamp, asset, sensors, labels; sorted
+    train_rows: int
+    spec: WindowSpec
+    windows: pd.DataFrame | None = None  # NAB: labelled windows from windows.json
+
+
+def _median_step_s(timestamps: pd.Series) -> float:
+    steps = timestamps.diff().dt.total_seconds().dropna()
+    steps = steps[steps > 0]
+    return float(steps.median()) if len(steps) else 1.0
+
+
+def _spec(readings: pd.DataFrame, settings: BenchSettings) -> WindowSpec:
+    step = _median_step_s(readings["timestamp"])
+    return WindowSpec(size=settings.window, stride=1, interval_s=step, max_gap_s=step * settings.max_gap_intervals)
+
+
+def _models(file: _File, sensors: list[str], settings: BenchSettings, seed: int, stream: str,
+            label_columns: list[str]) -> Iterator[tuple[str, object]]:
+    """(detector name, something with score_readings) for every detector of the settings."""
+    train = file.readings.iloc[:file.train_rows]
+    data = prepare_training(train, stream=stream, sensors=sensors, spec=file.spec, label_columns=label_columns,
+                            val_fraction=settings.val_fraction, holdout_fraction=settings.holdout_fraction,
+                            train_stride=1, differenced=[s for s in settings.differenced if s in sensors])
+    bundles = []
+    for kind in settings.kinds:
+        bundle = fit_candidate(data, kind, settings.params_of(kind, seed), settings.threshold).bundle
+        bundles.append(bundle)
+        yield kind, bundle
+    if ENSEMBLE in settings.detectors:
+        yield ENSEMBLE, EnsembleBundle(bundles)
+
+
+def _alarms(db_path: Path, stream: str, file: _File, model, name: str, version: int) -> np.ndarray:
+    """Score one file with the normal scoring code and read its point alarms back."""
+    columns = ["timestamp", "asset", *(model.members[0] if isinstance(model, EnsembleBundle) else model).sensors]
+    score_stream(db_path, stream, model.score_readings, file.spec, columns, f"bench-{name}", version,
+                 full=True, assets=[file.asset])
+    with warehouse.connect(db_path) as con:
+        scores = warehouse.read_scores(con, stream, f"bench-{name}", version, file.asset)
+    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+    return point_alarms(file.readings["timestamp"], scores["window_end"], flagged)
+
+
+def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], label_columns: list[str],
+         settings: BenchSettings, judge: Callable[[_File, np.ndarray], tuple[PointCounts | None, NabFileScore]],
+         progress: Callable[[str], None]) -> list[BenchRow]:
+    counts: dict[str, list[PointCounts]] = {d: [] for d in settings.detectors}
+    nab: dict[str, list[NabFileScore]] = {d: [] for d in settings.detectors}
+    for seed in settings.seeds:
+        for i, file in enumerate(files):
+            progress(f"seed {seed}: {file.asset} ({i + 1}/{len(files)})")
+            for name, model in _models(file, sensors, settings, seed, stream, label_columns):
+                alarms = _alarms(db_path, stream, file, model, name, seed + 1)
+                pointwise, nab_score = judge(file, alarms)
+                if pointwise is not None:
+                    counts[name].append(pointwise)
+                nab[name].append(nab_score)
+    rows = []
+    scored_rows = sum(len(f.readings) - f.train_rows for f in files)
+    for name in settings.detectors:
+        pooled = sum(counts[name][1:], counts[name][0]) if counts[name] else None
+        if pooled is not None and len(settings.seeds) > 1:  # the mean over seeds, as counts
+            pooled = _mean_counts(pooled, len(settings.seeds))
+        rows.append(BenchRow(name, len(files), scored_rows, nab_normalised(nab[name]), pooled))
+    return rows
+
+
+def _mean_counts(total: PointCounts, n: int) -> PointCounts:
+    # the ratios of summed counts equal those of the per-seed mean counts
+    return PointCounts(total.tp / n, total.fp / n, total.fn / n, total.tn / n)
+
+
+def _home(work_dir: Path | None) -> tuple[Path, Path, tempfile.TemporaryDirectory | None]:
+    keep = None
+    if work_dir is None:
+        keep = tempfile.TemporaryDirectory(prefix="aemon-bench-")
+        work_dir = Path(keep.name)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir / "bench.duckdb", work_dir / "lake", keep
+
+
+def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
+    with warehouse.connect(db_path) as con:
+        return warehouse.read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
+
+
+def _has_labels(path: Path) -> bool:
+    with open(path, encoding="utf-8-sig") as handle:
+        header = handle.readline().strip().split(";")
+    return "anomaly" in header and "changepoint" in header
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, work_dir: Path | None = None,
+             progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
+    """SKAB's protocol on every labeled CSV under `data_dir` (files without labels, such as
+    anomaly-free.csv, are not part of it)."""
+    stream = "skab"
+    db_path, lake, keep = _home(work_dir)
+    try:
+        files = []
+        for path, asset in skab_files(data_dir):
+            if not _has_labels(path):  # anomaly-free.csv: no experiment to score
+                continue
+            import_file(db_path, lake, "skab", path, stream=stream)
+            readings = _read_asset(db_path, stream, asset)
+            files.append(_File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings)))
+        if not files:
+            raise FileNotFoundError(f"{data_dir}: no labeled SKAB files")
+
+        def judge(file: _File, alarms: np.ndarray) -> tuple[PointCounts, NabFileScore]:
+            test = file.readings.iloc[file.train_rows:]
+            predicted = alarms[file.train_rows:]
+            truth = test["anomaly"].to_numpy() > 0
+            # SKAB's notebooks: predicted changepoints where the labels switch, the first point as is
+            switches = np.abs(np.diff(predicted.astype(int), prepend=0)) > 0
+            windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
+                                          SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
+            return point_counts(truth, predicted), nab_file_score(test["timestamp"], switches, windows,
+                                                                  scoring="skab")
+
+        return _run(files, db_path, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
+                    progress)
+    finally:
+        if keep is not None:
+            keep.cleanup()
+
+
+def run_nab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, work_dir: Path | None = None,
+            progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
+    """NAB's scoring on every series in `data_dir` with its windows.json: each file trains on
+    its probationary period; detections are alarm onsets after it."""
+    stream = "nab"
+    db_path, lake, keep = _home(work_dir)
+    try:
+        files = []
+        for path, asset in nab_files(data_dir):
+            import_file(db_path, lake, "nab", path, stream=stream, data_dir=data_dir)
+            readings = _read_asset(db_path, stream, asset)
+            files.append(_File(asset, readings, nab_probationary_rows(len(readings)), _spec(readings, settings),
+                               nab_windows(data_dir, path.name)))
+
+        def judge(file: _File, alarms: np.ndarray) -> tuple[None, NabFileScore]:
+            onsets = alarms & ~np.concatenate([[False], alarms[:-1]])
+            return None, nab_file_score(file.readings["timestamp"], onsets, file.windows,
+                                        probationary_rows=file.train_rows)
+
+        return _run(files, db_path, stream, ["value"], ["label"], settings, judge, progress)
+    finally:
+        if keep is not None:
+            keep.cleanup()
+
+
+def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str | Path,
+              settings: BenchSettings, rows: list[BenchRow], seconds: float) -> str:
+    """One MLflow run per benchmark (experiment `bench-<dataset>`) with a child run per
+    detector, so configurations can be compared in the MLflow UI. Returns the parent run id."""
+    import mlflow
+
+    from monitoring.registry import ensure_experiment, tracking
+
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, f"bench-{dataset}", artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}") as parent:
+            mlflow.set_tags({"role": "benchmark", "dataset": dataset, "data": str(data_dir)})
+            mlflow.log_params({**settings.to_params(), "files": rows[0].files if rows else 0})
+            mlflow.log_metric("seconds", seconds)
+            for row in rows:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=row.detector, nested=True):
+                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": row.detector})
+                    mlflow.log_metrics({k: float(v) for k, v in row.to_dict().items()
+                                        if isinstance(v, (int, float)) and np.isfinite(v)})
+        return parent.info.run_id
+
+
+def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
+    """`settings` with some fields replaced (None: kept)."""
+    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Published results quoted for comparison (SKAB's README leaderboard over its 34 files;
+# NAB's scoreboard on realKnownCause, standard profile). "-": not published.
+PUBLISHED = {
+    "skab": [
+        ("Conv-AE", ("0.78", "13.55", "28.02", "23.61", "21.54", "27.55")),
+        ("MSET", ("0.78", "39.73", "14.13", "13.84", "10.22", "17.37")),
+        ("LSTM-AE", ("0.74", "29.96", "25.92", "23.51", "20.11", "25.91")),
+        ("MSCRED", ("0.36", "49.94", "69.88", "32.42", "16.53", "40.28")),
+    ],
+    "nab": [
+        ("ARTime", ("63.9", "-", "-")),
+        ("Numenta HTM", ("55.5", "-", "-")),
+        ("Random Cut Forest", ("43.1", "-", "-")),
+    ],
+}
+
+
+def published(dataset: str) -> list[tuple[str, tuple[str, ...]]]:
+    return PUBLISHED[dataset]

@@ -1,0 +1,122 @@
+"""The SKAB and NAB benchmarks end to end on a few real files of ../shared/data (read in
+place through symlinks, never copied): real ingest, training, scoring into DuckDB, metrics."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.windows import WindowSpec
+from monitoring import benchmarks, warehouse
+from monitoring.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SKAB_PICK = [("valve1", "0.csv"), ("valve2", "1.csv")]
+FAST = {"epochs": 15, "n_threads": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def skab_two(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("skab")
+    for folder, name in SKAB_PICK:
+        (root / folder).mkdir(exist_ok=True)
+        (root / folder / name).symlink_to(DATA / "skab" / folder / name)
+    (root / "anomaly-free").mkdir()  # no labels: not part of the protocol
+    (root / "anomaly-free" / "anomaly-free.csv").symlink_to(DATA / "skab" / "anomaly-free" / "anomaly-free.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def skab_run(skab_two, tmp_path_factory):
+    work = tmp_path_factory.mktemp("bench")
+    return run_skab(skab_two, BenchSettings(detector_params=FAST), work_dir=work), work
+
+
+def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
+    rows, work = skab_run
+    assert [r.detector for r in rows] == ["mlp_ae", "cnn_ae", "vae", "ensemble"]
+    expected_rows = sum(len(pd.read_csv(DATA / "skab" / f / n, sep=";")) - 400 for f, n in SKAB_PICK)
+    for row in rows:
+        d = row.to_dict()
+        assert d["files"] == 2 and d["rows"] == expected_rows
+        assert 0.0 <= d["f1"] <= 1.0 and 0.0 <= d["far"] <= 100.0 and 0.0 <= d["mar"] <= 100.0
+        c = row.counts
+        assert c.tp + c.fp + c.fn + c.tn == expected_rows
+        # the labelled valve faults are long: any working detector finds most of them
+        assert d["mar"] < 60.0, d
+        for profile in ("standard", "low_fp", "low_fn"):
+            assert np.isfinite(d[f"nab_{profile}"]) and d[f"nab_{profile}"] <= 100.0
+    with warehouse.connect(work / "bench.duckdb") as con:
+        stored = con.execute("SELECT model_name, count(DISTINCT asset) FROM scores GROUP BY 1 ORDER BY 1").fetchall()
+    assert stored == [("bench-cnn_ae", 2), ("bench-ensemble", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
+
+
+def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["detector"] for line in lines] == ["mlp_ae"]
+    assert set(lines[0]) == {"detector", "f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn", "files", "rows"}
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("bench-skab")
+    runs = client.search_runs([experiment.experiment_id])
+    detector_runs = [r for r in runs if r.data.tags.get("detector") == "mlp_ae"]
+    assert len(detector_runs) == 1 and detector_runs[0].data.metrics["f1"] == pytest.approx(lines[0]["f1"])
+
+
+def test_bench_refuses_an_unknown_kind(skab_two, tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--kinds", "svm"])
+    assert result.exit_code == 2 and "--kinds: unknown ['svm']" in result.output
+
+
+def test_nab_bench_scores_after_the_probationary_period(tmp_path):
+    data = tmp_path / "nab"
+    data.mkdir()
+    name = "rogue_agent_key_hold.csv"
+    (data / name).symlink_to(DATA / "nab" / name)
+    (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
+    rows = run_nab(data, BenchSettings(kinds=("mlp_ae",), detector_params=FAST))
+    assert [r.detector for r in rows] == ["mlp_ae"]
+    d = rows[0].to_dict()
+    assert set(d) == {"detector", "nab_standard", "nab_low_fp", "nab_low_fn", "files"} and d["files"] == 1
+    assert all(np.isfinite(d[k]) and d[k] <= 100.0 for k in ("nab_standard", "nab_low_fp", "nab_low_fn"))
+
+
+class _Fixed:
+    """A stand-in member with known severities over three windows."""
+
+    def __init__(self, severity):
+        self.severity = np.asarray(severity, dtype=float)
+        self.sensors = ["a"]
+
+    def score_readings(self, frame):
+        ends = pd.date_range("2026-01-01", periods=3, freq="s")
+        return pd.DataFrame({"asset": "x", "window_start": ends, "window_end": ends, "score": self.severity,
+                             "threshold": 1.0, "is_anomaly": self.severity > 1, "severity": self.severity,
+                             "top_sensors": "a", "contributions": "{}"})
+
+
+def test_ensemble_flags_the_mean_severity_above_one():
+    scored = EnsembleBundle([_Fixed([0.5, 1.5, 3.0]), _Fixed([0.5, 0.4, 0.2])]).score_readings(pd.DataFrame())
+    assert scored["score"].tolist() == pytest.approx([0.5, 0.95, 1.6])
+    assert scored["is_anomaly"].tolist() == [False, False, True]
+    assert (scored["threshold"] == 1.0).all()
+
+
+def test_bench_spec_uses_the_median_step():
+    readings = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:05",
+                                                          "2026-01-01 00:10", "2026-01-01 00:20"])})
+    spec = benchmarks._spec(readings, BenchSettings(window=4))
+    assert spec == WindowSpec(size=4, stride=1, interval_s=300.0, max_gap_s=1500.0)
