@@ -77,10 +77,10 @@ def point_alarms(timestamps, window_end, flagged) -> np.ndarray:
     `timestamps`: the readings' times, sorted; `window_end`, `flagged`: one entry per scored
     window (any order; an excluded window counts as not flagged, pass `is_anomaly and not
     excluded`). Windows ending at the same time: the last one given wins."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(timestamps)))
+    stamps = m.as_ns(timestamps)
     if not stamps.is_monotonic_increasing:
         raise MetricsInputError("timestamps: expected the readings' times sorted")
-    ends = pd.DatetimeIndex(pd.to_datetime(np.asarray(window_end))).asi8
+    ends = m.as_ns(window_end).asi8
     flags = np.asarray(flagged, dtype=bool)
     if len(ends) != len(flags):
         raise MetricsInputError(f"flagged: {len(flags)} entries, expected {len(ends)} (one per window_end)")

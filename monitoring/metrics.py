@@ -78,8 +78,14 @@ def _mask(values, name: str, n: int | None = None) -> np.ndarray:
     return array
 
 
+def as_ns(values) -> pd.DatetimeIndex:
+    """Times at nanosecond resolution: pandas keeps each input's unit (s, ms, us, ns), so
+    integer positions (`asi8`) of two inputs compare only after this."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(values))).as_unit("ns")
+
+
 def _timestamps(values, n: int) -> pd.DatetimeIndex:
-    stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(values)))
+    stamps = as_ns(values)
     if len(stamps) != n:
         raise MetricsInputError(f"timestamps: {len(stamps)} rows, expected {n} (one per label)")
     if stamps.hasnans:
@@ -349,8 +355,7 @@ def _check_windows(windows: pd.DataFrame, scoring: str) -> tuple[np.ndarray, np.
     missing = {"start", "end"} - set(windows.columns)
     if missing:
         raise MetricsInputError(f"windows: columns {sorted(missing)} missing, expected start and end")
-    starts = pd.DatetimeIndex(pd.to_datetime(windows["start"]))
-    ends = pd.DatetimeIndex(pd.to_datetime(windows["end"]))
+    starts, ends = as_ns(windows["start"]), as_ns(windows["end"])
     if (starts.hasnans or ends.hasnans):
         raise MetricsInputError("windows: a start or end is missing")
     for i in range(len(starts)):

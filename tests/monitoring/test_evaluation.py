@@ -32,6 +32,13 @@ def test_a_window_ending_between_readings_takes_effect_at_the_next_reading():
     assert point_alarms(readings, [T0 + pd.Timedelta(minutes=10, seconds=1)], [True]).tolist() == [False, False, True]
 
 
+def test_readings_and_windows_in_different_time_units():
+    readings = np.array(["2026-01-01T00:00:00", "2026-01-01T00:01:00", "2026-01-01T00:02:00"], dtype="datetime64[us]")
+    ends = np.array(["2026-01-01T00:01:00"], dtype="datetime64[ns]")
+    assert point_alarms(readings, ends, [True]).tolist() == [False, True, True]
+    assert point_alarms(readings.astype("datetime64[s]"), ends, [True]).tolist() == [False, True, True]
+
+
 def test_unsorted_readings_are_refused():
     with pytest.raises(ValueError, match="sorted"):
         point_alarms(minutes(2, 1), minutes(1), [True])

@@ -243,6 +243,14 @@ def test_nab_one_row_window_does_not_divide_by_zero():
     assert after == pytest.approx(-1.0 + 0.11 * (2 / (1 + math.exp(10)) - 1))
 
 
+def test_nab_windows_and_timestamps_in_different_time_units():
+    seconds = TS.to_numpy().astype("datetime64[s]")
+    windows = pd.DataFrame({"start": WINDOW["start"].astype("datetime64[ns]"),
+                            "end": WINDOW["end"].astype("datetime64[ns]")})
+    assert nab_file_score(seconds, rows(N, 100), windows).raw == nab(100).raw
+    assert nab_file_score(seconds, rows(N, 100), windows, scoring="skab").tp == 1
+
+
 def test_nab_rejects_overlapping_windows():
     windows = pd.DataFrame({"start": [TS[10], TS[15]], "end": [TS[20], TS[30]]})
     with pytest.raises(MetricsInputError, match="window 1 starts .* before window 0 ends"):
