@@ -157,6 +157,62 @@ def quality(stream: str, config: Optional[Path] = ConfigOption):
             console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def evaluate(
+    stream: str,
+    config: Optional[Path] = ConfigOption,
+    start: Optional[str] = typer.Option(None, help="Start of the range (ISO time); default: the first reading."),
+    end: Optional[str] = typer.Option(None, help="End of the range (ISO time); default: the last scored reading."),
+    version: Optional[int] = typer.Option(None, help="Evaluate only this model version's windows (default: the "
+                                                     "latest scoring of each window)."),
+):
+    """Score aemon's stored alarms against the stream's label columns (stored in the evaluations table and MLflow)."""
+    from monitoring.evaluation import evaluate_stream
+
+    cfg = load(config)
+    settings = cfg.stream(stream)
+    if not settings.label_columns:
+        fail(f"stream '{stream}' has no label_columns in the config; evaluate compares alarms with labeled "
+             "readings (a label column > 0)")
+    bounds = parse_bounds(start=start, end=end)
+    require_readings(cfg, stream)
+    quiet_libraries()
+    evaluation = evaluate_stream(cfg.db_path, cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, stream,
+                                 list(settings.label_columns), start=bounds.get("start"), end=bounds.get("end"),
+                                 version=version)
+    print_evaluation(evaluation.row, evaluation.stored)
+
+
+EVALUATION_ROWS = [
+    ("precision", "pointwise precision"), ("recall", "pointwise recall"),
+    ("f1", "pointwise F1 (SKAB: tp / (tp + (fn + fp) / 2))"), ("far", "false alarm rate %, fp / (fp + tn)"),
+    ("mar", "missed alarm rate %, fn / (fn + tp)"),
+    ("f1_point_adjusted", "point-adjusted F1 (optimistic: one alarm earns the whole event)"),
+    ("event_precision", "event precision (overlap)"), ("event_recall", "event recall (overlap)"),
+    ("event_f1", "event F1 (overlap)"), ("nab_standard", "NAB standard"), ("nab_low_fp", "NAB reward low FP"),
+    ("nab_low_fn", "NAB reward low FN"), ("mean_delay_s", "mean detection delay, s"),
+    ("mean_forewarning_s", "mean forewarning (event end - first alarm), s"),
+]
+
+
+def print_evaluation(row: dict, stored: bool) -> None:
+    import pandas as pd
+
+    percent = {"far", "mar"}  # stored as fractions, shown as SKAB prints them
+    frame = pd.DataFrame([(label, row[key] * (100 if key in percent else 1)) for key, label in EVALUATION_ROWS],
+                         columns=["metric", "value"])
+    frame["value"] = frame["value"].astype(float)
+    print_frame(frame, title=f"{row['stream']}: {row['model_name']} v{row['model_versions']}, "
+                             f"{row['range_start']:%Y-%m-%d %H:%M} .. {row['range_end']:%Y-%m-%d %H:%M}")
+    console.print(
+        f"{row['n_rows']} readings of {row['n_assets']} assets, {row['n_labeled_rows']} labeled; "
+        f"{row['n_events']} labeled events, {row['n_detected_events']} detected; {row['n_alarms']} alarms "
+        f"(tp {row['tp']}, fp {row['fp']}, fn {row['fn']}, tn {row['tn']})", highlight=False, soft_wrap=True)
+    where = "stored as" if stored else "unchanged since"
+    console.print(f"{where} evaluation {row['evaluation_id']} (MLflow run {row['mlflow_run_id']})",
+                  highlight=False, soft_wrap=True)
+
+
 import_app = typer.Typer(help="Import a public benchmark data set (read in place) through the normal ingest.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")

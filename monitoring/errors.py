@@ -27,3 +27,7 @@ class GateError(MonitoringError):
 
 class MetricsInputError(MonitoringError, ValueError):
     """Labels, predictions, timestamps or windows given to a metric do not fit together."""
+
+
+class EvaluationError(MonitoringError, ValueError):
+    """A range with no labeled readings or no scored windows to evaluate."""

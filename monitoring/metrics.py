@@ -78,8 +78,14 @@ def _mask(values, name: str, n: int | None = None) -> np.ndarray:
     return array
 
 
+def as_ns(values) -> pd.DatetimeIndex:
+    """Times at nanosecond resolution: pandas keeps each input's unit (s, ms, us, ns), so
+    integer positions (`asi8`) of two inputs compare only after this."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(values))).as_unit("ns")
+
+
 def _timestamps(values, n: int) -> pd.DatetimeIndex:
-    stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(values)))
+    stamps = as_ns(values)
     if len(stamps) != n:
         raise MetricsInputError(f"timestamps: {len(stamps)} rows, expected {n} (one per label)")
     if stamps.hasnans:
@@ -106,6 +112,20 @@ def events(mask) -> np.ndarray:
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1) - 1
     return np.column_stack((starts, ends)).astype(np.int64).reshape(-1, 2)
+
+
+def onsets(mask) -> np.ndarray:
+    """Rows where a run of True starts (rising edges; True at the first row starts a run)."""
+    on = _mask(mask, "mask")
+    return on & ~np.concatenate(([False], on[:-1]))
+
+
+def changepoint_detections(y_pred) -> np.ndarray:
+    """Both edges of each predicted run, as SKAB's notebooks turn point predictions into
+    changepoint predictions (`abs(prediction.diff())`, the first row kept as it is): rows
+    where the prediction switches on or off. Pass these to nab_file_score(scoring="skab")."""
+    pred = _mask(y_pred, "y_pred")
+    return pred != np.concatenate(([False], pred[:-1]))
 
 
 def point_adjust(y_true, y_pred) -> np.ndarray:
@@ -168,8 +188,9 @@ def overlap_f1(y_true, y_pred, timestamps=None) -> EventCounts:
         position = np.arange(len(truth), dtype=np.int64)
     else:
         position = _timestamps(timestamps, len(truth)).asi8
-    expected = [(position[a], position[b] + 1) for a, b in events(truth)]
-    observed = [(position[a], position[b] + 1) for a, b in events(pred)]
+    # Python ints: the product of two nanosecond distances overflows int64.
+    expected = [(int(position[a]), int(position[b]) + 1) for a, b in events(truth)]
+    observed = [(int(position[a]), int(position[b]) + 1) for a, b in events(pred)]
 
     def overlaps(e, o) -> bool:
         return (e[0] - o[1]) * (e[1] - o[0]) < 0
@@ -316,7 +337,8 @@ class NabFileScore:
     fn: int
     n_windows_unscored: int = 0
     scoring: str = "nab"
-    detail: pd.DataFrame = field(default=None, repr=False, compare=False)  # per window: start, end, detected, first_detection
+    # per window: start, end, first_detection (NaT if none), detected
+    detail: pd.DataFrame = field(default=None, repr=False, compare=False)
 
 
 _NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds: "no detection yet"
@@ -333,8 +355,7 @@ def _check_windows(windows: pd.DataFrame, scoring: str) -> tuple[np.ndarray, np.
     missing = {"start", "end"} - set(windows.columns)
     if missing:
         raise MetricsInputError(f"windows: columns {sorted(missing)} missing, expected start and end")
-    starts = pd.DatetimeIndex(pd.to_datetime(windows["start"]))
-    ends = pd.DatetimeIndex(pd.to_datetime(windows["end"]))
+    starts, ends = as_ns(windows["start"]), as_ns(windows["end"])
     if (starts.hasnans or ends.hasnans):
         raise MetricsInputError("windows: a start or end is missing")
     for i in range(len(starts)):

@@ -456,3 +456,18 @@ def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[m
 
 def loaded_bundle(model: mlflow.pyfunc.PyFuncModel) -> ModelBundle:
     return model.unwrap_python_model().bundle
+
+
+def log_evaluation(tracking_uri: str, artifact_root: str | None, stream: str, metrics: dict[str, float],
+                   tags: dict[str, str], events: pd.DataFrame | None = None) -> str:
+    """Log an evaluation on labels as a run named `evaluate` in the stream's experiment:
+    its metrics (undefined ones, NaN, are left out), tags (stream, model versions, range)
+    and, when given, the per-event detection table as evaluation/events.csv. Returns the run id."""
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, stream, artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
+            mlflow.set_tags({"role": "evaluation", "stream": stream, **tags})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+            if events is not None:
+                mlflow.log_text(events.to_csv(index=False), "evaluation/events.csv")
+        return run.info.run_id

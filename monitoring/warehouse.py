@@ -123,6 +123,42 @@ TABLES = {
             updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
             PRIMARY KEY (stream, asset, start)
         )""",
+    "evaluations": """
+        CREATE TABLE IF NOT EXISTS evaluations (
+            evaluation_id VARCHAR PRIMARY KEY,  -- a hash of what was evaluated: the same inputs, the same id
+            stream VARCHAR NOT NULL,
+            model_name VARCHAR NOT NULL,
+            model_versions VARCHAR NOT NULL,  -- the versions whose windows were evaluated, e.g. '3' or '3,5'
+            label_columns VARCHAR NOT NULL,
+            range_start TIMESTAMP NOT NULL,  -- first and last reading evaluated
+            range_end TIMESTAMP NOT NULL,
+            evaluated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            n_assets BIGINT NOT NULL,
+            n_rows BIGINT NOT NULL,
+            n_labeled_rows BIGINT NOT NULL,
+            n_events BIGINT NOT NULL,  -- runs of labeled readings
+            n_detected_events BIGINT NOT NULL,
+            n_alarms BIGINT NOT NULL,  -- alarm onsets
+            tp BIGINT NOT NULL,
+            fp BIGINT NOT NULL,
+            fn BIGINT NOT NULL,
+            tn BIGINT NOT NULL,
+            "precision" DOUBLE,  -- NULL: undefined (0 / 0)
+            recall DOUBLE,
+            f1 DOUBLE,
+            far DOUBLE,
+            mar DOUBLE,
+            f1_point_adjusted DOUBLE,
+            event_precision DOUBLE,
+            event_recall DOUBLE,
+            event_f1 DOUBLE,
+            nab_standard DOUBLE,
+            nab_low_fp DOUBLE,
+            nab_low_fn DOUBLE,
+            mean_delay_s DOUBLE,
+            mean_forewarning_s DOUBLE,
+            mlflow_run_id VARCHAR
+        )""",
     "watermarks": """
         CREATE TABLE IF NOT EXISTS watermarks (
             stream VARCHAR NOT NULL,
@@ -490,6 +526,66 @@ def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.Da
         "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
         [stream],
     ).df()
+
+
+def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_columns: list[str],
+                          start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """asset, timestamp and `labeled` (any label column > 0) of a stream's readings between
+    start and end (inclusive), ordered by asset and time."""
+    if not label_columns:
+        raise WarehouseError(f"stream '{stream}': no label columns given")
+    missing = [c for c in label_columns if c not in lake_columns(con, stream)]
+    if missing:
+        raise WarehouseError(f"stream '{stream}': label columns {missing} are not in the lake; it has "
+                             f"{lake_columns(con, stream)}")
+    labeled = " OR ".join(f"coalesce(TRY_CAST({quote_identifier(c)} AS DOUBLE), 0) > 0" for c in label_columns)
+    clauses, params = [], []
+    if start is not None:
+        clauses.append("timestamp >= ?")
+        params.append(pd.Timestamp(start).to_pydatetime())
+    if end is not None:
+        clauses.append("timestamp <= ?")
+        params.append(pd.Timestamp(end).to_pydatetime())
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    return con.execute(f"SELECT asset, timestamp, ({labeled}) AS labeled FROM {view_name(stream)}{where} "
+                       "ORDER BY asset, timestamp", params).df()
+
+
+def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,
+                        end: pd.Timestamp | None = None, version: int | None = None) -> pd.DataFrame:
+    """Each scored window's latest row (as latest_flagged_windows decides: the newest
+    scoring, then the highest version), flagged = is_anomaly and not excluded. Windows that
+    end between start and end, plus per asset the last one ending before start (the alarm
+    state the range opens with). `version`: only that model version's rows."""
+    by_version = " AND model_version = ?" if version is not None else ""
+    latest = (
+        "WITH latest AS (SELECT asset, window_start, window_end, is_anomaly AND NOT excluded AS flagged, "
+        f"model_name, model_version FROM scores WHERE stream = ?{by_version} QUALIFY row_number() OVER "
+        "(PARTITION BY asset, window_start ORDER BY scored_at DESC, model_version DESC) = 1) "
+    )
+    params: list = [stream] + ([int(version)] if version is not None else [])
+    lo = pd.Timestamp(start).to_pydatetime() if start is not None else None
+    hi = pd.Timestamp(end).to_pydatetime() if end is not None else None
+    inside = "SELECT * FROM latest WHERE (? IS NULL OR window_end >= ?) AND (? IS NULL OR window_end <= ?)"
+    before = ("SELECT * FROM latest WHERE window_end < ? QUALIFY row_number() OVER "
+              "(PARTITION BY asset ORDER BY window_end DESC, window_start DESC) = 1")
+    sql = latest + inside + (f" UNION ALL {before}" if lo is not None else "") + " ORDER BY asset, window_end"
+    params += [lo, lo, hi, hi] + ([lo] if lo is not None else [])
+    return con.execute(sql, params).df()
+
+
+def write_evaluation(con: duckdb.DuckDBPyConnection, row: dict) -> int:
+    """Store one evaluation (keys: columns of `evaluations`); a row with the same
+    evaluation_id is kept as it is. Returns the number of rows written (0 or 1)."""
+    columns = list(row)
+    listed = ", ".join(quote_identifier(c) for c in columns)
+    values = [None if isinstance(v, float) and v != v else v for v in row.values()]  # NaN -> NULL: undefined
+    return int(scalar(con, f"INSERT INTO evaluations ({listed}) VALUES ({', '.join('?' * len(columns))}) "
+                           "ON CONFLICT DO NOTHING", values))
+
+
+def read_evaluations(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute("SELECT * FROM evaluations WHERE stream = ? ORDER BY evaluated_at", [stream]).df()
 
 
 def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd.DataFrame) -> int:

@@ -25,6 +25,8 @@ def aemon(*args: str, home, cwd) -> subprocess.CompletedProcess:
     (("train", "pumps"), "error: stream 'pumps' has no readings yet"),
     (("train", "pumps", "--end", "soon"), "error: --end 'soon' is not a timestamp"),
     (("sql", "SELECT 1"), "error: no warehouse at"),
+    (("evaluate", "valves"), "error: stream 'valves' is not configured"),
+    (("evaluate", "pumps"), "error: stream 'pumps' has no readings yet"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     result = aemon(*args, home=tmp_path / "home", cwd=tmp_path)
@@ -39,6 +41,14 @@ def test_bad_config_file_is_named(tmp_path):
     result = aemon("ingest", "pumps", "--config", str(config), home=tmp_path / "home", cwd=tmp_path)
     assert result.returncode == 2
     assert f"error: {config}: streams.pumps.window: window size=-1, must be >= 1" in result.stderr.replace("\n", "")
+
+
+def test_evaluate_needs_label_columns(tmp_path):
+    config = tmp_path / "aemon.toml"
+    config.write_text('[streams.valves]\nsensors = ["Pressure"]\n')
+    result = aemon("evaluate", "valves", "--config", str(config), home=tmp_path / "home", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: stream 'valves' has no label_columns in the config" in result.stderr.replace("\n", "")
 
 
 def test_ingest_reports_rejected_files_and_exits_1(aemon_home, prefect_harness, small_stream):

@@ -7,13 +7,16 @@ import shutil
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.config import load_config
 from flows.demo import write_inbox
 from flows.ingest import ingest_readings
 from flows.score import score_stream
 from flows.train import train_detectors
 from monitoring import registry, warehouse
+from monitoring.errors import EvaluationError
 from monitoring.evaluation import evaluate_incidents
 from monitoring.incidents import merge_incidents
 
@@ -129,6 +132,69 @@ def test_nothing_is_written_outside_home(run):
     assert entries == {"home"}, entries
     home = {p.name for p in (run["root"] / "home").iterdir()}
     assert {"warehouse.duckdb", "mlflow.db", "lake", "inbox", "mlartifacts"} <= home
+
+
+def test_evaluate_scores_the_stored_alarms_against_the_labels(run):
+    config, path = run["config"], run["config_path"]
+    result = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
+    assert result.exit_code == 0, result.output
+    assert "point-adjusted F1 (optimistic" in result.output and "NAB standard" in result.output
+    with warehouse.connect(config.db_path) as con:
+        stored = warehouse.read_evaluations(con, "pumps")
+        readings = warehouse.read_readings(con, "pumps")
+    assert len(stored) == 1
+    row = stored.iloc[0]
+    version = run["trained"]["version"]
+    assert row["model_versions"] == str(version) and row["model_name"] == "pumps-detector"
+
+    # The same numbers, recomputed here another way: each reading takes the flag of the
+    # latest window of its asset that ended at or before it (merge_asof, backward).
+    scores = run["before"]["scores"].sort_values("window_end")
+    scores = scores.assign(flag=scores["is_anomaly"] & ~scores["excluded"])
+    last_end = scores.groupby("asset")["window_end"].max()
+    readings = readings[readings["timestamp"] <= readings["asset"].map(last_end)].sort_values("timestamp")
+    joined = pd.merge_asof(readings, scores[["asset", "window_end", "flag"]], left_on="timestamp",
+                           right_on="window_end", by="asset", direction="backward")
+    alarm = joined["flag"].fillna(False).astype(bool)
+    labeled = joined["label"] > 0
+    tp, fp = int((alarm & labeled).sum()), int((alarm & ~labeled).sum())
+    fn, tn = int((~alarm & labeled).sum()), int((~alarm & ~labeled).sum())
+    assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (tp, fp, fn, tn)
+    assert row["n_rows"] == len(joined) and row["n_labeled_rows"] == int(labeled.sum())
+    assert row["f1"] == pytest.approx(tp / (tp + (fn + fp) / 2)) and row["far"] == pytest.approx(fp / (fp + tn))
+    assert row["n_events"] == len(run["faults"]) and 0 < row["n_detected_events"] <= row["n_events"]
+    assert row["f1_point_adjusted"] >= row["f1"]
+    assert -100 < row["nab_standard"] <= 100 and row["mean_forewarning_s"] > 0
+    assert row["range_start"] == joined["timestamp"].min() and row["range_end"] == joined["timestamp"].max()
+
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    logged = client.get_run(row["mlflow_run_id"])
+    assert logged.info.run_name == "evaluate"
+    assert logged.info.experiment_id == client.get_experiment_by_name("pumps").experiment_id
+    assert logged.data.tags["model_versions"] == str(version) and logged.data.tags["stream"] == "pumps"
+    assert logged.data.tags["range_start"] == row["range_start"].isoformat()
+    assert logged.data.metrics["f1"] == pytest.approx(row["f1"])
+    assert logged.data.metrics["nab_low_fn"] == pytest.approx(row["nab_low_fn"])
+    assert logged.data.metrics["tp"] == tp
+
+    again = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
+    assert again.exit_code == 0 and f"unchanged since evaluation {row['evaluation_id']}" in again.output
+    with warehouse.connect(config.db_path) as con:
+        assert len(warehouse.read_evaluations(con, "pumps")) == 1
+    assert len(client.search_runs([logged.info.experiment_id], "attributes.run_name = 'evaluate'")) == 1
+
+
+def test_evaluate_without_labels_or_scores_in_range_is_one_line(run):
+    path = run["config_path"]
+    first = run["before"]["lake.pumps"]["timestamp"].min()
+    cases = [
+        (["--version", "99"], "has no scored windows of model version 99"),
+        (["--end", (first + pd.Timedelta(hours=1)).isoformat()], "has no labeled readings"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path, *args])
+        assert result.exit_code != 0 and isinstance(result.exception, EvaluationError), result.output
+        assert message in str(result.exception)
 
 
 def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):

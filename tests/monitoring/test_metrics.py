@@ -7,9 +7,9 @@ import pytest
 
 from monitoring.errors import MetricsInputError
 from monitoring.metrics import (
-    NAB_PROFILES, EventCounts, PointCounts, changepoint_windows, detection_times, events, label_windows,
+    NAB_PROFILES, EventCounts, NabProfile, PointCounts, changepoint_detections, changepoint_windows, detection_times, events, label_windows,
     mean_delay, mean_forewarning, nab_file_score, nab_normalised, nab_probationary_rows, overlap_f1,
-    point_adjust, point_counts,
+    onsets, point_adjust, point_counts,
 )
 
 T0 = pd.Timestamp("2026-01-01")
@@ -76,6 +76,14 @@ def test_events_are_runs_of_true():
     assert events([0, 0]).shape == (0, 2)
 
 
+def test_onsets_and_changepoint_detections():
+    pred = [1, 1, 0, 1, 0, 0, 1, 1]
+    assert onsets(pred).tolist() == [bool(v) for v in [1, 0, 0, 1, 0, 0, 1, 0]]
+    # SKAB: abs(diff) with the first row kept: switching on and off
+    assert changepoint_detections(pred).tolist() == [bool(v) for v in [1, 0, 1, 1, 1, 0, 1, 0]]
+    assert changepoint_detections([0, 0, 1]).tolist() == [False, False, True]
+
+
 def test_point_adjust_fills_detected_events_only():
     y_true = [0, 1, 1, 1, 0, 0, 1, 1, 0]
     y_pred = [0, 0, 1, 0, 0, 1, 0, 0, 0]
@@ -115,6 +123,14 @@ def test_overlap_needs_a_shared_row_and_works_on_timestamps():
     irregular = pd.DatetimeIndex([T0 + pd.Timedelta(seconds=s) for s in [0, 1, 5, 6, 30, 31, 32, 90]])
     assert overlap_f1(rows(8, 2, 3), rows(8, 4, 5), irregular) == EventCounts(tp=0, fp=1, fn=1)
     assert overlap_f1(rows(8, 2, 3, 4), rows(8, 4, 5), irregular) == EventCounts(tp=1, fp=0, fn=0)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an int64 overflow would give a random sign
+def test_overlap_on_timestamps_far_apart():
+    ts = stamps(20_000, "1h")  # distances of ~1e16 ns: their product does not fit in int64
+    y_true, y_pred = rows(20_000, 10, 11, 12), rows(20_000, 15_000, 15_001)
+    assert overlap_f1(y_true, y_pred, ts) == EventCounts(tp=0, fp=1, fn=1)
+    assert overlap_f1(y_true, y_pred | rows(20_000, 12), ts) == EventCounts(tp=1, fp=1, fn=0)
 
 
 def test_overlap_without_predictions_has_nan_precision():
@@ -168,6 +184,14 @@ def test_nab_detection_at_right_edge_scores_near_zero():
     assert nab(150).raw["standard"] > nab(180).raw["standard"] > score  # earlier is better
 
 
+def test_nab_right_edge_tp_and_next_row_fp_cancel_out():
+    # NAB's own check (tests/integration/true_positive_test.py, testTruePositiveAtRightEdgeOfWindow):
+    # with unit weights, TP at the right edge + FP just after + 1 (that run's missed window) ~ 0
+    unit = {"unit": NabProfile(1.0, 1.0, 1.0)}
+    total = nab(199, profiles=unit).raw["unit"] + nab(200, profiles=unit).raw["unit"] + 1
+    assert total == pytest.approx(0.0, abs=1e-3)
+
+
 def test_nab_only_the_first_detection_in_a_window_counts():
     assert nab(150, 160, 170).raw == nab(150).raw
     assert nab(150, 160, 170).fp == 0
@@ -217,6 +241,14 @@ def test_nab_one_row_window_does_not_divide_by_zero():
     assert nab(100, windows=one).raw["standard"] == pytest.approx(1.0)
     after = nab(101, windows=one).raw["standard"]  # distance 2.0 as NAB's scorer.py sets it
     assert after == pytest.approx(-1.0 + 0.11 * (2 / (1 + math.exp(10)) - 1))
+
+
+def test_nab_windows_and_timestamps_in_different_time_units():
+    seconds = TS.to_numpy().astype("datetime64[s]")
+    windows = pd.DataFrame({"start": WINDOW["start"].astype("datetime64[ns]"),
+                            "end": WINDOW["end"].astype("datetime64[ns]")})
+    assert nab_file_score(seconds, rows(N, 100), windows).raw == nab(100).raw
+    assert nab_file_score(seconds, rows(N, 100), windows, scoring="skab").tp == 1
 
 
 def test_nab_rejects_overlapping_windows():
