@@ -253,10 +253,13 @@ WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB f
 SeedsOption = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2); figures are the mean "
                                                   "over them.")
 KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all, plus the ensemble).")
+SetOption = typer.Option(None, "--set", help="Change a bench setting for an experiment, KEY=VALUE (JSON value), "
+                                             "repeatable: window=30, threshold.coefficient=1.2, "
+                                             "detector_params.error_scaling=none.")
 
 
 def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds: Optional[str], kinds: Optional[str],
-           config: Optional[Path]) -> None:
+           assignments: Optional[list[str]], config: Optional[Path]) -> None:
     import json
 
     from monitoring import benchmarks
@@ -266,8 +269,12 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else ()
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
+    try:
+        base = benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset), assignments or [])
+    except benchmarks.BenchSettingError as exc:
+        fail(str(exc))
     settings = benchmarks.with_overrides(
-        benchmarks.BenchSettings(), seeds=seed_list or None,
+        base, seeds=seed_list or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None)
     unknown = [k for k in settings.kinds if k not in benchmarks.DETECTOR_KINDS]
     if unknown:
@@ -284,6 +291,9 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds:
             print(json.dumps(row.to_dict()))
         return
     print_bench(dataset, rows, seconds)
+    for problem in rows[0].untrained if rows else ():
+        err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
+                          soft_wrap=True)
 
 
 def print_bench(dataset: str, rows, seconds: float) -> None:
@@ -307,18 +317,20 @@ def print_bench(dataset: str, rows, seconds: float) -> None:
 
 @bench_app.command("skab")
 def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-               seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+               seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption,
+               assignments: Optional[list[str]] = SetOption, config: Optional[Path] = ConfigOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
-    _bench("skab", data, as_json, work, seeds, kinds, config)
+    _bench("skab", data, as_json, work, seeds, kinds, assignments, config)
 
 
 @bench_app.command("nab")
 def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-              seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption, config: Optional[Path] = ConfigOption):
+              seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption,
+               assignments: Optional[list[str]] = SetOption, config: Optional[Path] = ConfigOption):
     """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile."""
-    _bench("nab", data, as_json, work, seeds, kinds, config)
+    _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
 
 
 @app.command()

@@ -28,15 +28,17 @@ import numpy as np
 import pandas as pd
 
 from features.importers import SKAB_SENSORS, nab_files, nab_windows, skab_files
+from features.errors import WindowError
 from features.windows import WindowSpec
 from monitoring import warehouse
 from monitoring.bundle import ModelBundle
 from monitoring.detectors import DETECTOR_KINDS, ThresholdRule
 from monitoring.evaluation import point_alarms
 from monitoring.importers import import_file
-from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_windows, nab_file_score,
-                                nab_normalised, nab_probationary_rows, point_counts)
+from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_detections, changepoint_windows,
+                                nab_file_score, nab_normalised, nab_probationary_rows, onsets, point_counts)
 from monitoring.scoring import score_stream
+from monitoring.errors import TrainingDataError
 from monitoring.training import fit_bundle, prepare_training
 
 SKAB_TRAIN_ROWS = 400
@@ -71,6 +73,15 @@ class BenchSettings:
     # first row), as aemon merges flagged windows into incidents
     merge_rows: int = 0
 
+    @classmethod
+    def for_dataset(cls, dataset: str) -> "BenchSettings":
+        """The defaults of a benchmark (see README, Evaluation): fixed once for every file."""
+        if dataset == "skab":
+            return cls()
+        if dataset == "nab":
+            return cls(**NAB_DEFAULTS)
+        raise ValueError(f"unknown benchmark {dataset!r}; expected 'skab' or 'nab'")
+
     @property
     def detectors(self) -> list[str]:
         return [*self.kinds, *([ENSEMBLE] if self.ensemble and len(self.kinds) > 1 else [])]
@@ -84,6 +95,12 @@ class BenchSettings:
         return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
 
 
+# NAB's series are univariate, minutes to an hour apart, and most drift in level over weeks
+# while the model sees only the probationary period: the value is differenced, windows are
+# shorter, and alarms less than `merge_rows` apart are one detection.
+NAB_DEFAULTS = {"window": 10, "differenced": ("value",), "merge_rows": 50}
+
+
 @dataclass(frozen=True)
 class BenchRow:
     """One detector's pooled result over a benchmark's files."""
@@ -94,6 +111,7 @@ class BenchRow:
     nab: dict[str, float]
     counts: PointCounts | None = None  # SKAB only: pooled pointwise counts
     per_file: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # seed, asset, counts per file
+    untrained: tuple[str, ...] = ()  # files whose training part could not be windowed: they never fire
 
     def to_dict(self) -> dict:
         out = {"detector": self.detector}
@@ -184,11 +202,20 @@ def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], lab
     counts: dict[str, list[PointCounts]] = {d: [] for d in settings.detectors}
     nab: dict[str, list[NabFileScore]] = {d: [] for d in settings.detectors}
     per_file: dict[str, list[dict]] = {d: [] for d in settings.detectors}
+    untrained: list[str] = []
     for seed in settings.seeds:
         for i, file in enumerate(files):
             progress(f"seed {seed}: {file.asset} ({i + 1}/{len(files)})")
-            for name, model in _models(file, sensors, settings, seed, stream, label_columns):
-                alarms = _alarms(db_path, stream, file, model, name, seed + 1)
+            try:
+                models = list(_models(file, sensors, settings, seed, stream, label_columns))
+            except (TrainingDataError, WindowError) as exc:
+                # scored as a detector that never fires, and reported: a file is never dropped
+                progress(f"{file.asset}: not trained ({exc})")
+                untrained.append(f"{file.asset} (seed {seed}): {exc}")
+                models = [(name, None) for name in settings.detectors]
+            for name, model in models:
+                alarms = np.zeros(len(file.readings), dtype=bool) if model is None else \
+                    _alarms(db_path, stream, file, model, name, seed + 1)
                 pointwise, nab_score = judge(file, alarms)
                 if pointwise is not None:
                     counts[name].append(pointwise)
@@ -205,7 +232,7 @@ def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], lab
         if pooled is not None and len(settings.seeds) > 1:  # the mean over seeds, as counts
             pooled = _mean_counts(pooled, len(settings.seeds))
         rows.append(BenchRow(name, len(files), scored_rows, nab_normalised(nab[name]), pooled,
-                             pd.DataFrame(per_file[name])))
+                             pd.DataFrame(per_file[name]), tuple(untrained)))
     return rows
 
 
@@ -229,15 +256,6 @@ def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
         return warehouse.read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
 
 
-def alarm_onsets(alarms: np.ndarray, merge_rows: int = 0) -> np.ndarray:
-    """Rows where an incident starts: an alarm with no alarm in the `merge_rows` rows before
-    it (0: every switch from off to on)."""
-    alarms = np.asarray(alarms, dtype=bool)
-    recent = np.concatenate([[0], np.cumsum(alarms)])  # alarms before row i: recent[i]
-    lookback = np.maximum(np.arange(len(alarms)) - max(merge_rows, 1), 0)
-    return alarms & (recent[:-1] - recent[lookback] == 0)
-
-
 def _has_labels(path: Path) -> bool:
     with open(path, encoding="utf-8-sig") as handle:
         header = handle.readline().strip().split(";")
@@ -248,11 +266,12 @@ def _quiet(_: str) -> None:
     pass
 
 
-def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, work_dir: Path | None = None,
+def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, work_dir: Path | None = None,
              progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
     """SKAB's protocol on every labeled CSV under `data_dir` (files without labels, such as
     anomaly-free.csv, are not part of it)."""
     stream = "skab"
+    settings = settings or BenchSettings.for_dataset("skab")
     db_path, lake, keep = _home(work_dir)
     try:
         files = []
@@ -269,11 +288,9 @@ def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *,
             test = file.readings.iloc[file.train_rows:]
             predicted = alarms[file.train_rows:]
             truth = test["anomaly"].to_numpy() > 0
-            # SKAB's notebooks: predicted changepoints where the labels switch, the first point as is
-            switches = np.abs(np.diff(predicted.astype(int), prepend=0)) > 0
             windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
                                           SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
-            return point_counts(truth, predicted), nab_file_score(test["timestamp"], switches, windows,
+            return point_counts(truth, predicted), nab_file_score(test["timestamp"], changepoint_detections(predicted), windows,
                                                                   scoring="skab")
 
         return _run(files, db_path, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
@@ -283,11 +300,12 @@ def run_skab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *,
             keep.cleanup()
 
 
-def run_nab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, work_dir: Path | None = None,
+def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work_dir: Path | None = None,
             progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
     """NAB's scoring on every series in `data_dir` with its windows.json: each file trains on
     its probationary period; detections are alarm onsets after it."""
     stream = "nab"
+    settings = settings or BenchSettings.for_dataset("nab")
     db_path, lake, keep = _home(work_dir)
     try:
         files = []
@@ -298,8 +316,8 @@ def run_nab(data_dir: str | Path, settings: BenchSettings = BenchSettings(), *, 
                                nab_windows(data_dir, path.name)))
 
         def judge(file: _File, alarms: np.ndarray) -> tuple[None, NabFileScore]:
-            onsets = alarm_onsets(alarms, settings.merge_rows)
-            return None, nab_file_score(file.readings["timestamp"], onsets, file.windows,
+            detections = onsets(alarms, settings.merge_rows)
+            return None, nab_file_score(file.readings["timestamp"], detections, file.windows,
                                         probationary_rows=file.train_rows)
 
         return _run(files, db_path, stream, ["value"], ["label"], settings, judge, progress)
@@ -333,6 +351,52 @@ def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_d
 def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
     """`settings` with some fields replaced (None: kept)."""
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+class BenchSettingError(ValueError):
+    """A `--set KEY=VALUE` that names no bench setting or has a value of the wrong kind."""
+
+
+def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSettings:
+    """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, or a bare word): a field
+    (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
+    or one detector parameter (`detector_params.epochs=30`, `kind_params.vae.beta=0.5`)."""
+    fields = {f for f in BenchSettings.__dataclass_fields__}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise BenchSettingError(f"--set {text!r}: expected KEY=VALUE, e.g. window=30")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        head, _, rest = key.partition(".")
+        if head not in fields:
+            raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(fields)}")
+        if head == "threshold":
+            if rest not in ThresholdRule.__dataclass_fields__:
+                raise BenchSettingError(f"--set {key}: expected threshold.<{'|'.join(ThresholdRule.__dataclass_fields__)}>")
+            settings = replace(settings, threshold=replace(settings.threshold, **{rest: value}))
+        elif head in ("detector_params", "kind_params") and rest:
+            table = json.loads(json.dumps(getattr(settings, head)))  # a deep copy of plain values
+            *path, last = rest.split(".")
+            node = table
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+            settings = replace(settings, **{head: table})
+        elif rest:
+            raise BenchSettingError(f"--set {key}: '{head}' has no fields")
+        else:
+            if isinstance(value, list):
+                value = tuple(value)
+            expected = type(getattr(settings, head))
+            if expected is float and isinstance(value, int):
+                value = float(value)
+            if not isinstance(value, expected):
+                raise BenchSettingError(f"--set {key}={raw}: expected a {expected.__name__}")
+            settings = replace(settings, **{head: value})
+    return settings
 
 
 # Published results quoted for comparison (SKAB's README leaderboard over its 34 files;

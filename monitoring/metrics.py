@@ -114,10 +114,14 @@ def events(mask) -> np.ndarray:
     return np.column_stack((starts, ends)).astype(np.int64).reshape(-1, 2)
 
 
-def onsets(mask) -> np.ndarray:
-    """Rows where a run of True starts (rising edges; True at the first row starts a run)."""
+def onsets(mask, merge_rows: int = 0) -> np.ndarray:
+    """Rows where a run of True starts (rising edges; True at the first row starts a run).
+    With `merge_rows`, runs less than that many rows apart are one run (an incident whose
+    alarm flickers starts once)."""
     on = _mask(mask, "mask")
-    return on & ~np.concatenate(([False], on[:-1]))
+    before = np.concatenate(([0], np.cumsum(on)))  # True rows before row i: before[i]
+    lookback = np.maximum(np.arange(len(on)) - max(int(merge_rows), 1), 0)
+    return on & (before[:-1] - before[lookback] == 0)
 
 
 def changepoint_detections(y_pred) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The SKAB and NAB benchmarks end to end on a few real files of ../shared/data (read in
 place through symlinks, never copied): real ingest, training, scoring into DuckDB, metrics."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from features.windows import WindowSpec
 from monitoring import benchmarks, warehouse
 from monitoring.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
+from monitoring.metrics import onsets
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SKAB_PICK = [("valve1", "0.csv"), ("valve2", "1.csv")]
@@ -88,7 +90,8 @@ def test_nab_bench_scores_after_the_probationary_period(tmp_path):
     name = "rogue_agent_key_hold.csv"
     (data / name).symlink_to(DATA / "nab" / name)
     (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
-    rows = run_nab(data, BenchSettings(kinds=("mlp_ae",), detector_params=FAST, seeds=(0,)))
+    rows = run_nab(data, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), detector_params=FAST,
+                                 seeds=(0,)))
     assert [r.detector for r in rows] == ["mlp_ae"]
     d = rows[0].to_dict()
     assert set(d) == {"detector", "nab_standard", "nab_low_fp", "nab_low_fn", "files"} and d["files"] == 1
@@ -118,9 +121,9 @@ def test_ensemble_flags_the_mean_severity_above_one():
 
 def test_nab_detections_are_incident_starts():
     alarms = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
-    assert benchmarks.alarm_onsets(alarms).astype(int).tolist() == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
+    assert onsets(alarms).astype(int).tolist() == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
     # alarms at most 2 rows apart are one incident
-    assert benchmarks.alarm_onsets(alarms, 2).astype(int).tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert onsets(alarms, 2).astype(int).tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
 
 
 def test_seeds_average_the_counts():
@@ -136,3 +139,32 @@ def test_bench_spec_uses_the_median_step():
                                                           "2026-01-01 00:10", "2026-01-01 00:20"])})
     spec = benchmarks._spec(readings, BenchSettings(window=4))
     assert spec == WindowSpec(size=4, stride=1, interval_s=300.0, max_gap_s=1500.0)
+
+
+def test_bench_settings_take_assignments_and_name_bad_ones():
+    from monitoring.benchmarks import BenchSettingError, with_assignments
+
+    base = BenchSettings()
+    changed = with_assignments(base, ["window=30", "threshold.coefficient=1.5", "detector_params.epochs=5",
+                                      "kind_params.vae.beta=0.5", 'kinds=["mlp_ae"]', "val_fraction=1"])
+    assert changed.window == 30 and changed.threshold.coefficient == 1.5 and changed.kinds == ("mlp_ae",)
+    assert changed.detector_params == {**base.detector_params, "epochs": 5}
+    assert changed.kind_params == {"vae": {"beta": 0.5}} and changed.val_fraction == 1.0
+    assert base.detector_params["epochs"] == 60  # the defaults are untouched
+    for text, message in [("windw=3", "no such bench setting"), ("window", "expected KEY=VALUE"),
+                          ("window=big", "expected a int"), ("threshold.q=3", "expected threshold.<"),
+                          ("window.size=3", "has no fields")]:
+        with pytest.raises(BenchSettingError, match=message):
+            with_assignments(base, [text])
+
+
+def test_a_file_too_short_to_train_is_counted_as_never_firing(tmp_path):
+    data = tmp_path / "nab"
+    data.mkdir()
+    name = "rogue_agent_key_hold.csv"
+    (data / name).symlink_to(DATA / "nab" / name)
+    (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
+    # 120-sample windows cannot fit in its 282 probationary rows
+    rows = run_nab(data, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
+    assert rows[0].untrained and "rogue_agent_key_hold" in rows[0].untrained[0]
+    assert rows[0].to_dict()["nab_standard"] == pytest.approx(0.0)  # the null detector scores 0
