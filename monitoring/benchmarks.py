@@ -98,7 +98,7 @@ class BenchSettings:
 # NAB's series are univariate, minutes to an hour apart, and most drift in level over weeks
 # while the model sees only the probationary period: the value is differenced, windows are
 # shorter, and alarms less than `merge_rows` apart are one detection.
-NAB_DEFAULTS = {"window": 10, "differenced": ("value",), "merge_rows": 50}
+NAB_DEFAULTS = {"window": 10, "differenced": ("value",), "merge_rows": 100}
 
 
 @dataclass(frozen=True)
