@@ -23,20 +23,17 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else float("nan")
 
 
-# ---------------------------------------------------------------- point level
+# ---------------------------------------------------------------- counts
 
 
 @dataclass(frozen=True)
-class PointCounts:
-    """Point confusion counts; pooled over series by adding, as SKAB sums TP/FP/FN/TN over files."""
+class EventCounts:
+    """Event counts: tp = true events overlapped, fn = true events missed, fp = predicted
+    events that overlap no true event. Standard F1 = 2PR / (P + R). PointCounts adds tn."""
 
     tp: int
     fp: int
     fn: int
-    tn: int
-
-    def __add__(self, other: "PointCounts") -> "PointCounts":
-        return PointCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     @property
     def precision(self) -> float:
@@ -45,6 +42,24 @@ class PointCounts:
     @property
     def recall(self) -> float:
         return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return _ratio(2 * p * r, p + r) if not (math.isnan(p) or math.isnan(r)) else float("nan")
+
+
+# ---------------------------------------------------------------- point level
+
+
+@dataclass(frozen=True)
+class PointCounts(EventCounts):
+    """Point confusion counts; pooled over series by adding, as SKAB sums TP/FP/FN/TN over files."""
+
+    tn: int
+
+    def __add__(self, other: "PointCounts") -> "PointCounts":
+        return PointCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     @property
     def f1(self) -> float:
@@ -148,29 +163,6 @@ def point_adjust(y_true, y_pred) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- event level
-
-
-@dataclass(frozen=True)
-class EventCounts:
-    """Event counts: tp = true events overlapped, fn = true events missed, fp = predicted
-    events that overlap no true event. Standard F1 = 2PR / (P + R)."""
-
-    tp: int
-    fp: int
-    fn: int
-
-    @property
-    def precision(self) -> float:
-        return _ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float:
-        return _ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return _ratio(2 * p * r, p + r) if not (math.isnan(p) or math.isnan(r)) else float("nan")
 
 
 def overlap_f1(y_true, y_pred, timestamps=None) -> EventCounts:

@@ -405,6 +405,16 @@ def list_assets(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _reading_filter(asset: str | None = None, after=None, start=None, end=None) -> tuple[str, list]:
+    """A WHERE clause with parameters over a lake view: one asset, `after` exclusive,
+    `start` / `end` inclusive (each optional)."""
+    conditions = [("asset = ?", asset), ("timestamp > ?", after), ("timestamp >= ?", start), ("timestamp <= ?", end)]
+    clauses = [sql for sql, value in conditions if value is not None]
+    params = [value if sql.startswith("asset") else pd.Timestamp(value).to_pydatetime()
+              for sql, value in conditions if value is not None]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 def read_readings(
     con: duckdb.DuckDBPyConnection,
     stream: str,
@@ -417,20 +427,7 @@ def read_readings(
     """Readings of a stream ordered by asset and time. `after` is exclusive, `start`/`end` inclusive."""
     if not has_view(con, stream):
         raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
-    clauses, params = [], []
-    if asset is not None:
-        clauses.append("asset = ?")
-        params.append(asset)
-    if after is not None:
-        clauses.append("timestamp > ?")
-        params.append(pd.Timestamp(after).to_pydatetime())
-    if start is not None:
-        clauses.append("timestamp >= ?")
-        params.append(pd.Timestamp(start).to_pydatetime())
-    if end is not None:
-        clauses.append("timestamp <= ?")
-        params.append(pd.Timestamp(end).to_pydatetime())
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _reading_filter(asset=asset, after=after, start=start, end=end)
     sql = f"SELECT * FROM {view_name(stream)}{where} ORDER BY asset, timestamp"
     return con.execute(sql, params).df()
 
@@ -539,14 +536,7 @@ def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_col
         raise WarehouseError(f"stream '{stream}': label columns {missing} are not in the lake; it has "
                              f"{lake_columns(con, stream)}")
     labeled = " OR ".join(f"coalesce(TRY_CAST({quote_identifier(c)} AS DOUBLE), 0) > 0" for c in label_columns)
-    clauses, params = [], []
-    if start is not None:
-        clauses.append("timestamp >= ?")
-        params.append(pd.Timestamp(start).to_pydatetime())
-    if end is not None:
-        clauses.append("timestamp <= ?")
-        params.append(pd.Timestamp(end).to_pydatetime())
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _reading_filter(start=start, end=end)
     return con.execute(f"SELECT asset, timestamp, ({labeled}) AS labeled FROM {view_name(stream)}{where} "
                        "ORDER BY asset, timestamp", params).df()
 

@@ -84,13 +84,18 @@ def test_bench_refuses_an_unknown_kind(skab_two, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--kinds: unknown ['svm']" in result.output
 
 
-def test_nab_bench_scores_after_the_probationary_period(tmp_path):
+@pytest.fixture
+def nab_one(tmp_path) -> Path:
+    """A NAB folder with one short series (1,882 readings, 282 probationary) and windows.json."""
     data = tmp_path / "nab"
     data.mkdir()
-    name = "rogue_agent_key_hold.csv"
-    (data / name).symlink_to(DATA / "nab" / name)
-    (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
-    rows = run_nab(data, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), detector_params=FAST,
+    for name in ("rogue_agent_key_hold.csv", "windows.json"):
+        (data / name).symlink_to(DATA / "nab" / name)
+    return data
+
+
+def test_nab_bench_scores_after_the_probationary_period(nab_one):
+    rows = run_nab(nab_one, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), detector_params=FAST,
                                  seeds=(0,)))
     assert [r.detector for r in rows] == ["mlp_ae"]
     d = rows[0].to_dict()
@@ -158,13 +163,8 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
             with_assignments(base, [text])
 
 
-def test_a_file_too_short_to_train_is_counted_as_never_firing(tmp_path):
-    data = tmp_path / "nab"
-    data.mkdir()
-    name = "rogue_agent_key_hold.csv"
-    (data / name).symlink_to(DATA / "nab" / name)
-    (data / "windows.json").symlink_to(DATA / "nab" / "windows.json")
+def test_a_file_too_short_to_train_is_counted_as_never_firing(nab_one):
     # 120-sample windows cannot fit in its 282 probationary rows
-    rows = run_nab(data, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
+    rows = run_nab(nab_one, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
     assert rows[0].untrained and "rogue_agent_key_hold" in rows[0].untrained[0]
     assert rows[0].to_dict()["nab_standard"] == pytest.approx(0.0)  # the null detector scores 0
