@@ -12,6 +12,7 @@ can be judged on more than the one seed the demo shows.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -25,7 +26,7 @@ from monitoring.incidents import merge_incidents
 from monitoring.training import train_bundle
 
 
-def run(seed: int, days: float, assets: int, kinds: list[str]) -> list[dict]:
+def run(seed: int, days: float, assets: int, kinds: list[str], extra: dict | None = None) -> list[dict]:
     spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
     data = generate_stream(spec)
     readings = data.readings
@@ -38,7 +39,8 @@ def run(seed: int, days: float, assets: int, kinds: list[str]) -> list[dict]:
         started = time.perf_counter()
         trained = train_bundle(
             readings[readings["timestamp"] <= clean_end], stream="pumps", sensors=list(SENSORS), spec=settings.window,
-            kind=kind, detector_params=detector_params(settings.detectors, kind), rule=settings.threshold.rule(),
+            kind=kind, detector_params={**detector_params(settings.detectors, kind), **(extra or {})},
+            rule=settings.threshold.rule(),
             label_columns=list(settings.label_columns), val_fraction=settings.train.val_fraction,
             holdout_fraction=settings.train.holdout_fraction, train_stride=settings.train.stride,
         )
@@ -68,8 +70,17 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
     parser.add_argument("--kinds", nargs="+", default=list(DEMO_STREAM.detectors.kinds))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="detector parameters for every kind, a JSON value each (error_scaling=\"sensor\")")
     args = parser.parse_args()
-    rows = [row for seed in args.seeds for row in run(seed, args.days, args.assets, args.kinds)]
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    rows = [row for seed in args.seeds for row in run(seed, args.days, args.assets, args.kinds, extra)]
     table = pd.DataFrame(rows)
     table["gate"] = ""
     for _, group in table.groupby("seed"):  # the kind the promotion gate makes champion

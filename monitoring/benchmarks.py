@@ -28,8 +28,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from features.importers import SKAB_SENSORS, nab_files, nab_windows, skab_files
 from features.errors import WindowError
+from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
 from features.windows import WindowSpec
 from monitoring import warehouse
 from monitoring.bundle import ModelBundle
@@ -38,8 +38,8 @@ from monitoring.evaluation import point_alarms
 from monitoring.importers import import_file
 from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_detections, changepoint_windows,
                                 nab_file_score, nab_normalised, nab_probationary_rows, onsets, point_counts)
-from monitoring.scoring import score_stream
 from monitoring.errors import TrainingDataError
+from monitoring.scoring import score_stream
 from monitoring.training import fit_bundle, prepare_training
 
 SKAB_TRAIN_ROWS = 400
@@ -76,7 +76,8 @@ class BenchSettings:
 
     @classmethod
     def for_dataset(cls, dataset: str) -> "BenchSettings":
-        """The defaults of a benchmark (see README, Evaluation): fixed once for every file."""
+        """The defaults of a benchmark, fixed once for every file (README: "How good is it on
+        public labeled data")."""
         if dataset == "skab":
             return cls()
         if dataset == "nab":
@@ -286,7 +287,7 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
             readings = _read_asset(db_path, stream, asset)
             files.append(_File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings)))
         if not files:
-            raise FileNotFoundError(f"{data_dir}: no labeled SKAB files")
+            raise DataSetError(f"{data_dir}: no labeled SKAB files (with anomaly and changepoint columns)")
 
         def judge(file: _File, alarms: np.ndarray) -> tuple[PointCounts, NabFileScore]:
             test = file.readings.iloc[file.train_rows:]

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import AemonConfig, ConfigError, DetectorsSettings, detector_params, load_config
+from flows.config import (STREAM_DETECTOR_DEFAULTS, AemonConfig, ConfigError, DetectorsSettings, detector_params,
+                          load_config)
 from monitoring.detectors import THRESHOLD_PARAMS, detector_class, detector_kinds, param_defaults
 
 
@@ -38,8 +39,9 @@ def test_detector_settings_mirror_each_detector_constructor():
         defaults = param_defaults(kind)
         assert set(own) == set(defaults) - set(THRESHOLD_PARAMS)
         for key, value in own.items():
-            assert value == defaults[key], (kind, key)
-        assert detector_params(settings, kind) == {}  # nothing written: the detector's own defaults
+            assert value == STREAM_DETECTOR_DEFAULTS.get(key, defaults[key]), (kind, key)
+        # nothing written: the detector's own defaults, but where a stream's differ
+        assert detector_params(settings, kind) == STREAM_DETECTOR_DEFAULTS
         detector_class(kind)(**detector_params(settings, kind))
 
 
@@ -49,9 +51,9 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
     path.write_text(f"[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors]\nepochs = 5\nn_threads = 1\n"
                     f"[streams.pumps.detectors.{kind}]\nepochs = 7\n")
     detectors = load_config(path).stream("pumps").detectors
-    assert detector_params(detectors, kind) == {"epochs": 7, "n_threads": 1}
+    assert detector_params(detectors, kind) == {**STREAM_DETECTOR_DEFAULTS, "epochs": 7, "n_threads": 1}
     for other in detector_kinds()[1:]:
-        assert detector_params(detectors, other) == {"epochs": 5, "n_threads": 1}
+        assert detector_params(detectors, other) == {**STREAM_DETECTOR_DEFAULTS, "epochs": 5, "n_threads": 1}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -151,3 +153,11 @@ def test_every_readme_config_example_loads(tmp_path):
         path = tmp_path / f"example{i}.toml"
         path.write_text(example)
         assert load_config(path).streams
+
+
+def test_a_stream_setting_overrides_the_stream_default(tmp_path):
+    path = tmp_path / "aemon.toml"
+    path.write_text("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.vae]\nerror_scaling = 'none'\n")
+    detectors = load_config(path).stream("pumps").detectors
+    assert detector_params(detectors, "vae") == {"error_scaling": "none"}
+    assert detector_params(detectors, "mlp_ae") == {"error_scaling": "sensor"}
