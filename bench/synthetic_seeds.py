@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
     parser.add_argument("--kinds", nargs="+", default=list(DEMO_STREAM.detectors.kinds))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="detector parameters for every kind, a JSON value each (error_scaling=\"sensor\")")
+                        help="detector parameters for every kind, a JSON value each (error_scaling=none)")
     args = parser.parse_args()
     extra = {}
     for item in args.set:
