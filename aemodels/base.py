@@ -306,10 +306,13 @@ class BaseDetector:
         calibration = X_train if X_val is None else X_val
         self.sensor_scale_ = None
         if self.error_scaling == "sensor":
-            spread = np.abs(self.contributions(calibration)).std(axis=0)
+            errors = np.abs(self.contributions(calibration))  # (n, C) per-sensor squared errors
+            spread = errors.std(axis=0)
             # a sensor with no spread (constant, or one window) keeps its raw error
             self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
-        self.val_scores_ = self.score(calibration)
+            self.val_scores_ = (errors / self.sensor_scale_).mean(axis=1)  # = score(calibration), one pass fewer
+        else:
+            self.val_scores_ = self.score(calibration)
         self.threshold_ = percentile_threshold(self.val_scores_, self.threshold_percentile,
                                                self.threshold_coefficient)
         return self

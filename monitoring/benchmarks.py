@@ -28,17 +28,28 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from aemodels.errors import UnknownParameterError
 from features.errors import WindowError
 from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
 from features.windows import WindowSpec
 from monitoring import warehouse
 from monitoring.bundle import ModelBundle
-from monitoring.detectors import DETECTOR_KINDS, ThresholdRule
+from monitoring.detectors import DETECTOR_KINDS, ThresholdRule, make_detector
+from monitoring.errors import BenchSettingError, TrainingDataError
 from monitoring.evaluation import point_alarms
 from monitoring.importers import import_file
-from monitoring.metrics import (NAB_PROFILES, NabFileScore, PointCounts, changepoint_detections, changepoint_windows,
-                                nab_file_score, nab_normalised, nab_probationary_rows, onsets, point_counts)
-from monitoring.errors import TrainingDataError
+from monitoring.metrics import (
+    NAB_PROFILES,
+    NabFileScore,
+    PointCounts,
+    changepoint_detections,
+    changepoint_windows,
+    nab_file_score,
+    nab_normalised,
+    nab_probationary_rows,
+    onsets,
+    point_counts,
+)
 from monitoring.scoring import score_stream
 from monitoring.training import fit_bundle, prepare_training
 
@@ -73,6 +84,31 @@ class BenchSettings:
     # NAB: alarms less than this many rows apart are one incident with one detection (its
     # first row), as aemon merges flagged windows into incidents
     merge_rows: int = 0
+
+    def validate(self) -> "BenchSettings":
+        """Refuse settings that cannot work before any file is read (one named problem), so a
+        bad value is never mistaken for a file too short to train."""
+        unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
+        if not self.kinds or unknown:
+            raise BenchSettingError(f"kinds: unknown {unknown}; expected some of {list(DETECTOR_KINDS)}")
+        checks = [("window", self.window >= 1, ">= 1"), ("max_gap_intervals", self.max_gap_intervals >= 1, ">= 1"),
+                  ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
+                  ("merge_rows", self.merge_rows >= 0, ">= 0"), ("seeds", len(self.seeds) > 0, "at least one")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise BenchSettingError(f"{name}={getattr(self, name)!r}, expected {expected}")
+        try:
+            self.threshold.apply(np.linspace(0.0, 1.0, 1000))
+        except (TypeError, ValueError) as exc:
+            raise BenchSettingError(f"threshold: {exc}") from None
+        for kind in self.kinds:
+            try:
+                detector = make_detector(kind, **self.params_of(kind, self.seeds[0]))
+                detector._check_params()
+                detector._build_model(self.window, 1)  # the network checks its own arguments
+            except (UnknownParameterError, TypeError, ValueError) as exc:
+                raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
+        return self
 
     @classmethod
     def for_dataset(cls, dataset: str) -> "BenchSettings":
@@ -251,10 +287,12 @@ def _mean_counts(total: PointCounts, n: int) -> PointCounts:
 def _home(work_dir: Path | None) -> Iterator[tuple[Path, Path]]:
     """(DuckDB file, lake folder) of one bench run: under `work_dir`, kept, or in a temporary
     folder removed afterwards."""
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(work_dir) / "bench.duckdb", Path(work_dir) / "lake"
+        return
     with tempfile.TemporaryDirectory(prefix="aemon-bench-") as temporary:
-        root = Path(work_dir) if work_dir is not None else Path(temporary)
-        root.mkdir(parents=True, exist_ok=True)
-        yield root / "bench.duckdb", root / "lake"
+        yield Path(temporary) / "bench.duckdb", Path(temporary) / "lake"
 
 
 def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
@@ -277,7 +315,7 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
     """SKAB's protocol on every labeled CSV under `data_dir` (files without labels, such as
     anomaly-free.csv, are not part of it)."""
     stream = "skab"
-    settings = settings or BenchSettings.for_dataset("skab")
+    settings = (settings or BenchSettings.for_dataset("skab")).validate()
     with _home(work_dir) as (db_path, lake):
         files = []
         for path, asset in skab_files(data_dir):
@@ -308,7 +346,7 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
     """NAB's scoring on every series in `data_dir` with its windows.json: each file trains on
     its probationary period; detections are alarm onsets after it."""
     stream = "nab"
-    settings = settings or BenchSettings.for_dataset("nab")
+    settings = (settings or BenchSettings.for_dataset("nab")).validate()
     with _home(work_dir) as (db_path, lake):
         files = []
         for path, asset in nab_files(data_dir):
@@ -350,10 +388,6 @@ def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_d
 def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
     """`settings` with some fields replaced (None: kept)."""
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
-
-
-class BenchSettingError(ValueError):
-    """A `--set KEY=VALUE` that names no bench setting or has a value of the wrong kind."""
 
 
 def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSettings:

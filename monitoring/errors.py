@@ -31,3 +31,7 @@ class MetricsInputError(MonitoringError, ValueError):
 
 class EvaluationError(MonitoringError, ValueError):
     """A range with no labeled readings or no scored windows to evaluate."""
+
+
+class BenchSettingError(MonitoringError, ValueError):
+    """A benchmark setting (a `--set KEY=VALUE`, a kind, a detector parameter) that cannot work."""

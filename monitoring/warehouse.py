@@ -7,6 +7,7 @@ already there, so re-running a flow never duplicates a row. Connections are shor
 """
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -511,14 +512,18 @@ def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, mo
         [stream, model_name, int(model_version), asset]).df()
 
 
+# A window scored several times (a retrain, a full rescore): its most recent scoring decides.
+LATEST_SCORING = ("QUALIFY row_number() OVER (PARTITION BY asset, window_start "
+                  "ORDER BY scored_at DESC, model_version DESC) = 1")
+
+
 def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     """Flagged windows as the latest scoring of each window says: when a window was scored by
     several model versions (a retrain, a full rescore), its most recent score decides, so a
     window the new champion clears no longer counts, whatever an older version said."""
     return con.execute(
         "WITH latest AS (SELECT stream, asset, window_start, model_name, model_version, is_anomaly, excluded "
-        "FROM scores WHERE stream = ? QUALIFY row_number() OVER (PARTITION BY asset, window_start "
-        "ORDER BY scored_at DESC, model_version DESC) = 1) "
+        f"FROM scores WHERE stream = ? {LATEST_SCORING}) "
         "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
         "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
         [stream],
@@ -550,8 +555,7 @@ def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.T
     by_version = " AND model_version = ?" if version is not None else ""
     latest = (
         "WITH latest AS (SELECT asset, window_start, window_end, is_anomaly AND NOT excluded AS flagged, "
-        f"model_name, model_version FROM scores WHERE stream = ?{by_version} QUALIFY row_number() OVER "
-        "(PARTITION BY asset, window_start ORDER BY scored_at DESC, model_version DESC) = 1) "
+        f"model_name, model_version FROM scores WHERE stream = ?{by_version} {LATEST_SCORING}) "
     )
     params: list = [stream] + ([int(version)] if version is not None else [])
     lo = pd.Timestamp(start).to_pydatetime() if start is not None else None
@@ -569,7 +573,7 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, row: dict) -> int:
     evaluation_id is kept as it is. Returns the number of rows written (0 or 1)."""
     columns = list(row)
     listed = ", ".join(quote_identifier(c) for c in columns)
-    values = [None if isinstance(v, float) and v != v else v for v in row.values()]  # NaN -> NULL: undefined
+    values = [None if isinstance(v, float) and math.isnan(v) else v for v in row.values()]  # NaN -> NULL: undefined
     return int(scalar(con, f"INSERT INTO evaluations ({listed}) VALUES ({', '.join('?' * len(columns))}) "
                            "ON CONFLICT DO NOTHING", values))
 

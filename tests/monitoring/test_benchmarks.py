@@ -81,7 +81,7 @@ def test_bench_refuses_an_unknown_kind(skab_two, tmp_path, monkeypatch):
 
     monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--kinds", "svm"])
-    assert result.exit_code == 2 and "--kinds: unknown ['svm']" in result.output
+    assert result.exit_code == 2 and "kinds: unknown ['svm']" in result.output
 
 
 @pytest.fixture
@@ -147,7 +147,8 @@ def test_bench_spec_uses_the_median_step():
 
 
 def test_bench_settings_take_assignments_and_name_bad_ones():
-    from monitoring.benchmarks import BenchSettingError, with_assignments
+    from monitoring.benchmarks import with_assignments
+    from monitoring.errors import BenchSettingError
 
     base = BenchSettings()
     changed = with_assignments(base, ["window=30", "threshold.coefficient=1.5", "detector_params.epochs=5",
@@ -161,6 +162,14 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
                           ("window.size=3", "has no fields")]:
         with pytest.raises(BenchSettingError, match=message):
             with_assignments(base, [text])
+    # values of the right type that cannot work are refused before any file is read
+    for text, message in [("val_fraction=1", "val_fraction=1.0, expected between 0 and 1"),
+                          ("window=0", "window=0, expected >= 1"),
+                          ("threshold.percentile=120", "threshold:"),
+                          ("detector_params.activation=\"tanh\"", "activation='tanh'"),
+                          ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae")]:
+        with pytest.raises(BenchSettingError, match=message):
+            with_assignments(base, [text]).validate()
 
 
 def test_a_file_too_short_to_train_is_counted_as_never_firing(nab_one):
