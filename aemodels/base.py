@@ -20,15 +20,18 @@ import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import nn
 
+from aemodels.checks import check_int
 from aemodels.errors import DetectorInputError, NotFittedError
-from aemodels.thresholds import percentile_threshold
+from aemodels.network import Autoencoder
+from aemodels.thresholds import ThresholdRule
 from aemodels.training import TrainConfig, TrainResult, train_autoencoder
 
 FORMAT_VERSION = 1
@@ -37,10 +40,13 @@ WEIGHTS_FILE = "model.pt"
 VAL_SCORES_FILE = "val_scores.npy"
 
 
-def _plain(value):
-    """JSON fallback for numpy scalars and arrays among the parameters (np.int64(8) -> 8)."""
+def _plain(value: object) -> object:
+    """JSON fallback for the parameters: numpy scalars and arrays (np.int64(8) -> 8), the
+    threshold rule (its fields)."""
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
+    if isinstance(value, ThresholdRule):
+        return value.to_dict()
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serialisable")
 
 
@@ -53,8 +59,7 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     if how not in ("mean", "max"):
         raise ValueError(f"point_scores how={how!r}, must be 'mean' or 'max'")
     for name, value, minimum in (("window_length", window_length, 1), ("n_points", n_points, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"point_scores {name}={value!r}, must be an int >= {minimum}")
+        check_int(f"point_scores {name}", value, minimum)
     scores = np.asarray(window_scores, dtype=np.float64)
     starts = np.asarray(window_starts)
     if scores.ndim != 1 or starts.shape != scores.shape:
@@ -79,10 +84,13 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
 
 
 ERROR_SCALINGS = ("none", "sensor")
+DEFAULT_THRESHOLD = ThresholdRule()  # p99 of the calibration scores
+TRAIN = TrainConfig()  # the training defaults of every detector
 
 
 class BaseDetector:
     kind: ClassVar[str] = ""
+    model_: Autoencoder  # fitted network (eval mode, CPU)
     inference_batch_size: int = 2048  # windows per forward pass; measured best for the default models on CPU
     _kinds: ClassVar[dict[str, type[BaseDetector]]] = {}
 
@@ -93,14 +101,17 @@ class BaseDetector:
         if "__init__" in vars(cls):
             # The full signature (own arguments, then BaseDetector's keyword-only ones) for
             # inspect.signature, help() and editors, instead of (..., **kwargs).
-            own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD]
+            init = vars(cls)["__init__"]
+            own = [p for p in inspect.signature(init).parameters.values() if p.kind is not p.VAR_KEYWORD]
             shared = [p for p in inspect.signature(BaseDetector.__init__).parameters.values() if p.name != "self"]
-            cls.__init__.__signature__ = inspect.Signature(own + [p for p in shared if p.name not in {q.name for q in own}])
+            init.__signature__ = inspect.Signature(own + [p for p in shared if p.name not in {q.name for q in own}])
 
     def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
-                 epochs=60, batch_size=128, learning_rate=1e-3, weight_decay=0.0, patience=10, grad_clip=1.0,
-                 denoise="none", noise_level=0.1, threshold_percentile=99.0, threshold_coefficient=1.0,
-                 error_scaling="none", random_state=0, n_threads=None, device="auto", progress=None):
+                 epochs=TRAIN.epochs, batch_size=TRAIN.batch_size, learning_rate=TRAIN.learning_rate,
+                 weight_decay=TRAIN.weight_decay, patience=TRAIN.patience, grad_clip=TRAIN.grad_clip,
+                 denoise=TRAIN.denoise, noise_level=TRAIN.noise_level, threshold=DEFAULT_THRESHOLD,
+                 error_scaling="none", random_state=TRAIN.seed, n_threads=TRAIN.n_threads, device=TRAIN.device,
+                 progress=TRAIN.progress):
         """Hyperparameters every detector has.
 
         activation: "relu" | "gelu" between layers; dropout: rate after each hidden layer;
@@ -109,9 +120,9 @@ class BaseDetector:
         learning_rate, weight_decay, patience (early stopping on X_val), grad_clip, denoise
         ("none" | "gaussian" | "mask") with noise_level, random_state, n_threads (torch CPU threads
         while training and scoring), device ("auto": CUDA when present), progress (None: a bar when
-        stderr is a terminal). Threshold: threshold_percentile of the validation scores times
-        threshold_coefficient. error_scaling: "none" (the score is the mean squared error over
-        all sensors, or a VAE's own -log p) or "sensor" (each sensor's squared error divided by
+        stderr is a terminal). threshold: the aemodels.thresholds.ThresholdRule that `fit`
+        (and `recalibrate`) apply to the calibration scores (default: their 99th percentile).
+        error_scaling: "none" (the score is the mean squared error over all sensors, or a VAE's own -log p) or "sensor" (each sensor's squared error divided by
         its spread over the validation windows, then averaged: a sensor the network always
         reconstructs poorly no longer drowns a shift in one it reconstructs well).
         """
@@ -126,8 +137,7 @@ class BaseDetector:
         self.grad_clip = grad_clip
         self.denoise = denoise
         self.noise_level = noise_level
-        self.threshold_percentile = threshold_percentile
-        self.threshold_coefficient = threshold_coefficient
+        self.threshold = threshold
         self.error_scaling = error_scaling
         self.random_state = random_state
         self.n_threads = n_threads
@@ -137,12 +147,12 @@ class BaseDetector:
     # -- parameters --------------------------------------------------------------------
 
     @classmethod
-    def param_defaults(cls) -> dict:
+    def param_defaults(cls) -> dict[str, Any]:
         """{constructor argument: default}, the detector's own arguments first, then BaseDetector's."""
         defaults: dict = {}
         for klass in cls.__mro__[:cls.__mro__.index(BaseDetector) + 1]:
             if "__init__" in vars(klass):
-                for p in inspect.signature(klass.__init__).parameters.values():
+                for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
                     if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                         defaults.setdefault(p.name, p.default)
         return defaults
@@ -152,9 +162,7 @@ class BaseDetector:
         """The constructor argument names (what get_params() returns and make_detector accepts)."""
         return list(cls.param_defaults())
 
-    _param_names = param_names
-
-    def get_params(self) -> dict:
+    def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as given."""
         return {name: getattr(self, name) for name in self.param_names()}
 
@@ -169,17 +177,23 @@ class BaseDetector:
                            seed=self.random_state, n_threads=self.n_threads, device=self.device,
                            denoise=self.denoise, noise_level=self.noise_level, progress=self.progress)
 
+    def validate_params(self, window_size: int | None = None, n_sensors: int = 1) -> None:
+        """Check the hyperparameters (ValueError naming the first bad one) without training;
+        with a window size, also build the network once, which checks its own arguments."""
+        self._check_params()
+        if window_size is not None:
+            self._build_model(window_size, n_sensors)
+
     def _check_params(self) -> None:
         """Validate hyperparameters before any training (raises ValueError)."""
-        # percentile_threshold validates q and coefficient; call it on a dummy score so a
-        # bad value fails before training rather than after it.
-        percentile_threshold(np.zeros(1), self.threshold_percentile, self.threshold_coefficient)
+        if not isinstance(self.threshold, ThresholdRule):
+            raise ValueError(f"threshold={self.threshold!r}, expected an aemodels.thresholds.ThresholdRule")
         if self.error_scaling not in ERROR_SCALINGS:
             raise ValueError(f"error_scaling={self.error_scaling!r}, expected one of {list(ERROR_SCALINGS)}")
 
     # -- hooks for subclasses ----------------------------------------------------------
 
-    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+    def _build_model(self, window_size: int, n_sensors: int) -> Autoencoder:
         raise NotImplementedError(f"{type(self).__name__} must implement _build_model")
 
     def _to_model_input(self, X: np.ndarray) -> np.ndarray:
@@ -272,11 +286,12 @@ class BaseDetector:
 
     # -- fit / inference ---------------------------------------------------------------
 
-    def fit(self, X_train, X_val=None):
+    def fit(self, X_train: ArrayLike, X_val: ArrayLike | None = None) -> Self:
         """Train on normal windows X_train (n_windows, window_size, n_sensors); return self.
 
-        The threshold is the `threshold_percentile` of the scores of X_val (held-out normal
-        windows) times `threshold_coefficient`; of X_train when there is no X_val.
+        X_val (held-out normal windows; X_train when there is none) calibrates: the
+        `threshold` rule sets threshold_ on their scores, and with error_scaling="sensor"
+        they fix each sensor's error scale.
         """
         self._check_params()
         config = self._train_config()
@@ -310,12 +325,29 @@ class BaseDetector:
             spread = errors.std(axis=0)
             # a sensor with no spread (constant, or one window) keeps its raw error
             self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
-            self.val_scores_ = (errors / self.sensor_scale_).mean(axis=1)  # = score(calibration), one pass fewer
+            self._set_threshold((errors / self.sensor_scale_).mean(axis=1))  # = score(calibration), one pass fewer
         else:
-            self.val_scores_ = self.score(calibration)
-        self.threshold_ = percentile_threshold(self.val_scores_, self.threshold_percentile,
-                                               self.threshold_coefficient)
+            self._set_threshold(self.score(calibration))
         return self
+
+    def recalibrate(self, X: ArrayLike, threshold: ThresholdRule | None = None) -> Self:
+        """Set threshold_ anew on the scores of normal windows X (recent readings), by
+        `threshold` (which becomes the detector's rule) or the detector's own rule; the
+        network and the sensor error scales stay as fitted. Returns self."""
+        self._check_is_fitted()
+        if threshold is not None:
+            self.threshold = threshold
+            self._check_params()
+        X = self._check_windows(X, "X", (self.window_size_, self.n_features_in_), fitted_on="fit")
+        self._set_threshold(self.score(X))
+        return self
+
+    def _set_threshold(self, calibration_scores: np.ndarray) -> None:
+        """val_scores_, threshold_ (by the `threshold` rule) and thresholds_ (every reported
+        threshold: p95 / p99 / p99.9 / POT) from the scores of the calibration windows."""
+        self.val_scores_ = np.asarray(calibration_scores, dtype=np.float64)
+        self.threshold_ = self.threshold.apply(self.val_scores_)
+        self.thresholds_ = self.threshold.all_thresholds(self.val_scores_)
 
     def _map_batches(self, X: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty: np.ndarray,
                      batch_size: int | None = None) -> np.ndarray:
@@ -333,7 +365,7 @@ class BaseDetector:
             torch.set_num_threads(previous_threads)
         return np.concatenate(parts)
 
-    def score(self, X) -> np.ndarray:
+    def score(self, X: ArrayLike) -> np.ndarray:
         """Anomaly score per window, (n_windows,) float64; higher is more anomalous."""
         X = self._check_input(X)
         return self._map_batches(X, self._score_batch, np.empty(0), self._score_batch_size()).astype(
@@ -344,23 +376,23 @@ class BaseDetector:
         takes fewer at once)."""
         return self.inference_batch_size
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """True where a window's score is above threshold_, (n_windows,) bool."""
         return self.score(X) > self.threshold_
 
-    def reconstruct(self, X) -> np.ndarray:
+    def reconstruct(self, X: ArrayLike) -> np.ndarray:
         """The network's reconstruction of each window, same shape as X, float32."""
         X = self._check_input(X)
         return self._map_batches(X, self._reconstruct_batch, np.empty(X.shape, np.float32))
 
-    def encode(self, X) -> np.ndarray:
+    def encode(self, X: ArrayLike) -> np.ndarray:
         """The latent code of each window (the posterior mean for a VAE), (n_windows, latent) float32."""
         X = self._check_input(X)
         return self._map_batches(X, self._encode_batch, np.empty((0, self.model_.latent), np.float32))
 
     point_scores = staticmethod(point_scores)
 
-    def contributions(self, X) -> np.ndarray:
+    def contributions(self, X: ArrayLike) -> np.ndarray:
         """Per-sensor share of each window's score, (n_windows, n_sensors) float64.
 
         Magnitude: the sensor's mean squared error over the window. Sign: the direction of
@@ -370,7 +402,7 @@ class BaseDetector:
         X = self._check_input(X)
         return self._map_batches(X, self._contributions_batch, np.empty((0, self.n_features_in_)))
 
-    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def score_with_contributions(self, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """score(X) and contributions(X) together, at the cost of one pass (what scoring needs)."""
         X = self._check_input(X)
         both = self._map_batches(X, self._score_and_contributions_batch, np.empty((0, 1 + self.n_features_in_)),
@@ -379,7 +411,7 @@ class BaseDetector:
 
     # -- persistence -------------------------------------------------------------------
 
-    def save(self, path) -> None:
+    def save(self, path: str | Path) -> None:
         """Write the detector to directory `path`: config.json, model.pt (state_dict), val_scores.npy."""
         self._check_is_fitted()
         path = Path(path)
@@ -392,6 +424,7 @@ class BaseDetector:
                 "window_size_": self.window_size_,
                 "n_features_in_": self.n_features_in_,
                 "threshold_": self.threshold_,
+                "thresholds_": self.thresholds_,
                 "best_epoch_": self.best_epoch_,
                 "history_": self.history_,
                 "sensor_scale_": None if self.sensor_scale_ is None else self.sensor_scale_.tolist(),
@@ -402,7 +435,7 @@ class BaseDetector:
         np.save(path / VAL_SCORES_FILE, self.val_scores_, allow_pickle=False)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> BaseDetector:
         """Read a detector written by save(). On BaseDetector, the saved `kind` picks the class."""
         path = Path(path)
         config = json.loads((path / CONFIG_FILE).read_text())
@@ -417,8 +450,14 @@ class BaseDetector:
         elif kind != cls.kind:
             raise ValueError(f"{path / CONFIG_FILE}: kind={kind!r}; {cls.__name__} expects {cls.kind!r}")
 
-        # JSON turns tuples into lists; constructor arguments are scalars or tuples.
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        # JSON turns tuples into lists; constructor arguments are scalars or tuples, and the
+        # threshold rule, saved as its fields.
+        params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        if isinstance(params.get("threshold"), dict):
+            params["threshold"] = ThresholdRule(**params["threshold"])
+        if "threshold_percentile" in params:  # saved before the rule was a parameter: a percentile rule
+            params["threshold"] = ThresholdRule(percentile=params.pop("threshold_percentile"),
+                                                coefficient=params.pop("threshold_coefficient", 1.0))
         detector = cls(**params)
         fitted = config["fitted"]
         model = detector._build_model(fitted["window_size_"], fitted["n_features_in_"])
@@ -432,4 +471,8 @@ class BaseDetector:
         scale = fitted.get("sensor_scale_")  # absent in detectors saved before error_scaling existed
         detector.sensor_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
         detector.val_scores_ = np.load(path / VAL_SCORES_FILE, allow_pickle=False)
+        # saved before thresholds_ was fitted state: recomputed from the calibration scores
+        thresholds = fitted.get("thresholds_")
+        detector.thresholds_ = (dict(thresholds) if thresholds is not None
+                                else detector.threshold.all_thresholds(detector.val_scores_))
         return detector

@@ -1,11 +1,12 @@
 """A 1-D convolutional autoencoder: sensors are channels, the window is the time axis."""
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
+from aemodels.network import Autoencoder
+
+from aemodels.checks import is_int
 from aemodels.mlp import ACTIVATIONS, OUTPUT_ACTIVATIONS, check_network_args
 
 
@@ -24,8 +25,7 @@ def check_conv_args(owner: str, window_size: int, n_sensors: int, channels: tupl
                        activation, dropout, output_activation)
     if not channels:
         raise ValueError(f"{owner} channels=(), must name at least one convolution block")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) \
-            or kernel_size < 1 or kernel_size % 2 == 0:
+    if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"{owner} kernel_size={kernel_size!r}, must be an odd int >= 1")
 
 
@@ -66,7 +66,7 @@ def conv_decoder(n_in: int, window_size: int, n_sensors: int, channels: tuple[in
     return nn.Sequential(*layers)
 
 
-class Conv1dAutoencoder(nn.Module):
+class Conv1dAutoencoder(Autoencoder):
     """(B, n_sensors, window_size) -> strided convolutions -> dense latent -> transposed convolutions -> same shape."""
 
     def __init__(self, window_size: int, n_sensors: int, channels: tuple[int, ...] = (16, 32), kernel_size: int = 5,

@@ -6,17 +6,18 @@ Fitted attributes: n_features_in_, window_size_, model_, history_, best_epoch_, 
 """
 from __future__ import annotations
 
-import math
-import numbers
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from aemodels.base import BaseDetector
+from aemodels.checks import check_int, check_real
 from aemodels.conv1d import Conv1dAutoencoder
 from aemodels.errors import DetectorInputError, UnknownParameterError
 from aemodels.mlp import MLPAutoencoder
+from aemodels.network import Autoencoder
 from aemodels.vae import ARCHITECTURES, VAE
 
 DETECTOR_KINDS = ("mlp_ae", "cnn_ae", "vae")
@@ -38,12 +39,10 @@ class AutoencoderDetector(BaseDetector):
         self.latent = latent
         super().__init__(**kwargs)
 
-    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+    def _build_model(self, window_size: int, n_sensors: int) -> Autoencoder:
         return MLPAutoencoder(window_size * n_sensors, tuple(self.hidden), self.latent,
                               self.activation, self.dropout, self.output_activation)
 
-
-MLPDetector = AutoencoderDetector
 
 
 class Conv1dDetector(BaseDetector):
@@ -61,7 +60,7 @@ class Conv1dDetector(BaseDetector):
         self.latent = latent
         super().__init__(**kwargs)
 
-    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+    def _build_model(self, window_size: int, n_sensors: int) -> Autoencoder:
         return Conv1dAutoencoder(window_size, n_sensors, tuple(self.channels), self.kernel_size, self.latent,
                                  self.activation, self.dropout, self.output_activation)
 
@@ -87,6 +86,7 @@ class VAEDetector(BaseDetector):
     """
 
     kind = "vae"
+    model_: VAE
 
     def __init__(self, architecture="mlp", hidden=(64, 32), channels=(16, 32), kernel_size=5, latent=8,
                  beta=1.0, kl_warmup_epochs=10, score_method="elbo", n_score_samples=16, **kwargs):
@@ -105,15 +105,13 @@ class VAEDetector(BaseDetector):
         super()._check_params()
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"VAEDetector architecture={self.architecture!r}, must be one of {list(ARCHITECTURES)}")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real) \
-                or not math.isfinite(self.beta) or self.beta < 0:
-            raise ValueError(f"VAEDetector beta={self.beta!r}, must be a finite number >= 0")
-        _check_count("kl_warmup_epochs", self.kl_warmup_epochs, 0)
+        check_real("VAEDetector beta", self.beta, 0)
+        check_int("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         if self.score_method not in VAE_SCORE_METHODS:
             raise ValueError(f"VAEDetector score_method={self.score_method!r}, must be one of {list(VAE_SCORE_METHODS)}")
-        _check_count("n_score_samples", self.n_score_samples, 1)
+        check_int("n_score_samples", self.n_score_samples, 1)
 
-    def _build_model(self, window_size: int, n_sensors: int) -> nn.Module:
+    def _build_model(self, window_size: int, n_sensors: int) -> VAE:
         return VAE(window_size, n_sensors, self.architecture, tuple(self.hidden), tuple(self.channels),
                    self.kernel_size, self.latent, self.activation, self.dropout, self.output_activation)
 
@@ -131,6 +129,7 @@ class VAEDetector(BaseDetector):
 
     def _loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # Validation (eval mode) always uses the full beta, so early stopping compares like with like.
+        assert isinstance(model, VAE), "a VAEDetector trains the VAE its _build_model made"
         return model.loss(inputs, targets, self._kl_weight if model.training else self.beta)
 
     # -- scores ------------------------------------------------------------------------
@@ -165,7 +164,7 @@ class VAEDetector(BaseDetector):
         """Importance-weighted estimate of log p(x) per window with n_samples draws from q(z|x), (n_windows,) float64.
 
         A lower bound on log p(x) that tightens as n_samples grows (n_samples=1 is the ELBO)."""
-        _check_count("n_samples", n_samples, 1)
+        check_int("n_samples", n_samples, 1)
         X = self._check_input(X)
         eps = self._eps(n_samples)
         return self._map_batches(X, lambda b: self.model_.log_likelihood(self._model_input(b), eps).double().numpy(),
@@ -181,7 +180,7 @@ class VAEDetector(BaseDetector):
     def sample(self, n: int, random_state=None) -> np.ndarray:
         """n windows decoded from z ~ N(0, I) (decoder means), (n, window_size, n_sensors) float32."""
         self._check_is_fitted()
-        _check_count("n", n, 0)
+        check_int("n", n, 0)
         z = np.random.default_rng(random_state).standard_normal((n, self.model_.latent))
         return self._decode(z)
 
@@ -190,7 +189,7 @@ class VAEDetector(BaseDetector):
 
         a, b: (window_size, n_sensors) or (1, window_size, n_sensors). Returns (steps, window_size,
         n_sensors) float32; the first and last are the reconstructions of a and b."""
-        _check_count("steps", steps, 2)
+        check_int("steps", steps, 2)
         ends = []
         for name, w in (("a", a), ("b", b)):
             w = np.asarray(w)
@@ -202,17 +201,27 @@ class VAEDetector(BaseDetector):
         return self._decode((1 - t) * mu[0] + t * mu[1])
 
 
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r}, must be an int >= {minimum}")
+def detector_kinds() -> tuple[str, ...]:
+    """Every detector kind, in display order (simplest first)."""
+    return DETECTOR_KINDS
 
 
-def make_detector(kind: str, **params) -> BaseDetector:
-    """A new, unfitted detector of `kind` ("mlp_ae", "cnn_ae" or "vae") with the given parameters."""
+def detector_class(kind: str) -> type[BaseDetector]:
+    """The detector class of a kind; ValueError naming the kinds there are."""
     kinds = BaseDetector._kinds
     if kind not in kinds:
         raise ValueError(f"detector kind={kind!r}; expected one of {list(DETECTOR_KINDS)}")
-    cls = kinds[kind]
+    return kinds[kind]
+
+
+def param_defaults(kind: str) -> dict[str, Any]:
+    """The constructor arguments of a kind with their defaults."""
+    return detector_class(kind).param_defaults()
+
+
+def make_detector(kind: str, **params: Any) -> BaseDetector:
+    """A new, unfitted detector of `kind` ("mlp_ae", "cnn_ae" or "vae") with the given parameters."""
+    cls = detector_class(kind)
     names = cls.param_names()
     unknown = [name for name in params if name not in names]
     if unknown:

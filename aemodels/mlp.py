@@ -1,10 +1,12 @@
 """A fully connected autoencoder over flattened windows."""
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
+
+from aemodels.network import Autoencoder
+
+from aemodels.checks import check_int, check_real
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 # "sigmoid" is for data scaled to [0, 1], trained with binary cross-entropy.
@@ -15,12 +17,10 @@ def check_network_args(owner: str, sizes: dict, activation: str, dropout: float,
                        output_activation: str = "identity") -> None:
     """ValueError naming the first bad argument of a network: sizes are ints >= 1."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{owner} {name}={value!r}, must be an int >= 1")
+        check_int(f"{owner} {name}", value, 1)
     if activation not in ACTIVATIONS:
         raise ValueError(f"{owner} activation={activation!r}, must be one of {sorted(ACTIVATIONS)}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{owner} dropout={dropout!r}, must be in [0, 1)")
+    check_real(f"{owner} dropout", dropout, 0, 1, high_open=True)
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"{owner} output_activation={output_activation!r}, "
                          f"must be one of {sorted(OUTPUT_ACTIVATIONS)}")
@@ -38,7 +38,7 @@ def mlp(dims: list[int], activation: str, dropout: float, last_activation: bool 
     return nn.Sequential(*layers)
 
 
-class MLPAutoencoder(nn.Module):
+class MLPAutoencoder(Autoencoder):
     """n_inputs -> hidden... -> latent -> reversed(hidden)... -> n_inputs.
 
     The latent code is linear; the output is linear (standardised readings of either sign)

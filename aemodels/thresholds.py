@@ -1,12 +1,21 @@
-"""Alarm thresholds fitted on the scores of held-out normal windows."""
+"""Alarm thresholds fitted on the scores of held-out normal windows, and the rule that
+chooses one (`ThresholdRule`): the one description of a threshold that detectors, the
+stream configuration, training and the model registry share."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy.stats import genpareto
 
+from aemodels.checks import check_int, check_real
 from aemodels.errors import ThresholdFitError
+
+ThresholdMethod = Literal["percentile", "pot"]
+THRESHOLD_METHODS: tuple[ThresholdMethod, ...] = get_args(ThresholdMethod)
+REPORTED_PERCENTILES = (95.0, 99.0, 99.9)
 
 
 def percentile_threshold(scores: np.ndarray, q: float = 99.0, coefficient: float = 1.0) -> float:
@@ -15,14 +24,59 @@ def percentile_threshold(scores: np.ndarray, q: float = 99.0, coefficient: float
     q = 99 flags about 1 % of windows drawn like `scores`; a coefficient > 1 moves the
     threshold up by a safety margin (the seed article's "percentile x coefficient" rule).
     """
-    if isinstance(q, bool) or not isinstance(q, (int, float, np.integer, np.floating)):
-        raise ValueError(f"percentile q={q!r}, must be a number in (0, 100]")
-    if not 0.0 < q <= 100.0:  # also rejects NaN
-        raise ValueError(f"percentile q={q}, must be in (0, 100]")
-    if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(coefficient) or coefficient <= 0:
-        raise ValueError(f"threshold coefficient={coefficient!r}, must be a finite number > 0")
+    check_real("percentile q", q, 0, 100, low_open=True)
+    check_real("threshold coefficient", coefficient, 0, low_open=True)
     return float(np.percentile(_finite_scores(scores), q)) * float(coefficient)
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a detector's alarm threshold is set from the scores of held-out normal
+    (calibration) windows: a percentile times a coefficient (the default, p99), or a
+    peaks-over-threshold fit for a false-alarm risk, also times the coefficient."""
+
+    method: ThresholdMethod = "percentile"
+    percentile: float = 99.0
+    coefficient: float = 1.0
+    pot_risk: float = 1e-3
+    pot_initial_quantile: float = 0.98
+
+    def __post_init__(self) -> None:
+        if self.method not in THRESHOLD_METHODS:
+            raise ValueError(f"threshold method={self.method!r}, must be one of {list(THRESHOLD_METHODS)}")
+        check_real("threshold percentile", self.percentile, 0, 100, low_open=True)
+        check_real("threshold coefficient", self.coefficient, 0, low_open=True)
+        check_real("threshold pot_initial_quantile", self.pot_initial_quantile, 0.5, 1, low_open=True,
+                   high_open=True)
+        # the risk must lie in the tail the POT fit sees: beyond the initial quantile
+        check_real("threshold pot_risk", self.pot_risk, 0, 1 - self.pot_initial_quantile, low_open=True,
+                   high_open=True)
+
+    @property
+    def name(self) -> str:
+        if self.method == "pot":
+            return f"pot(risk={self.pot_risk:g})"
+        return f"p{self.percentile:g}" + (f"x{self.coefficient:g}" if self.coefficient != 1 else "")
+
+    def apply(self, scores: np.ndarray) -> float:
+        """The threshold this rule sets on `scores`."""
+        if self.method == "pot":
+            return pot_threshold(scores, self.pot_risk, self.pot_initial_quantile) * self.coefficient
+        return percentile_threshold(scores, self.percentile, self.coefficient)
+
+    def all_thresholds(self, scores: np.ndarray) -> dict[str, float]:
+        """Every threshold reported for comparison: p95 / p99 / p99.9 (times the coefficient)
+        and POT at the rule's risk, when the tail has enough points to fit."""
+        found = {f"p{q:g}": percentile_threshold(scores, q, self.coefficient) for q in REPORTED_PERCENTILES}
+        try:
+            found["pot"] = pot_threshold(scores, self.pot_risk, self.pot_initial_quantile) * self.coefficient
+        except ThresholdFitError:
+            pass  # reported as absent: too few validation windows above the initial quantile
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule's fields as plain values (what a saved detector stores)."""
+        return {f.name: getattr(self, f.name) for f in fields(ThresholdRule)}
 
 
 def _finite_scores(scores) -> np.ndarray:
@@ -50,13 +104,9 @@ def pot_threshold(scores: np.ndarray, risk: float, initial_quantile: float = 0.9
     percentile, z can lie beyond the largest score seen, so a small risk needs no huge sample.
     Raises ThresholdFitError when fewer than `min_exceedances` scores exceed t.
     """
-    if isinstance(risk, bool) or not isinstance(risk, (int, float, np.integer, np.floating)) or not 0 < risk < 1:
-        raise ValueError(f"POT risk={risk!r}, must be a probability in (0, 1)")
-    if isinstance(initial_quantile, bool) or not isinstance(initial_quantile, (int, float, np.integer, np.floating)) \
-            or not 0 < initial_quantile < 1:
-        raise ValueError(f"POT initial_quantile={initial_quantile!r}, must be in (0, 1)")
-    if isinstance(min_exceedances, bool) or not isinstance(min_exceedances, (int, np.integer)) or min_exceedances < 3:
-        raise ValueError(f"POT min_exceedances={min_exceedances!r}, must be an int >= 3")
+    check_real("POT risk", risk, 0, 1, low_open=True, high_open=True)
+    check_real("POT initial_quantile", initial_quantile, 0, 1, low_open=True, high_open=True)
+    check_int("POT min_exceedances", min_exceedances, 3)
     scores = _finite_scores(scores)
     t = float(np.quantile(scores, initial_quantile))
     peaks = scores[scores > t] - t
@@ -82,9 +132,8 @@ def persistence(flags: np.ndarray, k: int, n: int) -> np.ndarray:
     `flags` is a (n_windows,) bool array in time order; the first n - 1 windows look back
     over the windows there are. k = n = 1 returns the flags unchanged.
     """
-    for name, value in (("k", k), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"persistence {name}={value!r}, must be an int >= 1")
+    check_int("persistence k", k, 1)
+    check_int("persistence n", n, 1)
     if k > n:
         raise ValueError(f"persistence k={k} of the last n={n} windows, must have k <= n")
     flags = np.asarray(flags)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aemodels.checks import check_int, check_real
 from aemodels.errors import DetectorInputError
 
 # (model, inputs, targets) -> scalar mean loss; inputs are the (possibly corrupted) targets.
@@ -27,25 +28,24 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 DENOISE = ("none", "gaussian", "mask")
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"TrainConfig {name}={value!r}, must be an int >= {minimum}")
+def _check_int(name: str, value: object, minimum: int) -> None:
+    check_int(f"TrainConfig {name}", value, minimum)
 
 
-def _check_float(name: str, value, *, positive: bool) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-          and math.isfinite(value) and (value > 0 if positive else value >= 0))
-    if not ok:
-        raise ValueError(f"TrainConfig {name}={value!r}, must be a finite number {'> 0' if positive else '>= 0'}")
+def _check_float(name: str, value: object, *, positive: bool) -> None:
+    check_real(f"TrainConfig {name}", value, 0, low_open=positive)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    """How a network is trained. Its defaults are the detectors' defaults too (BaseDetector
+    takes them from here): the one source of training defaults."""
+
+    epochs: int = 60
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 5  # epochs without a better val_loss before stopping; 0 disables early stopping
+    patience: int = 10  # epochs without a better val_loss before stopping; 0 disables early stopping
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     seed: int = 0
     n_threads: int | None = None  # torch.set_num_threads while training; previous value restored
@@ -63,8 +63,7 @@ class TrainConfig:
         _check_float("weight_decay", self.weight_decay, positive=False)
         _check_int("patience", self.patience, 0)
         _check_float("grad_clip", self.grad_clip, positive=False)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"TrainConfig seed={self.seed!r}, must be an int >= 0")
+        _check_int("seed", self.seed, 0)
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1)
         if not isinstance(self.device, str):

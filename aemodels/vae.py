@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aemodels.network import Autoencoder
+
 from aemodels.conv1d import check_conv_args, conv_decoder, conv_encoder
 from aemodels.mlp import OUTPUT_ACTIVATIONS, check_network_args, mlp
 
@@ -34,7 +36,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.sum(mu ** 2 + logvar.exp() - 1.0 - logvar, dim=-1)
 
 
-class VAE(nn.Module):
+class VAE(Autoencoder):
     def __init__(self, window_size: int, n_sensors: int, architecture: str = "mlp", hidden: tuple[int, ...] = (64, 32),
                  channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8,
                  activation: str = "relu", dropout: float = 0.0, output_activation: str = "identity"):

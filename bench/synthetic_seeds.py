@@ -1,7 +1,9 @@
 """Detection quality on the synthetic pump stream across seeds.
 
 Runs the library path of the demo in memory (no Prefect, MLflow or DuckDB): train each
-detector kind on the clean first part with the configured defaults, score everything,
+detector kind on the clean first part with a stream's defaults (the same library defaults
+the configuration starts from: window, threshold rule, training split, alert rule and
+STREAM_DETECTOR_DEFAULTS), score everything,
 merge flagged windows into incidents, match them with the injected faults, and mark the
 kind the promotion gate (no labels) would make champion. Prints one line per seed and
 kind and the means, so a change to a detector, the threshold, the alert rule or the gate
@@ -18,12 +20,18 @@ import time
 import numpy as np
 import pandas as pd
 
+from aemodels.detector import detector_kinds, param_defaults
+from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
-from flows.config import DEMO_STREAM, detector_params
-from monitoring.evaluation import evaluate_incidents
-from monitoring.gate import Contender, decide
-from monitoring.incidents import merge_incidents
-from monitoring.training import train_bundle
+from features.windows import WindowSpec
+from monitoring.alerting.incidents import IncidentRule, merge_incidents
+from monitoring.evaluation.labeled import evaluate_incidents
+from monitoring.models.fitting import (
+    STREAM_DETECTOR_DEFAULTS,
+    TrainingSplit,
+    train_bundle,
+)
+from monitoring.models.gate import Contender, decide
 
 
 def run(seed: int, days: float, assets: int, kinds: list[str], extra: dict | None = None) -> list[dict]:
@@ -32,21 +40,21 @@ def run(seed: int, days: float, assets: int, kinds: list[str], extra: dict | Non
     readings = data.readings
     t0, t1 = readings["timestamp"].min(), readings["timestamp"].max()
     clean_end = t0 + (t1 - t0) * spec.fault_start_fraction - pd.Timedelta(seconds=spec.interval_s)
-    settings = DEMO_STREAM
+    split = TrainingSplit()
     faulty = None
     rows = []
     for kind in kinds:
         started = time.perf_counter()
+        stream_defaults = {k: v for k, v in STREAM_DETECTOR_DEFAULTS.items() if k in param_defaults(kind)}
         trained = train_bundle(
-            readings[readings["timestamp"] <= clean_end], stream="pumps", sensors=list(SENSORS), spec=settings.window,
-            kind=kind, detector_params={**detector_params(settings.detectors, kind), **(extra or {})},
-            rule=settings.threshold.rule(),
-            label_columns=list(settings.label_columns), val_fraction=settings.train.val_fraction,
-            holdout_fraction=settings.train.holdout_fraction, train_stride=settings.train.stride,
+            readings[readings["timestamp"] <= clean_end], stream="pumps", sensors=list(SENSORS), spec=WindowSpec(),
+            kind=kind, detector_params={**stream_defaults, **(extra or {})}, rule=ThresholdRule(),
+            label_columns=["label"], val_fraction=split.val_fraction,
+            holdout_fraction=split.holdout_fraction, train_stride=split.stride,
         )
         train_s = time.perf_counter() - started
         scored = trained.bundle.score_readings(readings[trained.bundle.input_columns()])
-        incidents = merge_incidents(scored[scored["is_anomaly"]], settings.alerts.rule())
+        incidents = merge_incidents(scored[scored["is_anomaly"]], IncidentRule())
         ev = evaluate_incidents(incidents, data.faults)
         late = (scored["window_start"] > clean_end).to_numpy()
         if faulty is None:  # windows overlapping an injected fault (the same windows for every kind)
@@ -69,7 +77,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=14.0)
     parser.add_argument("--assets", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
-    parser.add_argument("--kinds", nargs="+", default=list(DEMO_STREAM.detectors.kinds))
+    parser.add_argument("--kinds", nargs="+", default=list(detector_kinds()))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="detector parameters for every kind, a JSON value each (error_scaling=none)")
     args = parser.parse_args()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ def rows_in_intervals(frame: pd.DataFrame, intervals: pd.DataFrame | None) -> np
     ts = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
     assets = frame["asset"].astype(str).to_numpy() if "asset" in frame.columns else None
     interval_assets = intervals["asset"] if "asset" in intervals.columns else [None] * len(intervals)
-    for start, end, asset in zip(intervals["start"], intervals["end"], interval_assets):
+    for start, end, asset in zip(intervals["start"], intervals["end"], interval_assets, strict=True):
         inside = (ts >= np.datetime64(pd.Timestamp(start), "ns")) & (ts <= np.datetime64(pd.Timestamp(end), "ns"))
         if assets is not None and asset is not None and not pd.isna(asset):
             inside &= assets == str(asset)
@@ -86,8 +87,8 @@ def rows_in_intervals(frame: pd.DataFrame, intervals: pd.DataFrame | None) -> np
 
 def excluded_mask(
     frame: pd.DataFrame,
-    rules: list[ExclusionRule | str] = (),
-    intervals: list[ExclusionInterval] = (),
+    rules: Sequence[ExclusionRule | str] = (),
+    intervals: Sequence[ExclusionInterval] = (),
 ) -> pd.Series:
     """True for each reading (row of a lake-layout frame: timestamp, asset, sensors) that a
     rule or an interval excludes."""
@@ -136,7 +137,7 @@ class Exclusions:
     intervals: tuple[ExclusionInterval, ...] = ()
 
     @classmethod
-    def parse(cls, rules: list[str] = (), intervals: list[ExclusionInterval] = ()) -> "Exclusions":
+    def parse(cls, rules: Sequence[str] = (), intervals: Sequence[ExclusionInterval] = ()) -> Exclusions:
         return cls(tuple(parse_rule(r) for r in rules), tuple(intervals))
 
     def __bool__(self) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 
 def is_regular(t_ns: np.ndarray, interval_s: float) -> bool:
     """True when every reading already sits on the grid with no missing point."""
-    step = int(round(interval_s * 1e9))
+    step = round(interval_s * 1e9)
     if len(t_ns) == 0:
         return True
     return bool(np.all(t_ns % step == 0) and np.all(np.diff(t_ns) == step))
@@ -32,7 +32,7 @@ def align_to_grid(times: np.ndarray, values: np.ndarray, interval_s: float, gap_
     values = np.asarray(values, dtype=np.float64)
     if is_regular(t_ns, interval_s):
         return t_ns.astype("datetime64[ns]"), values
-    step = int(round(interval_s * 1e9))
+    step = round(interval_s * 1e9)
     slot = np.round(t_ns / step).astype(np.int64)
     # average readings that snap to the same grid point
     slots, inverse, counts = np.unique(slot, return_inverse=True, return_counts=True)
@@ -45,7 +45,7 @@ def align_to_grid(times: np.ndarray, values: np.ndarray, interval_s: float, gap_
     fill = (gaps > 1) & (gaps <= limit + 1e-9)
     if not fill.any():
         return (slots * step).astype("datetime64[ns]"), snapped
-    extra = np.concatenate([np.arange(a + 1, b) for a, b in zip(slots[:-1][fill], slots[1:][fill])])
+    extra = np.concatenate([np.arange(a + 1, b) for a, b in zip(slots[:-1][fill], slots[1:][fill], strict=True)])
     grid = np.sort(np.concatenate([slots, extra]))
     filled = np.column_stack([np.interp(grid, slots, snapped[:, j]) for j in range(snapped.shape[1])]) \
         if snapped.shape[1] else np.empty((len(grid), 0))

@@ -74,7 +74,7 @@ def quality_report(
     for g in groups:
         t = g["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
         if len(t):
-            expected += int(round((t[-1] - t[0]) / interval_s)) + 1
+            expected += round(float((t[-1] - t[0]) / interval_s)) + 1
         d = np.diff(t)
         steps.append(d)
         gaps += list(d[d > gap_limit_s])

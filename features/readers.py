@@ -17,9 +17,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,7 @@ class StreamSchema:
     def lake_columns(self) -> list[str]:
         return ["timestamp", "asset", *self.sensors, *self.label_columns]
 
-    def resolve(self, columns: list[str]) -> "StreamSchema":
+    def resolve(self, columns: list[str]) -> StreamSchema:
         """The schema with `all_numeric` sensors taken from a file's columns."""
         if not self.all_numeric or self.sensors:
             return self
@@ -355,7 +355,7 @@ def read_raw_lines(path: Path, batch: int = 50_000) -> Iterator[list[str]]:
     with open(path, "rb") as fh:
         bom = fh.read(2)
     encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-    with open(path, "r", encoding=encoding, errors="replace", newline="") as fh:
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
         fh.readline()
         lines: list[str] = []
         for line in fh:

@@ -19,7 +19,7 @@ class StandardScaler:
     mean_: np.ndarray | None = None
     scale_: np.ndarray | None = None
 
-    def fit(self, values: np.ndarray, sensors: list[str]) -> "StandardScaler":
+    def fit(self, values: np.ndarray, sensors: list[str]) -> StandardScaler:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != len(sensors):
             raise SchemaError(f"scaler input has shape {values.shape}; expected (n_rows, {len(sensors)})")
@@ -42,9 +42,11 @@ class StandardScaler:
         return (values - self.mean_) / self.scale_
 
     def to_dict(self) -> dict:
+        if self.mean_ is None or self.scale_ is None:
+            raise SchemaError("StandardScaler is not fitted; call fit(values, sensors) first")
         return {"sensors": self.sensors, "mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StandardScaler":
+    def from_dict(cls, data: dict) -> StandardScaler:
         return cls(list(data["sensors"]), np.asarray(data["mean"], dtype=np.float64),
                    np.asarray(data["scale"], dtype=np.float64))

@@ -132,7 +132,7 @@ def generate_stream(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticStream:
     hours = (start - start.normalize()).total_seconds() / 3600 + np.arange(n) * dt / 3600
 
     clean_rng, fault_rng = np.random.default_rng(spec.seed).spawn(2)
-    asset_rngs = zip(clean_rng.spawn(spec.n_assets), fault_rng.spawn(spec.n_assets))
+    asset_rngs = zip(clean_rng.spawn(spec.n_assets), fault_rng.spawn(spec.n_assets), strict=True)
     frames, fault_rows = [], []
     for a, (signal_rng, faults_rng) in enumerate(asset_rngs):
         asset = f"pump-{a + 1:02d}"
@@ -211,10 +211,7 @@ def _inject_faults(rng, spec, truth, noise, values):
     kinds = rng.permutation(np.repeat(FAULT_KINDS, spec.faults_per_kind))
     for k, kind in enumerate(map(str, kinds)):
         slot_lo, slot_hi = first + k * length // n_faults, first + (k + 1) * length // n_faults
-        if kind == "spike":
-            dur = int(rng.integers(1, 4))
-        else:
-            dur = max(1, round(rng.uniform(*_DURATION_H[kind]) * 3600 / dt))
+        dur = int(rng.integers(1, 4)) if kind == "spike" else max(1, round(rng.uniform(*_DURATION_H[kind]) * 3600 / dt))
         tail = gap if k < n_faults - 1 else 0
         starts = np.arange(slot_lo, slot_hi - dur - tail + 1)
         if kind == "stuck":

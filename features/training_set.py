@@ -8,6 +8,7 @@ the threshold on windows the network has not seen.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,7 +42,7 @@ def make_training_set(
     sensors: list[str],
     spec: WindowSpec,
     *,
-    label_columns: list[str] = (),
+    label_columns: Sequence[str] = (),
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     val_fraction: float = 0.2,

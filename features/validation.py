@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.exclusions import rows_in_intervals
 from features.errors import SchemaError
+from features.exclusions import rows_in_intervals
 from features.readers import Chunk, StreamSchema
 
 QUARANTINE_COLUMNS = ["row", "column", "reason", "raw"]

@@ -59,7 +59,7 @@ class WindowSet:
     def __len__(self) -> int:
         return len(self.X)
 
-    def take(self, mask: np.ndarray) -> "WindowSet":
+    def take(self, mask: np.ndarray) -> WindowSet:
         return WindowSet(self.X[mask], self.asset[mask], self.start[mask], self.end[mask])
 
 
@@ -77,7 +77,7 @@ def window_starts(timestamps: np.ndarray, spec: WindowSpec) -> np.ndarray:
     candidates = np.arange(n - spec.size + 1)
     same_segment = segment[candidates] == segment[candidates + spec.size - 1]
     # in integer nanoseconds: in floating point, k * 0.1 s / 0.1 s can floor to k - 1
-    step_ns = int(round(spec.interval_s * 1e9))
+    step_ns = round(spec.interval_s * 1e9)
     aligned = ((t_ns[candidates] // step_ns) % spec.stride) == 0
     return candidates[same_segment & aligned]
 

@@ -4,15 +4,17 @@ work with no file at all (the embedded demo stream, everything under AEMON_HOME)
 Where the file comes from: the `--config` option, else $AEMON_CONFIG, else ./aemon.toml
 when it exists, else nothing. $AEMON_HOME, when set, overrides `home`.
 Library defaults live in the packages (features.windows.WindowSpec, aemodels'
-detector arguments, monitoring.incidents.IncidentRule); this module only combines them.
+detector arguments and ThresholdRule, monitoring.alerting.incidents.IncidentRule,
+monitoring.models.fitting's TrainingSplit); this module only combines them.
 """
 from __future__ import annotations
 
 import os
 import re
 import tomllib
+from dataclasses import fields
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +25,10 @@ from features.exclusions import ExclusionInterval, Exclusions, parse_rule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from monitoring.detectors import THRESHOLD_PARAMS, ThresholdRule, detector_kinds, param_defaults
-from monitoring.incidents import IncidentRule
+from aemodels.detector import detector_kinds, param_defaults
+from aemodels.thresholds import ThresholdMethod, ThresholdRule
+from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.alerting.incidents import IncidentRule
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 DEFAULT_HOME = Path(".aemon")
@@ -41,7 +45,8 @@ class Settings(BaseModel):
 
 # -- detectors and thresholds ---------------------------------------------------------------
 # The settings of each detector kind are built from the detector class's own constructor
-# (monitoring.detectors.param_defaults), so names and defaults are never listed twice.
+# (aemodels.detector.param_defaults), so names and defaults are never listed twice; its
+# `threshold` argument is the stream's [threshold] table, one rule for every kind.
 # [streams.<s>.detectors] holds `kinds` (which to train) and settings shared by every
 # kind (e.g. epochs, n_threads); [streams.<s>.detectors.<kind>] overrides them per kind.
 
@@ -56,18 +61,14 @@ def _annotation(default):
     return Any  # None or anything else: the detector checks the value when it is built
 
 
-# Where a stream's detectors differ from the library's defaults, and why. error_scaling
-# "sensor" (each sensor's error over its calibration spread): SKAB's F1 0.80 -> 0.86 at a
-# lower false-alarm rate; on the synthetic pumps the gate's champions' incident precision
-# 0.941 -> 0.949 and the VAE's 0.69 -> 0.85 (README, Benchmarks).
-STREAM_DETECTOR_DEFAULTS = {"error_scaling": "sensor"}
+THRESHOLD_PARAM = "threshold"  # a detector argument set by the stream's [threshold] table
 
 
 def _kind_settings(kind: str) -> type[Settings]:
     defaults = {**param_defaults(kind), **{k: v for k, v in STREAM_DETECTOR_DEFAULTS.items()
                                             if k in param_defaults(kind)}}
     fields = {name: (_annotation(default), default) for name, default in defaults.items()
-              if name not in THRESHOLD_PARAMS}
+              if name != THRESHOLD_PARAM}
     return create_model(f"{kind}_settings", __base__=Settings, __doc__=f"Arguments of the {kind!r} detector.",
                         **fields)
 
@@ -75,7 +76,7 @@ def _kind_settings(kind: str) -> type[Settings]:
 def _shared_settings() -> dict:
     """Settings every installed kind accepts, optional at the [detectors] level."""
     per_kind = [param_defaults(kind) for kind in detector_kinds()]
-    shared = [name for name in per_kind[0] if all(name in d for d in per_kind) and name not in THRESHOLD_PARAMS]
+    shared = [name for name in per_kind[0] if all(name in d for d in per_kind) and name != THRESHOLD_PARAM]
     return {name: (Optional[_annotation(per_kind[0][name])], None) for name in shared}
 
 
@@ -112,35 +113,43 @@ def detector_params(settings, kind: str) -> dict:
 
 
 class ThresholdSettings(Settings):
-    """How each version's threshold is set from its calibration windows (see
-    monitoring.detectors.ThresholdRule), and what recalibration reads."""
+    """The stream's [threshold] table: the fields of aemodels.thresholds.ThresholdRule, with
+    its defaults and its checks (one rule for config, training and the registry), and what
+    recalibration reads."""
 
-    method: Literal["percentile", "pot"] = "percentile"
-    percentile: float = Field(99.0, gt=0, le=100)
-    coefficient: float = Field(1.0, gt=0)
-    pot_risk: float = Field(1e-3, gt=0, lt=0.02)
-    pot_initial_quantile: float = Field(0.98, gt=0.5, lt=1)
+    method: ThresholdMethod = ThresholdRule.method
+    percentile: float = ThresholdRule.percentile
+    coefficient: float = ThresholdRule.coefficient
+    pot_risk: float = ThresholdRule.pot_risk
+    pot_initial_quantile: float = ThresholdRule.pot_initial_quantile
     # `aemon threshold recalibrate`: the last `recalibrate_days` of readings.
     recalibrate_days: float = Field(7.0, gt=0)
 
+    @model_validator(mode="after")
+    def _valid_rule(self) -> ThresholdSettings:
+        self.rule()  # the rule's own checks, named by the table: "streams.x.threshold: ..."
+        return self
+
     def rule(self) -> ThresholdRule:
-        return ThresholdRule(self.method, self.percentile, self.coefficient, self.pot_risk, self.pot_initial_quantile)
+        return ThresholdRule(**{f.name: getattr(self, f.name) for f in fields(ThresholdRule)})
 
 
 class TrainSettings(Settings):
+    """The training range and how it is split (defaults: monitoring.models.fitting.TrainingSplit)."""
+
     start: datetime | None = None  # training range, inclusive; None: from the first reading
     end: datetime | None = None  # None: up to the last reading
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(TrainingSplit.val_fraction, gt=0, lt=1)
     # Stride of training windows; denser than scoring's stride: overlapping windows are
     # extra examples for free. None: the window's own stride.
-    stride: int | None = Field(2, ge=1)
+    stride: int | None = Field(TrainingSplit.stride, ge=1)
     # The last part of the validation range, held out from threshold calibration: the
-    # recent normal windows on which versions are compared (see monitoring.training).
-    holdout_fraction: float = Field(0.5, gt=0, lt=1)
+    # recent normal windows on which versions are compared (see monitoring.models.fitting).
+    holdout_fraction: float = Field(TrainingSplit.holdout_fraction, gt=0, lt=1)
 
 
 class AlertSettings(Settings):
-    """How flagged windows become incidents (see monitoring.incidents)."""
+    """How flagged windows become incidents (see monitoring.alerting.incidents)."""
 
     merge_gap_minutes: float = Field(30.0, ge=0)
     min_windows: int = Field(3, ge=1)

@@ -17,8 +17,11 @@ from flows.config import AemonConfig
 from flows.ingest import ingest_readings
 from flows.score import score_stream
 from flows.train import train_detectors
-from monitoring import warehouse
-from monitoring.evaluation import IncidentEvaluation, evaluate_incidents
+
+from monitoring.evaluation.labeled import IncidentEvaluation, evaluate_incidents
+from monitoring.store.connection import connect
+from monitoring.store.readings import count_readings
+from monitoring.store.results import read_incidents
 
 DEMO_STREAM = "pumps"
 
@@ -71,8 +74,8 @@ def run_demo(
     # full=True: a demo run again after a retrain rescores the whole history with the new champion.
     scored = score_stream(DEMO_STREAM, config_path=config_path, full=True)
     step("evaluate")
-    with warehouse.connect(config.db_path) as con:
-        incidents = warehouse.read_incidents(con, DEMO_STREAM)  # written by the score flow
-        n_rows = warehouse.count_readings(con, DEMO_STREAM)
+    with connect(config.db_path) as con:
+        incidents = read_incidents(con, DEMO_STREAM)  # written by the score flow
+        n_rows = count_readings(con, DEMO_STREAM)
     evaluation = evaluate_incidents(incidents, faults)
     return DemoResult(evaluation, incidents, ingested, trained, scored, n_rows)

@@ -7,122 +7,137 @@ score run) writes. Every write is idempotent, so a retried task never duplicates
 """
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
+import mlflow.pyfunc
 import pandas as pd
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 
+from aemodels.thresholds import ThresholdRule
 from features.exclusions import Exclusions
 from features.readers import StreamSchema
-from features.windows import WindowSpec
 from flows.errors import DOMAIN_ERRORS
-from monitoring import incidents, ingest, quality, registry, scoring, training, warehouse
-from monitoring.incidents import IncidentRule
+from monitoring.alerting import incidents, scoring
+from monitoring.alerting.incidents import IncidentRule
+from monitoring.models import fitting, promotion, registry
+from monitoring.models.gate import GateDecision
+from monitoring.store import data_quality, ingest, readings, results
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def retry_transient(task, task_run, state) -> bool:
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry I/O failures (a locked file, a busy tracking server), not domain errors such as
     a stream without readings or a missing model: those fail the same way every time."""
     error = state.result(raise_on_failure=False)
     return isinstance(error, Exception) and not isinstance(error, DOMAIN_ERRORS)
 
 
-io_task = partial(
-    task, cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 10], retry_condition_fn=retry_transient
-)
-compute_task = partial(task, cache_policy=NO_CACHE)
+def io_task(name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A task that reads or writes the warehouse or MLflow: retried on transient failures.
+    `options`: any other argument of prefect.task, or one of these replaced."""
+    settings: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 3, "retry_delay_seconds": [2, 5, 10],
+                                "retry_condition_fn": retry_transient, **options}
+    return task(name=name, **settings)
 
 
-@io_task(name="list-inbox")
+def compute_task(name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A task that only computes: a failure is not transient, so it is not retried."""
+    settings: dict[str, Any] = {"cache_policy": NO_CACHE, **options}
+    return task(name=name, **settings)
+
+
+@io_task("list-inbox")
 def list_inbox(inbox: Path) -> list[Path]:
     return ingest.list_inbox(inbox)
 
 
-@io_task(name="ingest-file")
+@io_task("ingest-file")
 def ingest_file(db_path: Path, lake_root: Path, stream: str, schema: StreamSchema, path: Path,
                 retry_rejected: bool = False) -> ingest.BatchResult:
     return ingest.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
 
 
-@io_task(name="load-readings")
-def load_readings(db_path: Path, stream: str, start=None, end=None) -> pd.DataFrame:
-    with warehouse.connect(db_path) as con:
-        return warehouse.read_readings(con, stream, start=start, end=end)
+@io_task("load-readings")
+def load_readings(db_path: Path, stream: str, start: pd.Timestamp | None = None,
+                  end: pd.Timestamp | None = None) -> pd.DataFrame:
+    return readings.load_readings(db_path, stream, start=start, end=end)
 
 
-@io_task(name="load-recent-readings")
-def load_recent_readings(db_path: Path, stream: str, days: float, start=None, end=None) -> pd.DataFrame:
-    return training.read_recent_readings(db_path, stream, days, start=start, end=end)
+@io_task("load-recent-readings")
+def load_recent_readings(db_path: Path, stream: str, days: float, start: pd.Timestamp | None = None,
+                         end: pd.Timestamp | None = None) -> pd.DataFrame:
+    return readings.read_recent_readings(db_path, stream, days, start=start, end=end)
 
 
-@compute_task(name="prepare-training-data")
-def prepare_training(frame: pd.DataFrame, **kwargs) -> training.TrainingData:
-    return training.prepare_training(frame, **kwargs)
+@compute_task("prepare-training-data")
+def prepare_training(frame: pd.DataFrame, **kwargs: Any) -> fitting.TrainingData:
+    return fitting.prepare_training(frame, **kwargs)
 
 
-@compute_task(name="fit-detector", task_run_name="fit-{kind}")
-def fit_detector(data: training.TrainingData, kind: str, params: dict, rule) -> training.Candidate:
-    return training.fit_candidate(data, kind, params, rule)
+@compute_task("fit-detector", task_run_name="fit-{kind}")
+def fit_detector(data: fitting.TrainingData, kind: str, params: dict[str, Any],
+                 rule: ThresholdRule) -> fitting.Candidate:
+    return fitting.fit_candidate(data, kind, params, rule)
 
 
-@io_task(name="register-training")
-def register_training(tracking_uri: str, artifact_root: str, data: training.TrainingData,
-                      candidates: list[training.Candidate], quality: pd.DataFrame | None = None):
-    return registry.register_training(tracking_uri, artifact_root, data, candidates, quality=quality)
+@io_task("register-training")
+def register_training(tracking_uri: str, artifact_root: str | None, data: fitting.TrainingData,
+                      candidates: list[fitting.Candidate],
+                      quality: pd.DataFrame | None = None) -> promotion.TrainingOutcome:
+    return promotion.register_training(tracking_uri, artifact_root, data, candidates, quality=quality)
 
 
-@io_task(name="stream-sensors")
+@io_task("stream-sensors")
 def stream_sensors(db_path: Path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
-    return training.sensor_columns(db_path, stream, listed, label_columns)
+    return readings.sensor_columns(db_path, stream, listed, label_columns)
 
 
-@io_task(name="assess-quality")
-def assess_quality(db_path: Path, stream: str, sensors: list[str], interval_s: float, gap_limit_s: float) -> pd.DataFrame:
-    return quality.assess_stream(db_path, stream, sensors, interval_s, gap_limit_s)
+@io_task("assess-quality")
+def assess_quality(db_path: Path, stream: str, sensors: list[str], interval_s: float,
+                   gap_limit_s: float) -> pd.DataFrame:
+    return data_quality.assess_stream(db_path, stream, sensors, interval_s, gap_limit_s)
 
 
-@io_task(name="load-past-incidents")
+@io_task("load-past-incidents")
 def past_incidents(db_path: Path, stream: str) -> pd.DataFrame:
-    with warehouse.connect(db_path) as con:
-        return warehouse.read_incidents(con, stream)[["asset", "start", "end"]]
+    return results.past_incidents(db_path, stream)
 
 
-@io_task(name="refresh-incidents")
+@io_task("refresh-incidents")
 def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule) -> pd.DataFrame:
     return incidents.refresh_incidents(db_path, stream, rule)
 
 
-@io_task(name="recalibrate-threshold")
-def recalibrate_threshold(tracking_uri: str, artifact_root: str, stream: str, frame: pd.DataFrame, rule, *,
-                          label_columns: list[str], holdout_fraction: float, stride: int | None,
-                          exclusions=None, excluded_intervals: pd.DataFrame | None = None):
-    model, source = registry.load_model(tracking_uri, stream)
-    champion = registry.loaded_bundle(model)
-    scores, evaluation = training.recalibration_data(
-        champion, frame, label_columns=label_columns, holdout_fraction=holdout_fraction,
-        stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
+@io_task("recalibrate-threshold")
+def recalibrate_threshold(tracking_uri: str, artifact_root: str | None, stream: str, frame: pd.DataFrame,
+                          rule: ThresholdRule, *, label_columns: list[str], holdout_fraction: float,
+                          stride: int | None, exclusions: Exclusions | None = None,
+                          excluded_intervals: pd.DataFrame | None = None,
+                          ) -> tuple[registry.RegisteredVersion, GateDecision]:
+    return promotion.recalibrate_champion(
+        tracking_uri, artifact_root, stream, frame, rule, label_columns=label_columns,
+        holdout_fraction=holdout_fraction, stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
     )
-    return registry.register_recalibration(tracking_uri, artifact_root, champion, source, scores, evaluation, rule)
 
 
-@io_task(name="resolve-champion")
+@io_task("resolve-champion")
 def resolve_champion(tracking_uri: str, stream: str) -> registry.RegisteredVersion:
     return registry.resolve_alias(tracking_uri, stream)
 
 
-@io_task(name="load-champion")
-def load_champion(tracking_uri: str, stream: str):
+@io_task("load-champion")
+def load_champion(tracking_uri: str, stream: str) -> tuple[mlflow.pyfunc.PyFuncModel, registry.RegisteredVersion]:
     return registry.load_model(tracking_uri, stream)
 
 
-@io_task(name="score-windows")
-def score_windows(db_path: Path, stream: str, model, version: registry.RegisteredVersion,
+@io_task("score-windows")
+def score_windows(db_path: Path, stream: str, model: mlflow.pyfunc.PyFuncModel, version: registry.RegisteredVersion,
                   full: bool = False, exclusions: Exclusions | None = None) -> scoring.ScoreResult:
-    bundle = registry.loaded_bundle(model)
-    spec: WindowSpec = bundle.spec
-    return scoring.score_stream(
-        db_path, stream, model.predict, spec, bundle.input_columns(), version.name, version.version, full=full,
-        exclusions=exclusions,
-    )
+    return scoring.score_model(db_path, stream, model, version, full=full, exclusions=exclusions)

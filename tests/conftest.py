@@ -8,12 +8,12 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from features.synthetic import SENSORS, SyntheticSpec, generate_stream  # noqa: E402
+from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 
 SMALL_SPEC = SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3)
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from aemodels.base import BaseDetector
 from aemodels.detector import AutoencoderDetector
 from aemodels.errors import DetectorInputError, NotFittedError
-from aemodels.thresholds import percentile_threshold
-from aemodels.base import BaseDetector
+from aemodels.thresholds import ThresholdRule, percentile_threshold
 
 WINDOW, SENSORS = 16, 3
 # Small models train much faster on one thread, and do not stall when the CPUs are shared.
@@ -46,7 +46,7 @@ def test_threshold_is_percentile_of_validation_scores(fitted, windows):
 
 
 def test_threshold_from_training_scores_without_validation(windows):
-    detector = AutoencoderDetector(**{**FAST, "epochs": 1}, threshold_percentile=95.0, threshold_coefficient=1.2)
+    detector = AutoencoderDetector(**{**FAST, "epochs": 1}, threshold=ThresholdRule(percentile=95.0, coefficient=1.2))
     detector.fit(windows["train"])
     np.testing.assert_array_equal(detector.val_scores_, detector.score(windows["train"]))
     assert detector.threshold_ == np.percentile(detector.val_scores_, 95.0) * 1.2
@@ -184,9 +184,9 @@ def test_get_params_are_the_constructor_arguments():
     assert list(params) == AutoencoderDetector.param_names()
     assert set(params) == {"hidden", "latent", "activation", "dropout", "output_activation", "epochs", "batch_size",
                            "learning_rate", "weight_decay", "patience", "grad_clip", "denoise", "noise_level",
-                           "threshold_percentile", "threshold_coefficient", "error_scaling", "random_state", "n_threads", "device",
+                           "threshold", "error_scaling", "random_state", "n_threads", "device",
                            "progress"}
-    json.dumps(params)
+    json.dumps({**params, "threshold": params["threshold"].to_dict()})  # plain values, the rule as its fields
     assert AutoencoderDetector(**params).get_params() == params
     assert "latent=3" in repr(detector) and "epochs" not in repr(detector)
 
@@ -249,8 +249,7 @@ def test_inference_rejects_nan(fitted, windows):
     ({"activation": "tanh"}, "activation='tanh'"),
     ({"latent": 0}, "latent=0"),
     ({"epochs": 0}, "epochs=0"),
-    ({"threshold_percentile": 0.0}, "percentile q=0.0"),
-    ({"threshold_coefficient": -1.0}, "coefficient=-1.0"),
+    ({"threshold": "p99"}, "threshold='p99', expected an aemodels.thresholds.ThresholdRule"),
     ({"error_scaling": "max"}, "error_scaling=.max."),
 ])
 def test_fit_rejects_bad_hyperparameters(windows, kwargs, message):

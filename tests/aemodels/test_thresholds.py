@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from scipy.stats import genpareto
 
 from aemodels.errors import ThresholdFitError

@@ -21,7 +21,7 @@ def build(n_inputs, seed=0, **kwargs):
 
 def test_config_defaults_and_frozen():
     config = TrainConfig()
-    assert (config.epochs, config.batch_size, config.learning_rate, config.patience) == (30, 128, 1e-3, 5)
+    assert (config.epochs, config.batch_size, config.learning_rate, config.patience) == (60, 128, 1e-3, 10)
     assert config.device == "auto" and config.n_threads is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3

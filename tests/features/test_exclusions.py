@@ -2,8 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.exclusions import (ExclusionError, ExclusionInterval, Exclusions, excluded_mask, parse_rule,
-                                 windows_touching)
+from features.exclusions import (
+    ExclusionError,
+    ExclusionInterval,
+    Exclusions,
+    excluded_mask,
+    parse_rule,
+    windows_touching,
+)
 from features.training_set import make_training_set
 from features.windows import WindowSpec
 

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from features.synthetic import (
-    FAULT_KINDS, NOISE_STD, SENSORS, SyntheticSpec, SyntheticStream, generate_stream,
+    FAULT_KINDS,
+    NOISE_STD,
+    SENSORS,
+    SyntheticSpec,
+    SyntheticStream,
+    generate_stream,
 )
 
 SPEC = SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3)

@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from monitoring.store.audit import read_quality
+from monitoring.store.connection import connect
 
 
 def aemon(*args: str, home, cwd) -> subprocess.CompletedProcess:
@@ -94,8 +96,7 @@ def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, s
 
 def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
     from flows.config import load_config
-    from monitoring import warehouse
-    from monitoring.ingest import ingest_file
+    from monitoring.store.ingest import ingest_file
 
     home, config = aemon_home
     cfg = load_config(config)
@@ -106,8 +107,8 @@ def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
     result = CliRunner().invoke(app, ["quality", "pumps", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "data quality pumps" in result.output and "medium" in result.output and "gaps" in result.output
-    with warehouse.connect(cfg.db_path) as con:
-        stored = warehouse.read_quality(con, "pumps")
+    with connect(cfg.db_path) as con:
+        stored = read_quality(con, "pumps")
     assert len(stored) == len(cfg.stream("pumps").sensors) and (stored["n_gaps"] >= 1).all()
 
 

@@ -2,9 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import (STREAM_DETECTOR_DEFAULTS, AemonConfig, ConfigError, DetectorsSettings, detector_params,
-                          load_config)
-from monitoring.detectors import THRESHOLD_PARAMS, detector_class, detector_kinds, param_defaults
+from aemodels.detector import detector_class, detector_kinds, param_defaults
+from flows.config import (
+    STREAM_DETECTOR_DEFAULTS,
+    AemonConfig,
+    ConfigError,
+    DetectorsSettings,
+    detector_params,
+    load_config,
+)
 
 
 def test_defaults_work_with_no_file(tmp_path, monkeypatch):
@@ -37,7 +43,7 @@ def test_detector_settings_mirror_each_detector_constructor():
     for kind in detector_kinds():
         own = getattr(settings, kind).model_dump()
         defaults = param_defaults(kind)
-        assert set(own) == set(defaults) - set(THRESHOLD_PARAMS)
+        assert set(own) == set(defaults) - {"threshold"}  # the stream's [threshold] table
         for key, value in own.items():
             assert value == STREAM_DETECTOR_DEFAULTS.get(key, defaults[key]), (kind, key)
         # nothing written: the detector's own defaults, but where a stream's differ
@@ -66,8 +72,8 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
      "streams.pumps.detectors.mlp_ae.epochs"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors]\nkinds = ['svm']\n",
      "streams.pumps.detectors.kinds: unknown detector kinds ['svm']"),
-    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.mlp_ae]\nthreshold_percentile = 90\n",
-     "streams.pumps.detectors.mlp_ae.threshold_percentile: unknown setting"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.detectors.mlp_ae]\nthreshold = 90\n",
+     "streams.pumps.detectors.mlp_ae.threshold: unknown setting"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'max'\n",
      "streams.pumps.threshold.method"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),

@@ -15,16 +15,20 @@ from flows.demo import write_inbox
 from flows.ingest import ingest_readings
 from flows.score import score_stream
 from flows.train import train_detectors
-from monitoring import registry, warehouse
+from monitoring.alerting.incidents import merge_incidents
 from monitoring.errors import EvaluationError
-from monitoring.evaluation import evaluate_incidents
-from monitoring.incidents import merge_incidents
+from monitoring.evaluation.labeled import evaluate_incidents
+from monitoring.models import registry
+from monitoring.store.connection import connect
+from monitoring.store.readings import count_readings, read_readings
+from monitoring.store.results import read_evaluations
+from monitoring.store.schema import TABLES
 
 
 def snapshot(db_path) -> dict[str, pd.DataFrame]:
-    with warehouse.connect(db_path) as con:
-        tables = {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").df() for name in warehouse.TABLES}
-        tables["lake.pumps"] = warehouse.read_readings(con, "pumps")
+    with connect(db_path) as con:
+        tables = {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").df() for name in TABLES}
+        tables["lake.pumps"] = read_readings(con, "pumps")
     return tables
 
 
@@ -102,8 +106,8 @@ def test_same_content_under_another_name_is_not_ingested_again(run):
     try:
         results = {r["file"]: r for r in ingest_readings("pumps", config_path=run["config_path"])}
         assert results[str(copy)]["status"] == "skipped"
-        with warehouse.connect(config.db_path) as con:
-            assert warehouse.count_readings(con, "pumps") == len(run["before"]["lake.pumps"])
+        with connect(config.db_path) as con:
+            assert count_readings(con, "pumps") == len(run["before"]["lake.pumps"])
     finally:
         copy.unlink()
 
@@ -124,7 +128,7 @@ def test_champion_alias_resolves_to_a_version_carrying_its_threshold(run):
     champion = next(c for c in run["trained"]["candidates"] if c["version"] == version.version)
     assert len(losses) == champion["epochs"] and losses[-1].value < losses[0].value
     assert sorted(c["kind"] for c in run["trained"]["candidates"]) == sorted(config.stream("pumps").detectors.kinds)
-    assert run_data.params["detector.threshold_percentile"] == "99.0"
+    assert run_data.params["threshold.percentile"] == "99.0" and run_data.params["threshold.rule"] == "p99"
 
 
 def test_nothing_is_written_outside_home(run):
@@ -139,9 +143,9 @@ def test_evaluate_scores_the_stored_alarms_against_the_labels(run):
     result = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
     assert result.exit_code == 0, result.output
     assert "point-adjusted F1 (optimistic" in result.output and "NAB standard" in result.output
-    with warehouse.connect(config.db_path) as con:
-        stored = warehouse.read_evaluations(con, "pumps")
-        readings = warehouse.read_readings(con, "pumps")
+    with connect(config.db_path) as con:
+        stored = read_evaluations(con, "pumps")
+        readings = read_readings(con, "pumps")
     assert len(stored) == 1
     row = stored.iloc[0]
     version = run["trained"]["version"]
@@ -179,8 +183,8 @@ def test_evaluate_scores_the_stored_alarms_against_the_labels(run):
 
     again = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
     assert again.exit_code == 0 and f"unchanged since evaluation {row['evaluation_id']}" in again.output
-    with warehouse.connect(config.db_path) as con:
-        assert len(warehouse.read_evaluations(con, "pumps")) == 1
+    with connect(config.db_path) as con:
+        assert len(read_evaluations(con, "pumps")) == 1
     assert len(client.search_runs([logged.info.experiment_id], "attributes.run_name = 'evaluate'")) == 1
 
 

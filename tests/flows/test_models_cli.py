@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from aemodels.thresholds import ThresholdRule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from flows.cli import app
 from flows.config import load_config
-from monitoring import registry
-from monitoring.detectors import ThresholdRule
-from monitoring.ingest import ingest_file
-from monitoring.training import fit_candidate, prepare_training
+from monitoring.models import promotion, registry
+from monitoring.models.fitting import fit_candidate, prepare_training
+from monitoring.store.ingest import ingest_file
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def home(tmp_path_factory, small_stream, config_writer):
                             label_columns=["label"], train_stride=2)
     params = {"epochs": 3, "n_threads": 1}
     for rule in (ThresholdRule(coefficient=1000.0), ThresholdRule()):
-        registry.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data,
+        promotion.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data,
                                    [fit_candidate(data, "mlp_ae", params, rule)])
     return config, str(config_path)
 

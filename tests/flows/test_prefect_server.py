@@ -18,7 +18,9 @@ import pytest
 
 from flows.config import load_config
 from flows.demo import write_inbox
-from monitoring import registry, warehouse
+from monitoring.models import registry
+from monitoring.store.connection import connect, table_counts
+from monitoring.store.readings import count_readings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -135,9 +137,9 @@ def test_deployments_run_on_a_real_server_with_a_process_worker(server, tmp_path
     assert schedules["pumps-score"][0]["interval"] == 900.0
     assert schedules["pumps-train"][0]["cron"] == "0 3 * * 0"
 
-    with warehouse.connect(config.db_path) as con:
-        assert warehouse.count_readings(con, "pumps") == 2 * 4 * 1440
-        assert warehouse.table_counts(con)["scores"] > 0
+    with connect(config.db_path) as con:
+        assert count_readings(con, "pumps") == 2 * 4 * 1440
+        assert table_counts(con)["scores"] > 0
     champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
     assert champion.version == 1 and champion.threshold > 0
 
@@ -164,8 +166,8 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
     assert list((config.lake_root / "pumps").glob("date=*/part-*.parquet"))
-    with warehouse.connect(config.db_path) as con:
-        assert warehouse.count_readings(con, "pumps") == 2 * 4 * 1440
+    with connect(config.db_path) as con:
+        assert count_readings(con, "pumps") == 2 * 4 * 1440
 
 
 def test_aemon_serve_without_a_server_says_what_to_do(tmp_path):

@@ -1,6 +1,9 @@
 """Task behaviour that flows rely on."""
 import pytest
 
+from monitoring.store.connection import connect
+from monitoring.store.readings import count_readings
+
 
 def test_io_tasks_retry_transient_failures_but_not_domain_errors(prefect_harness):
     from prefect import flow
@@ -38,14 +41,14 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
 
     from flows.config import load_config
     from flows.ingest import ingest_readings
-    from monitoring import warehouse
+
 
     home, config_path = aemon_home
     config = load_config(config_path)
     inbox = config.inbox("pumps")
     inbox.mkdir(parents=True)
     small_stream.readings.head(1000).to_csv(inbox / "part.csv", index=False)
-    with warehouse.connect(config.db_path):
+    with connect(config.db_path):
         pass
     # Another process opens the warehouse for writing and keeps it for 3 seconds.
     holder = subprocess.Popen(
@@ -59,5 +62,5 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     finally:
         holder.wait(timeout=30)
     assert [r["status"] for r in results] == ["ok"]
-    with warehouse.connect(config.db_path) as con:
-        assert warehouse.count_readings(con, "pumps") == 1000
+    with connect(config.db_path) as con:
+        assert count_readings(con, "pumps") == 1000

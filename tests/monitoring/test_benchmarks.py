@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from features.windows import WindowSpec
-from monitoring import benchmarks, warehouse
-from monitoring.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
-from monitoring.metrics import onsets
+from monitoring.evaluation import benchmarks
+from monitoring.evaluation.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
+from monitoring.evaluation.metrics import onsets
+from monitoring.store.connection import connect
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SKAB_PICK = [("valve1", "0.csv"), ("valve2", "1.csv")]
@@ -50,7 +51,7 @@ def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
         assert d["mar"] < 60.0, d
         for profile in ("standard", "low_fp", "low_fn"):
             assert np.isfinite(d[f"nab_{profile}"]) and d[f"nab_{profile}"] <= 100.0
-    with warehouse.connect(work / "bench.duckdb") as con:
+    with connect(work / "bench.duckdb") as con:
         stored = con.execute("SELECT model_name, count(DISTINCT asset) FROM scores GROUP BY 1 ORDER BY 1").fetchall()
     assert stored == [("bench-cnn_ae", 2), ("bench-ensemble", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
 
@@ -147,8 +148,8 @@ def test_bench_spec_uses_the_median_step():
 
 
 def test_bench_settings_take_assignments_and_name_bad_ones():
-    from monitoring.benchmarks import with_assignments
     from monitoring.errors import BenchSettingError
+    from monitoring.evaluation.benchmarks import with_assignments
 
     base = BenchSettings()
     changed = with_assignments(base, ["window=30", "threshold.coefficient=1.5", "detector_params.epochs=5",
@@ -156,7 +157,7 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
     assert changed.window == 30 and changed.threshold.coefficient == 1.5 and changed.kinds == ("mlp_ae",)
     assert changed.detector_params == {**base.detector_params, "epochs": 5}
     assert changed.kind_params == {"vae": {"beta": 0.5}} and changed.val_fraction == 1.0
-    assert base.detector_params["epochs"] == 60  # the defaults are untouched
+    assert "epochs" not in base.detector_params  # the defaults are untouched: the detectors' own epochs
     for text, message in [("windw=3", "no such bench setting"), ("window", "expected KEY=VALUE"),
                           ("window=big", "expected a int"), ("threshold.q=3", "expected threshold.<"),
                           ("window.size=3", "has no fields")]:
@@ -165,7 +166,7 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
     # values of the right type that cannot work are refused before any file is read
     for text, message in [("val_fraction=1", "val_fraction=1.0, expected between 0 and 1"),
                           ("window=0", "window=0, expected >= 1"),
-                          ("threshold.percentile=120", "threshold:"),
+                          ("threshold.percentile=120", r"threshold.percentile=120: threshold percentile=120, must be in \(0, 100\]"),
                           ("detector_params.activation=\"tanh\"", "activation='tanh'"),
                           ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae")]:
         with pytest.raises(BenchSettingError, match=message):

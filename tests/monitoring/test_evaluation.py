@@ -3,8 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.evaluation import evaluate_alarms, point_alarms
-from monitoring.metrics import PointCounts
+from monitoring.evaluation.labeled import evaluate_alarms, point_alarms
+from monitoring.evaluation.metrics import PointCounts
+from monitoring.store.connection import connect
+from monitoring.store.results import latest_window_flags, write_window_results
 
 T0 = pd.Timestamp("2026-01-01")
 
@@ -77,16 +79,16 @@ def scored_windows(asset, ends, flags, excluded=None):
 
 
 def test_latest_window_flags_take_each_windows_latest_scoring(tmp_path):
-    from monitoring import warehouse
 
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        warehouse.write_window_results(con, "s", scored_windows("p1", [3, 4, 5, 6], [True] * 4), "s-detector", 1)
+
+    with connect(tmp_path / "w.duckdb") as con:
+        write_window_results(con, "s", scored_windows("p1", [3, 4, 5, 6], [True] * 4), "s-detector", 1)
         # a retrained version rescored windows ending at 5 and 6 later: it clears them
-        warehouse.write_window_results(con, "s", scored_windows("p1", [5, 6], [False, False]), "s-detector", 2)
-        warehouse.write_window_results(con, "s", scored_windows("p2", [4], [True], excluded=[True]), "s-detector", 1)
-        latest = warehouse.latest_window_flags(con, "s")
-        only_v1 = warehouse.latest_window_flags(con, "s", version=1)
-        from_5 = warehouse.latest_window_flags(con, "s", start=T0 + pd.Timedelta(minutes=5))
+        write_window_results(con, "s", scored_windows("p1", [5, 6], [False, False]), "s-detector", 2)
+        write_window_results(con, "s", scored_windows("p2", [4], [True], excluded=[True]), "s-detector", 1)
+        latest = latest_window_flags(con, "s")
+        only_v1 = latest_window_flags(con, "s", version=1)
+        from_5 = latest_window_flags(con, "s", start=T0 + pd.Timedelta(minutes=5))
     p1 = latest[latest["asset"] == "p1"]
     assert p1["flagged"].tolist() == [True, True, False, False] and p1["model_version"].tolist() == [1, 1, 2, 2]
     assert latest[latest["asset"] == "p2"]["flagged"].tolist() == [False]  # excluded: never flagged

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from monitoring.detectors import ThresholdFitError, ThresholdRule, pot_threshold
-from monitoring.gate import Contender, average_precision, decide, window_metrics
+from aemodels.errors import ThresholdFitError
+from aemodels.thresholds import ThresholdRule, pot_threshold
+from monitoring.models.gate import Contender, average_precision, decide, window_metrics
 
 
 def test_average_precision_matches_its_definition(rng):

@@ -4,9 +4,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.importers import DataSetError, SKAB_SENSORS, nab_windows, skab_files
-from monitoring import warehouse
-from monitoring.importers import import_file
+from features.importers import SKAB_SENSORS, DataSetError, nab_windows, skab_files
+from monitoring.store.connection import connect
+from monitoring.store.datasets import import_file
+from monitoring.store.readings import list_assets, read_readings
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SKAB, NAB = DATA / "skab", DATA / "nab"
@@ -19,9 +20,9 @@ def test_skab_files_become_assets_with_labels(tmp_path):
     free = import_file(db, lake, "skab", SKAB / "anomaly-free" / "anomaly-free.csv")
     assert (result.status, result.rows_in, result.rows_accepted, result.rows_quarantined) == ("ok", len(raw), len(raw), 0)
     assert free.status == "ok" and free.rows_accepted == 9405
-    with warehouse.connect(db) as con:
-        frame = warehouse.read_readings(con, "skab", asset="valve1-0")
-        assert warehouse.list_assets(con, "skab") == ["anomaly-free", "valve1-0"]
+    with connect(db) as con:
+        frame = read_readings(con, "skab", asset="valve1-0")
+        assert list_assets(con, "skab") == ["anomaly-free", "valve1-0"]
         assert con.execute("SELECT sum(anomaly) FROM lake.skab WHERE asset = 'anomaly-free'").fetchall() == [(0,)]
     assert list(frame.columns) == ["timestamp", "asset", *SKAB_SENSORS, "anomaly", "changepoint"]
     assert int(frame["anomaly"].sum()) == int(raw["anomaly"].sum())
@@ -43,8 +44,8 @@ def test_nab_windows_become_labels_and_repeated_timestamps_are_quarantined(tmp_p
         (len(raw), len(raw) - 11, 11, 11)
     windows = nab_windows(NAB, name)
     assert len(windows) == 3
-    with warehouse.connect(db) as con:
-        frame = warehouse.read_readings(con, "nab")
+    with connect(db) as con:
+        frame = read_readings(con, "nab")
     inside = pd.Series(False, index=frame.index)
     for w in windows.itertuples():
         inside |= frame["timestamp"].between(w.start, w.end)
@@ -56,8 +57,8 @@ def test_nab_step_back_in_time_is_sorted(tmp_path):
     result = import_file(tmp_path / "w.duckdb", tmp_path / "lake", "nab", NAB / "machine_temperature_system_failure.csv")
     assert result.status == "ok" and result.rows_out_of_order > 0
     assert result.rows_in == result.rows_accepted + result.rows_quarantined == 22695
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        ts = warehouse.read_readings(con, "nab")["timestamp"]
+    with connect(tmp_path / "w.duckdb") as con:
+        ts = read_readings(con, "nab")["timestamp"]
     assert ts.is_monotonic_increasing and ts.is_unique
 
 

@@ -1,7 +1,9 @@
 import pandas as pd
 
-from monitoring.evaluation import evaluate_incidents
-from monitoring.incidents import IncidentRule, merge_incidents
+from monitoring.alerting.incidents import IncidentRule, merge_incidents
+from monitoring.evaluation.labeled import evaluate_incidents
+from monitoring.store.connection import connect
+from monitoring.store.results import read_incidents, write_window_results
 
 T = pd.Timestamp("2026-01-01")
 
@@ -78,28 +80,28 @@ def scored(start_mins, flagged, version, score=3.0):
 
 
 def test_stored_incidents_follow_the_latest_scoring_and_rerun_idempotently(tmp_path):
-    from monitoring import warehouse
-    from monitoring.incidents import refresh_incidents
+
+    from monitoring.alerting.incidents import refresh_incidents
 
     db = tmp_path / "w.duckdb"
     rule = IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0)
     starts = list(range(0, 600, 10))
-    with warehouse.connect(db) as con:
+    with connect(db) as con:
         # version 1 flags two runs of windows: minutes 0-20 and 300-320
-        warehouse.write_window_results(con, "s", scored(starts, {0, 10, 20, 300, 310, 320}, 1), "s-detector", 1)
+        write_window_results(con, "s", scored(starts, {0, 10, 20, 300, 310, 320}, 1), "s-detector", 1)
     first = refresh_incidents(db, "s", rule)
     assert first["start"].tolist() == [T, T + pd.Timedelta(minutes=300)]
     assert first["model_versions"].tolist() == ["1", "1"] and first["status"].tolist() == ["closed", "closed"]
     assert refresh_incidents(db, "s", rule).equals(first)  # unchanged rows keep even their updated_at
 
-    with warehouse.connect(db) as con:
+    with connect(db) as con:
         # version 2 rescores the second run and clears it, and flags the newest windows
         later = [s for s in starts if s >= 300] + [600, 610]
-        warehouse.write_window_results(con, "s", scored(later, {600, 610}, 2), "s-detector", 2)
+        write_window_results(con, "s", scored(later, {600, 610}, 2), "s-detector", 2)
     second = refresh_incidents(db, "s", rule)
     assert second["start"].tolist() == [T, T + pd.Timedelta(minutes=600)]
     assert second["model_versions"].tolist() == ["1", "2"]
     assert second["status"].tolist() == ["closed", "open"]  # the newest reaches the watermark
-    with warehouse.connect(db) as con:
-        assert len(warehouse.read_incidents(con, "s")) == 2
-        assert len(warehouse.read_incidents(con, "other")) == 0
+    with connect(db) as con:
+        assert len(read_incidents(con, "s")) == 2
+        assert len(read_incidents(con, "other")) == 0

@@ -5,9 +5,11 @@ import pytest
 
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
-from monitoring import warehouse
 from monitoring.errors import WarehouseError
-from monitoring.ingest import ingest_file, list_inbox
+from monitoring.store.audit import read_quarantine
+from monitoring.store.connection import connect, query, quote_identifier, table_counts
+from monitoring.store.ingest import ingest_file, list_inbox
+from monitoring.store.readings import count_readings, list_assets, read_readings
 
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
 
@@ -33,9 +35,9 @@ def test_files_land_in_the_lake_and_the_view(lakehouse, small_stream):
     assert [r.status for r in results] == ["ok", "ok"]
     assert sum(r.rows_accepted for r in results) == len(small_stream.readings)
     assert all(r.rows_in == r.rows_accepted + r.rows_quarantined for r in results)
-    with warehouse.connect(db) as con:
-        lake_frame = warehouse.read_readings(con, "pumps")
-        assert warehouse.list_assets(con, "pumps") == ["pump-01", "pump-02"]
+    with connect(db) as con:
+        lake_frame = read_readings(con, "pumps")
+        assert list_assets(con, "pumps") == ["pump-01", "pump-02"]
     expected = small_stream.readings.sort_values(["asset", "timestamp"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(
         lake_frame[list(SENSORS)], expected[list(SENSORS)], check_dtype=False
@@ -49,13 +51,13 @@ def test_files_land_in_the_lake_and_the_view(lakehouse, small_stream):
 def test_ingesting_again_or_under_another_name_adds_nothing(lakehouse):
     db, lake, inbox = lakehouse
     ingest_all(db, lake, inbox)
-    with warehouse.connect(db) as con:
-        before = warehouse.table_counts(con), warehouse.count_readings(con, "pumps")
+    with connect(db) as con:
+        before = table_counts(con), count_readings(con, "pumps")
     shutil.copy(inbox / "pump-01.csv", inbox / "copy-of-pump-01.csv")
     again = ingest_all(db, lake, inbox)
     assert {r.status for r in again} == {"skipped"}
-    with warehouse.connect(db) as con:
-        assert (warehouse.table_counts(con), warehouse.count_readings(con, "pumps")) == before
+    with connect(db) as con:
+        assert (table_counts(con), count_readings(con, "pumps")) == before
 
 
 def test_a_bad_file_is_recorded_and_does_not_stop_the_others(lakehouse):
@@ -65,7 +67,7 @@ def test_a_bad_file_is_recorded_and_does_not_stop_the_others(lakehouse):
     assert results["a-broken.csv"].status == "rejected"
     assert "missing ['motor_current'" in results["a-broken.csv"].error
     assert results["pump-01.csv"].status == results["pump-02.parquet"].status == "ok"
-    with warehouse.connect(db) as con:
+    with connect(db) as con:
         batches = con.execute("SELECT file, status, error FROM ingest_batches ORDER BY file").df()
     assert list(batches["status"]) == ["rejected", "ok", "ok"]
     # a rejected file is not retried on every run, only when asked
@@ -75,24 +77,23 @@ def test_a_bad_file_is_recorded_and_does_not_stop_the_others(lakehouse):
 
 def test_identifiers_are_validated_before_sql(tmp_path):
     with pytest.raises(WarehouseError, match="not allowed"):
-        warehouse.quote_identifier('pumps"; DROP TABLE scores; --')
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        with pytest.raises(WarehouseError, match="no readings yet"):
-            warehouse.read_readings(con, "pumps")
+        quote_identifier('pumps"; DROP TABLE scores; --')
+    with connect(tmp_path / "w.duckdb") as con, pytest.raises(WarehouseError, match="no readings yet"):
+        read_readings(con, "pumps")
 
 
 def test_read_only_query_cannot_write(tmp_path):
     db = tmp_path / "w.duckdb"
-    with warehouse.connect(db):
+    with connect(db):
         pass
-    assert warehouse.query(db, "SELECT count(*) AS n FROM anomalies")["n"].tolist() == [0]
+    assert query(db, "SELECT count(*) AS n FROM anomalies")["n"].tolist() == [0]
     with pytest.raises(WarehouseError, match="query failed"):
-        warehouse.query(db, "DROP TABLE anomalies")
+        query(db, "DROP TABLE anomalies")
 
 
 def lake_of(db, stream="pumps"):
-    with warehouse.connect(db) as con:
-        return warehouse.read_readings(con, stream)
+    with connect(db) as con:
+        return read_readings(con, stream)
 
 
 def test_a_file_overlapping_the_lake_adds_only_new_readings(lakehouse, small_stream):
@@ -105,8 +106,8 @@ def test_a_file_overlapping_the_lake_adds_only_new_readings(lakehouse, small_str
     pd.concat([overlap, extra]).to_csv(inbox / "resend.csv", index=False)
     result = ingest_file(db, lake, "pumps", SCHEMA, inbox / "resend.csv")
     assert (result.rows_in, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == (20, 10, 10, 10)
-    with warehouse.connect(db) as con:
-        reasons = warehouse.read_quarantine(con, "pumps")["reason"]
+    with connect(db) as con:
+        reasons = read_quarantine(con, "pumps")["reason"]
     assert reasons.str.contains("is already in the lake; kept the first one").all()
     assert len(lake_of(db)) == len(frame) + 10
     assert not lake_of(db).duplicated(["asset", "timestamp"]).any()
@@ -119,13 +120,13 @@ def test_a_retried_file_supersedes_its_earlier_quarantine(tmp_path):
     db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
     assert ingest_file(db, lake, "s", schema, path).status == "rejected"
     assert ingest_file(db, lake, "s", schema, path, retry_rejected=True).status == "rejected"
-    with warehouse.connect(db) as con:
-        q = warehouse.read_quarantine(con, "s")
+    with connect(db) as con:
+        q = read_quarantine(con, "s")
     assert len(q) == 1 and q["batch_id"].iloc[0].endswith("-retry1")
     fixed = StreamSchema(sensors=("a",))
     assert ingest_file(db, lake, "s", fixed, path, retry_rejected=True).status == "ok"
-    with warehouse.connect(db) as con:
-        assert warehouse.read_quarantine(con, "s").empty
+    with connect(db) as con:
+        assert read_quarantine(con, "s").empty
 
 
 def test_a_big_file_is_read_in_chunks_with_the_same_result(tmp_path, small_stream):
@@ -173,8 +174,8 @@ def test_long_layout_quarantines_every_long_row_of_a_bad_reading(tmp_path):
     schema = StreamSchema(sensors=("a", "b"), layout="long")
     r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, tmp_path / "l.csv")
     assert (r.rows_in, r.rows_accepted, r.rows_quarantined) == (5, 2, 3)
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        q = warehouse.read_quarantine(con, "s")
+    with connect(tmp_path / "w.duckdb") as con:
+        q = read_quarantine(con, "s")
     assert q["row_number"].tolist() == [3, 4, 5]
     assert q["reason"].tolist()[2] == "data row 5: sensor 'b' repeated for asset 'p1' at 2026-01-01 00:01:00"
     assert q["reason"].tolist()[0] == "data row 3, column 'a': value 'x' is not a number"

@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from features.readers import StreamSchema
-from monitoring import warehouse
-from monitoring.ingest import ingest_file
+from monitoring.store.audit import read_quarantine
+from monitoring.store.connection import connect
+from monitoring.store.ingest import ingest_file
+from monitoring.store.readings import count_readings, read_readings
 
 SCHEMA = StreamSchema(sensors=("a", "b"), label_columns=("label",))
 HEADER = "timestamp,asset,a,b,label\n"
@@ -91,9 +93,9 @@ def test_bad_file_outcome(tmp_path, name, content, status, rows_in, accepted, qu
     result = ingest_file(db, lake, "s", SCHEMA, path)
     assert (result.status, result.rows_in, result.rows_accepted, result.rows_quarantined) == \
         (status, rows_in, accepted, quarantined), result.error
-    with warehouse.connect(db) as con:
-        q = warehouse.read_quarantine(con, "s")
-        n_lake = warehouse.count_readings(con, "s")
+    with connect(db) as con:
+        q = read_quarantine(con, "s")
+        n_lake = count_readings(con, "s")
         audit = con.execute("SELECT rows_in, rows_accepted, rows_quarantined, status, error FROM ingest_batches").fetchall()
     assert audit == [(rows_in, accepted, quarantined, status, result.error)]
     assert len(q) == quarantined and n_lake == accepted
@@ -116,8 +118,8 @@ def test_quarantined_row_keeps_its_raw_content(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text(HEADER + GOOD + "2026-01-01T00:02:00,p1,one,2,0\n")
     ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", SCHEMA, path)
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        q = warehouse.read_quarantine(con, "s")
+    with connect(tmp_path / "w.duckdb") as con:
+        q = read_quarantine(con, "s")
     assert q[["row_number", "column", "file"]].values.tolist() == [[3, "a", str(path)]]
     assert q["raw"].iloc[0] == '{"timestamp": "2026-01-01T00:02:00", "asset": "p1", "a": "one", "b": "2", "label": "0"}'
 
@@ -127,8 +129,8 @@ def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     path.write_text(HEADER + "2026-01-01T00:02:00,p1,5,6,0\n" + GOOD)
     result = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", SCHEMA, path)
     assert (result.status, result.rows_accepted, result.rows_quarantined, result.rows_out_of_order) == ("ok", 3, 0, 2)
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        frame = warehouse.read_readings(con, "s")
+    with connect(tmp_path / "w.duckdb") as con:
+        frame = read_readings(con, "s")
     assert frame["a"].tolist() == [1.0, 3.0, 5.0]
 
 
@@ -143,8 +145,8 @@ def test_duplicate_policy(tmp_path, policy, kept, reason):
     schema = StreamSchema(sensors=("a", "b"), label_columns=("label",), duplicates=policy)
     result = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, path)
     assert result.rows_duplicate == 2 - len(kept) and result.rows_quarantined == 2 - len(kept)
-    with warehouse.connect(tmp_path / "w.duckdb") as con:
-        frame = warehouse.read_readings(con, "s")
-        q = warehouse.read_quarantine(con, "s")
+    with connect(tmp_path / "w.duckdb") as con:
+        frame = read_readings(con, "s")
+        q = read_quarantine(con, "s")
     assert frame.loc[frame["timestamp"] == pd.Timestamp("2026-01-01T00:01:00"), "a"].tolist() == kept
     assert q["reason"].str.match(reason).all(), q["reason"].tolist()

@@ -6,10 +6,25 @@ import pandas as pd
 import pytest
 
 from monitoring.errors import MetricsInputError
-from monitoring.metrics import (
-    NAB_PROFILES, EventCounts, NabProfile, PointCounts, changepoint_detections, changepoint_windows, detection_times, events, label_windows,
-    mean_delay, mean_forewarning, nab_file_score, nab_normalised, nab_probationary_rows, overlap_f1,
-    onsets, point_adjust, point_counts,
+from monitoring.evaluation.metrics import (
+    NAB_PROFILES,
+    EventCounts,
+    NabProfile,
+    PointCounts,
+    changepoint_detections,
+    changepoint_windows,
+    detection_times,
+    events,
+    label_windows,
+    mean_delay,
+    mean_forewarning,
+    nab_file_score,
+    nab_normalised,
+    nab_probationary_rows,
+    onsets,
+    overlap_f1,
+    point_adjust,
+    point_counts,
 )
 
 T0 = pd.Timestamp("2026-01-01")

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from monitoring import registry
-from monitoring.detectors import ThresholdRule
-from monitoring.training import fit_candidate, prepare_training
+from monitoring.models import promotion, registry
+from monitoring.models.fitting import fit_candidate, prepare_training
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -66,8 +66,8 @@ def test_train_register_and_load_champion_through_a_tracking_server(mlflow_serve
     good = fit_candidate(data, "mlp_ae", {"epochs": 3, "n_threads": 1}, ThresholdRule())
     weak = fit_candidate(data, "mlp_ae", {"epochs": 3, "n_threads": 1}, ThresholdRule(coefficient=1000.0))
 
-    first = registry.register_training(uri, None, data, [weak])
-    second = registry.register_training(uri, None, data, [good])
+    first = promotion.register_training(uri, None, data, [weak])
+    second = promotion.register_training(uri, None, data, [good])
     assert first.decision.promoted and second.decision.promoted, second.decision.reason
 
     model, champion = registry.load_model(uri, "pumps")

@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from aemodels.detector import detector_kinds
+from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from monitoring import plots, registry
-from monitoring.bundle import ModelBundle
-from monitoring.detectors import ThresholdRule, detector_kinds
 from monitoring.errors import BundleInputError, GateError, RegistryError
-from monitoring.training import fit_candidate, prepare_training, recalibration_data
+from monitoring.models import plots, promotion, registry
+from monitoring.models.bundle import ModelBundle
+from monitoring.models.fitting import fit_candidate, prepare_training, recalibration_data
 
 SPEC = WindowSpec(size=20, stride=10)
 KINDS = detector_kinds()
@@ -49,7 +50,7 @@ def loser(data):
 def store(tmp_path_factory, data, candidates):
     uri, artifacts = new_store(tmp_path_factory.mktemp("mlflow"))
     report = pd.DataFrame({"sensor": ["a", "b"], "grade": ["high", "low"]})
-    outcome = registry.register_training(uri, artifacts, data, candidates, quality=report)
+    outcome = promotion.register_training(uri, artifacts, data, candidates, quality=report)
     return uri, artifacts, outcome
 
 
@@ -155,17 +156,17 @@ def test_figures_are_valid_pngs(store, candidates, tmp_path):
 
 def test_gate_both_ways_and_rollback_through_the_champion_history(tmp_path, data, candidates, loser):
     uri, artifacts = new_store(tmp_path)
-    first = registry.register_training(uri, artifacts, data, [loser])
+    first = promotion.register_training(uri, artifacts, data, [loser])
     assert first.decision.promoted and first.decision.reason.startswith("no champion yet")
     weak = first.versions[loser.kind].version
     assert loser.evaluation.metrics["f1"] == 0.0
 
-    better = registry.register_training(uri, artifacts, data, candidates)
+    better = promotion.register_training(uri, artifacts, data, candidates)
     assert better.decision.promoted, better.decision.reason
     best = better.decision.champion.version
     assert registry.resolve_alias(uri, "pumps").version == best
 
-    again = registry.register_training(uri, artifacts, data, [loser])
+    again = promotion.register_training(uri, artifacts, data, [loser])
     assert not again.decision.promoted and "does not beat champion" in again.decision.reason
     third = again.versions[loser.kind].version
     assert registry.resolve_alias(uri, "pumps").version == best
@@ -191,16 +192,16 @@ def test_gate_both_ways_and_rollback_through_the_champion_history(tmp_path, data
 
 def test_recalibration_registers_the_same_network_with_a_new_threshold(tmp_path, data, candidates, small_stream):
     uri, artifacts = new_store(tmp_path)
-    registry.register_training(uri, artifacts, data, candidates[:1])
+    promotion.register_training(uri, artifacts, data, candidates[:1])
     champion_model, champion = registry.load_model(uri, "pumps")
     rule = ThresholdRule(percentile=95.0)
     frame = small_stream.readings[small_stream.readings["timestamp"] >= small_stream.readings["timestamp"].median()]
     champion_bundle = registry.loaded_bundle(champion_model)
-    scores, evaluation = recalibration_data(champion_bundle, frame, label_columns=["label"], stride=2)
-    version, decision = registry.register_recalibration(uri, artifacts, champion_bundle, champion, scores,
-                                                        evaluation, rule)
+    calibration, evaluation = recalibration_data(champion_bundle, frame, label_columns=["label"], stride=2)
+    version, decision = promotion.register_recalibration(uri, artifacts, champion_bundle, champion, calibration,
+                                                         evaluation, rule)
     assert version.version == champion.version + 1
-    assert version.threshold == pytest.approx(np.percentile(scores, 95))
+    assert version.threshold == pytest.approx(np.percentile(champion_bundle.detector.score(calibration), 95))
     new_model, _ = registry.load_model(uri, "pumps", "champion" if decision.promoted else "challenger")
     new, old = registry.loaded_bundle(new_model), registry.loaded_bundle(champion_model)
     for (name, a), (_, b) in zip(new.detector.model_.state_dict().items(), old.detector.model_.state_dict().items()):

@@ -6,10 +6,11 @@ import pytest
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from monitoring import warehouse
-from monitoring.ingest import ingest_file
-from monitoring.scoring import score_stream
-from monitoring.training import train_bundle
+from monitoring.alerting.scoring import score_stream
+from monitoring.models.fitting import train_bundle
+from monitoring.store.connection import connect
+from monitoring.store.ingest import ingest_file
+from monitoring.store.results import get_rescore_ranges, get_watermarks, read_anomalies
 
 SPEC = WindowSpec(size=20, stride=7)
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
@@ -28,10 +29,10 @@ def run(db, bundle, **kwargs):
 
 
 def scored(db):
-    with warehouse.connect(db) as con:
+    with connect(db) as con:
         return (con.execute("SELECT asset, window_start, window_end, score FROM scores ORDER BY ALL").df(),
                 con.execute("SELECT asset, window_start FROM anomalies ORDER BY ALL").df(),
-                warehouse.get_watermarks(con, "pumps"))
+                get_watermarks(con, "pumps"))
 
 
 def test_two_incremental_runs_equal_one_full_run(tmp_path, small_stream, bundle):
@@ -75,7 +76,7 @@ def test_a_lake_without_a_model_sensor_is_refused_with_the_difference(tmp_path, 
 
 def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, bundle):
     from features.exclusions import Exclusions
-    from monitoring.incidents import merge_incidents
+    from monitoring.alerting.incidents import merge_incidents
 
     small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
     plain, excl = tmp_path / "plain.duckdb", tmp_path / "excl.duckdb"
@@ -94,9 +95,9 @@ def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, b
                            asset=interval_asset)],
     )
     run(excl, bundle, exclusions=exclusions)
-    with warehouse.connect(excl) as con:
+    with connect(excl) as con:
         rows = con.execute("SELECT asset, window_start, window_end, is_anomaly, excluded FROM scores").df()
-        anomalies = warehouse.read_anomalies(con, "pumps")
+        anomalies = read_anomalies(con, "pumps")
     inside = (rows["asset"] == interval_asset) & (rows["window_end"] >= interval_start - pd.Timedelta(hours=6)) & (
         rows["window_start"] <= interval_start + pd.Timedelta(hours=6))
     assert inside.any() and rows.loc[inside, "excluded"].all() and not rows.loc[~inside, "excluded"].any()
@@ -108,8 +109,8 @@ def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, b
 
 
 def scored_anomalies(db):
-    with warehouse.connect(db) as con:
-        return warehouse.read_anomalies(con, "pumps")
+    with connect(db) as con:
+        return read_anomalies(con, "pumps")
 
 
 def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small_stream, bundle):
@@ -126,8 +127,8 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     before = scored(db)[0]
     late = ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "late.csv")
     assert (late.status, late.rows_accepted, late.rows_late) == ("ok", 60, 60)
-    with warehouse.connect(db) as con:
-        ranges = warehouse.get_rescore_ranges(con, "pumps")
+    with connect(db) as con:
+        ranges = get_rescore_ranges(con, "pumps")
     assert ranges["start"].tolist() == [one["timestamp"].iloc[300]]
     second = run(db, bundle)
     assert second.scores_written > 0
@@ -135,8 +136,8 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     new = after.merge(before, how="left", indicator=True, on=["asset", "window_start", "window_end"])
     filled = new[new["_merge"] == "left_only"]
     assert len(filled) > 0 and (filled["window_start"] < one["timestamp"].iloc[360]).all()
-    with warehouse.connect(db) as con:
-        assert warehouse.get_rescore_ranges(con, "pumps").empty
+    with connect(db) as con:
+        assert get_rescore_ranges(con, "pumps").empty
     # the result equals one run over the complete file
     full = tmp_path / "full.duckdb"
     one.to_csv(tmp_path / "all.csv", index=False)

@@ -6,7 +6,7 @@ import pytest
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.errors import TrainingDataError
-from monitoring.training import EXCLUDED, prepare_training
+from monitoring.models.fitting import EXCLUDED, prepare_training
 
 SPEC = WindowSpec(size=20, stride=10)
 
@@ -63,8 +63,8 @@ def test_too_short_a_range_is_explained(small_stream):
 
 
 def test_labeled_windows_count_as_anomalous_even_inside_a_past_incident(small_stream):
-    from monitoring.detectors import ThresholdRule
-    from monitoring.training import evaluate_bundle, fit_candidate
+    from aemodels.thresholds import ThresholdRule
+    from monitoring.models.fitting import evaluate_bundle, fit_candidate
 
     frame = small_stream.readings
     faults = small_stream.faults
@@ -81,10 +81,10 @@ def test_labeled_windows_count_as_anomalous_even_inside_a_past_incident(small_st
 
 
 def test_differenced_sensors_train_and_score_as_changes(small_stream, tmp_path):
+    from aemodels.thresholds import ThresholdRule
     from features.differencing import difference
-    from monitoring.bundle import ModelBundle
-    from monitoring.detectors import ThresholdRule
-    from monitoring.training import fit_bundle
+    from monitoring.models.bundle import ModelBundle
+    from monitoring.models.fitting import fit_bundle
 
     frame = small_stream.readings
     slow = [SENSORS[0]]

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from monitoring.store.connection import connect
+from monitoring.store.results import get_watermarks, latest_flagged_windows, read_incidents, replace_incidents
 
-from monitoring import warehouse
+
 
 INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
                     "model_versions"]
@@ -87,12 +89,12 @@ def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule = IncidentR
     store them in the `incidents` table, replacing the previous set: a re-run gives the same
     rows. An incident is `open` while the next scoring run could still extend it (its end
     lies within `merge_gap` of its asset's watermark), `closed` after that."""
-    with warehouse.connect(db_path) as con:
-        windows = warehouse.latest_flagged_windows(con, stream)
-        marks = warehouse.get_watermarks(con, stream)
+    with connect(db_path) as con:
+        windows = latest_flagged_windows(con, stream)
+        marks = get_watermarks(con, stream)
         incidents = merge_incidents(windows, rule)
         mark = incidents["asset"].map(marks)
         still_open = mark.notna() & (pd.to_datetime(incidents["end"]) + rule.merge_gap >= pd.to_datetime(mark))
         incidents["status"] = still_open.map({True: "open", False: "closed"}).astype(str)
-        warehouse.replace_incidents(con, stream, incidents)
-        return warehouse.read_incidents(con, stream)
+        replace_incidents(con, stream, incidents)
+        return read_incidents(con, stream)

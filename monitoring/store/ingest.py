@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,7 +29,11 @@ from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file
                               inspect_file, read_chunks, read_raw_lines)
 from features.validation import (ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json,
                                  validate_chunk)
-from monitoring import lake, warehouse
+from monitoring.store import lake
+from monitoring.store.audit import batch_status, clear_quarantine_of, load_quarantine, record_batch, write_quarantine
+from monitoring.store.connection import connect, quote_identifier
+from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, refresh_view
+from monitoring.store.results import add_rescore_range, get_watermarks
 
 CHUNK_ROWS = 1 << 19
 
@@ -91,7 +96,7 @@ def ingest_file(
 ) -> BatchResult:
     """Ingest one file into the stream. `asset` fixes the asset id of every row; `labels`
     (columns start, end[, asset]) adds a `label` column that is 1 inside the intervals."""
-    warehouse.quote_identifier(stream)
+    quote_identifier(stream)
     path = Path(path)
     schema = file_schema(schema, path, asset)
     digest = file_digest(path)
@@ -99,8 +104,10 @@ def ingest_file(
     problem = None
     # The warehouse is opened briefly before and after the rows are read, never while:
     # DuckDB admits one writing process, and a long file must not lock out a scoring run.
-    with warehouse.connect(db_path) as con:
-        seen, attempts = warehouse.batch_status(con, stream, digest)
+    # While rows are read, duplicates are looked up in the lake's Parquet files through an
+    # in-memory DuckDB connection (one per file), not through the warehouse.
+    with connect(db_path) as con:
+        seen, attempts = batch_status(con, stream, digest)
         if seen == "ok" or (seen == "rejected" and not retry_rejected):
             return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
         if seen == "rejected":
@@ -110,15 +117,15 @@ def ingest_file(
             _check_lake_columns(con, stream, path, resolved, labels is not None)
         except SchemaError as exc:
             problem = str(exc)
-        ranges = warehouse.asset_time_ranges(con, stream)
-        marks = warehouse.get_watermarks(con, stream)
+        ranges = asset_time_ranges(con, stream)
+        marks = get_watermarks(con, stream)
     base = BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "ok")
     outcome = None
     if problem is None:
         modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
         for mode in modes:
             try:
-                outcome = _ingest_rows(db_path, base, source, resolved, lake_root, labels, mode, chunk_rows,
+                outcome = _ingest_rows(base, source, resolved, lake_root, labels, mode, chunk_rows,
                                        ranges, marks)
                 break
             except RetryAsText:
@@ -126,22 +133,22 @@ def ingest_file(
             except (SchemaError, pa.ArrowInvalid) as exc:
                 if mode == "text":
                     problem = _file_error(path, exc)
-    with warehouse.connect(db_path) as con:
+    with connect(db_path) as con:
         if seen == "rejected":
-            warehouse.clear_quarantine_of(con, stream, digest)
+            clear_quarantine_of(con, stream, digest)
         if outcome is None:
             result = _reject(con, base, path, problem)
         else:
             result, quarantined, late_ranges = outcome
             try:
-                warehouse.load_quarantine(con, stream, batch_id, str(path), quarantined.path)
+                load_quarantine(con, stream, batch_id, str(path), quarantined.path)
             finally:
                 quarantined.discard()
             for late_asset, (start, end, _) in late_ranges.items():
-                warehouse.add_rescore_range(con, stream, late_asset, start, end, batch_id)
-        warehouse.record_batch(con, result.to_dict())
+                add_rescore_range(con, stream, late_asset, start, end, batch_id)
+        record_batch(con, result.to_dict())
         if result.status == "ok":
-            warehouse.refresh_view(con, stream, lake_root)
+            refresh_view(con, stream, lake_root)
     return result
 
 
@@ -155,7 +162,7 @@ def _file_error(path: Path, exc: Exception) -> str:
 def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labelled: bool) -> None:
     """The lake of a stream keeps one set of columns: a file whose sensors differ from the
     stream's (an `all_numeric` stream whose export gained a column) is refused."""
-    existing = warehouse.lake_columns(con, stream)
+    existing = lake_columns(con, stream)
     if not existing:
         return
     expected = [*schema.lake_columns, *(["label"] if labelled else [])]
@@ -168,7 +175,7 @@ def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labe
         )
 
 
-def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
+def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
                  labels: pd.DataFrame | None, mode: str, chunk_rows: int, ranges: dict, marks: dict):
     """Read, validate and stage every row of a file; commit its lake parts when all went well.
     Returns (batch result, staged quarantine, late ranges per asset)."""
@@ -179,13 +186,15 @@ def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: S
     counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
     late_ranges: dict[str, tuple] = {}
     committed = False
+    lookup = duckdb.connect()  # in memory: reads lake parts for duplicates without holding the warehouse
     try:
         for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
             if mode == "typed" and chunk.invalid:
                 raise RetryAsText
             before = dict(state.last_seen)
             result = validate_chunk(chunk, schema, state, source.path)
-            result = _drop_known(db_path, result, stream, ranges, before, lambda: writer.staged_paths)
+            result = _drop_known(lookup, result, lake.parts_glob(lake_root, stream), ranges, before,
+                                 lambda: writer.staged_paths)
             if mode == "typed" and len(result.quarantine):
                 raise RetryAsText
             accepted = result.accepted.drop(columns="_row")
@@ -205,6 +214,7 @@ def _ingest_rows(db_path: Path, base: BatchResult, source: SourceFile, schema: S
         lake.commit_parts(writer.finish())
         committed = True
     finally:
+        lookup.close()
         if not committed:
             writer.abort()
             quarantined.discard()
@@ -267,10 +277,11 @@ def _next_record_time(ranges: dict) -> pd.Timestamp:
     return now if last is None or last < now else last + pd.Timedelta(microseconds=1)
 
 
-def _drop_known(db_path: Path, result: ChunkResult, stream: str, ranges: dict, before: dict,
-                staged: Callable[[], list[Path]]) -> ChunkResult:
-    """Quarantine accepted rows whose (asset, timestamp) is already in the lake or in an
-    earlier chunk of this file: a reading is stored once."""
+def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, lake_parts: str, ranges: dict,
+                before: dict, staged: Callable[[], list[Path]]) -> ChunkResult:
+    """Quarantine accepted rows whose (asset, timestamp) is already in the lake (the Parquet
+    files `lake_parts`) or in an earlier chunk of this file: a reading is stored once.
+    `lookup`: an in-memory DuckDB connection, one per file, so the warehouse is not held."""
     frame = result.accepted
     if frame.empty:
         return result
@@ -283,14 +294,13 @@ def _drop_known(db_path: Path, result: ChunkResult, stream: str, ranges: dict, b
         ts = frame["timestamp"].iloc[idx]
         checks = []
         if asset in ranges:
-            checks.append((stream, *ranges[asset], "is already in the lake"))
+            checks.append((lake_parts, *ranges[asset], "is already in the lake"))
         if asset in before and ts.min() <= before[asset]:
             checks.append((staged(), ts.min(), before[asset], "is already in an earlier part of this file"))
         for source, lo, hi, what in checks:
             if ts.max() < lo or ts.min() > hi or (isinstance(source, list) and not source):
                 continue
-            with warehouse.connect(db_path) as con:
-                known = warehouse.existing_times(con, source, asset, max(ts.min(), lo), min(ts.max(), hi))
+            known = existing_times(lookup, source, asset, max(ts.min(), lo), min(ts.max(), hi))
             hit = ts.isin(known).to_numpy() & ~mask[idx]
             mask[idx[hit]] = True
             reasons[idx[hit]] = [f"data row {r}: reading of asset '{asset}' at {t} {what}; kept the first one"
@@ -319,7 +329,7 @@ def _reject(con, base: BatchResult, path: Path, reason: str) -> BatchResult:
     for first, raws in _raw_rows(path):
         rows = pd.DataFrame({"row": np.arange(first, first + len(raws), dtype=np.int64), "column": None,
                              "reason": reason, "raw": raws})
-        n += warehouse.write_quarantine(con, base.stream, base.batch_id, base.file, rows)
+        n += write_quarantine(con, base.stream, base.batch_id, base.file, rows)
     return replace(base, rows_in=n, rows_quarantined=n, status="rejected", error=reason)
 
 

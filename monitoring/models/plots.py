@@ -1,8 +1,8 @@
 """PNG figures of a trained detector, for its MLflow run (matplotlib, Agg backend).
 
-Each function takes numbers, writes one PNG and returns its path. A figure that needs a
-capability a detector lacks (a latent space, samples) is simply not made: callers check
-with `can_encode` / `can_sample` first.
+Each function takes numbers, writes one PNG and returns its path; `candidate_figures`
+makes the set of a trained candidate. A figure that needs a capability a detector lacks
+(samples, which only the VAE draws) is simply not made.
 """
 from __future__ import annotations
 
@@ -14,16 +14,25 @@ matplotlib.use("Agg")  # files only; never a window, works without a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from aemodels.base import BaseDetector  # noqa: E402
+from aemodels.detector import VAEDetector  # noqa: E402
+from monitoring.models.fitting import Candidate  # noqa: E402
 
 MAX_LATENT_POINTS = 3000
+N_WORST_WINDOWS = 4
+N_SAMPLES = 4
 
 
-def can_encode(detector) -> bool:
+def can_encode(detector: BaseDetector) -> bool:
+    """Every detector has a latent code (the posterior mean for a VAE)."""
     return callable(getattr(detector, "encode", None))
 
 
-def can_sample(detector) -> bool:
-    return callable(getattr(detector, "sample", None))
+def can_sample(detector: BaseDetector) -> bool:
+    """Only a generative detector (the VAE) draws samples."""
+    return isinstance(detector, VAEDetector)
 
 
 def _save(fig, path: Path) -> Path:
@@ -119,3 +128,26 @@ def samples(generated: np.ndarray, sensors: list[str], title: str, path: Path) -
                 axes[i, j].set_title(sensors[j], fontsize=8)
     fig.suptitle(f"{title}: sampled windows (scaled)", fontsize=9)
     return _save(fig, path)
+
+
+def candidate_figures(candidate: Candidate, folder: Path) -> list[Path]:
+    """The child run's PNGs: loss curves, score histogram, worst windows, latent space, samples."""
+    detector, ev, kind = candidate.detector, candidate.evaluation, candidate.kind
+    paths = [
+        loss_curves(detector.history_, detector.best_epoch_, kind, folder / "loss_curves.png"),
+        score_histogram(ev.scores, ev.anomalous, candidate.bundle.thresholds, ev.threshold,
+                              f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
+    ]
+    worst = np.argsort(-ev.scores, kind="stable")[:N_WORST_WINDOWS]
+    X = ev.windows.X[worst]
+    labels = [f"{ev.windows.asset[i]} {pd.Timestamp(ev.windows.start[i]):%m-%d %H:%M}" for i in worst]
+    paths.append(worst_reconstructions(X, detector.reconstruct(X), ev.scores[worst], candidate.bundle.sensors,
+                                             labels, f"{kind}: worst windows", folder / "worst_windows.png"))
+    if can_encode(detector):
+        pick = np.random.default_rng(0).permutation(len(ev.scores))[:MAX_LATENT_POINTS]
+        paths.append(latent_space(detector.encode(ev.windows.X[pick]), ev.anomalous[pick], kind,
+                                        folder / "latent_space.png"))
+    if isinstance(detector, VAEDetector):
+        paths.append(samples(detector.sample(N_SAMPLES, random_state=0), candidate.bundle.sensors, kind,
+                                   folder / "samples.png"))
+    return paths

@@ -8,7 +8,7 @@ Layout:
   a version, tagged with its detector kind, threshold rule and value, training range and
   data hash;
 - aliases `champion` (what scoring uses) and `challenger` set by the gate
-  (monitoring.gate); the registered model's tag `champion_history` lists the versions
+  (monitoring.models.gate); the registered model's tag `champion_history` lists the versions
   that were champion, oldest first, so `rollback` walks back one step at a time.
 
 The scoring side resolves an alias to a version number first, then loads that exact
@@ -30,19 +30,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from monitoring import plots
-from monitoring.bundle import BundleModel, ModelBundle
-from monitoring.detectors import ThresholdRule
-from monitoring.errors import BundleInputError, GateError, RegistryError
-from monitoring.gate import Contender, GateDecision, criterion_name, decide
-from monitoring.training import (Candidate, EvaluationData, TrainingData, best_val_loss, evaluate_bundle,
-                                 with_threshold)
+from monitoring.errors import GateError, RegistryError
+from monitoring.models import plots
+from monitoring.models.bundle import BundleModel, ModelBundle
+from monitoring.models.fitting import Candidate, Evaluation, TrainingData
+from monitoring.models.gate import GateDecision, criterion_name
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
-N_WORST_WINDOWS = 4
-N_SAMPLES = 4
 # Explicit requirements: MLflow's inference of them imports and probes the model, which is slow.
 PIP_REQUIREMENTS = [
     "torch==2.13.0", "mlflow==3.17.2", "numpy", "pandas", "scipy", "pyarrow",
@@ -140,47 +136,18 @@ def _evaluation_metrics(bundle: ModelBundle, metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in logged.items() if v is not None and np.isfinite(v)}
 
 
-def _figures(candidate: Candidate, folder: Path) -> list[Path]:
-    """The child run's PNGs: loss curves, score histogram, worst windows, latent space, samples."""
-    detector, ev, kind = candidate.detector, candidate.evaluation, candidate.kind
-    paths = [
-        plots.loss_curves(detector.history_, detector.best_epoch_, kind, folder / "loss_curves.png"),
-        plots.score_histogram(ev.scores, ev.anomalous, candidate.bundle.thresholds, ev.threshold,
-                              f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
-    ]
-    worst = np.argsort(-ev.scores, kind="stable")[:N_WORST_WINDOWS]
-    X = ev.windows.X[worst]
-    labels = [f"{ev.windows.asset[i]} {pd.Timestamp(ev.windows.start[i]):%m-%d %H:%M}" for i in worst]
-    paths.append(plots.worst_reconstructions(X, detector.reconstruct(X), ev.scores[worst], candidate.bundle.sensors,
-                                             labels, f"{kind}: worst windows", folder / "worst_windows.png"))
-    if plots.can_encode(detector):
-        pick = np.random.default_rng(0).permutation(len(ev.scores))[:plots.MAX_LATENT_POINTS]
-        paths.append(plots.latent_space(detector.encode(ev.windows.X[pick]), ev.anomalous[pick], kind,
-                                        folder / "latent_space.png"))
-    if plots.can_sample(detector):
-        paths.append(plots.samples(detector.sample(N_SAMPLES, random_state=0), candidate.bundle.sensors, kind,
-                                   folder / "samples.png"))
-    return paths
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    parent_run_id: str
-    versions: dict[str, RegisteredVersion]  # by detector kind
-    decision: GateDecision
-
-
-def register_training(
+def log_training(
     tracking_uri: str,
     artifact_root: str | None,
     data: TrainingData,
     candidates: list[Candidate],
     *,
     quality: pd.DataFrame | None = None,
-) -> TrainingOutcome:
-    """Log one training (parent run + a child run per candidate), register every candidate
-    as a version and let the gate set the aliases. `quality`: the stream's data-quality report
-    (monitoring.quality), attached to the parent run as data_quality/report.csv."""
+) -> tuple[str, dict[str, RegisteredVersion]]:
+    """Log one training (a parent run, a child run per candidate with its parameters, losses,
+    metrics and figures) and register every candidate as a version. `quality`: the stream's
+    data-quality report, attached to the parent run as data_quality/report.csv. Returns the
+    parent run id and the versions by detector kind."""
     if not candidates:
         raise RegistryError("no detectors were trained; configure at least one kind")
     kinds = [c.kind for c in candidates]
@@ -192,7 +159,7 @@ def register_training(
         experiment_id = ensure_experiment(client, data.stream, artifact_root)
         versions: dict[str, RegisteredVersion] = {}
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {data.end:%Y-%m-%d %H:%M}") as parent:
-            mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(c.kind for c in candidates)})
+            mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(kinds)})
             mlflow.log_params({k: _param(v) for k, v in data.params.items()})
             if quality is not None:
                 mlflow.log_text(quality.to_csv(index=False), "data_quality/report.csv")
@@ -210,49 +177,68 @@ def register_training(
                         "fit_seconds": cand.fit_seconds,
                     })
                     with tempfile.TemporaryDirectory() as tmp:
-                        for path in _figures(cand, Path(tmp)):
+                        for path in plots.candidate_figures(cand, Path(tmp)):
                             mlflow.log_artifact(str(path), artifact_path="figures")
                     version = _log_bundle_model(client, cand.bundle, example, name,
                                                 _version_tags(cand.bundle, training_range, data.data_hash))
                     versions[cand.kind] = RegisteredVersion(name, version, child.info.run_id, cand.bundle.threshold,
                                                             kind=cand.kind)
-            contenders = [Contender(versions[c.kind].version, c.kind, c.evaluation.metrics, c.val_loss)
-                          for c in candidates]
-            labeled = bool(candidates[0].evaluation.anomalous.any())
-            decision = decide(contenders, champion_contender(tracking_uri, data.stream, data.evaluation), labeled)
-            _apply_decision(client, name, decision)
-            mlflow.set_tags({"gate.champion": str(decision.champion.version), "gate.promoted": str(decision.promoted),
-                             "gate.reason": decision.reason})
-    return TrainingOutcome(parent.info.run_id, _with_aliases(client, versions), decision)
+    return parent.info.run_id, versions
 
 
-def _with_aliases(client: MlflowClient, versions: dict[str, RegisteredVersion]) -> dict[str, RegisteredVersion]:
+def log_recalibration(
+    tracking_uri: str,
+    artifact_root: str | None,
+    bundle: ModelBundle,
+    source: RegisteredVersion,
+    evaluation: Evaluation,
+    readings: pd.DataFrame,
+    n_windows: int,
+) -> RegisteredVersion:
+    """Log a recalibration of version `source` (its network, `bundle`'s new threshold, set
+    on `n_windows` normal windows of `readings`) as a run, and register `bundle` as a new
+    version tagged with where it came from."""
+    window = f"{readings['timestamp'].min().isoformat()}/{readings['timestamp'].max().isoformat()}"
+    stream = bundle.stream
+    name = model_name(stream)
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, stream, artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibrate v{source.version}") as run:
+            mlflow.set_tags({"role": "recalibration", "stream": stream, "detector": bundle.detector.kind,
+                             "recalibrated_from": str(source.version)})
+            mlflow.log_params({"recalibrated_from": source.version, "threshold.rule": bundle.threshold_rule,
+                               "recalibration.range": window, "calibration.n_windows": n_windows})
+            mlflow.log_metrics(_evaluation_metrics(bundle, evaluation.metrics))
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifact(str(plots.score_histogram(
+                    evaluation.scores, evaluation.anomalous, bundle.thresholds, bundle.threshold,
+                    f"{bundle.detector.kind} recalibrated", Path(tmp) / "score_histogram.png")), artifact_path="figures")
+            source_tags = client.get_model_version(name, str(source.version)).tags
+            tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
+                    "recalibrated_from": str(source.version), "recalibration_range": window}
+            version = _log_bundle_model(client, bundle, input_example(bundle, readings), name, tags)
+    return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, kind=bundle.detector.kind)
+
+
+def record_decision(tracking_uri: str, stream: str, decision: GateDecision, run_id: str | None = None) -> None:
+    """Set the aliases and gate tags a decision implies; with `run_id`, also tag that
+    (training) run with the champion, whether it was promoted, and why."""
+    client = client_for(tracking_uri)
+    _apply_decision(client, model_name(stream), decision)
+    if run_id is not None:
+        for key, value in {"gate.champion": str(decision.champion.version), "gate.promoted": str(decision.promoted),
+                           "gate.reason": decision.reason}.items():
+            client.set_tag(run_id, key, value)
+
+
+def with_aliases(tracking_uri: str, versions: dict[str, RegisteredVersion]) -> dict[str, RegisteredVersion]:
+    """The versions as the registry has them now, with their aliases."""
+    client = client_for(tracking_uri)
     out = {}
     for kind, v in versions.items():
         mv = client.get_model_version(v.name, str(v.version))
         out[kind] = RegisteredVersion(v.name, v.version, v.run_id, v.threshold, tuple(mv.aliases), kind)
     return out
-
-
-def champion_contender(tracking_uri: str, stream: str, evaluation: EvaluationData) -> Contender | None:
-    """The current champion, evaluated on the same windows as the candidates; None when
-    there is no champion, or when it cannot read the current sensor schema (then any
-    candidate replaces it)."""
-    try:
-        model, version = load_model(tracking_uri, stream)
-    except RegistryError:
-        return None
-    return contender_of(loaded_bundle(model), version.version, evaluation)
-
-
-def contender_of(bundle: ModelBundle, version: int, evaluation: EvaluationData) -> Contender | None:
-    """A registered bundle as the gate sees it, on `evaluation`'s windows; None when it
-    cannot read the current sensor schema."""
-    try:
-        ev = evaluate_bundle(bundle, evaluation)
-    except BundleInputError:
-        return None
-    return Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
 
 
 def _apply_decision(client: MlflowClient, name: str, decision: GateDecision) -> None:
@@ -391,45 +377,6 @@ def _short_range(text: str) -> str:
     return f"{start:%Y-%m-%d %H:%M} .. {end:%m-%d %H:%M}"
 
 
-def register_recalibration(
-    tracking_uri: str,
-    artifact_root: str | None,
-    champion: ModelBundle,
-    source: RegisteredVersion,
-    calibration_scores: np.ndarray,
-    evaluation: EvaluationData,
-    rule: ThresholdRule,
-) -> tuple[RegisteredVersion, GateDecision]:
-    """A new version with the network of `champion` (registered as `source`) and a
-    threshold refitted by `rule` on `calibration_scores`, through the same gate as a
-    training, against that champion."""
-    stream = champion.stream
-    bundle = with_threshold(champion, calibration_scores, rule)
-    ev = evaluate_bundle(bundle, evaluation)
-    name = model_name(stream)
-    window = f"{evaluation.readings['timestamp'].min().isoformat()}/{evaluation.readings['timestamp'].max().isoformat()}"
-    with tracking(tracking_uri) as client:
-        experiment_id = ensure_experiment(client, stream, artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibrate v{source.version}") as run:
-            mlflow.set_tags({"role": "recalibration", "stream": stream, "detector": bundle.detector.kind,
-                             "recalibrated_from": str(source.version)})
-            mlflow.log_params({"recalibrated_from": source.version, "threshold.rule": rule.name,
-                               "recalibration.range": window, "calibration.n_windows": len(calibration_scores)})
-            mlflow.log_metrics(_evaluation_metrics(bundle, ev.metrics))
-            with tempfile.TemporaryDirectory() as tmp:
-                mlflow.log_artifact(str(plots.score_histogram(
-                    ev.scores, ev.anomalous, bundle.thresholds, bundle.threshold, f"{bundle.detector.kind} recalibrated",
-                    Path(tmp) / "score_histogram.png")), artifact_path="figures")
-            source_tags = client.get_model_version(name, str(source.version)).tags
-            tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
-                    "recalibrated_from": str(source.version), "recalibration_range": window}
-            version = _log_bundle_model(client, bundle, input_example(bundle, evaluation.readings), name, tags)
-        contender = Contender(version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
-        decision = decide([contender], contender_of(champion, source.version, evaluation), bool(ev.anomalous.any()))
-        _apply_decision(client, name, decision)
-    return RegisteredVersion(name, version, run.info.run_id, bundle.threshold, kind=bundle.detector.kind), decision
-
-
 def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> RegisteredVersion:
     name = model_name(stream)
     client = client_for(tracking_uri)
@@ -471,3 +418,22 @@ def log_evaluation(tracking_uri: str, artifact_root: str | None, stream: str, me
             if events is not None:
                 mlflow.log_text(events.to_csv(index=False), "evaluation/events.csv")
         return run.info.run_id
+
+
+def log_benchmark(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str, params: dict[str, object],
+                  rows: list[dict[str, object]], seconds: float) -> str:
+    """One run per benchmark (experiment `bench-<dataset>`) with its settings as parameters
+    and a child run per detector with its figures as metrics, so configurations can be
+    compared in the MLflow UI. Returns the parent run id."""
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, f"bench-{dataset}", artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}") as parent:
+            mlflow.set_tags({"role": "benchmark", "dataset": dataset, "data": data_dir})
+            mlflow.log_params(params)
+            mlflow.log_metric("seconds", seconds)
+            for row in rows:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=str(row["detector"]), nested=True):
+                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": str(row["detector"])})
+                    mlflow.log_metrics({k: float(v) for k, v in row.items()
+                                        if isinstance(v, (int, float)) and np.isfinite(v)})
+        return parent.info.run_id

@@ -1,10 +1,10 @@
 """Benchmarks on public labeled data (SKAB, NAB), run through aemon's own code path.
 
-Each file is imported with the normal ingest (monitoring.importers), trained with the
-normal training code (monitoring.training: scaler, windows, detector, threshold rule) on
+Each file is imported with the normal ingest (monitoring.store.datasets), trained with the
+normal training code (monitoring.models.fitting: scaler, windows, detector, threshold rule) on
 the file's training part only, and scored by the normal scoring code
-(monitoring.scoring.score_stream), which writes its windows to the bench's DuckDB file.
-Point alarms are then read back causally (monitoring.evaluation.point_alarms): a reading's
+(monitoring.alerting.scoring.score_stream), which writes its windows to the bench's DuckDB file.
+Point alarms are then read back causally (monitoring.evaluation.labeled.point_alarms): a reading's
 alarm is the flag of the latest window that ends at or before it, as in a live monitor.
 The labels of the scored part are read only to compute the metrics.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,13 +32,15 @@ from aemodels.errors import UnknownParameterError
 from features.errors import WindowError
 from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
 from features.windows import WindowSpec
-from monitoring import warehouse
-from monitoring.bundle import ModelBundle
-from monitoring.detectors import DETECTOR_KINDS, ThresholdRule, make_detector
+
+from monitoring.models.bundle import ModelBundle
+from aemodels.detector import DETECTOR_KINDS, make_detector
+from aemodels.thresholds import ThresholdRule
+from monitoring.models.registry import log_benchmark
 from monitoring.errors import BenchSettingError, TrainingDataError
-from monitoring.evaluation import point_alarms
-from monitoring.importers import import_file
-from monitoring.metrics import (
+from monitoring.evaluation.labeled import point_alarms
+from monitoring.store.datasets import import_file
+from monitoring.evaluation.metrics import (
     NAB_PROFILES,
     NabFileScore,
     PointCounts,
@@ -50,8 +52,11 @@ from monitoring.metrics import (
     onsets,
     point_counts,
 )
-from monitoring.scoring import score_stream
-from monitoring.training import fit_bundle, prepare_training
+from monitoring.alerting.scoring import score_stream
+from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, fit_bundle, prepare_training
+from monitoring.store.connection import connect
+from monitoring.store.readings import read_readings
+from monitoring.store.results import read_scores
 
 SKAB_TRAIN_ROWS = 400
 SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
@@ -70,9 +75,11 @@ class BenchSettings:
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
     window: int = 40
     max_gap_intervals: float = 5.0
-    val_fraction: float = 0.2  # the last part of the training rows: early stopping and the threshold
-    detector_params: dict = field(default_factory=lambda: {"epochs": 60, "n_threads": 1, "progress": False,
-                                                           "error_scaling": "sensor"})
+    val_fraction: float = TrainingSplit.val_fraction  # the last part of the training rows: early stopping and the threshold
+    # the stream defaults, on one thread (seeds run one after another), no progress bar;
+    # training (epochs, batch size, ...) as the detectors' own defaults
+    detector_params: dict = field(default_factory=lambda: {**STREAM_DETECTOR_DEFAULTS, "n_threads": 1,
+                                                           "progress": False})
     kind_params: dict = field(default_factory=dict)
     threshold: ThresholdRule = ThresholdRule(percentile=99.0, coefficient=1.3)
     # SKAB's rig: the motor body and fluid temperatures drift for minutes and stay shifted
@@ -103,9 +110,7 @@ class BenchSettings:
             raise BenchSettingError(f"threshold: {exc}") from None
         for kind in self.kinds:
             try:
-                detector = make_detector(kind, **self.params_of(kind, self.seeds[0]))
-                detector._check_params()
-                detector._build_model(self.window, 1)  # the network checks its own arguments
+                make_detector(kind, **self.params_of(kind, self.seeds[0])).validate_params(self.window, 1)
             except (UnknownParameterError, TypeError, ValueError) as exc:
                 raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
         return self
@@ -232,8 +237,8 @@ def _alarms(db_path: Path, stream: str, file: _File, model, name: str, version: 
     columns = ["timestamp", "asset", *(model.members[0] if isinstance(model, EnsembleBundle) else model).sensors]
     score_stream(db_path, stream, model.score_readings, file.spec, columns, f"bench-{name}", version,
                  full=True, assets=[file.asset])
-    with warehouse.connect(db_path) as con:
-        scores = warehouse.read_scores(con, stream, f"bench-{name}", version, file.asset)
+    with connect(db_path) as con:
+        scores = read_scores(con, stream, f"bench-{name}", version, file.asset)
     flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
     return point_alarms(file.readings["timestamp"], scores["window_end"], flagged)
 
@@ -296,8 +301,8 @@ def _home(work_dir: Path | None) -> Iterator[tuple[Path, Path]]:
 
 
 def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
-    with warehouse.connect(db_path) as con:
-        return warehouse.read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
+    with connect(db_path) as con:
+        return read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
 
 
 def _has_labels(path: Path) -> bool:
@@ -367,22 +372,9 @@ def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_d
               settings: BenchSettings, rows: list[BenchRow], seconds: float) -> str:
     """One MLflow run per benchmark (experiment `bench-<dataset>`) with a child run per
     detector, so configurations can be compared in the MLflow UI. Returns the parent run id."""
-    import mlflow
-
-    from monitoring.registry import ensure_experiment, tracking
-
-    with tracking(tracking_uri) as client:
-        experiment_id = ensure_experiment(client, f"bench-{dataset}", artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}") as parent:
-            mlflow.set_tags({"role": "benchmark", "dataset": dataset, "data": str(data_dir)})
-            mlflow.log_params({**settings.to_params(), "files": rows[0].files if rows else 0})
-            mlflow.log_metric("seconds", seconds)
-            for row in rows:
-                with mlflow.start_run(experiment_id=experiment_id, run_name=row.detector, nested=True):
-                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": row.detector})
-                    mlflow.log_metrics({k: float(v) for k, v in row.to_dict().items()
-                                        if isinstance(v, (int, float)) and np.isfinite(v)})
-        return parent.info.run_id
+    return log_benchmark(tracking_uri, artifact_root, dataset, str(data_dir),
+                         {**settings.to_params(), "files": rows[0].files if rows else 0},
+                         [row.to_dict() for row in rows], seconds)
 
 
 def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
@@ -394,7 +386,7 @@ def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSe
     """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, or a bare word): a field
     (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
     or one detector parameter (`detector_params.epochs=30`, `kind_params.vae.beta=0.5`)."""
-    fields = {f for f in BenchSettings.__dataclass_fields__}
+    settable = {f.name for f in fields(BenchSettings)}
     for text in assignments:
         key, sep, raw = text.partition("=")
         if not sep or not key:
@@ -404,12 +396,16 @@ def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSe
         except json.JSONDecodeError:
             value = raw
         head, _, rest = key.partition(".")
-        if head not in fields:
-            raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(fields)}")
+        if head not in settable:
+            raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(settable)}")
         if head == "threshold":
-            if rest not in ThresholdRule.__dataclass_fields__:
-                raise BenchSettingError(f"--set {key}: expected threshold.<{'|'.join(ThresholdRule.__dataclass_fields__)}>")
-            settings = replace(settings, threshold=replace(settings.threshold, **{rest: value}))
+            names = [f.name for f in fields(ThresholdRule)]
+            if rest not in names:
+                raise BenchSettingError(f"--set {key}: expected threshold.<{'|'.join(names)}>")
+            try:
+                settings = replace(settings, threshold=replace(settings.threshold, **{rest: value}))
+            except (TypeError, ValueError) as exc:
+                raise BenchSettingError(f"--set {key}={raw}: {exc}") from None
         elif head in ("detector_params", "kind_params") and rest:
             table = json.loads(json.dumps(getattr(settings, head)))  # a deep copy of plain values
             *path, last = rest.split(".")

@@ -1,9 +1,9 @@
 """The model bundle: network + scaler + window spec + sensor schema + threshold, saved
 and loaded as one folder, and served through MLflow as a pyfunc model.
 
-The threshold lives inside the fitted detector (`threshold_`), which is saved with the
-network weights, so a registered version can never be paired with another version's
-threshold.
+The threshold lives inside the fitted detector (`threshold_`, set by its `fit` or
+`recalibrate` from its ThresholdRule), which is saved with the network weights, so a
+registered version can never be paired with another version's threshold.
 """
 from __future__ import annotations
 
@@ -31,15 +31,22 @@ class ModelBundle:
     spec: WindowSpec
     scaler: StandardScaler
     detector: BaseDetector
-    # Every threshold measured on the calibration windows (p95, p99, p99.9, pot) and the
-    # rule that chose `threshold`; kept for comparison, never used in place of it.
-    thresholds: dict[str, float] = field(default_factory=dict)
-    threshold_rule: str = ""
     differenced: list[str] = field(default_factory=list)  # slow sensors seen as changes (features.differencing)
 
     @property
     def threshold(self) -> float:
         return float(self.detector.threshold_)
+
+    @property
+    def threshold_rule(self) -> str:
+        """The name of the rule that set `threshold` (p99, p99x1.3, pot(risk=0.001))."""
+        return self.detector.threshold.name
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Every threshold measured on the calibration windows (p95, p99, p99.9, pot), kept
+        for comparison, never used in place of `threshold`."""
+        return dict(self.detector.thresholds_)
 
     @property
     def severity_origin(self) -> float:
@@ -143,8 +150,6 @@ class ModelBundle:
             spec=WindowSpec(**{"align": False, **meta["window"]}),
             scaler=StandardScaler.from_dict(meta["scaler"]),
             detector=detector,
-            thresholds=dict(meta.get("thresholds", {})),
-            threshold_rule=meta.get("threshold_rule", ""),
             differenced=list(meta.get("differenced", [])),
         )
 

@@ -7,7 +7,7 @@ it overlaps any fault. Precision is over incidents, recall over faults.
 
 At the reading level, on a stream's own label columns (`evaluate_stream`, `aemon evaluate`):
 each reading gets the alarm state the monitor showed at its time (`point_alarms`, causal),
-and the alarms are scored against the labels with monitoring.metrics: pointwise SKAB
+and the alarms are scored against the labels with monitoring.evaluation.metrics: pointwise SKAB
 metrics, point-adjusted F1, event overlap F1, the NAB score and detection times. The
 result is stored in the `evaluations` table and logged to MLflow as a run `evaluate`.
 """
@@ -21,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring import metrics as m
-from monitoring import registry, warehouse
+from monitoring.evaluation import metrics as m
+from monitoring.models import registry
 from monitoring.errors import EvaluationError, MetricsInputError, WarehouseError
+from monitoring.store.connection import connect
+from monitoring.store.readings import has_view, read_labeled_readings
+from monitoring.store.results import latest_window_flags, read_evaluation, write_evaluation
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class LabelEvaluation:
     adjusted: m.PointCounts  # after point adjustment: optimistic
     event_counts: m.EventCounts
     nab: dict[str, float]  # normalised NAB score per profile
-    events: pd.DataFrame  # one row per labeled event: asset + monitoring.metrics.detection_times
+    events: pd.DataFrame  # one row per labeled event: asset + monitoring.evaluation.metrics.detection_times
     n_assets: int
     n_rows: int
     n_alarms: int  # alarm onsets
@@ -174,13 +177,32 @@ def evaluate_stream(db_path: Path, tracking_uri: str, artifact_root: str | None,
     result is written to `evaluations` and logged to MLflow; an evaluation of exactly the
     same inputs and results is recognised by its id and not stored twice."""
     where = _describe_range(start, end)
-    with warehouse.connect(db_path) as con:
-        if not warehouse.has_view(con, stream):
+    with connect(db_path) as con:  # one connection for the step: read, compare, store
+        if not has_view(con, stream):
             raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
-        readings = warehouse.read_labeled_readings(con, stream, list(label_columns), start, end)
-        windows = warehouse.latest_window_flags(con, stream, start, end, version)
+        readings = read_labeled_readings(con, stream, list(label_columns), start, end)
+        windows = latest_window_flags(con, stream, start, end, version)
+        result, row = _evaluate(stream, list(label_columns), readings, windows, where, version, start)
+        done = read_evaluation(con, row["evaluation_id"])
+        if len(done):
+            return StreamEvaluation(done.iloc[0].to_dict(), result, stored=False)
+        tags = {"model_name": row["model_name"], "model_versions": row["model_versions"],
+                "label_columns": row["label_columns"], "range_start": row["range_start"].isoformat(),
+                "range_end": row["range_end"].isoformat(), "evaluation_id": row["evaluation_id"]}
+        logged = {**result.metrics(), **{k: float(v) for k, v in result.counts().items()}}
+        row["mlflow_run_id"] = registry.log_evaluation(tracking_uri, artifact_root, stream, logged, tags,
+                                                       result.events)
+        write_evaluation(con, row)
+        stored = read_evaluation(con, row["evaluation_id"])
+    return StreamEvaluation(stored.iloc[0].to_dict(), result, stored=True)
+
+
+def _evaluate(stream: str, label_columns: list[str], readings: pd.DataFrame, windows: pd.DataFrame, where: str,
+              version: int | None, start: pd.Timestamp | None) -> tuple[LabelEvaluation, dict]:
+    """The evaluation of labeled readings against the alarms of the stored windows, and its
+    `evaluations` row (without the MLflow run id)."""
     if not readings["labeled"].any():
-        raise EvaluationError(f"stream '{stream}' has no labeled readings (a label column {list(label_columns)} "
+        raise EvaluationError(f"stream '{stream}' has no labeled readings (a label column {label_columns} "
                               f"> 0) {where}")
     of_version = f" of model version {version}" if version is not None else ""
     in_range = windows
@@ -200,20 +222,7 @@ def evaluate_stream(db_path: Path, tracking_uri: str, artifact_root: str | None,
         "label_columns": ",".join(label_columns), "range_start": frame["timestamp"].min(),
         "range_end": frame["timestamp"].max(), **result.counts(), **result.metrics(),
     }
-    row = {"evaluation_id": _evaluation_id(row), **row}
-    with warehouse.connect(db_path) as con:
-        done = con.execute("SELECT * FROM evaluations WHERE evaluation_id = ?", [row["evaluation_id"]]).df()
-    if len(done):
-        return StreamEvaluation(done.iloc[0].to_dict(), result, stored=False)
-    tags = {"model_name": row["model_name"], "model_versions": versions, "label_columns": row["label_columns"],
-            "range_start": row["range_start"].isoformat(), "range_end": row["range_end"].isoformat(),
-            "evaluation_id": row["evaluation_id"]}
-    logged = {**result.metrics(), **{k: float(v) for k, v in result.counts().items()}}
-    row["mlflow_run_id"] = registry.log_evaluation(tracking_uri, artifact_root, stream, logged, tags, result.events)
-    with warehouse.connect(db_path) as con:
-        warehouse.write_evaluation(con, row)
-        stored = con.execute("SELECT * FROM evaluations WHERE evaluation_id = ?", [row["evaluation_id"]]).df()
-    return StreamEvaluation(stored.iloc[0].to_dict(), result, stored=True)
+    return result, {"evaluation_id": _evaluation_id(row), **row}
 
 
 def _with_alarms(readings: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,212 @@
+"""What the `aemon` commands print: tables of ingested files, data quality, evaluations,
+benchmarks, trainings, model versions and query results, and the demo's report. The
+commands themselves live in flows.cli; nothing here decides an exit code.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+# Console output stays readable when piped: rich would otherwise wrap tables at 80 columns.
+WIDTH = None if sys.stdout.isatty() else 140
+console = Console(width=WIDTH)
+err_console = Console(stderr=True)
+
+
+def print_batches(title: str, results: list[dict[str, Any]]) -> str | None:
+    """The audit of ingested files as a table. Returns a one-line summary when a file was
+    rejected or rows were quarantined (they are in the quarantine table), else None."""
+    table = Table("file", "status", "rows in", "accepted", "quarantined", "note", title=title)
+    paths = [Path(r["file"]) for r in results]
+    # names relative to the folder all files share, so valve1/3.csv and valve2/3.csv differ
+    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else (paths[0].parent if paths else Path())
+    for r, path in zip(results, paths, strict=True):
+        table.add_row(str(path.relative_to(root)), r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
+                      str(r["rows_quarantined"]), r["error"] or _batch_note(r))
+    console.print(table)
+    rejected = [r for r in results if r["status"] == "rejected"]
+    n_quarantined = sum(r["rows_quarantined"] for r in results if r["status"] == "ok")
+    if not (rejected or n_quarantined):
+        return None
+    parts = []
+    if n_quarantined:
+        files = sum(1 for r in results if r["status"] == "ok" and r["rows_quarantined"])
+        parts.append(f"{n_quarantined} rows of {files} accepted files quarantined (see the quarantine table)")
+    if rejected:
+        parts.append(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}")
+    return "; ".join(parts)
+
+
+def _batch_note(r: dict) -> str:
+    notes = [f"{r[k]} {label}" for k, label in (("rows_duplicate", "duplicates"),
+                                                  ("rows_out_of_order", "out of order (sorted)"),
+                                                  ("rows_late", "before the scoring watermark (rescored)"))
+             if r.get(k)]
+    return ", ".join(notes)
+
+
+def print_quality(stream: str, report: pd.DataFrame) -> None:
+    table = Table("sensor", "grade", "missing %", "gaps", "largest gap s", "flatline %", "monotonic",
+                  "interval s", "min", "max", "quarantined", title=f"data quality {stream}")
+    colours = {"high": "green", "medium": "yellow", "low": "red"}
+    for r in report.itertuples(index=False):
+        table.add_row(
+            r.sensor, f"[{colours[r.grade]}]{r.grade}[/]", f"{r.missing_pct:.2f}", str(r.n_gaps),
+            "" if pd.isna(r.largest_gap_s) else f"{r.largest_gap_s:g}", f"{r.flatline_pct:.1f}",
+            "" if pd.isna(r.monotonic) else r.monotonic, "" if pd.isna(r.interval_s) else f"{r.interval_s:g}",
+            "" if pd.isna(r.min_value) else f"{r.min_value:.4g}", "" if pd.isna(r.max_value) else f"{r.max_value:.4g}",
+            str(r.n_quarantined),
+        )
+    console.print(table)
+    duplicates = int(report["n_duplicates"].iloc[0]) if len(report) else 0
+    console.print(f"{duplicates} duplicate timestamps in the stream (quarantined at ingest)")
+    for r in report.itertuples(index=False):
+        if r.grade != "high":
+            console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
+
+
+def print_query(frame: pd.DataFrame) -> None:
+    table = Table(*[str(c) for c in frame.columns])
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+EVALUATION_ROWS = [
+    ("precision", "pointwise precision"), ("recall", "pointwise recall"),
+    ("f1", "pointwise F1 (SKAB: tp / (tp + (fn + fp) / 2))"), ("far", "false alarm rate %, fp / (fp + tn)"),
+    ("mar", "missed alarm rate %, fn / (fn + tp)"),
+    ("f1_point_adjusted", "point-adjusted F1 (optimistic: one alarm earns the whole event)"),
+    ("event_precision", "event precision (overlap)"), ("event_recall", "event recall (overlap)"),
+    ("event_f1", "event F1 (overlap)"), ("nab_standard", "NAB standard"), ("nab_low_fp", "NAB reward low FP"),
+    ("nab_low_fn", "NAB reward low FN"), ("mean_delay_s", "mean detection delay, s"),
+    ("mean_forewarning_s", "mean forewarning (event end - first alarm), s"),
+]
+
+
+
+def print_evaluation(row: dict, stored: bool) -> None:
+    import pandas as pd
+
+    percent = {"far", "mar"}  # stored as fractions, shown as SKAB prints them
+    frame = pd.DataFrame([(label, row[key] * (100 if key in percent else 1)) for key, label in EVALUATION_ROWS],
+                         columns=["metric", "value"])
+    frame["value"] = frame["value"].astype(float)
+    print_frame(frame, title=f"{row['stream']}: {row['model_name']} v{row['model_versions']}, "
+                             f"{row['range_start']:%Y-%m-%d %H:%M} .. {row['range_end']:%Y-%m-%d %H:%M}")
+    console.print(
+        f"{row['n_rows']} readings of {row['n_assets']} assets, {row['n_labeled_rows']} labeled; "
+        f"{row['n_events']} labeled events, {row['n_detected_events']} detected; {row['n_alarms']} alarms "
+        f"(tp {row['tp']}, fp {row['fp']}, fn {row['fn']}, tn {row['tn']})", highlight=False, soft_wrap=True)
+    where = "stored as" if stored else "unchanged since"
+    console.print(f"{where} evaluation {row['evaluation_id']} (MLflow run {row['mlflow_run_id']})",
+                  highlight=False, soft_wrap=True)
+
+
+def print_bench(dataset: str, rows, seconds: float) -> None:
+    from monitoring.evaluation.benchmarks import published
+
+    reference = published(dataset)
+    columns = ["detector", *([] if dataset == "nab" else ["F1", "FAR %", "MAR %"]),
+               "NAB standard", "NAB low FP", "NAB low FN"]
+    table = Table(*columns, title=f"{dataset}: {rows[0].files if rows else 0} files, {seconds:.0f} s "
+                                  "(aemon rows: causal alarms; published rows: as their authors report)")
+    for row in rows:
+        d = row.to_dict()
+        cells = [d["detector"]]
+        if dataset != "nab":
+            cells += [f"{d['f1']:.3f}", f"{d['far']:.2f}", f"{d['mar']:.2f}"]
+        table.add_row(*cells, *(f"{d[k]:.2f}" for k in ("nab_standard", "nab_low_fp", "nab_low_fn")))
+    for name, values in reference:
+        table.add_row(f"[dim]{name} (published)[/]", *(f"[dim]{v}[/]" for v in values))
+    console.print(table)
+
+
+def print_training(result: dict) -> None:
+    table = Table("detector", "version", "aliases", "threshold", "epochs", "fit s", "val FAR", "F1", "PR-AUC",
+                  title=f"{result['model_name']}: {result['train_windows']} training / "
+                        f"{result['val_windows']} calibration windows")
+    for c in result["candidates"]:
+        table.add_row(c["kind"], str(c["version"]), ",".join(c["aliases"]) or "-", f"{c['threshold']:.4g}",
+                      str(c["epochs"]), f"{c['fit_seconds']:.1f}", f"{c['far']:.3f}", _metric(c.get("f1")),
+                      _metric(c.get("pr_auc")))
+    console.print(table)
+    verb = "promoted to champion" if result["promoted"] else "champion unchanged"
+    console.print(f"gate: {verb}, champion is v{result['version']} ({result['kind']}); {result['reason']}",
+                  highlight=False, soft_wrap=True)
+
+
+def _metric(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_demo(cfg, result, elapsed: float) -> None:
+    ev = result.evaluation
+    rule = cfg.stream("pumps").threshold.rule().name
+    console.print(
+        f"\n{result.n_rows} readings ingested; {result.score['windows_scored']} windows scored by champion "
+        f"[bold]{result.train['model_name']}[/] v{result.train['version']} ({result.train['kind']}, threshold "
+        f"{result.train['threshold']:.4g} = {rule} of held-out normal windows)"
+    )
+    print_training(result.train)
+    table = Table("asset", "fault", "sensors", "start", "duration", "found", "delay", "top sensor",
+                  title="injected faults")
+    for f in ev.faults.itertuples(index=False):
+        duration = f.end - f.start
+        delay = "" if not f.found else _minutes(f.delay)
+        table.add_row(
+            f.asset, f.kind, f.sensors, f.start.strftime("%m-%d %H:%M"), _minutes(duration),
+            "[green]found[/]" if f.found else "[red]missed[/]", delay, f.top_sensors.split(",")[0],
+        )
+    console.print(table)
+    console.print(
+        f"incidents: {ev.n_incidents} ({ev.n_true_incidents} on a fault, {ev.n_incidents - ev.n_true_incidents} false)"
+        f"   precision [bold]{ev.precision:.2f}[/]   recall [bold]{ev.recall:.2f}[/]   ({elapsed:.0f} s)"
+    )
+    version = result.train["version"]
+    console.print("\nLook further:")
+    # Commands are printed unwrapped (soft_wrap) so they can be copied as they are.
+    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1",
+                  highlight=False, soft_wrap=True)
+    console.print(
+        f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
+        f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
+    )
+    console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, top_sensors, status FROM incidents ORDER BY start"',
+                  highlight=False, soft_wrap=True)
+    console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False, soft_wrap=True)
+
+
+def _tool(name: str) -> str:
+    """How to call a console script of this environment from the current folder."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _minutes(delta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def print_frame(frame, title: str | None = None) -> None:
+    table = Table(*[str(c) for c in frame.columns], title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*[_cell(v) for v in row])
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: not measured
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

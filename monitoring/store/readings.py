@@ -1,0 +1,142 @@
+"""Readings: each stream's view over its Parquet lake and the queries that read it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from monitoring.errors import TrainingDataError, WarehouseError
+from monitoring.store import lake
+from monitoring.store.connection import connect, quote_identifier, scalar, view_name
+
+def refresh_view(con: duckdb.DuckDBPyConnection, stream: str, lake_root: Path) -> None:
+    """(Re)create the stream's view over its Parquet parts."""
+    if not lake.has_parts(lake_root, stream):
+        return
+    glob = lake.parts_glob(lake_root, stream)
+    # DDL cannot take parameters; the path is ours (home folder) and is escaped as a literal.
+    literal = "'" + glob.replace("'", "''") + "'"
+    con.execute(
+        f"CREATE OR REPLACE VIEW {view_name(stream)} AS "
+        f"SELECT * EXCLUDE (date) FROM read_parquet({literal}, hive_partitioning = true, union_by_name = true)"
+    )
+
+def has_view(con: duckdb.DuckDBPyConnection, stream: str) -> bool:
+    quote_identifier(stream)
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'lake' AND view_name = ?", [stream]))
+
+def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """(first, last) reading time per asset of a stream's lake."""
+    if not has_view(con, stream):
+        return {}
+    rows = con.execute(
+        f"SELECT asset, min(timestamp), max(timestamp) FROM {view_name(stream)} GROUP BY asset").fetchall()
+    return {a: (pd.Timestamp(lo), pd.Timestamp(hi)) for a, lo, hi in rows}
+
+def existing_times(con: duckdb.DuckDBPyConnection, parts: str | list[Path], asset: str,
+                   start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Timestamps of one asset between start and end (inclusive) in Parquet files: a glob (a
+    stream's lake, lake.parts_glob) or a list (parts staged by the ingest in progress). Any
+    DuckDB connection reads them, an in-memory one included: the warehouse is not needed."""
+    source = parts if isinstance(parts, str) else [str(p) for p in parts]
+    rows = con.execute(
+        "SELECT timestamp FROM read_parquet(?, union_by_name = true) WHERE asset = ? AND timestamp BETWEEN ? AND ?",
+        [source, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()],
+    ).fetchall()
+    return pd.Series([r[0] for r in rows], dtype="datetime64[us]")
+
+def lake_columns(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
+    if not has_view(con, stream):
+        return []
+    return [r[0] for r in con.execute(f"DESCRIBE {view_name(stream)}").fetchall()]
+
+def numeric_columns(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
+    """The lake's numeric columns, in lake order (for streams that take every numeric column)."""
+    if not has_view(con, stream):
+        return []
+    numeric = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT")
+    return [name for name, kind, *_ in con.execute(f"DESCRIBE {view_name(stream)}").fetchall()
+            if str(kind).upper().startswith(numeric)]
+
+def list_assets(con: duckdb.DuckDBPyConnection, stream: str) -> list[str]:
+    if not has_view(con, stream):
+        return []
+    rows = con.execute(f"SELECT DISTINCT asset FROM {view_name(stream)} ORDER BY asset").fetchall()
+    return [r[0] for r in rows]
+
+def count_readings(con: duckdb.DuckDBPyConnection, stream: str) -> int:
+    if not has_view(con, stream):
+        return 0
+    return scalar(con, f"SELECT count(*) FROM {view_name(stream)}")
+
+def _reading_filter(asset: str | None = None, after=None, start=None, end=None) -> tuple[str, list]:
+    """A WHERE clause with parameters over a lake view: one asset, `after` exclusive,
+    `start` / `end` inclusive (each optional)."""
+    conditions = [("asset = ?", asset), ("timestamp > ?", after), ("timestamp >= ?", start), ("timestamp <= ?", end)]
+    clauses = [sql for sql, value in conditions if value is not None]
+    params = [value if sql.startswith("asset") else pd.Timestamp(value).to_pydatetime()
+              for sql, value in conditions if value is not None]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+def read_readings(
+    con: duckdb.DuckDBPyConnection,
+    stream: str,
+    *,
+    asset: str | None = None,
+    after: pd.Timestamp | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Readings of a stream ordered by asset and time. `after` is exclusive, `start`/`end` inclusive."""
+    if not has_view(con, stream):
+        raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
+    where, params = _reading_filter(asset=asset, after=after, start=start, end=end)
+    sql = f"SELECT * FROM {view_name(stream)}{where} ORDER BY asset, timestamp"
+    return con.execute(sql, params).df()
+
+def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_columns: list[str],
+                          start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """asset, timestamp and `labeled` (any label column > 0) of a stream's readings between
+    start and end (inclusive), ordered by asset and time."""
+    if not label_columns:
+        raise WarehouseError(f"stream '{stream}': no label columns given")
+    missing = [c for c in label_columns if c not in lake_columns(con, stream)]
+    if missing:
+        raise WarehouseError(f"stream '{stream}': label columns {missing} are not in the lake; it has "
+                             f"{lake_columns(con, stream)}")
+    labeled = " OR ".join(f"coalesce(TRY_CAST({quote_identifier(c)} AS DOUBLE), 0) > 0" for c in label_columns)
+    where, params = _reading_filter(start=start, end=end)
+    return con.execute(f"SELECT asset, timestamp, ({labeled}) AS labeled FROM {view_name(stream)}{where} "
+                       "ORDER BY asset, timestamp", params).df()
+
+
+def load_readings(db_path: str | Path, stream: str, *, start: pd.Timestamp | None = None,
+                  end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Readings of a stream between start and end (inclusive), ordered by asset and time."""
+    with connect(db_path) as con:
+        return read_readings(con, stream, start=start, end=end)
+
+
+def sensor_columns(db_path: str | Path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
+    """The sensors a stream trains on: those listed in its configuration, or, for a stream
+    that takes every numeric column, the lake's numeric columns but labels."""
+    if listed:
+        return list(listed)
+    with connect(db_path) as con:
+        return [c for c in numeric_columns(con, stream) if c not in set(label_columns)]
+
+
+def read_recent_readings(db_path: str | Path, stream: str, days: float, *, start: pd.Timestamp | None = None,
+                         end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Readings of [start, end]; by default the last `days` up to the stream's latest reading."""
+    with connect(db_path) as con:
+        if not has_view(con, stream):
+            raise TrainingDataError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
+        if end is None:
+            end = scalar(con, f"SELECT max(timestamp) FROM {view_name(stream)}")
+            if end is None:
+                raise TrainingDataError(f"stream '{stream}' has no readings to recalibrate on")
+        end = pd.Timestamp(end)
+        start = pd.Timestamp(start) if start is not None else end - pd.Timedelta(days=days)
+        return read_readings(con, stream, start=start, end=end)

@@ -1,0 +1,180 @@
+"""What scoring and evaluation write: watermarks and the ranges to rescore, window scores,
+anomalies, incidents and evaluations, and the reads that decide which scoring of a window
+counts."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from monitoring.errors import WarehouseError
+from monitoring.store.connection import connect, quote_identifier, scalar, transaction
+
+def get_watermarks(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.Timestamp]:
+    rows = con.execute("SELECT asset, last_window_end FROM watermarks WHERE stream = ?", [stream]).fetchall()
+    return {asset: pd.Timestamp(end) for asset, end in rows}
+
+def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
+    con.execute(
+        'INSERT INTO rescore_ranges (stream, asset, start, "end", batch_id) VALUES (?, ?, ?, ?, ?) '
+        "ON CONFLICT DO NOTHING",
+        [stream, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime(), batch_id],
+    ).fetchall()
+
+def get_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute(
+        'SELECT asset, start, "end", batch_id FROM rescore_ranges WHERE stream = ? ORDER BY asset, start', [stream]
+    ).df()
+
+def clear_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str, asset: str, batch_ids: list[str]) -> None:
+    if batch_ids:
+        con.execute("DELETE FROM rescore_ranges WHERE stream = ? AND asset = ? AND list_contains(?, batch_id)",
+                    [stream, asset, batch_ids]).fetchall()
+
+def write_window_results(
+    con: duckdb.DuckDBPyConnection,
+    stream: str,
+    windows: pd.DataFrame,
+    model_name: str,
+    model_version: int,
+) -> dict[str, int]:
+    """Write scored windows (all to `scores`, flagged ones to `anomalies`) and advance the
+    watermarks, in one transaction. Returns the number of rows actually inserted."""
+    needed = {"asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "severity",
+              "top_sensors", "contributions"}
+    missing = needed - set(windows.columns)
+    if missing:
+        raise WarehouseError(f"scored windows lack columns {sorted(missing)}")
+    frame = windows[sorted(needed)].copy()
+    # optional: `excluded` (touches an excluded reading), `rescore` (replace the stored row)
+    frame["excluded"] = windows["excluded"].astype(bool) if "excluded" in windows.columns else False
+    frame["rescore"] = windows["rescore"].astype(bool) if "rescore" in windows.columns else False
+    frame["stream"] = stream
+    frame["model_name"] = model_name
+    frame["model_version"] = int(model_version)
+    with transaction(con):
+        con.register("new_windows", frame)
+        for table in ("scores", "anomalies"):
+            scalar(con,
+                f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
+                "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
+                "t.model_version = n.model_version"
+            )
+        n_scores = scalar(con,
+            "INSERT INTO scores (stream, asset, window_start, window_end, score, threshold, is_anomaly, "
+            "model_name, model_version, excluded) SELECT stream, asset, window_start, window_end, score, threshold, "
+            "is_anomaly, model_name, model_version, excluded FROM new_windows ON CONFLICT DO NOTHING"
+        )
+        n_anomalies = scalar(con,
+            "INSERT INTO anomalies (stream, asset, window_start, window_end, score, threshold, model_name, "
+            "model_version, top_sensors, contributions, severity) SELECT stream, asset, window_start, window_end, "
+            "score, threshold, model_name, model_version, top_sensors, contributions::JSON, severity FROM new_windows "
+            "WHERE is_anomaly AND NOT excluded ON CONFLICT DO NOTHING"
+        )
+        scalar(con,
+            "INSERT INTO watermarks (stream, asset, last_window_end, model_version) "
+            "SELECT stream, asset, max(window_end), any_value(model_version) FROM new_windows GROUP BY stream, asset "
+            "ON CONFLICT (stream, asset) DO UPDATE SET last_window_end = excluded.last_window_end, "
+            "model_version = excluded.model_version, updated_at = current_localtimestamp() "
+            "WHERE excluded.last_window_end > watermarks.last_window_end"
+        )
+        con.unregister("new_windows")
+    return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
+
+def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, model_version: int,
+                asset: str) -> pd.DataFrame:
+    """The windows one model version scored on one asset, in time order."""
+    return con.execute(
+        "SELECT window_start, window_end, score, threshold, is_anomaly, excluded FROM scores WHERE stream = ? "
+        "AND model_name = ? AND model_version = ? AND asset = ? ORDER BY window_end",
+        [stream, model_name, int(model_version), asset]).df()
+
+def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute(
+        "SELECT * FROM anomalies WHERE stream = ? ORDER BY asset, window_start", [stream]
+    ).df()
+
+# A window scored several times (a retrain, a full rescore): its most recent scoring decides.
+LATEST_SCORING = ("QUALIFY row_number() OVER (PARTITION BY asset, window_start "
+                  "ORDER BY scored_at DESC, model_version DESC) = 1")
+
+def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    """Flagged windows as the latest scoring of each window says: when a window was scored by
+    several model versions (a retrain, a full rescore), its most recent score decides, so a
+    window the new champion clears no longer counts, whatever an older version said."""
+    return con.execute(
+        "WITH latest AS (SELECT stream, asset, window_start, model_name, model_version, is_anomaly, excluded "
+        f"FROM scores WHERE stream = ? {LATEST_SCORING}) "
+        "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
+        "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
+        [stream],
+    ).df()
+
+def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,
+                        end: pd.Timestamp | None = None, version: int | None = None) -> pd.DataFrame:
+    """Each scored window's latest row (as latest_flagged_windows decides: the newest
+    scoring, then the highest version), flagged = is_anomaly and not excluded. Windows that
+    end between start and end, plus per asset the last one ending before start (the alarm
+    state the range opens with). `version`: only that model version's rows."""
+    by_version = " AND model_version = ?" if version is not None else ""
+    latest = (
+        "WITH latest AS (SELECT asset, window_start, window_end, is_anomaly AND NOT excluded AS flagged, "
+        f"model_name, model_version FROM scores WHERE stream = ?{by_version} {LATEST_SCORING}) "
+    )
+    params: list = [stream] + ([int(version)] if version is not None else [])
+    lo = pd.Timestamp(start).to_pydatetime() if start is not None else None
+    hi = pd.Timestamp(end).to_pydatetime() if end is not None else None
+    inside = "SELECT * FROM latest WHERE (? IS NULL OR window_end >= ?) AND (? IS NULL OR window_end <= ?)"
+    before = ("SELECT * FROM latest WHERE window_end < ? QUALIFY row_number() OVER "
+              "(PARTITION BY asset ORDER BY window_end DESC, window_start DESC) = 1")
+    sql = latest + inside + (f" UNION ALL {before}" if lo is not None else "") + " ORDER BY asset, window_end"
+    params += [lo, lo, hi, hi] + ([lo] if lo is not None else [])
+    return con.execute(sql, params).df()
+
+def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd.DataFrame) -> int:
+    """Make `incidents` (columns of the incidents table but stream and updated_at) the
+    stream's incidents, in one transaction: rows that changed or vanished are replaced,
+    unchanged rows stay as they are (with their updated_at). Returns the rows written."""
+    columns = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
+               "model_versions", "status"]
+    missing = set(columns) - set(incidents.columns)
+    if missing:
+        raise WarehouseError(f"incidents lack columns {sorted(missing)}")
+    with transaction(con):
+        con.register("new_incidents", incidents[columns])
+        same = " AND ".join(f"n.{quote_identifier(c)} IS NOT DISTINCT FROM i.{quote_identifier(c)}" for c in columns)
+        scalar(con, f"DELETE FROM incidents i WHERE i.stream = ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM new_incidents n WHERE {same})", [stream])
+        listed = ", ".join(quote_identifier(c) for c in columns)
+        n = scalar(con, f"INSERT INTO incidents (stream, {listed}) SELECT ?, {listed} FROM new_incidents "
+                        "ON CONFLICT DO NOTHING", [stream])
+        con.unregister("new_incidents")
+    return int(n)
+
+def read_incidents(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute("SELECT * FROM incidents WHERE stream = ? ORDER BY asset, start", [stream]).df()
+
+def write_evaluation(con: duckdb.DuckDBPyConnection, row: dict) -> int:
+    """Store one evaluation (keys: columns of `evaluations`); a row with the same
+    evaluation_id is kept as it is. Returns the number of rows written (0 or 1)."""
+    columns = list(row)
+    listed = ", ".join(quote_identifier(c) for c in columns)
+    values = [None if isinstance(v, float) and math.isnan(v) else v for v in row.values()]  # NaN -> NULL: undefined
+    return int(scalar(con, f"INSERT INTO evaluations ({listed}) VALUES ({', '.join('?' * len(columns))}) "
+                           "ON CONFLICT DO NOTHING", values))
+
+def read_evaluations(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+    return con.execute("SELECT * FROM evaluations WHERE stream = ? ORDER BY evaluated_at", [stream]).df()
+
+
+def read_evaluation(con: duckdb.DuckDBPyConnection, evaluation_id: str) -> pd.DataFrame:
+    """The stored evaluation with this id (no row, or one)."""
+    return con.execute("SELECT * FROM evaluations WHERE evaluation_id = ?", [evaluation_id]).df()
+
+
+def past_incidents(db_path: str | Path, stream: str) -> pd.DataFrame:
+    """asset, start and end of the stream's incidents (kept out of training as never normal)."""
+    with connect(db_path) as con:
+        return read_incidents(con, stream)[["asset", "start", "end"]]
