@@ -27,7 +27,27 @@ from aemodels.thresholds import (
 from aemodels.training import TrainConfig
 from aemodels.vae import VAE
 
-__all__ = ["DETECTOR_KINDS", "make_detector", "detector_kinds", "detector_class", "param_defaults", "BaseDetector",
-           "AutoencoderDetector", "Conv1dDetector", "VAEDetector", "MLPAutoencoder", "Conv1dAutoencoder", "VAE",
-           "TrainConfig", "ThresholdRule", "point_scores", "percentile_threshold", "pot_threshold", "persistence",
-           "NotFittedError", "DetectorInputError", "ThresholdFitError", "UnknownParameterError"]
+__all__ = [
+                               "DETECTOR_KINDS",
+                               "VAE",
+                               "AutoencoderDetector",
+                               "BaseDetector",
+                               "Conv1dAutoencoder",
+                               "Conv1dDetector",
+                               "DetectorInputError",
+                               "MLPAutoencoder",
+                               "NotFittedError",
+                               "ThresholdFitError",
+                               "ThresholdRule",
+                               "TrainConfig",
+                               "UnknownParameterError",
+                               "VAEDetector",
+                               "detector_class",
+                               "detector_kinds",
+                               "make_detector",
+                               "param_defaults",
+                               "percentile_threshold",
+                               "persistence",
+                               "point_scores",
+                               "pot_threshold",
+]

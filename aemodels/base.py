@@ -122,9 +122,10 @@ class BaseDetector:
         while training and scoring), device ("auto": CUDA when present), progress (None: a bar when
         stderr is a terminal). threshold: the aemodels.thresholds.ThresholdRule that `fit`
         (and `recalibrate`) apply to the calibration scores (default: their 99th percentile).
-        error_scaling: "none" (the score is the mean squared error over all sensors, or a VAE's own -log p) or "sensor" (each sensor's squared error divided by
-        its spread over the validation windows, then averaged: a sensor the network always
-        reconstructs poorly no longer drowns a shift in one it reconstructs well).
+        error_scaling: "none" (the score is the mean squared error over all sensors, or a VAE's
+        own -log p) or "sensor" (each sensor's squared error divided by its spread over the
+        validation windows, then averaged: a sensor the network always reconstructs poorly no
+        longer drowns a shift in one it reconstructs well).
         """
         self.activation = activation
         self.dropout = dropout
@@ -351,7 +352,8 @@ class BaseDetector:
 
     def _map_batches(self, X: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty: np.ndarray,
                      batch_size: int | None = None) -> np.ndarray:
-        """fn over batches of batch_size (default inference_batch_size) windows, on CPU, with n_threads torch threads."""
+        """fn over batches of batch_size (default inference_batch_size) windows, on CPU, with n_threads
+        torch threads."""
         if len(X) == 0:
             return empty
         batch_size = batch_size or self.inference_batch_size

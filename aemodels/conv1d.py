@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aemodels.network import Autoencoder
-
 from aemodels.checks import is_int
 from aemodels.mlp import ACTIVATIONS, OUTPUT_ACTIVATIONS, check_network_args
+from aemodels.network import Autoencoder
 
 
 def conv_lengths(window_size: int, n_blocks: int) -> list[int]:
@@ -33,7 +32,7 @@ def conv_encoder(window_size: int, n_sensors: int, channels: tuple[int, ...], ke
                  activation: str, dropout: float) -> nn.Sequential:
     """(B, C, L) -> strided Conv1d blocks -> flatten -> Linear -> (B, n_out)."""
     layers: list[nn.Module] = []
-    for c_in, c_out in zip((n_sensors, *channels[:-1]), channels):
+    for c_in, c_out in zip((n_sensors, *channels[:-1]), channels, strict=True):
         layers += [nn.Conv1d(c_in, c_out, kernel_size, stride=2, padding=kernel_size // 2),
                    ACTIVATIONS[activation]()]
         if dropout > 0:
@@ -53,7 +52,7 @@ def conv_decoder(n_in: int, window_size: int, n_sensors: int, channels: tuple[in
     layers: list[nn.Module] = [nn.Linear(n_in, channels[-1] * lengths[-1]), ACTIVATIONS[activation](),
                                nn.Unflatten(1, (channels[-1], lengths[-1]))]  # (B, c*L_last) -> (B, c, L_last)
     outs = (*reversed(channels[:-1]), n_sensors)
-    for i, (c_in, c_out) in enumerate(zip(reversed(channels), outs)):
+    for i, (c_in, c_out) in enumerate(zip(reversed(channels), outs, strict=True)):
         l_in, l_out = lengths[-1 - i], lengths[-2 - i]
         layers.append(nn.ConvTranspose1d(c_in, c_out, kernel_size, stride=2, padding=kernel_size // 2,
                                          output_padding=l_out - (2 * l_in - 1)))

@@ -108,7 +108,8 @@ class VAEDetector(BaseDetector):
         check_real("VAEDetector beta", self.beta, 0)
         check_int("kl_warmup_epochs", self.kl_warmup_epochs, 0)
         if self.score_method not in VAE_SCORE_METHODS:
-            raise ValueError(f"VAEDetector score_method={self.score_method!r}, must be one of {list(VAE_SCORE_METHODS)}")
+            raise ValueError(f"VAEDetector score_method={self.score_method!r}, "
+                             f"must be one of {list(VAE_SCORE_METHODS)}")
         check_int("n_score_samples", self.n_score_samples, 1)
 
     def _build_model(self, window_size: int, n_sensors: int) -> VAE:

@@ -1,12 +1,13 @@
 """A fully connected autoencoder over flattened windows."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
-from aemodels.network import Autoencoder
-
 from aemodels.checks import check_int, check_real
+from aemodels.network import Autoencoder
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 # "sigmoid" is for data scaled to [0, 1], trained with binary cross-entropy.
@@ -29,7 +30,7 @@ def check_network_args(owner: str, sizes: dict, activation: str, dropout: float,
 def mlp(dims: list[int], activation: str, dropout: float, last_activation: bool = False) -> nn.Sequential:
     """Linear layers through `dims`, activation (+ dropout) between them (and after the last one if asked)."""
     layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(d_in, d_out))
         if last_activation or i < len(dims) - 2:
             layers.append(ACTIVATIONS[activation]())

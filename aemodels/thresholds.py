@@ -3,6 +3,7 @@ chooses one (`ThresholdRule`): the one description of a threshold that detectors
 stream configuration, training and the model registry share."""
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
@@ -68,10 +69,9 @@ class ThresholdRule:
         """Every threshold reported for comparison: p95 / p99 / p99.9 (times the coefficient)
         and POT at the rule's risk, when the tail has enough points to fit."""
         found = {f"p{q:g}": percentile_threshold(scores, q, self.coefficient) for q in REPORTED_PERCENTILES}
-        try:
+        # reported as absent when too few validation windows lie above the initial quantile
+        with contextlib.suppress(ThresholdFitError):
             found["pot"] = pot_threshold(scores, self.pot_risk, self.pot_initial_quantile) * self.coefficient
-        except ThresholdFitError:
-            pass  # reported as absent: too few validation windows above the initial quantile
         return found
 
     def to_dict(self) -> dict[str, Any]:

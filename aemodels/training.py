@@ -67,7 +67,8 @@ class TrainConfig:
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1)
         if not isinstance(self.device, str):
-            raise ValueError(f"TrainConfig device={self.device!r}, must be 'auto' or a torch device string like 'cpu', 'cuda:0'")
+            raise ValueError(f"TrainConfig device={self.device!r}, must be 'auto' or a torch device string "
+                             "like 'cpu', 'cuda:0'")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -79,7 +80,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig denoise={self.denoise!r}, must be one of {list(DENOISE)}")
         _check_float("noise_level", self.noise_level, positive=False)
         if self.denoise == "mask" and not self.noise_level < 1:
-            raise ValueError(f"TrainConfig noise_level={self.noise_level!r}, must be < 1 (a fraction) with denoise='mask'")
+            raise ValueError(f"TrainConfig noise_level={self.noise_level!r}, must be < 1 (a fraction) "
+                             "with denoise='mask'")
         if self.progress not in (None, True, False):
             raise ValueError(f"TrainConfig progress={self.progress!r}, must be True, False or None (auto)")
 

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aemodels.network import Autoencoder
-
 from aemodels.conv1d import check_conv_args, conv_decoder, conv_encoder
 from aemodels.mlp import OUTPUT_ACTIVATIONS, check_network_args, mlp
+from aemodels.network import Autoencoder
 
 ARCHITECTURES = ("mlp", "conv")
 LOG_2PI = math.log(2 * math.pi)
@@ -121,7 +120,7 @@ class VAE(Autoencoder):
             log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
 
         a lower bound that tightens towards log p(x) as K grows. (B, L, C) -> (B,)."""
-        mu, logvar, z, log_px_z = self._samples(x, eps)
+        _, logvar, z, log_px_z = self._samples(x, eps)
         log_pz = -0.5 * (z ** 2 + LOG_2PI).sum(dim=-1)
         log_qz = -0.5 * (eps[:, None, :] ** 2 + logvar + LOG_2PI).sum(dim=-1)
         return torch.logsumexp(log_px_z + log_pz - log_qz, dim=0) - math.log(len(eps))

@@ -96,7 +96,7 @@ def main() -> None:
             stamps.append(time.perf_counter())
             hook(epoch)
 
-        detector._on_epoch = on_epoch
+        detector._on_epoch = on_epoch  # type: ignore[method-assign]  # wraps this instance's hook to time epochs
         return detector.fit(X_train)
 
     # Every quantity is measured once per round, all of them interleaved, and the best is kept:
@@ -105,8 +105,8 @@ def main() -> None:
     names = ["pyod", *DETECTOR_KINDS]
     fit = {name: (lambda stamps, name=name: pyod(stamps) if name == "pyod" else ours(name, stamps)) for name in names}
     fitted = {name: fit[name]([]) for name in names}  # warm-up, and the models that are scored
-    score = {"pyod": lambda: fitted["pyod"].decision_function(flat_score),
-             **{kind: (lambda kind=kind: fitted[kind].score(X_score)) for kind in DETECTOR_KINDS}}
+    score = {name: (lambda name=name: fitted[name].decision_function(flat_score) if name == "pyod"
+                    else fitted[name].score(X_score)) for name in names}
     epoch_best = {name: float("inf") for name in names}
     score_best = {name: float("inf") for name in names}
     flops = 0.0

@@ -4,8 +4,8 @@ plain pandas `read_csv` + `to_parquet` of the same file, measured in the same ru
 Each contender runs in its own child process; its peak resident memory is the child's
 high-water mark (`VmHWM` of /proc/self/status, read by the child when its work is done;
 `ru_maxrss` would include the parent's memory copied at fork), its time the wall clock of
-the work inside the child (imports excluded). The file is generated in a temporary folder (never in the repository) at two
-sizes, to show whether peak memory grows with the file.
+the work inside the child (imports excluded). The file is generated in a temporary folder
+(never in the repository) at two sizes, to show whether peak memory grows with the file.
 
     .venv/bin/python bench/ingest_throughput.py                 # 10M and 2.5M rows x 8 sensors
     .venv/bin/python bench/ingest_throughput.py --rows 1000000  # a quicker look
@@ -98,8 +98,8 @@ def main() -> None:
     print(f"{'rows':>11} {'file MB':>8} {'contender':<24} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12}")
     summary = []
     for n_rows in args.rows:
-        with tempfile.TemporaryDirectory(prefix="aemon-bench-") as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="aemon-bench-") as tmp_name:
+            tmp = Path(tmp_name)
             path = tmp / "export.csv"
             # generated in a child too, so the generator's memory is nobody's peak
             subprocess.run([sys.executable, __file__, "--generate", str(path), str(n_rows)], check=True)

@@ -42,7 +42,7 @@ def run(seed: int, days: float, assets: int, kinds: list[str], extra: dict | Non
     clean_end = t0 + (t1 - t0) * spec.fault_start_fraction - pd.Timedelta(seconds=spec.interval_s)
     split = TrainingSplit()
     faulty = None
-    rows = []
+    rows: list[dict] = []
     for kind in kinds:
         started = time.perf_counter()
         stream_defaults = {k: v for k, v in STREAM_DETECTOR_DEFAULTS.items() if k in param_defaults(kind)}

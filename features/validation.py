@@ -139,7 +139,8 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
         )
         flag(bad & empty, name, lambda i: f"column '{name}': empty timestamp")
         expected = f"format {schema.timestamp_format!r}" if schema.timestamp_format else "ISO 8601"
-        zone = "" if schema.timezone == "UTC" else f" in {schema.timezone} (ambiguous or nonexistent local times refused)"
+        zone = ("" if schema.timezone == "UTC"
+                else f" in {schema.timezone} (ambiguous or nonexistent local times refused)")
         flag(bad, name, lambda i: f"column '{name}': value {str(ts_raw.iloc[i])!r} is not a timestamp "
                                   f"(expected {expected}{zone})")
         out["timestamp"] = ts
@@ -157,7 +158,8 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
         if _is_text(raw[name]):
             absent = absent | (raw[name].astype("string").str.strip() == "").fillna(True).to_numpy()
         flag(absent, name, f"column '{name}': missing reading; expected a number")
-        flag(np.isnan(arr), name, lambda i, s=raw[name], c=name: f"column '{c}': value {str(s.iloc[i])!r} is not a number")
+        flag(np.isnan(arr), name,
+             lambda i, s=raw[name], c=name: f"column '{c}': value {str(s.iloc[i])!r} is not a number")
         flag(~np.isfinite(arr), name, lambda i, c=name, a=arr: f"column '{c}': value {a[i]} is not finite")
         out[name] = values
     for name in schema.label_columns:
@@ -204,8 +206,8 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
     quarantine = pd.DataFrame({
         "row": rows[positions].astype(np.int64),
         "column": list(column[bad_positions]) + [schema.timestamp_column] * len(dup_positions),
-        "reason": [f"data row {r}, {m}" for r, m in zip(rows[bad_positions], reason[bad_positions])]
-                  + [f"data row {r}: {m}" for r, m in zip(rows[dup_positions], dup_reasons)],
+        "reason": [f"data row {r}, {m}" for r, m in zip(rows[bad_positions], reason[bad_positions], strict=True)]
+                  + [f"data row {r}: {m}" for r, m in zip(rows[dup_positions], dup_reasons, strict=True)],
         "raw": _raw_records(raw, positions),
     })
     for name in schema.label_columns:
@@ -213,7 +215,8 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
     if not ordered:
         accepted = accepted.sort_values(["asset", "timestamp"], kind="stable")
     accepted = accepted.reset_index(drop=True)
-    return ChunkResult(accepted[[*schema.lake_columns, "_row"]], quarantine.sort_values("row", kind="stable").reset_index(drop=True),
+    return ChunkResult(accepted[[*schema.lake_columns, "_row"]],
+                       quarantine.sort_values("row", kind="stable").reset_index(drop=True),
                        n, n_duplicates=len(dup_idx), n_out_of_order=n_late)
 
 
@@ -277,7 +280,7 @@ def pivot_long(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, path):
     ts = parse_timestamps(raw[name], schema)
     bad_ts = ts.isna().to_numpy()
     reasons[bad_ts] = [f"data row {r}, column '{name}': value {str(v)!r} is not a timestamp"
-                       for r, v in zip(rows[bad_ts], raw[name][bad_ts])]
+                       for r, v in zip(rows[bad_ts], raw[name][bad_ts], strict=True)]
     columns[bad_ts] = name
     long["timestamp"] = ts
     if schema.asset_column:
@@ -295,7 +298,8 @@ def pivot_long(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, path):
     rep_idx = np.flatnonzero(ok)[repeated]
     reasons[rep_idx] = [f"data row {r}: sensor '{s}' repeated for asset '{a}' at {t}"
                         for r, s, a, t in zip(rows[rep_idx], long["sensor"].iloc[rep_idx],
-                                              long["asset"].iloc[rep_idx], long["timestamp"].iloc[rep_idx])]
+                                              long["asset"].iloc[rep_idx], long["timestamp"].iloc[rep_idx],
+                                              strict=True)]
     columns[rep_idx] = schema.sensor_column
     bad = reasons != None  # noqa: E711
     good = long[~bad]
@@ -311,10 +315,7 @@ def pivot_long(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, path):
     wide = wide.sort_values("_first").reset_index()
     out_rows = wide.pop("_first").to_numpy()
     wide = wide.rename(columns={"timestamp": name})
-    if schema.asset_column:
-        wide = wide.rename(columns={"asset": schema.asset_column})
-    else:
-        wide = wide.drop(columns="asset")
+    wide = wide.rename(columns={"asset": schema.asset_column}) if schema.asset_column else wide.drop(columns="asset")
     return wide, out_rows, quarantine, good[["_row", "asset", "timestamp"]]
 
 
@@ -345,7 +346,8 @@ def _validate_rows(table: pa.Table, rows: np.ndarray, schema: StreamSchema, stat
     result = validate_frame(wide, replace(schema, layout="wide"), wide_rows, state)
     # A long file is counted in its own rows: a wide row quarantined quarantines each of
     # the long rows it was made of, with the same reason.
-    reason_of = dict(zip(result.quarantine["row"], zip(result.quarantine["column"], result.quarantine["reason"])))
+    reason_of = dict(zip(result.quarantine["row"],
+                         zip(result.quarantine["column"], result.quarantine["reason"], strict=True), strict=True))
     first_of_key = keys.groupby(["asset", "timestamp"])["_row"].transform("min").to_numpy()
     hit = np.array([r in reason_of for r in first_of_key], dtype=bool)
     long_rows = keys["_row"].to_numpy()[hit]
@@ -365,9 +367,11 @@ def move_to_quarantine(result: ChunkResult, mask: np.ndarray, reasons: list[str]
     their raw content is the row as accepted."""
     if not mask.any():
         return result
+    assert result.n_accepted is not None, "set by ChunkResult.__post_init__"
     moved = result.accepted[mask]
     raw = [raw_json(rec) for rec in moved.drop(columns="_row").to_dict(orient="records")]
-    extra = pd.DataFrame({"row": moved["_row"].to_numpy(np.int64), "column": "timestamp", "reason": reasons, "raw": raw})
+    extra = pd.DataFrame({"row": moved["_row"].to_numpy(np.int64), "column": "timestamp", "reason": reasons,
+                          "raw": raw})
     quarantine = pd.concat([result.quarantine, extra], ignore_index=True).sort_values("row").reset_index(drop=True)
     return ChunkResult(result.accepted[~mask].reset_index(drop=True), quarantine, result.n_in,
                        result.n_duplicates + int(mask.sum()), result.n_out_of_order,

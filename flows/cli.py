@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import typer
@@ -24,8 +24,8 @@ from flows.render import (
     print_demo,
     print_evaluation,
     print_frame,
-    print_query,
     print_quality,
+    print_query,
     print_training,
 )
 
@@ -62,7 +62,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load(config: Optional[Path]):
+def load(config: Path | None):
     from flows.config import load_config
 
     return load_config(config)
@@ -97,7 +97,7 @@ def parse_bounds(**values: str | None) -> dict:
 @app.command()
 def ingest(
     stream: str,
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     retry_rejected: bool = typer.Option(False, help="Try again files whose content was rejected before."),
 ):
     """Ingest every new file in the stream's inbox into the lake."""
@@ -115,7 +115,7 @@ def ingest(
 
 
 @app.command()
-def quality(stream: str, config: Optional[Path] = ConfigOption):
+def quality(stream: str, config: Path | None = ConfigOption):
     """Data-quality report of a stream per sensor (stored in the data_quality table)."""
     from monitoring.store.data_quality import assess_stream
 
@@ -130,10 +130,10 @@ def quality(stream: str, config: Optional[Path] = ConfigOption):
 @app.command()
 def evaluate(
     stream: str,
-    config: Optional[Path] = ConfigOption,
-    start: Optional[str] = typer.Option(None, help="Start of the range (ISO time); default: the first reading."),
-    end: Optional[str] = typer.Option(None, help="End of the range (ISO time); default: the last scored reading."),
-    version: Optional[int] = typer.Option(None, help="Evaluate only this model version's windows (default: the "
+    config: Path | None = ConfigOption,
+    start: str | None = typer.Option(None, help="Start of the range (ISO time); default: the first reading."),
+    end: str | None = typer.Option(None, help="End of the range (ISO time); default: the last scored reading."),
+    version: int | None = typer.Option(None, help="Evaluate only this model version's windows (default: the "
                                                      "latest scoring of each window)."),
 ):
     """Score aemon's stored alarms against the stream's label columns (stored in the evaluations table and MLflow)."""
@@ -161,7 +161,7 @@ app.add_typer(import_app, name="import")
 DataOption = typer.Option(..., "--data", help="Folder of the data set (read in place, never copied).")
 
 
-def _import(dataset: str, data: Path, stream: Optional[str], config: Optional[Path]) -> None:
+def _import(dataset: str, data: Path, stream: str | None, config: Path | None) -> None:
     from monitoring.store.datasets import import_dataset
 
     cfg = load(config)
@@ -173,15 +173,15 @@ def _import(dataset: str, data: Path, stream: Optional[str], config: Optional[Pa
 
 
 @import_app.command("skab")
-def import_skab(data: Path = DataOption, stream: Optional[str] = typer.Option(None, help="Stream name (default skab)."),
-                config: Optional[Path] = ConfigOption):
+def import_skab(data: Path = DataOption, stream: str | None = typer.Option(None, help="Stream name (default skab)."),
+                config: Path | None = ConfigOption):
     """SKAB: a folder of <experiment>/<n>.csv (';'-separated, datetime, anomaly/changepoint labels)."""
     _import("skab", data, stream, config)
 
 
 @import_app.command("nab")
-def import_nab(data: Path = DataOption, stream: Optional[str] = typer.Option(None, help="Stream name (default nab)."),
-               config: Optional[Path] = ConfigOption):
+def import_nab(data: Path = DataOption, stream: str | None = typer.Option(None, help="Stream name (default nab)."),
+               config: Path | None = ConfigOption):
     """NAB: a folder of timestamp,value CSVs with windows.json (labelled anomaly windows)."""
     _import("nab", data, stream, config)
 
@@ -200,12 +200,12 @@ SetOption = typer.Option(None, "--set", help="Change a bench setting for an expe
                                              "detector_params.error_scaling=none.")
 
 
-def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds: Optional[str], kinds: Optional[str],
-           assignments: Optional[list[str]], config: Optional[Path]) -> None:
+def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
+           assignments: list[str] | None, config: Path | None) -> None:
     import json
 
-    from monitoring.evaluation import benchmarks
     from monitoring.errors import BenchSettingError
+    from monitoring.evaluation import benchmarks
 
     cfg = load(config)
     try:
@@ -237,18 +237,18 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Optional[Path], seeds:
 
 
 @bench_app.command("skab")
-def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-               seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption,
-               assignments: Optional[list[str]] = SetOption, config: Optional[Path] = ConfigOption):
+def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
+               seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
+               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
     _bench("skab", data, as_json, work, seeds, kinds, assignments, config)
 
 
 @bench_app.command("nab")
-def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Optional[Path] = WorkOption,
-              seeds: Optional[str] = SeedsOption, kinds: Optional[str] = KindsOption,
-               assignments: Optional[list[str]] = SetOption, config: Optional[Path] = ConfigOption):
+def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
+              seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
+               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
     """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile."""
     _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
@@ -257,9 +257,9 @@ def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Optiona
 @app.command()
 def train(
     stream: str,
-    config: Optional[Path] = ConfigOption,
-    start: Optional[str] = typer.Option(None, help="Start of the training range (ISO time); overrides the config."),
-    end: Optional[str] = typer.Option(None, help="End of the training range (ISO time); overrides the config."),
+    config: Path | None = ConfigOption,
+    start: str | None = typer.Option(None, help="Start of the training range (ISO time); overrides the config."),
+    end: str | None = typer.Option(None, help="End of the training range (ISO time); overrides the config."),
 ):
     """Train the stream's detectors, register each, and let the gate pick champion / challenger."""
     cfg = load(config)
@@ -280,7 +280,7 @@ def train(
 @app.command()
 def score(
     stream: str,
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     full: bool = typer.Option(False, help="Rescore all history, not only windows after the watermark."),
 ):
     """Score new windows with the champion model and write anomalies to DuckDB."""
@@ -302,7 +302,7 @@ def score(
 
 
 @app.command()
-def serve(config: Optional[Path] = ConfigOption):
+def serve(config: Path | None = ConfigOption):
     """Run every stream's ingest, score and train flows on their schedules until stopped.
 
     Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start`)."""
@@ -319,7 +319,7 @@ def serve(config: Optional[Path] = ConfigOption):
 
 
 @app.command()
-def sql(query: str, config: Optional[Path] = ConfigOption):
+def sql(query: str, config: Path | None = ConfigOption):
     """Run a read-only SQL query against the warehouse and print the result."""
     from monitoring.store.connection import query as run_query
 
@@ -329,14 +329,14 @@ def sql(query: str, config: Optional[Path] = ConfigOption):
 
 @app.command()
 def demo(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     days: float = typer.Option(14.0, help="Days of synthetic history."),
     assets: int = typer.Option(3, help="Number of pumps."),
     seed: int = typer.Option(7, help="Seed of the synthetic data."),
 ):
     """Generate a pump stream with injected faults, ingest, train, score, and report what was found."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from features.synthetic import SyntheticSpec
     from flows.demo import run_demo
@@ -354,15 +354,15 @@ def demo(
     }
     started = time.perf_counter()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
-        current = {"id": None}
+        started_steps: list[TaskID] = []
 
         def step(name: str) -> None:
-            if current["id"] is not None:
-                progress.update(current["id"], completed=1, total=1)
-            current["id"] = progress.add_task(labels[name], total=None)
+            if started_steps:
+                progress.update(started_steps[-1], completed=1, total=1)
+            started_steps.append(progress.add_task(labels[name], total=None))
 
         result = run_demo(cfg, spec, config_path=str(config) if config else None, step=step)
-        progress.update(current["id"], completed=1, total=1)
+        progress.update(started_steps[-1], completed=1, total=1)
     print_demo(cfg, result, time.perf_counter() - started)
 
 
@@ -374,7 +374,7 @@ app.add_typer(threshold_app, name="threshold")
 
 
 @models_app.command("list")
-def models_list(config: Optional[Path] = ConfigOption):
+def models_list(config: Path | None = ConfigOption):
     """Every stream's registered model: versions, champion, challenger, champion history."""
     from monitoring.models import registry
 
@@ -388,7 +388,7 @@ def models_list(config: Optional[Path] = ConfigOption):
 
 
 @models_app.command("compare")
-def models_compare(stream: str, config: Optional[Path] = ConfigOption):
+def models_compare(stream: str, config: Path | None = ConfigOption):
     """A table of the stream's versions: detector, aliases, threshold rule and value, metrics."""
     from monitoring.models import registry
 
@@ -399,7 +399,7 @@ def models_compare(stream: str, config: Optional[Path] = ConfigOption):
 
 
 @models_app.command("promote")
-def models_promote(stream: str, version: int, config: Optional[Path] = ConfigOption):
+def models_promote(stream: str, version: int, config: Path | None = ConfigOption):
     """Make VERSION the champion (by hand, without the gate); `rollback` undoes it."""
     from monitoring.models import registry
 
@@ -411,7 +411,7 @@ def models_promote(stream: str, version: int, config: Optional[Path] = ConfigOpt
 
 
 @models_app.command("rollback")
-def models_rollback(stream: str, config: Optional[Path] = ConfigOption):
+def models_rollback(stream: str, config: Path | None = ConfigOption):
     """Put the previous champion back (again: the one before it)."""
     from monitoring.models import registry
 
@@ -426,10 +426,10 @@ def models_rollback(stream: str, config: Optional[Path] = ConfigOption):
 @threshold_app.command("recalibrate")
 def threshold_recalibrate(
     stream: str,
-    config: Optional[Path] = ConfigOption,
-    start: Optional[str] = typer.Option(None, help="Start of the recent range (ISO time); default: "
+    config: Path | None = ConfigOption,
+    start: str | None = typer.Option(None, help="Start of the recent range (ISO time); default: "
                                                    "threshold.recalibrate_days before its end."),
-    end: Optional[str] = typer.Option(None, help="End of the recent range (ISO time); default: the last reading."),
+    end: str | None = typer.Option(None, help="End of the recent range (ISO time); default: the last reading."),
 ):
     """Refit the champion's threshold on recent normal windows; register it through the gate."""
     from monitoring.models import registry

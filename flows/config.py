@@ -14,21 +14,21 @@ import re
 import tomllib
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, Optional
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from aemodels.detector import detector_kinds, param_defaults
+from aemodels.thresholds import ThresholdMethod, ThresholdRule
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions, parse_rule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from aemodels.detector import detector_kinds, param_defaults
-from aemodels.thresholds import ThresholdMethod, ThresholdRule
-from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
 from monitoring.alerting.incidents import IncidentRule
+from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 DEFAULT_HOME = Path(".aemon")
@@ -51,7 +51,7 @@ class Settings(BaseModel):
 # kind (e.g. epochs, n_threads); [streams.<s>.detectors.<kind>] overrides them per kind.
 
 
-def _annotation(default):
+def _annotation(default: object) -> Any:
     if isinstance(default, bool):
         return bool
     if isinstance(default, (int, float, str)):
@@ -67,17 +67,17 @@ THRESHOLD_PARAM = "threshold"  # a detector argument set by the stream's [thresh
 def _kind_settings(kind: str) -> type[Settings]:
     defaults = {**param_defaults(kind), **{k: v for k, v in STREAM_DETECTOR_DEFAULTS.items()
                                             if k in param_defaults(kind)}}
-    fields = {name: (_annotation(default), default) for name, default in defaults.items()
-              if name != THRESHOLD_PARAM}
+    fields: dict[str, Any] = {name: (_annotation(default), default) for name, default in defaults.items()
+                              if name != THRESHOLD_PARAM}
     return create_model(f"{kind}_settings", __base__=Settings, __doc__=f"Arguments of the {kind!r} detector.",
                         **fields)
 
 
-def _shared_settings() -> dict:
+def _shared_settings() -> dict[str, Any]:
     """Settings every installed kind accepts, optional at the [detectors] level."""
     per_kind = [param_defaults(kind) for kind in detector_kinds()]
     shared = [name for name in per_kind[0] if all(name in d for d in per_kind) and name != THRESHOLD_PARAM]
-    return {name: (Optional[_annotation(per_kind[0][name])], None) for name in shared}
+    return {name: (_annotation(per_kind[0][name]) | None, None) for name in shared}
 
 
 def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -91,18 +91,32 @@ def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(value)
 
 
+class DetectorKinds(Settings):
+    """The part of [streams.<s>.detectors] that does not depend on the installed kinds."""
+
+    kinds: tuple[str, ...] = detector_kinds()
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _kinds_field(value)
+
+
+_per_kind: dict[str, Any] = {kind: (_kind_settings(kind), _kind_settings(kind)()) for kind in detector_kinds()}
 DetectorsSettings = create_model(
     "DetectorsSettings",
-    __base__=Settings,
+    __base__=DetectorKinds,
     __doc__="Which detectors a training fits, and their arguments.",
-    __validators__={"_kinds": field_validator("kinds")(classmethod(lambda cls, v: _kinds_field(v)))},
-    kinds=(tuple[str, ...], detector_kinds()),
     **_shared_settings(),
-    **{kind: (_kind_settings(kind), _kind_settings(kind)()) for kind in detector_kinds()},
+    **_per_kind,
 )
+if TYPE_CHECKING:  # a type checker sees the static part; pydantic validates the whole table
+    DetectorsTable = DetectorKinds
+else:
+    DetectorsTable = DetectorsSettings
 
 
-def detector_params(settings, kind: str) -> dict:
+def detector_params(settings: DetectorKinds, kind: str) -> dict[str, Any]:
     """The arguments a kind is built with: the stream defaults (STREAM_DETECTOR_DEFAULTS),
     shared settings given in [detectors], then the kind's own table; only settings written
     there, so the detector's own defaults apply to the rest."""
@@ -236,7 +250,7 @@ class StreamSettings(Settings):
     inbox: Path | None = None  # default: <home>/inbox/<stream>
     exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
-    detectors: DetectorsSettings = DetectorsSettings()
+    detectors: DetectorsTable = DetectorsSettings()
     threshold: ThresholdSettings = ThresholdSettings()
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
@@ -273,12 +287,12 @@ class StreamSettings(Settings):
             raise ValueError(f"timestamp_column is unset (tabular records) but window.size == {self.window.size}; "
                              "tabular records have no time order, set window.size = 1")
         try:
-            self.schema()
+            self.stream_schema()
         except SchemaError as exc:
             raise ValueError(str(exc)) from None
         return self
 
-    def schema(self) -> StreamSchema:
+    def stream_schema(self) -> StreamSchema:
         return StreamSchema(
             sensors=tuple(self.sensors),
             timestamp_column=self.timestamp_column,

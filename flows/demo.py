@@ -6,9 +6,9 @@ the way a monitor is commissioned on known-good data; scoring covers everything.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -17,7 +17,6 @@ from flows.config import AemonConfig
 from flows.ingest import ingest_readings
 from flows.score import score_stream
 from flows.train import train_detectors
-
 from monitoring.evaluation.labeled import IncidentEvaluation, evaluate_incidents
 from monitoring.store.connection import connect
 from monitoring.store.readings import count_readings
@@ -65,7 +64,7 @@ def run_demo(
     step: Callable[[str], None] = lambda name: None,
 ) -> DemoResult:
     step("generate")
-    paths, faults, clean_end = write_inbox(config, spec)
+    _, faults, clean_end = write_inbox(config, spec)
     step("ingest")
     ingested = ingest_readings(DEMO_STREAM, config_path=config_path)
     step("train")

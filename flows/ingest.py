@@ -17,7 +17,7 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
     for path in tasks.list_inbox(config.inbox(stream)):
         # A bad file never stops the others: its problem is recorded in its batch row.
         result = tasks.ingest_file(
-            config.db_path, config.lake_root, stream, settings.schema(), path, retry_rejected=retry_rejected
+            config.db_path, config.lake_root, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
         )
         if result.status == "rejected":
             logger.warning("%s rejected: %s", path.name, result.error)

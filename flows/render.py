@@ -178,8 +178,8 @@ def print_demo(cfg, result, elapsed: float) -> None:
         f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
         f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
     )
-    console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, top_sensors, status FROM incidents ORDER BY start"',
-                  highlight=False, soft_wrap=True)
+    console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, '
+                  'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True)
     console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False, soft_wrap=True)
 
 

@@ -5,6 +5,9 @@ server`, or Prefect Cloud) named by PREFECT_API_URL.
 """
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
@@ -34,7 +37,15 @@ def stream_deployments(config: AemonConfig, config_path: str | None = None) -> l
                 schedules=[Cron(plan.train_cron, timezone=plan.timezone)],
             ),
         ]
-    return deployments
+    return [_built(d) for d in deployments]
+
+
+def _built(deployment: RunnerDeployment | Coroutine[Any, Any, RunnerDeployment]) -> RunnerDeployment:
+    """`to_deployment` called outside an event loop returns the deployment itself (inside
+    one, a coroutine: Prefect dispatches on the caller); aemon builds them synchronously."""
+    if not isinstance(deployment, RunnerDeployment):
+        raise TypeError(f"expected a built deployment, got {type(deployment).__name__}: call it outside an event loop")
+    return deployment
 
 
 def serve_streams(config: AemonConfig, config_path: str | None = None) -> None:

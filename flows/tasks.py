@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PyFuncModel
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
@@ -133,11 +133,11 @@ def resolve_champion(tracking_uri: str, stream: str) -> registry.RegisteredVersi
 
 
 @io_task("load-champion")
-def load_champion(tracking_uri: str, stream: str) -> tuple[mlflow.pyfunc.PyFuncModel, registry.RegisteredVersion]:
+def load_champion(tracking_uri: str, stream: str) -> tuple[PyFuncModel, registry.RegisteredVersion]:
     return registry.load_model(tracking_uri, stream)
 
 
 @io_task("score-windows")
-def score_windows(db_path: Path, stream: str, model: mlflow.pyfunc.PyFuncModel, version: registry.RegisteredVersion,
+def score_windows(db_path: Path, stream: str, model: PyFuncModel, version: registry.RegisteredVersion,
                   full: bool = False, exclusions: Exclusions | None = None) -> scoring.ScoreResult:
     return scoring.score_model(db_path, stream, model, version, full=full, exclusions=exclusions)

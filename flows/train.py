@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from typing import Any
+
 from prefect import flow, get_run_logger
-from prefect.task_runners import ProcessPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from flows import tasks
 from flows.config import detector_params, load_config
@@ -17,7 +19,12 @@ def _threads_per_fit(n_fits: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_fits))
 
 
-@flow(name="train-detectors", task_runner=ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1))))
+# Detectors fit in parallel processes, at most three (one per kind). Typed as TaskRunner[Any]:
+# Prefect's flow decorator asks for TaskRunner[PrefectFuture], a generic it holds invariant.
+FIT_RUNNER: TaskRunner[Any] = ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1)))
+
+
+@flow(name="train-detectors", task_runner=FIT_RUNNER)
 def train_detectors(
     stream: str,
     config_path: str | None = None,

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
 from monitoring.store.connection import connect
 from monitoring.store.results import get_watermarks, latest_flagged_windows, read_incidents, replace_incidents
-
-
 
 INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
                     "model_versions"]
@@ -45,7 +45,7 @@ def merge_incidents(anomalies: pd.DataFrame, rule: IncidentRule = IncidentRule()
         return pd.DataFrame(columns=INCIDENT_COLUMNS)
     rows = []
     for asset, group in anomalies.sort_values(["asset", "window_start"]).groupby("asset", sort=True):
-        run = []
+        run: list[Any] = []  # the flagged windows (rows) of the incident being merged
         run_end = None
         for window in group.itertuples(index=False):
             if run and window.window_start > run_end + rule.merge_gap:

@@ -13,18 +13,17 @@ raise no anomaly and no incident.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import duckdb
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PyFuncModel
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
-
 from monitoring.errors import BundleInputError
 from monitoring.models.registry import RegisteredVersion, loaded_bundle
 from monitoring.store.connection import connect
@@ -110,7 +109,7 @@ def _score_asset(con: duckdb.DuckDBPyConnection, stream: str, asset: str,
     return scored
 
 
-def score_model(db_path: Path, stream: str, model: mlflow.pyfunc.PyFuncModel, version: RegisteredVersion, *,
+def score_model(db_path: Path, stream: str, model: PyFuncModel, version: RegisteredVersion, *,
                 full: bool = False, exclusions: Exclusions | None = None) -> ScoreResult:
     """score_stream with a registered version loaded from MLflow (registry.load_model): its
     pyfunc predicts, its bundle gives the window spec and the input columns."""

@@ -20,26 +20,24 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aemodels.detector import DETECTOR_KINDS, make_detector
 from aemodels.errors import UnknownParameterError
+from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
 from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
 from features.windows import WindowSpec
-
-from monitoring.models.bundle import ModelBundle
-from aemodels.detector import DETECTOR_KINDS, make_detector
-from aemodels.thresholds import ThresholdRule
-from monitoring.models.registry import log_benchmark
+from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError, TrainingDataError
 from monitoring.evaluation.labeled import point_alarms
-from monitoring.store.datasets import import_file
 from monitoring.evaluation.metrics import (
     NAB_PROFILES,
     NabFileScore,
@@ -52,9 +50,11 @@ from monitoring.evaluation.metrics import (
     onsets,
     point_counts,
 )
-from monitoring.alerting.scoring import score_stream
+from monitoring.models.bundle import ModelBundle
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, fit_bundle, prepare_training
+from monitoring.models.registry import log_benchmark
 from monitoring.store.connection import connect
+from monitoring.store.datasets import import_file
 from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
 
@@ -75,7 +75,8 @@ class BenchSettings:
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
     window: int = 40
     max_gap_intervals: float = 5.0
-    val_fraction: float = TrainingSplit.val_fraction  # the last part of the training rows: early stopping and the threshold
+    # the last part of the training rows: early stopping and the threshold
+    val_fraction: float = TrainingSplit.val_fraction
     # the stream defaults, on one thread (seeds run one after another), no progress bar;
     # training (epochs, batch size, ...) as the detectors' own defaults
     detector_params: dict = field(default_factory=lambda: {**STREAM_DETECTOR_DEFAULTS, "n_threads": 1,
@@ -92,7 +93,7 @@ class BenchSettings:
     # first row), as aemon merges flagged windows into incidents
     merge_rows: int = 0
 
-    def validate(self) -> "BenchSettings":
+    def validate(self) -> BenchSettings:
         """Refuse settings that cannot work before any file is read (one named problem), so a
         bad value is never mistaken for a file too short to train."""
         unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
@@ -116,7 +117,7 @@ class BenchSettings:
         return self
 
     @classmethod
-    def for_dataset(cls, dataset: str) -> "BenchSettings":
+    def for_dataset(cls, dataset: str) -> BenchSettings:
         """The defaults of a benchmark, fixed once for every file (README: "How good is it on
         public labeled data")."""
         if dataset == "skab":
@@ -144,7 +145,7 @@ class BenchSettings:
 # shorter, alarms less than `merge_rows` apart are one detection, and the latent code is
 # 2 wide (a window holds 10 values: with 8 latent units a network nearly copies its input,
 # anomalies included).
-NAB_DEFAULTS = {"window": 10, "differenced": ("value",), "merge_rows": 100}
+NAB_DEFAULTS: dict[str, Any] = {"window": 10, "differenced": ("value",), "merge_rows": 100}
 NAB_DETECTOR_PARAMS = {"latent": 2}
 
 
@@ -160,8 +161,8 @@ class BenchRow:
     per_file: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # seed, asset, counts per file
     untrained: tuple[str, ...] = ()  # files whose training part could not be windowed: they never fire
 
-    def to_dict(self) -> dict:
-        out = {"detector": self.detector}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"detector": self.detector}
         if self.counts is not None:
             out.update(f1=self.counts.f1, far=100 * self.counts.far, mar=100 * self.counts.mar)
         out.update({f"nab_{p}": self.nab[p] for p in NAB_PROFILES})
@@ -430,7 +431,7 @@ def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSe
 
 # Published results quoted for comparison (SKAB's README leaderboard over its 34 files;
 # NAB's scoreboard on realKnownCause, standard profile). "-": not published.
-PUBLISHED = {
+PUBLISHED: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "skab": [
         ("Conv-AE", ("0.78", "13.55", "28.02", "23.61", "21.54", "27.55")),
         ("MSET", ("0.78", "39.73", "14.13", "13.84", "10.22", "17.37")),

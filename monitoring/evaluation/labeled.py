@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from monitoring.errors import EvaluationError, MetricsInputError, WarehouseError
 from monitoring.evaluation import metrics as m
 from monitoring.models import registry
-from monitoring.errors import EvaluationError, MetricsInputError, WarehouseError
 from monitoring.store.connection import connect
 from monitoring.store.readings import has_view, read_labeled_readings
 from monitoring.store.results import latest_window_flags, read_evaluation, write_evaluation
@@ -118,7 +118,8 @@ class LabelEvaluation:
             "mean_delay_s": m.mean_delay(self.events), "mean_forewarning_s": m.mean_forewarning(self.events),
         }
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, float]:
+        """Row and event counts (whole numbers: one evaluation, no averaging)."""
         return {
             "n_assets": self.n_assets, "n_rows": self.n_rows, "n_labeled_rows": self.points.tp + self.points.fn,
             "n_events": len(self.events), "n_detected_events": int(self.events["detected"].sum()),
@@ -133,7 +134,9 @@ def evaluate_alarms(frame: pd.DataFrame) -> LabelEvaluation:
     its detections the alarm onsets, with no probationary period (the model was trained on
     other data)."""
     points = adjusted = m.PointCounts(0, 0, 0, 0)
-    tp = fp = fn = 0
+    tp: float = 0
+    fp: float = 0
+    fn: float = 0
     nab_files, tables = [], []
     n_alarms = 0
     for asset, part in frame.groupby("asset", sort=True):

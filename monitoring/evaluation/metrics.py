@@ -31,9 +31,10 @@ class EventCounts:
     """Event counts: tp = true events overlapped, fn = true events missed, fp = predicted
     events that overlap no true event. Standard F1 = 2PR / (P + R). PointCounts adds tn."""
 
-    tp: int
-    fp: int
-    fn: int
+    # counts; fractional where counts of several runs are averaged (a benchmark's seeds)
+    tp: float
+    fp: float
+    fn: float
 
     @property
     def precision(self) -> float:
@@ -56,9 +57,9 @@ class EventCounts:
 class PointCounts(EventCounts):
     """Point confusion counts; pooled over series by adding, as SKAB sums TP/FP/FN/TN over files."""
 
-    tn: int
+    tn: float
 
-    def __add__(self, other: "PointCounts") -> "PointCounts":
+    def __add__(self, other: PointCounts) -> PointCounts:
         return PointCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     @property
@@ -180,10 +181,8 @@ def overlap_f1(y_true, y_pred, timestamps=None) -> EventCounts:
     """
     truth = _mask(y_true, "y_true")
     pred = _mask(y_pred, "y_pred", len(truth))
-    if timestamps is None:
-        position = np.arange(len(truth), dtype=np.int64)
-    else:
-        position = _timestamps(timestamps, len(truth)).asi8
+    position = (np.arange(len(truth), dtype=np.int64) if timestamps is None
+                else _timestamps(timestamps, len(truth)).asi8)
     # Python ints: the product of two nanosecond distances overflows int64.
     expected = [(int(position[a]), int(position[b]) + 1) for a, b in events(truth)]
     observed = [(int(position[a]), int(position[b]) + 1) for a, b in events(pred)]
@@ -328,9 +327,10 @@ class NabFileScore:
 
     raw: dict[str, float]
     n_windows: int
-    tp: int
-    fp: int
-    fn: int
+    # counts; fractional where counts of several runs are averaged (a benchmark's seeds)
+    tp: float
+    fp: float
+    fn: float
     n_windows_unscored: int = 0
     scoring: str = "nab"
     # per window: start, end, first_detection (NaT if none), detected
@@ -432,15 +432,15 @@ def _score_nab(stamps, fired, starts, ends, probationary_rows, profiles) -> NabF
     rights = np.where(on_row, exact, rights)
     empty = lefts > rights
     if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise MetricsInputError(f"windows: window {i} ({pd.Timestamp(starts[i])} to {pd.Timestamp(ends[i])}) "
+        bad = int(np.flatnonzero(empty)[0])
+        raise MetricsInputError(f"windows: window {bad} ({pd.Timestamp(starts[bad])} to {pd.Timestamp(ends[bad])}) "
                                 "holds no row of the series")
     widths = (rights - lefts + 1).astype(float)
     scored = rights >= probationary_rows
     rows = np.flatnonzero(fired & (np.arange(n) >= probationary_rows))
 
     window_of = np.full(n, -1)
-    for w, (a, b) in enumerate(zip(lefts, rights)):
+    for w, (a, b) in enumerate(zip(lefts, rights, strict=True)):
         window_of[a:b + 1] = w
     max_tp = _scaled_sigmoid(np.array([-1.0]))[0]
     best = np.full(len(starts), -np.inf)  # unweighted tp score of the best detection per window
@@ -485,11 +485,11 @@ def _score_skab(stamps, fired, starts, ends, profiles) -> NabFileScore:
     n_windows = len(starts)
     first = np.full(n_windows, _NAT)
     in_any = np.zeros(len(times), dtype=bool)
-    for w in range(n_windows):
-        inside = (times >= starts[w]) & (times <= ends[w])
+    for k in range(n_windows):
+        inside = (times >= starts[k]) & (times <= ends[k])
         in_any |= inside
         if inside.any():
-            first[w] = times[inside][0]
+            first[k] = times[inside][0]
     # tsad counts as FP the detections before the first window, strictly between windows and
     # after the last one: those in no window.
     n_fp = int(np.sum(~in_any))

@@ -11,9 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from aemodels.base import BaseDetector
 from features.differencing import difference
@@ -115,7 +115,7 @@ class ModelBundle:
             "severity": self.severity(scores.astype(np.float64)),
             "top_sensors": [",".join(row) for row in names[order]],
             "contributions": [
-                json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row)}) for row in contrib
+                json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row, strict=True)}) for row in contrib
             ],
         })
         return result
@@ -139,7 +139,7 @@ class ModelBundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelBundle":
+    def load(cls, path: str | Path) -> ModelBundle:
         path = Path(path)
         meta = json.loads((path / "bundle.json").read_text())
         detector = BaseDetector.load(path / "detector")  # the class is chosen by the saved kind
@@ -168,7 +168,7 @@ def _empty_result(sensors: list[str]) -> pd.DataFrame:
     })
 
 
-class BundleModel(mlflow.pyfunc.PythonModel):
+class BundleModel(PythonModel):
     """MLflow pyfunc face of a ModelBundle: `predict(readings) -> scored windows`.
 
     Inputs are checked twice without type hints: by MLflow against the signature inferred

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,11 +33,11 @@ from aemodels.detector import make_detector
 from aemodels.thresholds import ThresholdRule
 from features.differencing import difference
 from features.exclusions import Exclusions, rows_in_intervals
+from features.scaling import StandardScaler
 from features.training_set import labeled_mask, make_training_set
 from features.windows import WindowSet, WindowSpec
-
-from monitoring.models.bundle import ModelBundle
 from monitoring.errors import TrainingDataError
+from monitoring.models.bundle import ModelBundle
 from monitoring.models.gate import window_metrics
 
 # Where a stream's detectors differ from the library's defaults (aemodels), and why:
@@ -125,7 +126,7 @@ class TrainingData:
     stream: str
     sensors: list[str]
     spec: WindowSpec
-    scaler: object
+    scaler: StandardScaler
     train: WindowSet
     calibration: WindowSet
     evaluation: EvaluationData
@@ -142,7 +143,7 @@ def prepare_training(
     stream: str,
     sensors: list[str],
     spec: WindowSpec,
-    label_columns: list[str] = (),
+    label_columns: Sequence[str] = (),
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     val_fraction: float = TrainingSplit.val_fraction,
@@ -274,7 +275,7 @@ def recalibration_data(
     bundle: ModelBundle,
     frame: pd.DataFrame,
     *,
-    label_columns: list[str] = (),
+    label_columns: Sequence[str] = (),
     holdout_fraction: float = TrainingSplit.holdout_fraction,
     stride: int | None = None,
     exclusions=None,

@@ -151,14 +151,15 @@ def decide(candidates: list[Contender], champion: Contender | None, labeled: boo
         promoted, reason = True, f"no champion yet; best of {len(ranking)} by ({criterion})"
     elif beats:
         promoted = True
-        reason = f"beats champion v{champion.version} by ({criterion}): {_show(nominee, labeled)} vs {_show(champion, labeled)}"
+        reason = (f"beats champion v{champion.version} by ({criterion}): {_show(nominee, labeled)} vs "
+                  f"{_show(champion, labeled)}")
     else:
         promoted = False
         reason = (f"does not beat champion v{champion.version} by ({criterion}): "
                   f"{_show(nominee, labeled)} vs {_show(champion, labeled)}")
     others = ranking[1:] if promoted else ranking
-    return GateDecision(labeled, nominee, nominee if promoted else champion, others[0] if others else None,
-                        promoted, reason, ranking)
+    after = nominee if promoted or champion is None else champion  # no champion: the nominee is promoted
+    return GateDecision(labeled, nominee, after, others[0] if others else None, promoted, reason, ranking)
 
 
 def _show(c: Contender, labeled: bool) -> str:

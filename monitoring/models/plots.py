@@ -12,13 +12,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window, works without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from aemodels.base import BaseDetector  # noqa: E402
-from aemodels.detector import VAEDetector  # noqa: E402
-from monitoring.models.fitting import Candidate  # noqa: E402
+from aemodels.base import BaseDetector
+from aemodels.detector import VAEDetector
+from monitoring.models.fitting import Candidate
 
 MAX_LATENT_POINTS = 3000
 N_WORST_WINDOWS = 4
@@ -64,7 +64,8 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, thresholds: dict[
     values = np.concatenate([scores, list(thresholds.values()), [chosen]])
     log = bool(values.min() > 0)
     low, high = values.min(), values.max()
-    bins = np.geomspace(low, high * 1.05, 60) if log else np.linspace(low, high + 0.05 * (high - low or 1), 60)
+    edges = np.geomspace(low, high * 1.05, 60) if log else np.linspace(low, high + 0.05 * (high - low or 1), 60)
+    bins = edges.tolist()
     ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"normal ({(~anomalous).sum()})")
     if anomalous.any():
         ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({anomalous.sum()})")

@@ -19,15 +19,16 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 from monitoring.errors import GateError, RegistryError
@@ -210,9 +211,10 @@ def log_recalibration(
                                "recalibration.range": window, "calibration.n_windows": n_windows})
             mlflow.log_metrics(_evaluation_metrics(bundle, evaluation.metrics))
             with tempfile.TemporaryDirectory() as tmp:
-                mlflow.log_artifact(str(plots.score_histogram(
-                    evaluation.scores, evaluation.anomalous, bundle.thresholds, bundle.threshold,
-                    f"{bundle.detector.kind} recalibrated", Path(tmp) / "score_histogram.png")), artifact_path="figures")
+                histogram = plots.score_histogram(evaluation.scores, evaluation.anomalous, bundle.thresholds,
+                                                  bundle.threshold, f"{bundle.detector.kind} recalibrated",
+                                                  Path(tmp) / "score_histogram.png")
+                mlflow.log_artifact(str(histogram), artifact_path="figures")
             source_tags = client.get_model_version(name, str(source.version)).tags
             tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
                     "recalibrated_from": str(source.version), "recalibration_range": window}
@@ -388,12 +390,12 @@ def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> Regi
         ) from exc
     threshold = mv.tags.get("threshold")
     return RegisteredVersion(
-        name, int(mv.version), mv.run_id, float(threshold) if threshold is not None else float("nan"),
+        name, int(mv.version), mv.run_id or "", float(threshold) if threshold is not None else float("nan"),
         tuple(mv.aliases), mv.tags.get("detector", ""),
     )
 
 
-def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[mlflow.pyfunc.PyFuncModel, RegisteredVersion]:
+def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[PyFuncModel, RegisteredVersion]:
     """The pyfunc model behind `models:/<stream>-detector@alias`, pinned to the resolved version."""
     version = resolve_alias(tracking_uri, stream, alias)
     with tracking(tracking_uri):
@@ -401,7 +403,7 @@ def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[m
     return model, version
 
 
-def loaded_bundle(model: mlflow.pyfunc.PyFuncModel) -> ModelBundle:
+def loaded_bundle(model: PyFuncModel) -> ModelBundle:
     return model.unwrap_python_model().bundle
 
 
@@ -432,8 +434,9 @@ def log_benchmark(tracking_uri: str, artifact_root: str | None, dataset: str, da
             mlflow.log_params(params)
             mlflow.log_metric("seconds", seconds)
             for row in rows:
-                with mlflow.start_run(experiment_id=experiment_id, run_name=str(row["detector"]), nested=True):
-                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": str(row["detector"])})
+                detector = str(row["detector"])
+                with mlflow.start_run(experiment_id=experiment_id, run_name=detector, nested=True):
+                    mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": detector})
                     mlflow.log_metrics({k: float(v) for k, v in row.items()
                                         if isinstance(v, (int, float)) and np.isfinite(v)})
         return parent.info.run_id

@@ -53,7 +53,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
     try:
         return int(scalar(
             con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
-                 'SELECT batch_id, stream, file, "row", "column", reason, raw FROM new_quarantine ON CONFLICT DO NOTHING'
+                 'SELECT batch_id, stream, file, "row", "column", reason, raw FROM new_quarantine '
+                 "ON CONFLICT DO NOTHING"
         ))
     finally:
         con.unregister("new_quarantine")

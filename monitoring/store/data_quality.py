@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from features.quality import QualityThresholds, quality_report
-
 from monitoring.errors import WarehouseError
 from monitoring.store.audit import duplicate_count, quarantine_counts, read_quality, write_quality
 from monitoring.store.connection import connect

@@ -13,10 +13,10 @@ failure every few minutes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import numpy as np
@@ -25,10 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import SchemaError
-from features.readers import (SUPPORTED_SUFFIXES, SourceFile, StreamSchema, file_digest,
-                              inspect_file, read_chunks, read_raw_lines)
-from features.validation import (ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json,
-                                 validate_chunk)
+from features.readers import (
+    SUPPORTED_SUFFIXES,
+    SourceFile,
+    StreamSchema,
+    file_digest,
+    inspect_file,
+    read_chunks,
+    read_raw_lines,
+)
+from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json, validate_chunk
 from monitoring.store import lake
 from monitoring.store.audit import batch_status, clear_quarantine_of, load_quarantine, record_batch, write_quarantine
 from monitoring.store.connection import connect, quote_identifier
@@ -137,6 +143,7 @@ def ingest_file(
         if seen == "rejected":
             clear_quarantine_of(con, stream, digest)
         if outcome is None:
+            assert problem is not None, "a file that was not read has a reason"  # text mode never retries
             result = _reject(con, base, path, problem)
         else:
             result, quarantined, late_ranges = outcome
@@ -218,10 +225,10 @@ def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, la
         if not committed:
             writer.abort()
             quarantined.discard()
-    result = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
-                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
-                     rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
-    return result, quarantined, late_ranges
+    batch = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
+                    rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
+                    rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
+    return batch, quarantined, late_ranges
 
 
 class PartWriter:
@@ -304,7 +311,7 @@ def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, lake_par
             hit = ts.isin(known).to_numpy() & ~mask[idx]
             mask[idx[hit]] = True
             reasons[idx[hit]] = [f"data row {r}: reading of asset '{asset}' at {t} {what}; kept the first one"
-                                 for r, t in zip(frame["_row"].iloc[idx[hit]], ts[hit])]
+                                 for r, t in zip(frame["_row"].iloc[idx[hit]], ts[hit], strict=True)]
     return move_to_quarantine(result, mask, list(reasons[mask]))
 
 
@@ -318,7 +325,7 @@ def _note_late(frame: pd.DataFrame, marks: dict, late: dict) -> None:
             continue
         old = ts[ts <= mark]
         if len(old):
-            start, end, n = late.get(asset, (old.min(), mark, 0))
+            start, _, n = late.get(asset, (old.min(), mark, 0))
             late[asset] = (min(start, old.min()), mark, n + len(old))
 
 

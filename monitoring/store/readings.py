@@ -10,6 +10,7 @@ from monitoring.errors import TrainingDataError, WarehouseError
 from monitoring.store import lake
 from monitoring.store.connection import connect, quote_identifier, scalar, view_name
 
+
 def refresh_view(con: duckdb.DuckDBPyConnection, stream: str, lake_root: Path) -> None:
     """(Re)create the stream's view over its Parquet parts."""
     if not lake.has_parts(lake_root, stream):
@@ -24,7 +25,8 @@ def refresh_view(con: duckdb.DuckDBPyConnection, stream: str, lake_root: Path) -
 
 def has_view(con: duckdb.DuckDBPyConnection, stream: str) -> bool:
     quote_identifier(stream)
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'lake' AND view_name = ?", [stream]))
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'lake' AND view_name = ?",
+                       [stream]))
 
 def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
     """(first, last) reading time per asset of a stream's lake."""

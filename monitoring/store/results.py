@@ -12,6 +12,7 @@ import pandas as pd
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import connect, quote_identifier, scalar, transaction
 
+
 def get_watermarks(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.Timestamp]:
     rows = con.execute("SELECT asset, last_window_end FROM watermarks WHERE stream = ?", [stream]).fetchall()
     return {asset: pd.Timestamp(end) for asset, end in rows}

@@ -12,7 +12,7 @@ from aemodels.thresholds import ThresholdRule, percentile_threshold
 
 WINDOW, SENSORS = 16, 3
 # Small models train much faster on one thread, and do not stall when the CPUs are shared.
-FAST = dict(hidden=(32, 16), latent=4, epochs=8, batch_size=64, learning_rate=3e-3, n_threads=1)
+FAST = {"hidden": (32, 16), "latent": 4, "epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "n_threads": 1}
 
 
 @pytest.fixture(scope="module")

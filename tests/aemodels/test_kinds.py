@@ -21,11 +21,11 @@ from aemodels.errors import DetectorInputError
 
 WINDOW, SENSORS = 15, 3  # an odd window on purpose
 SMALL = {
-    "mlp_ae": dict(hidden=(32, 16), latent=4),
-    "cnn_ae": dict(channels=(8, 16), latent=4),
-    "vae": dict(hidden=(32, 16), latent=4, kl_warmup_epochs=3, n_score_samples=4),
+    "mlp_ae": {"hidden": (32, 16), "latent": 4},
+    "cnn_ae": {"channels": (8, 16), "latent": 4},
+    "vae": {"hidden": (32, 16), "latent": 4, "kl_warmup_epochs": 3, "n_score_samples": 4},
 }
-FAST = dict(epochs=12, batch_size=64, learning_rate=3e-3, n_threads=1)
+FAST = {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "n_threads": 1}
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_pot_extrapolates_beyond_the_largest_score():
 
 def test_pot_too_few_exceedances_is_a_named_error():
     scores = np.random.default_rng(0).normal(size=500)
-    with pytest.raises(ThresholdFitError, match="POT found 10 exceedances .* among 500 scores; needs at least 20"):
+    with pytest.raises(ThresholdFitError, match=r"POT found 10 exceedances .* among 500 scores; needs at least 20"):
         pot_threshold(scores, risk=1e-3)
     assert issubclass(ThresholdFitError, ValueError)
     assert pot_threshold(scores, risk=1e-3, initial_quantile=0.95) > np.quantile(scores, 0.95)

@@ -110,7 +110,8 @@ def test_rejects_val_of_other_width(make_windows):
 def test_divergence_raises_named_error(make_windows):
     X = flat(make_windows(np.random.default_rng(0), 32)) * 1e30
     with pytest.raises(FloatingPointError, match="training loss is"):
-        train_autoencoder(build(X.shape[1]), X, None, TrainConfig(n_threads=1, epochs=2, grad_clip=0.0, learning_rate=10.0))
+        train_autoencoder(build(X.shape[1]), X, None,
+                          TrainConfig(n_threads=1, epochs=2, grad_clip=0.0, learning_rate=10.0))
 
 
 def test_cuda_device_trains_there_or_is_refused_by_name():

@@ -41,11 +41,12 @@ def test_mask_from_rules_and_intervals():
     mask = excluded_mask(f, ["Current < 0.1"], [ExclusionInterval(pd.Timestamp("2026-01-01 00:02"),
                                                                  pd.Timestamp("2026-01-01 00:03"), asset="p2")])
     assert mask.tolist() == [True, True, False, False, False, True, True, True, True, True, False, True]
-    everyone = excluded_mask(f, [], [ExclusionInterval(pd.Timestamp("2026-01-01 00:04"), pd.Timestamp("2026-01-01 00:04"))])
+    everyone = excluded_mask(f, [], [ExclusionInterval(pd.Timestamp("2026-01-01 00:04"),
+                                                       pd.Timestamp("2026-01-01 00:04"))])
     assert everyone.sum() == 2
     with pytest.raises(ExclusionError, match="names column 'Pressure', which the readings lack"):
         excluded_mask(f, ["Pressure > 1"])
-    with pytest.raises(ExclusionError, match="ends .* before it starts"):
+    with pytest.raises(ExclusionError, match=r"ends .* before it starts"):
         ExclusionInterval(pd.Timestamp("2026-01-02"), pd.Timestamp("2026-01-01"))
 
 
@@ -67,8 +68,8 @@ def test_excluded_windows_never_train(small_stream):
     off = Exclusions.parse([f"motor_current < {cut}"])
     excl = make_training_set(data, sensors, spec, label_columns=["label"], exclusions=off)
     assert excl.n_excluded_rules > 0
-    kept = set(zip(excl.train.asset, excl.train.start))
-    before = set(zip(base.train.asset, base.train.start))
+    kept = set(zip(excl.train.asset, excl.train.start, strict=True))
+    before = set(zip(base.train.asset, base.train.start, strict=True))
     assert kept < before  # a subset: exclusions only remove windows
     for asset, start in before - kept:  # each removed window holds a machine-off reading
         rows = data[(data["asset"] == asset) & (data["timestamp"] >= start)

@@ -23,8 +23,8 @@ def test_no_window_spans_a_gap_longer_than_the_tolerance():
     frame = pd.DataFrame({"timestamp": pd.DatetimeIndex(ts) + jitter, "asset": "p1", "x": np.arange(20.0)})
     ws = window_frame(frame, ["x"], WindowSpec(size=5, stride=1, interval_s=60, max_gap_s=120))
     assert len(ws) == 12
-    assert all((e - s) == np.timedelta64(240, "s") for s, e in zip(ws.start, ws.end))
-    assert not any(s < np.datetime64("2026-01-01T00:30") < e for s, e in zip(ws.start, ws.end))
+    assert all((e - s) == np.timedelta64(240, "s") for s, e in zip(ws.start, ws.end, strict=True))
+    assert not any(s < np.datetime64("2026-01-01T00:30") < e for s, e in zip(ws.start, ws.end, strict=True))
 
 
 def test_quality_report_finds_known_defects():
@@ -46,7 +46,8 @@ def test_quality_report_finds_known_defects():
     assert report.loc["stuck", "flatline_pct"] == round(100 * 140 / 190, 3)
     assert report.loc["counter", "monotonic"] == "increasing" and pd.isna(report.loc["good", "monotonic"])
     assert report.loc["counter", "min_value"] == 0.0 and report.loc["counter", "max_value"] == 199.0
-    assert report.loc["good", "grade"] == "medium" and "1 gap splits the series (largest 660 s)" in report.loc["good", "advice"]
+    assert report.loc["good", "grade"] == "medium"
+    assert "1 gap splits the series (largest 660 s)" in report.loc["good", "advice"]
     assert report.loc["stuck", "grade"] == "low" and "flatline" in report.loc["stuck", "advice"]
     assert report.loc["counter", "grade"] == "low" and "counter" in report.loc["counter", "advice"]
     clean = quality_report(frame.iloc[:50], ["good"], 60, 90).set_index("sensor")

@@ -117,6 +117,6 @@ def test_non_iso_timestamps_need_a_format_and_are_never_guessed(tmp_path):
     assert quarantine["reason"].tolist() == [
         "data row 1, column 'timestamp': value '03/04/2026 00:00' is not a timestamp (expected ISO 8601)"]
     day_first = StreamSchema(sensors=("a", "b"), label_columns=("label",), timestamp_format="%d/%m/%Y %H:%M")
-    frame, quarantine = read_readings(write(tmp_path, "dates2.csv", text.replace("2026-01-01T00:00:00", "01/01/2026 00:00")),
-                                      day_first)
+    frame, quarantine = read_readings(
+        write(tmp_path, "dates2.csv", text.replace("2026-01-01T00:00:00", "01/01/2026 00:00")), day_first)
     assert quarantine.empty and frame["timestamp"].tolist() == [pd.Timestamp("2026-01-01"), pd.Timestamp("2026-04-03")]

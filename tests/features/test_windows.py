@@ -32,7 +32,7 @@ def test_window_starts_sit_on_the_absolute_grid_whatever_the_first_row():
 def test_no_window_spans_a_gap():
     ts = np.concatenate([grid(10), grid(10, start="2026-01-01T01:00:00")])
     values = np.zeros((20, 1))
-    X, starts = make_windows(values, ts, WindowSpec(size=4, stride=1))
+    _, starts = make_windows(values, ts, WindowSpec(size=4, stride=1))
     assert len(starts) == 2 * (10 - 4 + 1)
     assert all(start + 3 < 10 or start >= 10 for start in starts)
 

@@ -103,7 +103,7 @@ def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
     frame = small_stream.readings
     frame = frame[~frame["timestamp"].between(frame["timestamp"].iloc[100], frame["timestamp"].iloc[200])]
     frame.to_csv(home / "x.csv", index=False)
-    ingest_file(cfg.db_path, cfg.lake_root, "pumps", cfg.stream("pumps").schema(), home / "x.csv")
+    ingest_file(cfg.db_path, cfg.lake_root, "pumps", cfg.stream("pumps").stream_schema(), home / "x.csv")
     result = CliRunner().invoke(app, ["quality", "pumps", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "data quality pumps" in result.output and "medium" in result.output and "gaps" in result.output
@@ -117,10 +117,12 @@ def test_import_skab_reads_the_folder_in_place(aemon_home):
 
     home, config = aemon_home
     skab = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
-    result = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves", "--config", str(config)])
+    result = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves",
+                                      "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "import skab -> valves" in result.output and "valve1-0" not in result.output  # files listed by name
     assert result.output.count(" ok ") >= 21
-    again = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves", "--config", str(config)])
+    again = CliRunner().invoke(app, ["import", "skab", "--data", str(skab), "--stream", "valves",
+                                     "--config", str(config)])
     assert again.exit_code == 0 and again.output.count("skipped") == 21
     assert not list(home.rglob("*.csv"))  # read in place, never copied

@@ -54,26 +54,26 @@ def prefect_server(tmp_path, scheduler: bool):
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if scheduler else "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
     })
-    log = open(tmp_path / "server.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()}")
-                time.sleep(0.5)
-        yield {**env, "PREFECT_API_URL": api}
-    finally:
-        stop(process, signal.SIGTERM)
-        log.close()
+    with open(tmp_path / "server.log", "w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{api}/health", timeout=2):
+                        break
+                except OSError as err:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()}") from err
+                    time.sleep(0.5)
+            yield {**env, "PREFECT_API_URL": api}
+        finally:
+            stop(process, signal.SIGTERM)
 
 
 @pytest.fixture
@@ -148,21 +148,20 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
     config_path = config_writer(tmp_path / "home", extra="[streams.pumps.schedule]\ningest_every_s = 3\n")
     config = load_config(config_path)
     write_inbox(config, small_spec)
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen([str(BIN / "aemon"), "serve", "--config", str(config_path)], env=scheduling_server,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:  # until a scheduled ingest run has completed
-            served = flow_run_states(scheduling_server)
-            if "COMPLETED" in {state for _, state in served["runs"]}:
-                break
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(2)
-    finally:
-        stop(process, signal.SIGINT)
-        log.close()
+    with open(tmp_path / "serve.log", "w") as log:
+        process = subprocess.Popen([str(BIN / "aemon"), "serve", "--config", str(config_path)], env=scheduling_server,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while True:  # until a scheduled ingest run has completed
+                served = flow_run_states(scheduling_server)
+                if "COMPLETED" in {state for _, state in served["runs"]}:
+                    break
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(2)
+        finally:
+            stop(process, signal.SIGINT)
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
     assert list((config.lake_root / "pumps").glob("date=*/part-*.parquet"))

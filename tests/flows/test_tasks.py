@@ -43,7 +43,7 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     from flows.ingest import ingest_readings
 
 
-    home, config_path = aemon_home
+    _, config_path = aemon_home
     config = load_config(config_path)
     inbox = config.inbox("pumps")
     inbox.mkdir(parents=True)
@@ -53,7 +53,8 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     # Another process opens the warehouse for writing and keeps it for 3 seconds.
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import duckdb, sys, time; c = duckdb.connect({str(config.db_path)!r}); print('locked', flush=True); time.sleep(3)"],
+         f"import duckdb, sys, time; c = duckdb.connect({str(config.db_path)!r}); "
+         "print('locked', flush=True); time.sleep(3)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -67,7 +67,8 @@ def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, mon
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["detector"] for line in lines] == ["mlp_ae"]
-    assert set(lines[0]) == {"detector", "f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn", "files", "rows"}
+    assert set(lines[0]) == {"detector", "f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn", "files",
+                             "rows"}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
@@ -166,7 +167,8 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
     # values of the right type that cannot work are refused before any file is read
     for text, message in [("val_fraction=1", "val_fraction=1.0, expected between 0 and 1"),
                           ("window=0", "window=0, expected >= 1"),
-                          ("threshold.percentile=120", r"threshold.percentile=120: threshold percentile=120, must be in \(0, 100\]"),
+                          ("threshold.percentile=120",
+                           r"threshold.percentile=120: threshold percentile=120, must be in \(0, 100\]"),
                           ("detector_params.activation=\"tanh\"", "activation='tanh'"),
                           ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae")]:
         with pytest.raises(BenchSettingError, match=message):

@@ -17,7 +17,8 @@ def window(asset, start_min, score=2.0, top="a,b"):
 def test_overlapping_windows_merge_and_lone_blips_drop():
     flagged = pd.DataFrame([window("p1", 0), window("p1", 10, 5.0), window("p1", 20),
                             window("p1", 300), window("p2", 0), window("p2", 10, top="c,a")])
-    incidents = merge_incidents(flagged, IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0))
+    incidents = merge_incidents(flagged, IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2,
+                                                      min_peak_severity=1.0))
     assert list(incidents["asset"]) == ["p1", "p2"]
     first = incidents.iloc[0]
     assert first["start"] == T and first["end"] == T + pd.Timedelta(minutes=49)

@@ -73,10 +73,12 @@ CORPUS = [
     ("bad_label.csv", HEADER + GOOD + "2026-01-01T00:02:00,p1,1,2,yes\n", "ok", 3, 2, 1,
      r"data row 3, column 'label': label 'yes' is not a number"),
     ("duplicates.csv", HEADER + GOOD + "2026-01-01T00:01:00,p1,9,9,0\n", "ok", 3, 2, 1,
-     r"data row 3: duplicate timestamp 2026-01-01 00:01:00 for asset 'p1' \(data row 2 kept\); duplicates policy 'first'"),
+     r"data row 3: duplicate timestamp 2026-01-01 00:01:00 for asset 'p1' \(data row 2 kept\); "
+     r"duplicates policy 'first'"),
     ("cut_off.csv", HEADER + GOOD + "2026-01-01T00:02:00,p1,5", "ok", 3, 2, 1,
      r"data row 3: 3 fields, expected 5 \(a cut-off or malformed line\)"),
-    ("blank_lines.csv", HEADER + GOOD + "\n\n2026-01-01T00:05:00,p1,x,2,0\n2026-01-01T00:06:00,p1,1,2,0\n", "ok", 4, 3, 1,
+    ("blank_lines.csv", HEADER + GOOD + "\n\n2026-01-01T00:05:00,p1,x,2,0\n2026-01-01T00:06:00,p1,1,2,0\n",
+     "ok", 4, 3, 1,
      r"data row 5, column 'a': value 'x' is not a number"),
     ("bad_values.parquet", PARQUET_NAN, "ok", 3, 1, 2,
      r"data row (2, column 'a': missing reading|3, column 'b': value inf is not finite)"),
@@ -96,7 +98,8 @@ def test_bad_file_outcome(tmp_path, name, content, status, rows_in, accepted, qu
     with connect(db) as con:
         q = read_quarantine(con, "s")
         n_lake = count_readings(con, "s")
-        audit = con.execute("SELECT rows_in, rows_accepted, rows_quarantined, status, error FROM ingest_batches").fetchall()
+        audit = con.execute(
+            "SELECT rows_in, rows_accepted, rows_quarantined, status, error FROM ingest_batches").fetchall()
     assert audit == [(rows_in, accepted, quarantined, status, result.error)]
     assert len(q) == quarantined and n_lake == accepted
     assert path.exists()  # a file is never moved or deleted, rejected or not

@@ -82,7 +82,7 @@ def test_bad_inputs_name_the_argument():
         point_counts([0, 1, 1, 0], [0, 1, 1])
     with pytest.raises(MetricsInputError, match="y_true: row 1 is NaN"):
         point_counts([0, np.nan], [0, 1])
-    with pytest.raises(MetricsInputError, match="row 2 .* goes back in time"):
+    with pytest.raises(MetricsInputError, match=r"row 2 .* goes back in time"):
         detection_times([0, 1, 1], [0, 1, 1], [T0, T0 + pd.Timedelta("2s"), T0 + pd.Timedelta("1s")])
 
 
@@ -268,7 +268,7 @@ def test_nab_windows_and_timestamps_in_different_time_units():
 
 def test_nab_rejects_overlapping_windows():
     windows = pd.DataFrame({"start": [TS[10], TS[15]], "end": [TS[20], TS[30]]})
-    with pytest.raises(MetricsInputError, match="window 1 starts .* before window 0 ends"):
+    with pytest.raises(MetricsInputError, match=r"window 1 starts .* before window 0 ends"):
         nab(12, windows=windows)
 
 

@@ -204,7 +204,8 @@ def test_recalibration_registers_the_same_network_with_a_new_threshold(tmp_path,
     assert version.threshold == pytest.approx(np.percentile(champion_bundle.detector.score(calibration), 95))
     new_model, _ = registry.load_model(uri, "pumps", "champion" if decision.promoted else "challenger")
     new, old = registry.loaded_bundle(new_model), registry.loaded_bundle(champion_model)
-    for (name, a), (_, b) in zip(new.detector.model_.state_dict().items(), old.detector.model_.state_dict().items()):
+    for (name, a), (_, b) in zip(new.detector.model_.state_dict().items(), old.detector.model_.state_dict().items(),
+                                 strict=True):
         assert np.array_equal(a.numpy(), b.numpy()), name
     tags = MlflowClient(tracking_uri=uri).get_model_version("pumps-detector", str(version.version)).tags
     assert tags["recalibrated_from"] == str(champion.version) and tags["threshold_method"] == "p95"
