@@ -106,12 +106,13 @@ class BaseDetector:
             shared = [p for p in inspect.signature(BaseDetector.__init__).parameters.values() if p.name != "self"]
             init.__signature__ = inspect.Signature(own + [p for p in shared if p.name not in {q.name for q in own}])
 
-    def __init__(self, *, activation="relu", dropout=0.0, output_activation="identity",
-                 epochs=TRAIN.epochs, batch_size=TRAIN.batch_size, learning_rate=TRAIN.learning_rate,
-                 weight_decay=TRAIN.weight_decay, patience=TRAIN.patience, grad_clip=TRAIN.grad_clip,
-                 denoise=TRAIN.denoise, noise_level=TRAIN.noise_level, threshold=DEFAULT_THRESHOLD,
-                 error_scaling="none", random_state=TRAIN.seed, n_threads=TRAIN.n_threads, device=TRAIN.device,
-                 progress=TRAIN.progress):
+    def __init__(self, *, activation: str = "relu", dropout: float = 0.0, output_activation: str = "identity",
+                 epochs: int = TRAIN.epochs, batch_size: int = TRAIN.batch_size,
+                 learning_rate: float = TRAIN.learning_rate, weight_decay: float = TRAIN.weight_decay,
+                 patience: int = TRAIN.patience, grad_clip: float = TRAIN.grad_clip, denoise: str = TRAIN.denoise,
+                 noise_level: float = TRAIN.noise_level, threshold: ThresholdRule = DEFAULT_THRESHOLD,
+                 error_scaling: str = "none", random_state: int = TRAIN.seed, n_threads: int | None = TRAIN.n_threads,
+                 device: str = TRAIN.device, progress: bool | None = TRAIN.progress) -> None:
         """Hyperparameters every detector has.
 
         activation: "relu" | "gelu" between layers; dropout: rate after each hidden layer;

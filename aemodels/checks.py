@@ -15,12 +15,9 @@ def is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_real(value: object) -> bool:
-    """A finite real number that is not a bool (numpy floats and ints included)."""
-    return _finite_float(value) is not None
-
-
 def _finite_float(value: object) -> float | None:
+    """The value as a float when it is a finite real number that is not a bool (numpy floats
+    and ints included); None otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     number = float(value)

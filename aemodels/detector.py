@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from aemodels.base import BaseDetector
@@ -34,7 +35,7 @@ class AutoencoderDetector(BaseDetector):
 
     kind = "mlp_ae"
 
-    def __init__(self, hidden=(64, 32), latent=8, **kwargs):
+    def __init__(self, hidden: tuple[int, ...] = (64, 32), latent: int = 8, **kwargs: Any) -> None:
         self.hidden = hidden
         self.latent = latent
         super().__init__(**kwargs)
@@ -54,7 +55,8 @@ class Conv1dDetector(BaseDetector):
 
     kind = "cnn_ae"
 
-    def __init__(self, channels=(16, 32), kernel_size=5, latent=8, **kwargs):
+    def __init__(self, channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8,
+                 **kwargs: Any) -> None:
         self.channels = channels
         self.kernel_size = kernel_size
         self.latent = latent
@@ -88,8 +90,10 @@ class VAEDetector(BaseDetector):
     kind = "vae"
     model_: VAE
 
-    def __init__(self, architecture="mlp", hidden=(64, 32), channels=(16, 32), kernel_size=5, latent=8,
-                 beta=1.0, kl_warmup_epochs=10, score_method="elbo", n_score_samples=16, **kwargs):
+    def __init__(self, architecture: str = "mlp", hidden: tuple[int, ...] = (64, 32),
+                 channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8, beta: float = 1.0,
+                 kl_warmup_epochs: int = 10, score_method: str = "elbo", n_score_samples: int = 16,
+                 **kwargs: Any) -> None:
         self.architecture = architecture
         self.hidden = hidden
         self.channels = channels
@@ -161,8 +165,9 @@ class VAEDetector(BaseDetector):
         # the score (-log p(x) in nats, see score_method) decodes each window n_score_samples times
         return self._sample_batch_size(self.n_score_samples)
 
-    def log_likelihood(self, X, n_samples: int = 100) -> np.ndarray:
-        """Importance-weighted estimate of log p(x) per window with n_samples draws from q(z|x), (n_windows,) float64.
+    def log_likelihood(self, X: ArrayLike, n_samples: int = 100) -> np.ndarray:
+        """Importance-weighted estimate of log p(x) per window with n_samples draws from q(z|x),
+        (n_windows,) float64.
 
         A lower bound on log p(x) that tightens as n_samples grows (n_samples=1 is the ELBO)."""
         check_int("n_samples", n_samples, 1)
@@ -178,14 +183,14 @@ class VAEDetector(BaseDetector):
         return self._map_batches(z, lambda b: self.model_.decode(torch.from_numpy(b)).numpy(),
                                  np.empty((0, self.window_size_, self.n_features_in_), np.float32))
 
-    def sample(self, n: int, random_state=None) -> np.ndarray:
+    def sample(self, n: int, random_state: int | None = None) -> np.ndarray:
         """n windows decoded from z ~ N(0, I) (decoder means), (n, window_size, n_sensors) float32."""
         self._check_is_fitted()
         check_int("n", n, 0)
         z = np.random.default_rng(random_state).standard_normal((n, self.model_.latent))
         return self._decode(z)
 
-    def interpolate(self, a, b, steps: int = 10) -> np.ndarray:
+    def interpolate(self, a: ArrayLike, b: ArrayLike, steps: int = 10) -> np.ndarray:
         """Windows decoded along the straight line between the latent means of windows a and b.
 
         a, b: (window_size, n_sensors) or (1, window_size, n_sensors). Returns (steps, window_size,

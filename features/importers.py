@@ -37,8 +37,6 @@ SKAB_SCHEMA = StreamSchema(
     # a lake column name has no spaces; the SKAB README calls this sensor RateRMS
     column_aliases=(("Volume Flow RateRMS", "VolumeFlowRateRMS"),),
 )
-SKAB_INTERVAL_S = 1.0
-
 NAB_SCHEMA = StreamSchema(sensors=("value",), timestamp_column="timestamp", asset_column=None, asset_id="nab")
 NAB_WINDOWS = "windows.json"
 

@@ -30,10 +30,11 @@ class ChunkResult:
     n_in: int
     n_duplicates: int = 0
     n_out_of_order: int = 0
-    n_accepted: int | None = None  # source rows accepted (a long file has several per lake row)
+    # source rows accepted (a long file has several per lake row); -1: one per accepted row
+    n_accepted: int = -1
 
-    def __post_init__(self):
-        if self.n_accepted is None:
+    def __post_init__(self) -> None:
+        if self.n_accepted < 0:
             self.n_accepted = len(self.accepted)
         assert self.n_in == self.n_accepted + len(self.quarantine), "rows lost in validation"
 
@@ -367,7 +368,6 @@ def move_to_quarantine(result: ChunkResult, mask: np.ndarray, reasons: list[str]
     their raw content is the row as accepted."""
     if not mask.any():
         return result
-    assert result.n_accepted is not None, "set by ChunkResult.__post_init__"
     moved = result.accepted[mask]
     raw = [raw_json(rec) for rec in moved.drop(columns="_row").to_dict(orient="records")]
     extra = pd.DataFrame({"row": moved["_row"].to_numpy(np.int64), "column": "timestamp", "reason": reasons,

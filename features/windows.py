@@ -130,14 +130,3 @@ def window_frame(
         np.concatenate(parts_start),
         np.concatenate(parts_end),
     )
-
-
-def windows_overlapping(ws: WindowSet, intervals: pd.DataFrame, *, asset_column: str = "asset") -> np.ndarray:
-    """Boolean mask of windows that overlap any [start, end] interval of the same asset."""
-    mask = np.zeros(len(ws), dtype=bool)
-    for row in intervals.itertuples(index=False):
-        asset = getattr(row, asset_column)
-        start = np.datetime64(pd.Timestamp(row.start), "ns")
-        end = np.datetime64(pd.Timestamp(row.end), "ns")
-        mask |= (ws.asset == asset) & (ws.start <= end) & (ws.end >= start)
-    return mask

@@ -163,11 +163,12 @@ class TrainSettings(Settings):
 
 
 class AlertSettings(Settings):
-    """How flagged windows become incidents (see monitoring.alerting.incidents)."""
+    """How flagged windows become incidents (monitoring.alerting.incidents.IncidentRule, whose
+    defaults these are)."""
 
-    merge_gap_minutes: float = Field(30.0, ge=0)
-    min_windows: int = Field(3, ge=1)
-    min_peak_severity: float = Field(1.5, ge=1)
+    merge_gap_minutes: float = Field(IncidentRule.merge_gap.total_seconds() / 60, ge=0)
+    min_windows: int = Field(IncidentRule.min_windows, ge=1)
+    min_peak_severity: float = Field(IncidentRule.min_peak_severity, ge=1)
 
     def rule(self) -> IncidentRule:
         return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows, self.min_peak_severity)

@@ -1,8 +1,8 @@
 """PNG figures of a trained detector, for its MLflow run (matplotlib, Agg backend).
 
 Each function takes numbers, writes one PNG and returns its path; `candidate_figures`
-makes the set of a trained candidate. A figure that needs a capability a detector lacks
-(samples, which only the VAE draws) is simply not made.
+makes the set of a trained candidate. Samples, which only the VAE draws, are made for the
+VAE only.
 """
 from __future__ import annotations
 
@@ -16,23 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aemodels.base import BaseDetector
 from aemodels.detector import VAEDetector
 from monitoring.models.fitting import Candidate
 
 MAX_LATENT_POINTS = 3000
 N_WORST_WINDOWS = 4
 N_SAMPLES = 4
-
-
-def can_encode(detector: BaseDetector) -> bool:
-    """Every detector has a latent code (the posterior mean for a VAE)."""
-    return callable(getattr(detector, "encode", None))
-
-
-def can_sample(detector: BaseDetector) -> bool:
-    """Only a generative detector (the VAE) draws samples."""
-    return isinstance(detector, VAEDetector)
 
 
 def _save(fig, path: Path) -> Path:
@@ -137,18 +126,18 @@ def candidate_figures(candidate: Candidate, folder: Path) -> list[Path]:
     paths = [
         loss_curves(detector.history_, detector.best_epoch_, kind, folder / "loss_curves.png"),
         score_histogram(ev.scores, ev.anomalous, candidate.bundle.thresholds, ev.threshold,
-                              f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
+                        f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
     ]
     worst = np.argsort(-ev.scores, kind="stable")[:N_WORST_WINDOWS]
     X = ev.windows.X[worst]
     labels = [f"{ev.windows.asset[i]} {pd.Timestamp(ev.windows.start[i]):%m-%d %H:%M}" for i in worst]
     paths.append(worst_reconstructions(X, detector.reconstruct(X), ev.scores[worst], candidate.bundle.sensors,
-                                             labels, f"{kind}: worst windows", folder / "worst_windows.png"))
-    if can_encode(detector):
-        pick = np.random.default_rng(0).permutation(len(ev.scores))[:MAX_LATENT_POINTS]
-        paths.append(latent_space(detector.encode(ev.windows.X[pick]), ev.anomalous[pick], kind,
-                                        folder / "latent_space.png"))
+                                       labels, f"{kind}: worst windows", folder / "worst_windows.png"))
+    # every detector encodes (the posterior mean for a VAE); only the VAE draws samples
+    pick = np.random.default_rng(0).permutation(len(ev.scores))[:MAX_LATENT_POINTS]
+    paths.append(latent_space(detector.encode(ev.windows.X[pick]), ev.anomalous[pick], kind,
+                              folder / "latent_space.png"))
     if isinstance(detector, VAEDetector):
         paths.append(samples(detector.sample(N_SAMPLES, random_state=0), candidate.bundle.sensors, kind,
-                                   folder / "samples.png"))
+                             folder / "samples.png"))
     return paths

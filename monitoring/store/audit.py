@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.validation import QUARANTINE_COLUMNS
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import quote_identifier, scalar, transaction
 
@@ -44,7 +45,7 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
     """Quarantined rows (columns row, column, reason, raw) of one batch; idempotent by row."""
     if rows.empty:
         return 0
-    frame = rows[["row", "column", "reason", "raw"]].astype(
+    frame = rows[QUARANTINE_COLUMNS].astype(
         {"row": "int64", "column": "string", "reason": "string", "raw": "string"})  # None stays NULL
     frame.insert(0, "file", file)
     frame.insert(0, "stream", stream)

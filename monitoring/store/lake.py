@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.validation import QUARANTINE_COLUMNS
+
 
 def stream_root(lake_root: Path, stream: str) -> Path:
     return Path(lake_root) / stream
@@ -84,7 +86,7 @@ class QuarantineStage:
             return
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, QUARANTINE_SCHEMA)
-        frame = rows[["row", "column", "reason", "raw"]].astype(
+        frame = rows[QUARANTINE_COLUMNS].astype(
             {"row": "int64", "column": object, "reason": object, "raw": object})
         self._writer.write_table(pa.Table.from_pandas(frame, schema=QUARANTINE_SCHEMA, preserve_index=False))
 

@@ -1,4 +1,6 @@
 """Contract tests of AutoencoderDetector: fit / score / predict / contributions / save / load."""
+import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +11,7 @@ from aemodels.base import BaseDetector
 from aemodels.detector import AutoencoderDetector
 from aemodels.errors import DetectorInputError, NotFittedError
 from aemodels.thresholds import ThresholdRule, percentile_threshold
+from aemodels.training import TrainConfig
 
 WINDOW, SENSORS = 16, 3
 # Small models train much faster on one thread, and do not stall when the CPUs are shared.
@@ -293,3 +296,46 @@ def test_sensor_error_scaling_divides_each_sensor_by_its_calibration_spread(wind
     loaded = type(scaled).load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.sensor_scale_, scaled.sensor_scale_)
     np.testing.assert_array_equal(loaded.score(windows["test"]), scaled.score(windows["test"]))
+
+
+def test_recalibrate_sets_a_new_threshold_on_new_windows_and_keeps_the_network(fitted, windows):
+    detector = copy.deepcopy(fitted[0])
+    before = {k: v.clone() for k, v in detector.model_.state_dict().items()}
+    rule = ThresholdRule(percentile=95.0, coefficient=1.1)
+    assert detector.recalibrate(windows["test"], rule) is detector
+    scores = detector.score(windows["test"])
+    np.testing.assert_array_equal(detector.val_scores_, scores)
+    assert detector.threshold == rule
+    assert detector.threshold_ == np.percentile(scores, 95.0) * 1.1
+    assert detector.thresholds_["p99"] == np.percentile(scores, 99.0) * 1.1
+    for name, weight in detector.model_.state_dict().items():
+        assert torch.equal(weight, before[name]), name
+    with pytest.raises(DetectorInputError, match="expected \\(16, 3\\)"):
+        detector.recalibrate(windows["test"][:, :, :2])
+    with pytest.raises(NotFittedError):
+        AutoencoderDetector(**FAST).recalibrate(windows["test"])
+
+
+def test_load_reads_a_detector_saved_with_the_threshold_as_two_parameters(fitted, windows, tmp_path):
+    """Versions registered before the threshold rule was a detector parameter stay loadable."""
+    detector = fitted[0]
+    detector.save(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    config["params"].pop("threshold")
+    config["params"].update(threshold_percentile=97.0, threshold_coefficient=1.2)
+    config["fitted"].pop("thresholds_")
+    path.write_text(json.dumps(config))
+    loaded = AutoencoderDetector.load(tmp_path / "old")
+    assert loaded.threshold == ThresholdRule(percentile=97.0, coefficient=1.2)
+    assert loaded.threshold_ == detector.threshold_  # the fitted value is kept as saved
+    assert loaded.thresholds_["p95"] == pytest.approx(np.percentile(detector.val_scores_, 95.0) * 1.2)
+    np.testing.assert_array_equal(loaded.score(windows["test"]), detector.score(windows["test"]))
+
+
+def test_training_defaults_have_one_source():
+    """The detectors' training arguments default to TrainConfig's fields."""
+    defaults, train = BaseDetector.param_defaults(), TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        name = "random_state" if field.name == "seed" else field.name
+        assert defaults[name] == getattr(train, field.name), name

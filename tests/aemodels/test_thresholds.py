@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import genpareto
 
 from aemodels.errors import ThresholdFitError
-from aemodels.thresholds import percentile_threshold, persistence, pot_threshold
+from aemodels.thresholds import ThresholdRule, percentile_threshold, persistence, pot_threshold
 
 
 def test_percentile_threshold_hand_computed():
@@ -103,3 +103,28 @@ def test_persistence_equals_a_plain_loop():
 def test_persistence_rejects_bad_input(args, message):
     with pytest.raises(ValueError, match=message):
         persistence(*args)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"method": "max"}, "threshold method='max', must be one of"),
+    ({"percentile": 0.0}, r"threshold percentile=0.0, must be in \(0, 100\]"),
+    ({"coefficient": -1.0}, "threshold coefficient=-1.0, must be a finite number > 0"),
+    ({"pot_initial_quantile": 0.3}, r"pot_initial_quantile=0.3, must be in \(0.5, 1\)"),
+    ({"pot_risk": 0.05}, r"pot_risk=0.05, must be in \(0, 0.02\)"),  # beyond the tail of q = 0.98
+])
+def test_threshold_rule_refuses_settings_that_cannot_work(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ThresholdRule(**fields)
+
+
+def test_threshold_rule_sets_the_threshold_and_round_trips():
+    scores = np.random.default_rng(0).gamma(2.0, size=5000)
+    rule = ThresholdRule(percentile=95.0, coefficient=1.3)
+    assert rule.name == "p95x1.3" and ThresholdRule().name == "p99"
+    assert rule.apply(scores) == np.percentile(scores, 95.0) * 1.3
+    pot = ThresholdRule(method="pot", pot_risk=1e-3)
+    assert pot.name == "pot(risk=0.001)" and pot.apply(scores) == pot_threshold(scores, 1e-3, 0.98)
+    reported = rule.all_thresholds(scores)
+    assert set(reported) == {"p95", "p99", "p99.9", "pot"} and reported["p95"] == rule.apply(scores)
+    assert "pot" not in rule.all_thresholds(scores[:100])  # 2 exceedances: too few to fit a tail
+    assert ThresholdRule(**rule.to_dict()) == rule

@@ -1,14 +1,17 @@
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from aemodels.detector import detector_class, detector_kinds, param_defaults
+from aemodels.thresholds import ThresholdRule
 from flows.config import (
     STREAM_DETECTOR_DEFAULTS,
     AemonConfig,
     ConfigError,
     DetectorsSettings,
+    ThresholdSettings,
     detector_params,
     load_config,
 )
@@ -77,6 +80,10 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
      "streams.pumps.detectors.mlp_ae.threshold: unknown setting"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'max'\n",
      "streams.pumps.threshold.method"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\npercentile = 120\n",
+     "streams.pumps.threshold: threshold percentile=120.0, must be in (0, 100]"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'pot'\npot_risk = 0.05\n",
+     "streams.pumps.threshold: threshold pot_risk=0.05, must be in (0, 0.02)"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
@@ -169,3 +176,12 @@ def test_a_stream_setting_overrides_the_stream_default(tmp_path):
     detectors = load_config(path).stream("pumps").detectors
     assert detector_params(detectors, "vae") == {"error_scaling": "none"}
     assert detector_params(detectors, "mlp_ae") == {"error_scaling": "sensor"}
+
+
+def test_the_threshold_table_is_the_threshold_rule():
+    """[threshold] holds ThresholdRule's fields with its defaults (plus what recalibration
+    reads), and gives training the rule itself."""
+    settings = ThresholdSettings()
+    assert set(ThresholdSettings.model_fields) - {"recalibrate_days"} == {f.name for f in fields(ThresholdRule)}
+    assert settings.rule() == ThresholdRule()
+    assert ThresholdSettings(method="pot", pot_risk=1e-4).rule() == ThresholdRule(method="pot", pot_risk=1e-4)

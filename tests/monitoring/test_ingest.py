@@ -1,5 +1,6 @@
 import shutil
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -9,7 +10,9 @@ from monitoring.errors import WarehouseError
 from monitoring.store.audit import read_quarantine
 from monitoring.store.connection import connect, query, quote_identifier, table_counts
 from monitoring.store.ingest import ingest_file, list_inbox
-from monitoring.store.readings import count_readings, list_assets, read_readings
+from monitoring.store.lake import parts_glob
+from monitoring.store.readings import count_readings, existing_times, list_assets, read_readings
+from monitoring.store.schema import SCHEMA_VERSION, TABLES, schema_version
 
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
 
@@ -236,3 +239,27 @@ def test_a_long_file_is_pivoted_whole_even_with_small_chunks(tmp_path, small_str
     r = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "pumps", schema, tmp_path / "long.csv", chunk_rows=100)
     assert (r.rows_accepted, r.rows_quarantined) == (300 * len(SENSORS), 0)
     assert len(lake_of(tmp_path / "w.duckdb")) == 300
+
+
+def test_the_schema_is_brought_up_to_date_once_per_version(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    with connect(db) as con:
+        assert schema_version(con) == SCHEMA_VERSION
+        assert set(table_counts(con)) == set(TABLES)
+        con.execute("DROP TABLE evaluations")  # would come back if a connection re-ran the DDL
+    with connect(db) as con:
+        assert "evaluations" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+        con.execute("DROP TABLE aemon_schema")  # a warehouse written before versions were recorded
+    with connect(db) as con:
+        assert schema_version(con) == SCHEMA_VERSION
+        assert set(table_counts(con)) == set(TABLES)  # every table there again
+
+
+def test_duplicates_are_looked_up_in_the_lake_files_without_the_warehouse(lakehouse, small_stream):
+    db, lake, inbox = lakehouse
+    ingest_all(db, lake, inbox)
+    first = small_stream.readings[small_stream.readings["asset"] == "pump-01"]
+    lo, hi = first["timestamp"].iloc[10], first["timestamp"].iloc[19]
+    with duckdb.connect() as memory:  # in memory: the lake's Parquet parts are all it reads
+        found = existing_times(memory, parts_glob(lake, "pumps"), "pump-01", lo, hi)
+    assert list(found) == list(first["timestamp"].iloc[10:20])
