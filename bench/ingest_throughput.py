@@ -43,7 +43,7 @@ def generate(path: Path, n_rows: int, seed: int = 0, block: int = 1_000_000) -> 
 
 def run_aemon(path: Path, work: Path) -> dict:
     from features.readers import StreamSchema
-    from monitoring.store.ingest import ingest_file
+    from monitoring.store.ingestion import ingest_file
 
     schema = StreamSchema(sensors=tuple(SENSORS), asset_column=None, asset_id="m1")
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from monitoring.alerting import incidents, scoring
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.models import fitting, promotion, registry
 from monitoring.models.gate import GateDecision
-from monitoring.store import data_quality, ingest, readings, results
+from monitoring.store import data_quality, ingestion, readings, results
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,13 +55,13 @@ def compute_task(name: str | None = None, **options: Any) -> Callable[[Callable[
 
 @io_task("list-inbox")
 def list_inbox(inbox: Path) -> list[Path]:
-    return ingest.list_inbox(inbox)
+    return ingestion.list_inbox(inbox)
 
 
 @io_task("ingest-file")
 def ingest_file(db_path: Path, lake_root: Path, stream: str, schema: StreamSchema, path: Path,
-                retry_rejected: bool = False) -> ingest.BatchResult:
-    return ingest.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
+                retry_rejected: bool = False) -> ingestion.BatchResult:
+    return ingestion.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
 
 
 @io_task("load-readings")

@@ -43,7 +43,7 @@ WING_MAY_IMPORT = {
 
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """Dotted names of the modules a file imports, relative imports resolved against its
-    package (`from . import lake` in monitoring/store/ingest.py is monitoring.store.lake)."""
+    package (`from . import lake` in monitoring/store/ingestion.py is monitoring.store.lake)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = list(path.relative_to(root).with_suffix("").parts[:-1])
     found = set()
@@ -145,3 +145,15 @@ def test_nothing_imports_flows():
     for package in [*(OURS - {"flows"}), "bench"]:
         for path in package_files(package):
             assert "flows" not in imported_roots(path), path
+
+
+def test_module_names_do_not_repeat_across_packages():
+    """A module's name says its job in one place only (features.quality computes the report,
+    monitoring.store.data_quality stores it); each package keeps its own errors.py."""
+    seen: dict[str, list[str]] = {}
+    for package in sorted(OURS):
+        for path in package_files(package):
+            if path.name not in ("__init__.py", "errors.py"):
+                seen.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    repeated = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not repeated, repeated

@@ -1,5 +1,5 @@
 """Importing the public benchmark data sets (SKAB, NAB) into the lake through the normal
-ingest: each file is one `monitoring.store.ingest.ingest_file` call with the data set's stream
+ingest: each file is one `monitoring.store.ingestion.ingest_file` call with the data set's stream
 layout (features.importers), so it gets the same validation, quarantine, exactly-once
 hashing and audit rows as any export. The data is read where it lies, never copied.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.importers import NAB_SCHEMA, SKAB_SCHEMA, nab_files, nab_windows, skab_asset, skab_files
-from monitoring.store.ingest import BatchResult, ingest_file
+from monitoring.store.ingestion import BatchResult, ingest_file
 
 DATASETS = ("skab", "nab")
 

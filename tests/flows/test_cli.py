@@ -96,7 +96,7 @@ def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, s
 
 def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
     from flows.config import load_config
-    from monitoring.store.ingest import ingest_file
+    from monitoring.store.ingestion import ingest_file
 
     home, config = aemon_home
     cfg = load_config(config)

@@ -12,7 +12,7 @@ from flows.cli import app
 from flows.config import load_config
 from monitoring.models import promotion, registry
 from monitoring.models.fitting import fit_candidate, prepare_training
-from monitoring.store.ingest import ingest_file
+from monitoring.store.ingestion import ingest_file
 
 
 @pytest.fixture(scope="module")

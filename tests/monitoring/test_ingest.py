@@ -9,7 +9,7 @@ from features.synthetic import SENSORS
 from monitoring.errors import WarehouseError
 from monitoring.store.audit import read_quarantine
 from monitoring.store.connection import connect, query, quote_identifier, table_counts
-from monitoring.store.ingest import ingest_file, list_inbox
+from monitoring.store.ingestion import ingest_file, list_inbox
 from monitoring.store.lake import parts_glob
 from monitoring.store.readings import count_readings, existing_times, list_assets, read_readings
 from monitoring.store.schema import SCHEMA_VERSION, TABLES, schema_version

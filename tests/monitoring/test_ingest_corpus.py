@@ -10,7 +10,7 @@ import pytest
 from features.readers import StreamSchema
 from monitoring.store.audit import read_quarantine
 from monitoring.store.connection import connect
-from monitoring.store.ingest import ingest_file
+from monitoring.store.ingestion import ingest_file
 from monitoring.store.readings import count_readings, read_readings
 
 SCHEMA = StreamSchema(sensors=("a", "b"), label_columns=("label",))

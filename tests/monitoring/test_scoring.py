@@ -9,7 +9,7 @@ from features.windows import WindowSpec
 from monitoring.alerting.scoring import score_stream
 from monitoring.models.fitting import train_bundle
 from monitoring.store.connection import connect
-from monitoring.store.ingest import ingest_file
+from monitoring.store.ingestion import ingest_file
 from monitoring.store.results import get_rescore_ranges, get_watermarks, read_anomalies
 
 SPEC = WindowSpec(size=20, stride=7)
