@@ -153,8 +153,6 @@ def evaluate(
     print_evaluation(evaluation.row, evaluation.stored)
 
 
-
-
 import_app = typer.Typer(help="Import a public benchmark data set (read in place) through the normal ingest.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")

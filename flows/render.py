@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without pandas
+    import pandas as pd
 
 # Console output stays readable when piped: rich would otherwise wrap tables at 80 columns.
 WIDTH = None if sys.stdout.isatty() else 140
@@ -52,6 +54,8 @@ def _batch_note(r: dict) -> str:
 
 
 def print_quality(stream: str, report: pd.DataFrame) -> None:
+    import pandas as pd
+
     table = Table("sensor", "grade", "missing %", "gaps", "largest gap s", "flatline %", "monotonic",
                   "interval s", "min", "max", "quarantined", title=f"data quality {stream}")
     colours = {"high": "green", "medium": "yellow", "low": "red"}
