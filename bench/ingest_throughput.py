@@ -43,11 +43,12 @@ def generate(path: Path, n_rows: int, seed: int = 0, block: int = 1_000_000) -> 
 
 def run_aemon(path: Path, work: Path) -> dict:
     from features.readers import StreamSchema
+    from monitoring.store.connection import Warehouse
     from monitoring.store.ingestion import ingest_file
 
     schema = StreamSchema(sensors=tuple(SENSORS), asset_column=None, asset_id="m1")
     started = time.perf_counter()
-    result = ingest_file(work / "warehouse.duckdb", work / "lake", "bench", schema, path)
+    result = ingest_file(Warehouse.at(work), "bench", schema, path)
     seconds = time.perf_counter() - started
     assert result.status == "ok" and result.rows_quarantined == 0, result
     return {"seconds": seconds, "rows": result.rows_accepted}

@@ -73,8 +73,8 @@ def require_readings(cfg: AemonConfig, stream: str) -> None:
     from monitoring.store.readings import has_view
 
     ready = False
-    if cfg.db_path.exists():
-        with connect(cfg.db_path) as con:
+    if cfg.warehouse.exists():
+        with connect(cfg.warehouse) as con:
             ready = has_view(con, stream)
     if not ready:
         fail(f"stream '{stream}' has no readings yet; put files in {cfg.inbox(stream)} and run `aemon ingest {stream}`")
@@ -122,7 +122,7 @@ def quality(stream: str, config: Path | None = ConfigOption):
     cfg = load(config)
     settings = cfg.stream(stream)
     require_readings(cfg, stream)
-    report = assess_stream(cfg.db_path, stream, list(settings.sensors), settings.window.interval_s,
+    report = assess_stream(cfg.warehouse, stream, list(settings.sensors), settings.window.interval_s,
                            settings.window.gap_limit_s)
     print_quality(stream, report)
 
@@ -147,7 +147,7 @@ def evaluate(
     bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
     quiet_libraries()
-    evaluation = evaluate_stream(cfg.db_path, cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, stream,
+    evaluation = evaluate_stream(cfg.warehouse, cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, stream,
                                  list(settings.label_columns), start=bounds.get("start"), end=bounds.get("end"),
                                  version=version)
     print_evaluation(evaluation.row, evaluation.stored)
@@ -164,8 +164,8 @@ def _import(dataset: str, data: Path, stream: str | None, config: Path | None) -
 
     cfg = load(config)
     name = stream or dataset
-    results = [r.to_dict() for r in import_dataset(cfg.db_path, cfg.lake_root, dataset, data, stream=name)]
-    console.print(f"lake stream '{name}' under {cfg.lake_root}; to train on it, declare it in the config "
+    results = [r.to_dict() for r in import_dataset(cfg.warehouse, dataset, data, stream=name)]
+    console.print(f"lake table lake.{name} in {cfg.warehouse.catalog}; to train on it, declare it in the config "
                   f"(see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
     report_batches(f"import {dataset} -> {name}", results)
 
@@ -318,11 +318,57 @@ def serve(config: Path | None = ConfigOption):
 
 @app.command()
 def sql(query: str, config: Path | None = ConfigOption):
-    """Run a read-only SQL query against the warehouse and print the result."""
+    """Run a read-only SQL query against the warehouse and print the result (no Prefect API
+    needed; flows may write meanwhile: the query reads one committed snapshot)."""
     from monitoring.store.connection import query as run_query
 
     cfg = load(config)
-    print_query(run_query(cfg.db_path, query))
+    print_query(run_query(cfg.warehouse, query))
+
+
+warehouse_app = typer.Typer(help="The warehouse: connect from any DuckDB client, upgrade, upkeep.",
+                            no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("attach")
+def warehouse_attach(
+    config: Path | None = ConfigOption,
+    online: bool = typer.Option(False, help="INSTALL the extensions from DuckDB's repository instead of loading "
+                                             "the files installed with aemon."),
+):
+    """Print the SQL that any DuckDB client (CLI, Python, a BI tool) runs to read the
+    warehouse: read-only, on the latest committed snapshot, never delaying a flow."""
+    from monitoring.store.connection import client_sql
+
+    cfg = load(config)
+    statements = client_sql(cfg.warehouse, offline=not online)
+    print(";\n".join(statements) + ";")
+
+
+@warehouse_app.command("upgrade")
+def warehouse_upgrade(config: Path | None = ConfigOption):
+    """Move a warehouse of an earlier release (warehouse.duckdb) into the DuckLake catalog."""
+    from monitoring.store.upgrade import upgrade_legacy
+
+    cfg = load(config)
+    copied = upgrade_legacy(cfg.warehouse)
+    for table, n in copied.items():
+        console.print(f"{table}: {n} rows", highlight=False)
+    console.print(f"upgraded into {cfg.warehouse.catalog}; the old file is kept as "
+                  f"{cfg.warehouse.legacy}.upgraded", highlight=False, soft_wrap=True)
+
+
+@warehouse_app.command("maintain")
+def warehouse_maintain(config: Path | None = ConfigOption):
+    """Run the warehouse's upkeep now (merge small files, expire old snapshots, remove
+    orphaned files); `aemon serve` runs it daily."""
+    from monitoring.store.maintenance import maintain
+
+    cfg = load(config)
+    result = maintain(cfg.warehouse, cfg.warehouse_settings.snapshot_retention_days)
+    console.print(f"data files {result.files_before} -> {result.files_after}, snapshots {result.snapshots_before} "
+                  f"-> {result.snapshots_after}, {result.files_removed} files removed", highlight=False)
 
 
 @app.command()

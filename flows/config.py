@@ -29,6 +29,7 @@ from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.store.connection import Warehouse
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 DEFAULT_HOME = Path(".aemon")
@@ -314,10 +315,39 @@ class StreamSettings(Settings):
 DEMO_STREAM = StreamSettings(sensors=SENSORS, label_columns=("label",))
 
 
+class WarehouseSettings(Settings):
+    """Where the warehouse lives (monitoring.store.connection.Warehouse) and how its upkeep
+    runs (the `maintain-warehouse` flow)."""
+
+    # `sqlite:<path>` (default: sqlite:<home>/warehouse.sqlite) or `postgres:<libpq string>`,
+    # e.g. "postgres:dbname=aemon host=127.0.0.1 user=aemon" (password from PGPASSWORD)
+    catalog: str | None = None
+    data_path: str | None = None  # the Parquet files: a folder or object-store URI (default: <home>/warehouse)
+    retries: int = Field(8, ge=0, le=100)  # commits that met another writer's, run again
+    snapshot_retention_days: float = Field(7.0, gt=0)  # older snapshots expire; their files are removed
+    maintain_cron: str = "17 2 * * *"  # when `aemon serve` runs the upkeep (daily, 02:17 UTC)
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, value: str | None) -> str | None:
+        if value is not None and value.split(":", 1)[0] not in ("sqlite", "postgres"):
+            raise ValueError(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'")
+        return value
+
+    @field_validator("maintain_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from prefect.schedules import validate_cron_string
+
+        validate_cron_string(value)
+        return value
+
+
 class AemonConfig(Settings):
     home: Path = DEFAULT_HOME
     tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
     artifact_root: str | None = None  # default: <home>/mlartifacts
+    warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
     streams: dict[str, StreamSettings] = {"pumps": DEMO_STREAM}
 
     @field_validator("streams")
@@ -329,12 +359,12 @@ class AemonConfig(Settings):
         return streams
 
     @property
-    def db_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
-
-    @property
-    def lake_root(self) -> Path:
-        return self.home / "lake"
+    def warehouse(self) -> Warehouse:
+        """The warehouse: by default a SQLite catalog and Parquet files under home."""
+        settings = self.warehouse_settings
+        default = Warehouse.at(self.home)
+        return Warehouse(settings.catalog or default.catalog, settings.data_path or default.data_path,
+                         default.legacy if settings.catalog is None else None, retries=settings.retries)
 
     def inbox(self, stream: str) -> Path:
         settings = self.streams.get(stream)

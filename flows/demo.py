@@ -73,7 +73,7 @@ def run_demo(
     # full=True: a demo run again after a retrain rescores the whole history with the new champion.
     scored = score_stream(DEMO_STREAM, config_path=config_path, full=True)
     step("evaluate")
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         incidents = read_incidents(con, DEMO_STREAM)  # written by the score flow
         n_rows = count_readings(con, DEMO_STREAM)
     evaluation = evaluate_incidents(incidents, faults)

@@ -1,4 +1,4 @@
-"""ingest-readings: every new file in a stream's inbox -> Parquet lake + DuckDB view."""
+"""ingest-readings: every new file in a stream's inbox -> the stream's lake table."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
@@ -17,7 +17,7 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
     for path in tasks.list_inbox(config.inbox(stream)):
         # A bad file never stops the others: its problem is recorded in its batch row.
         result = tasks.ingest_file(
-            config.db_path, config.lake_root, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
+            config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
         )
         if result.status == "rejected":
             logger.warning("%s rejected: %s", path.name, result.error)

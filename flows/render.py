@@ -184,7 +184,8 @@ def print_demo(cfg, result, elapsed: float) -> None:
     )
     console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, '
                   'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True)
-    console.print(f"  (the warehouse is {cfg.db_path}; any DuckDB client can open it)", highlight=False, soft_wrap=True)
+    console.print(f"  {_tool('aemon')} warehouse attach    (the SQL any DuckDB client runs to read the warehouse, "
+                  "read-only, while flows write)", highlight=False, soft_wrap=True)
 
 
 def _tool(name: str) -> str:

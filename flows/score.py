@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows import tasks
@@ -19,12 +18,11 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
     config = load_config(config_path)
     settings = config.stream(stream)
     model, version = tasks.load_champion(config.mlflow_tracking_uri, stream)
-    result = tasks.score_windows(config.db_path, stream, model, version, full=full,
-                                 exclusions=settings.exclusions.build())
-    # annotated: pandas has no type information, so Prefect's typing would take it for a coroutine
-    incidents: pd.DataFrame = tasks.refresh_incidents(config.db_path, stream, settings.alerts.rule())
+    # one transaction: the run's scores, anomalies, watermarks and incidents commit together
+    result = tasks.score_windows(config.warehouse, stream, model, version, full=full,
+                                 exclusions=settings.exclusions.build(), incidents=settings.alerts.rule())
     get_run_logger().info(
         "%s v%d: %d windows scored, %d new anomalies; %d incidents (%d open)", version.name, version.version,
-        result.windows_scored, result.anomalies_written, len(incidents), int((incidents["status"] == "open").sum()),
+        result.windows_scored, result.anomalies_written, result.incidents, result.open_incidents,
     )
-    return {**asdict(result), "incidents": len(incidents)}
+    return asdict(result)

@@ -1,5 +1,5 @@
 """`aemon serve`: every configured stream's ingest, score and train flows on their
-schedules, in this one process (Prefect's `serve`). The single-machine alternative to
+schedules, and the warehouse's daily upkeep, in this one process (Prefect's `serve`). The single-machine alternative to
 `prefect deploy` + a worker; it needs a Prefect API whose scheduler runs (a `prefect
 server`, or Prefect Cloud) named by PREFECT_API_URL.
 """
@@ -14,6 +14,7 @@ from prefect.schedules import Cron, Interval
 
 from flows.config import AemonConfig
 from flows.ingest import ingest_readings
+from flows.maintain import maintain_warehouse
 from flows.score import score_stream
 from flows.train import train_detectors
 
@@ -37,6 +38,11 @@ def stream_deployments(config: AemonConfig, config_path: str | None = None) -> l
                 schedules=[Cron(plan.train_cron, timezone=plan.timezone)],
             ),
         ]
+    upkeep = config.warehouse_settings
+    deployments.append(maintain_warehouse.to_deployment(
+        name="warehouse-maintain", parameters={"config_path": config_path}, concurrency_limit=1,
+        schedules=[Cron(upkeep.maintain_cron, timezone="UTC")],
+    ))
     return [_built(d) for d in deployments]
 
 

@@ -2,8 +2,8 @@
 
 Tasks pass frames and models in memory, so Prefect's input hashing for caching is
 turned off (NO_CACHE). Tasks that touch the warehouse or MLflow retry transient failures;
-the usual one is DuckDB's file lock while another process (a scheduled ingest during a
-score run) writes. Every write is idempotent, so a retried task never duplicates a row.
+the usual one is a busy tracking server, or a warehouse commit that met another writer's
+more often than the store's own retries allow. Every write is idempotent, so a retried task never duplicates a row.
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from aemodels.thresholds import ThresholdRule
 from features.exclusions import Exclusions
 from features.readers import StreamSchema
 from flows.errors import DOMAIN_ERRORS
-from monitoring.alerting import incidents, scoring
+from monitoring.alerting import scoring
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.models import fitting, promotion, registry
 from monitoring.models.gate import GateDecision
-from monitoring.store import data_quality, ingestion, readings, results
+from monitoring.store import data_quality, ingestion, maintenance, readings, results
+from monitoring.store.connection import Warehouse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,21 +60,21 @@ def list_inbox(inbox: Path) -> list[Path]:
 
 
 @io_task("ingest-file")
-def ingest_file(db_path: Path, lake_root: Path, stream: str, schema: StreamSchema, path: Path,
+def ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: Path,
                 retry_rejected: bool = False) -> ingestion.BatchResult:
-    return ingestion.ingest_file(db_path, lake_root, stream, schema, path, retry_rejected=retry_rejected)
+    return ingestion.ingest_file(warehouse, stream, schema, path, retry_rejected=retry_rejected)
 
 
 @io_task("load-readings")
-def load_readings(db_path: Path, stream: str, start: pd.Timestamp | None = None,
+def load_readings(warehouse: Warehouse, stream: str, start: pd.Timestamp | None = None,
                   end: pd.Timestamp | None = None) -> pd.DataFrame:
-    return readings.load_readings(db_path, stream, start=start, end=end)
+    return readings.load_readings(warehouse, stream, start=start, end=end)
 
 
 @io_task("load-recent-readings")
-def load_recent_readings(db_path: Path, stream: str, days: float, start: pd.Timestamp | None = None,
+def load_recent_readings(warehouse: Warehouse, stream: str, days: float, start: pd.Timestamp | None = None,
                          end: pd.Timestamp | None = None) -> pd.DataFrame:
-    return readings.read_recent_readings(db_path, stream, days, start=start, end=end)
+    return readings.read_recent_readings(warehouse, stream, days, start=start, end=end)
 
 
 @compute_task("prepare-training-data")
@@ -95,24 +96,24 @@ def register_training(tracking_uri: str, artifact_root: str | None, data: fittin
 
 
 @io_task("stream-sensors")
-def stream_sensors(db_path: Path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
-    return readings.sensor_columns(db_path, stream, listed, label_columns)
+def stream_sensors(warehouse: Warehouse, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
+    return readings.sensor_columns(warehouse, stream, listed, label_columns)
 
 
 @io_task("assess-quality")
-def assess_quality(db_path: Path, stream: str, sensors: list[str], interval_s: float,
+def assess_quality(warehouse: Warehouse, stream: str, sensors: list[str], interval_s: float,
                    gap_limit_s: float) -> pd.DataFrame:
-    return data_quality.assess_stream(db_path, stream, sensors, interval_s, gap_limit_s)
+    return data_quality.assess_stream(warehouse, stream, sensors, interval_s, gap_limit_s)
 
 
 @io_task("load-past-incidents")
-def past_incidents(db_path: Path, stream: str) -> pd.DataFrame:
-    return results.past_incidents(db_path, stream)
+def past_incidents(warehouse: Warehouse, stream: str) -> pd.DataFrame:
+    return results.past_incidents(warehouse, stream)
 
 
-@io_task("refresh-incidents")
-def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule) -> pd.DataFrame:
-    return incidents.refresh_incidents(db_path, stream, rule)
+@io_task("maintain-warehouse")
+def maintain_warehouse(warehouse: Warehouse, retention_days: float) -> maintenance.MaintenanceResult:
+    return maintenance.maintain(warehouse, retention_days)
 
 
 @io_task("recalibrate-threshold")
@@ -138,6 +139,8 @@ def load_champion(tracking_uri: str, stream: str) -> tuple[PyFuncModel, registry
 
 
 @io_task("score-windows")
-def score_windows(db_path: Path, stream: str, model: PyFuncModel, version: registry.RegisteredVersion,
-                  full: bool = False, exclusions: Exclusions | None = None) -> scoring.ScoreResult:
-    return scoring.score_model(db_path, stream, model, version, full=full, exclusions=exclusions)
+def score_windows(warehouse: Warehouse, stream: str, model: PyFuncModel, version: registry.RegisteredVersion,
+                  full: bool = False, exclusions: Exclusions | None = None,
+                  incidents: IncidentRule | None = None) -> scoring.ScoreResult:
+    return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
+                               incidents=incidents)

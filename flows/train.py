@@ -44,10 +44,10 @@ def train_detectors(
     start = train_start or settings.train.start
     end = train_end or settings.train.end
     labels = list(settings.label_columns)
-    frame = tasks.load_readings(config.db_path, stream, start=start, end=end)
-    sensors = tasks.stream_sensors(config.db_path, stream, list(settings.sensors), labels)
-    past = tasks.past_incidents(config.db_path, stream) if exclude_past_incidents else None
-    quality = tasks.assess_quality(config.db_path, stream, sensors, settings.window.interval_s,
+    frame = tasks.load_readings(config.warehouse, stream, start=start, end=end)
+    sensors = tasks.stream_sensors(config.warehouse, stream, list(settings.sensors), labels)
+    past = tasks.past_incidents(config.warehouse, stream) if exclude_past_incidents else None
+    quality = tasks.assess_quality(config.warehouse, stream, sensors, settings.window.interval_s,
                                    settings.window.gap_limit_s)
     data = tasks.prepare_training(
         frame, stream=stream, sensors=sensors, spec=settings.window,
@@ -109,9 +109,9 @@ def recalibrate_threshold(
     normal windows."""
     config = load_config(config_path)
     settings = config.stream(stream)
-    frame = tasks.load_recent_readings(config.db_path, stream, settings.threshold.recalibrate_days,
+    frame = tasks.load_recent_readings(config.warehouse, stream, settings.threshold.recalibrate_days,
                                        start=start, end=end)
-    past = tasks.past_incidents(config.db_path, stream) if exclude_past_incidents else None
+    past = tasks.past_incidents(config.warehouse, stream) if exclude_past_incidents else None
     version, decision = tasks.recalibrate_threshold(
         config.mlflow_tracking_uri, config.mlflow_artifact_root, stream, frame, settings.threshold.rule(),
         label_columns=list(settings.label_columns), holdout_fraction=settings.train.holdout_fraction,

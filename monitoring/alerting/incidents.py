@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, write
 from monitoring.store.results import get_watermarks, latest_flagged_windows, read_incidents, replace_incidents
 
 INCIDENT_COLUMNS = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
@@ -84,17 +84,22 @@ def _severity(window) -> float:
     return float(window.score / window.threshold) if window.threshold > 0 else float("inf")
 
 
-def refresh_incidents(db_path: Path, stream: str, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
+def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
     """Merge the stream's flagged windows (as their latest scoring says) into incidents and
     store them in the `incidents` table, replacing the previous set: a re-run gives the same
     rows. An incident is `open` while the next scoring run could still extend it (its end
-    lies within `merge_gap` of its asset's watermark), `closed` after that."""
-    with connect(db_path) as con:
-        windows = latest_flagged_windows(con, stream)
-        marks = get_watermarks(con, stream)
-        incidents = merge_incidents(windows, rule)
-        mark = incidents["asset"].map(marks)
-        still_open = mark.notna() & (pd.to_datetime(incidents["end"]) + rule.merge_gap >= pd.to_datetime(mark))
-        incidents["status"] = still_open.map({True: "open", False: "closed"}).astype(str)
-        replace_incidents(con, stream, incidents)
-        return read_incidents(con, stream)
+    lies within `merge_gap` of its asset's watermark), `closed` after that. Runs in the
+    caller's transaction (a scoring run's), so it sees that run's windows."""
+    windows = latest_flagged_windows(con, stream)
+    marks = get_watermarks(con, stream)
+    incidents = merge_incidents(windows, rule)
+    mark = incidents["asset"].map(marks)
+    still_open = mark.notna() & (pd.to_datetime(incidents["end"]) + rule.merge_gap >= pd.to_datetime(mark))
+    incidents["status"] = still_open.map({True: "open", False: "closed"}).astype(str)
+    replace_incidents(con, stream, incidents)
+    return read_incidents(con, stream)
+
+
+def refresh_incidents(warehouse: Warehouse, stream: str, rule: IncidentRule = IncidentRule()) -> pd.DataFrame:
+    """store_incidents in a transaction of its own (after the incident rule changed)."""
+    return write(warehouse, lambda con: store_incidents(con, stream, rule))

@@ -3,7 +3,7 @@
 Per asset, only readings after the watermark (the end of the last scored window) are
 scored, plus one window of history so the first new window is complete. Window starts
 sit on the absolute time grid, so this cuts exactly the windows a full pass would cut;
-rows already written are skipped by primary key, so a re-run adds nothing.
+rows already written are skipped by key, so a re-run adds nothing.
 
 Readings that arrived late (at or before a watermark, recorded by the ingest in
 `rescore_ranges`) are revisited: the windows over them are scored again and replace the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -24,9 +23,10 @@ from mlflow.pyfunc import PyFuncModel
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
+from monitoring.alerting.incidents import IncidentRule, store_incidents
 from monitoring.errors import BundleInputError
 from monitoring.models.registry import RegisteredVersion, loaded_bundle
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import list_assets, read_readings
 from monitoring.store.results import clear_rescore_ranges, get_rescore_ranges, get_watermarks, write_window_results
 
@@ -38,10 +38,12 @@ class ScoreResult:
     windows_scored: int
     scores_written: int
     anomalies_written: int
+    incidents: int = 0  # the stream's incidents after the run (when it merged them)
+    open_incidents: int = 0
 
 
 def score_stream(
-    db_path: Path,
+    warehouse: Warehouse,
     stream: str,
     predict: Callable[[pd.DataFrame], pd.DataFrame],
     spec: WindowSpec,
@@ -52,12 +54,14 @@ def score_stream(
     full: bool = False,
     exclusions: Exclusions | None = None,
     assets: list[str] | None = None,
+    incidents: IncidentRule | None = None,
 ) -> ScoreResult:
-    """Score the new readings of every asset of `stream` (or only of `assets`), in one
-    warehouse connection; each asset's scores, anomalies and watermark commit together."""
-    written = {"scores": 0, "anomalies": 0}
-    n_windows = 0
-    with connect(db_path) as con:
+    """Score the new readings of every asset of `stream` (or only of `assets`). Readings are
+    read and scored with no lock held; then one transaction writes every asset's scores,
+    anomalies and watermark, clears the late ranges it revisited and, with an `incidents`
+    rule, merges the stream's incidents: a reader sees the whole run or none of it."""
+    batches = []
+    with connect(warehouse) as con:
         assets = list_assets(con, stream) if assets is None else list(assets)
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
@@ -67,11 +71,22 @@ def score_stream(
                                   marks.get(asset), revisit, exclusions)
             if scored is None or not (len(scored) or not revisit.empty):
                 continue
-            n_windows += len(scored)
+            batches.append((asset, scored, list(revisit["batch_id"])))
+
+    def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
+        written = {"scores": 0, "anomalies": 0}
+        for asset, scored, batch_ids in batches:
             counts = write_window_results(con, stream, scored, model_name, model_version)
-            clear_rescore_ranges(con, stream, asset, list(revisit["batch_id"]))
+            clear_rescore_ranges(con, stream, asset, batch_ids)
             written = {k: written[k] + counts[k] for k in written}
-    return ScoreResult(stream, model_version, n_windows, written["scores"], written["anomalies"])
+        merged = store_incidents(con, stream, incidents) if incidents is not None else None
+        return ScoreResult(stream, model_version, sum(len(s) for _, s, _ in batches), written["scores"],
+                           written["anomalies"], 0 if merged is None else len(merged),
+                           0 if merged is None else int((merged["status"] == "open").sum()))
+
+    if not batches and incidents is None:
+        return ScoreResult(stream, model_version, 0, 0, 0)
+    return write(warehouse, commit)
 
 
 def _score_asset(con: duckdb.DuckDBPyConnection, stream: str, asset: str,
@@ -109,10 +124,11 @@ def _score_asset(con: duckdb.DuckDBPyConnection, stream: str, asset: str,
     return scored
 
 
-def score_model(db_path: Path, stream: str, model: PyFuncModel, version: RegisteredVersion, *,
-                full: bool = False, exclusions: Exclusions | None = None) -> ScoreResult:
+def score_model(warehouse: Warehouse, stream: str, model: PyFuncModel, version: RegisteredVersion, *,
+                full: bool = False, exclusions: Exclusions | None = None,
+                incidents: IncidentRule | None = None) -> ScoreResult:
     """score_stream with a registered version loaded from MLflow (registry.load_model): its
     pyfunc predicts, its bundle gives the window spec and the input columns."""
     bundle = loaded_bundle(model)
-    return score_stream(db_path, stream, model.predict, bundle.spec, bundle.input_columns(), version.name,
-                        version.version, full=full, exclusions=exclusions)
+    return score_stream(warehouse, stream, model.predict, bundle.spec, bundle.input_columns(), version.name,
+                        version.version, full=full, exclusions=exclusions, incidents=incidents)

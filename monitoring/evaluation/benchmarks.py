@@ -53,7 +53,7 @@ from monitoring.evaluation.metrics import (
 from monitoring.models.bundle import ModelBundle
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, fit_bundle, prepare_training
 from monitoring.models.registry import log_benchmark
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.datasets import import_file
 from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
@@ -230,18 +230,18 @@ def _models(file: _File, sensors: list[str], settings: BenchSettings, seed: int,
         yield ENSEMBLE, EnsembleBundle(bundles)
 
 
-def _alarms(db_path: Path, stream: str, file: _File, model, name: str, version: int) -> np.ndarray:
+def _alarms(warehouse: Warehouse, stream: str, file: _File, model, name: str, version: int) -> np.ndarray:
     """Score one file with the normal scoring code and read its point alarms back."""
     columns = ["timestamp", "asset", *(model.members[0] if isinstance(model, EnsembleBundle) else model).sensors]
-    score_stream(db_path, stream, model.score_readings, file.spec, columns, f"bench-{name}", version,
+    score_stream(warehouse, stream, model.score_readings, file.spec, columns, f"bench-{name}", version,
                  full=True, assets=[file.asset])
-    with connect(db_path) as con:
+    with connect(warehouse) as con:
         scores = read_scores(con, stream, f"bench-{name}", version, file.asset)
     flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
     return point_alarms(file.readings["timestamp"], scores["window_end"], flagged)
 
 
-def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], label_columns: list[str],
+def _run(files: list[_File], warehouse: Warehouse, stream: str, sensors: list[str], label_columns: list[str],
          settings: BenchSettings, judge: Callable[[_File, np.ndarray], tuple[PointCounts | None, NabFileScore]],
          progress: Callable[[str], None]) -> list[BenchRow]:
     counts: dict[str, list[PointCounts]] = {d: [] for d in settings.detectors}
@@ -260,7 +260,7 @@ def _run(files: list[_File], db_path: Path, stream: str, sensors: list[str], lab
                 models = [(name, None) for name in settings.detectors]
             for name, model in models:
                 alarms = np.zeros(len(file.readings), dtype=bool) if model is None else \
-                    _alarms(db_path, stream, file, model, name, seed + 1)
+                    _alarms(warehouse, stream, file, model, name, seed + 1)
                 pointwise, nab_score = judge(file, alarms)
                 if pointwise is not None:
                     counts[name].append(pointwise)
@@ -287,19 +287,19 @@ def _mean_counts(total: PointCounts, n: int) -> PointCounts:
 
 
 @contextmanager
-def _home(work_dir: Path | None) -> Iterator[tuple[Path, Path]]:
-    """(DuckDB file, lake folder) of one bench run: under `work_dir`, kept, or in a temporary
-    folder removed afterwards."""
+def _home(work_dir: Path | None) -> Iterator[Warehouse]:
+    """The warehouse of one bench run: under `work_dir`, kept, or in a temporary folder
+    removed afterwards."""
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-        yield Path(work_dir) / "bench.duckdb", Path(work_dir) / "lake"
+        yield Warehouse.at(work_dir)
         return
     with tempfile.TemporaryDirectory(prefix="aemon-bench-") as temporary:
-        yield Path(temporary) / "bench.duckdb", Path(temporary) / "lake"
+        yield Warehouse.at(temporary)
 
 
-def _read_asset(db_path: Path, stream: str, asset: str) -> pd.DataFrame:
-    with connect(db_path) as con:
+def _read_asset(warehouse: Warehouse, stream: str, asset: str) -> pd.DataFrame:
+    with connect(warehouse) as con:
         return read_readings(con, stream, asset=asset).sort_values("timestamp").reset_index(drop=True)
 
 
@@ -319,13 +319,13 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
     anomaly-free.csv, are not part of it)."""
     stream = "skab"
     settings = (settings or BenchSettings.for_dataset("skab")).validate()
-    with _home(work_dir) as (db_path, lake):
+    with _home(work_dir) as warehouse:
         files = []
         for path, asset in skab_files(data_dir):
             if not _has_labels(path):  # anomaly-free.csv: no experiment to score
                 continue
-            import_file(db_path, lake, "skab", path, stream=stream)
-            readings = _read_asset(db_path, stream, asset)
+            import_file(warehouse, "skab", path, stream=stream)
+            readings = _read_asset(warehouse, stream, asset)
             files.append(_File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings)))
         if not files:
             raise DataSetError(f"{data_dir}: no labeled SKAB files (with anomaly and changepoint columns)")
@@ -340,7 +340,7 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
                                           scoring="skab")
             return point_counts(truth, predicted), changepoints
 
-        return _run(files, db_path, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
+        return _run(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
                     progress)
 
 
@@ -350,11 +350,11 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
     its probationary period; detections are alarm onsets after it."""
     stream = "nab"
     settings = (settings or BenchSettings.for_dataset("nab")).validate()
-    with _home(work_dir) as (db_path, lake):
+    with _home(work_dir) as warehouse:
         files = []
         for path, asset in nab_files(data_dir):
-            import_file(db_path, lake, "nab", path, stream=stream, data_dir=data_dir)
-            readings = _read_asset(db_path, stream, asset)
+            import_file(warehouse, "nab", path, stream=stream, data_dir=data_dir)
+            readings = _read_asset(warehouse, stream, asset)
             files.append(_File(asset, readings, nab_probationary_rows(len(readings)), _spec(readings, settings),
                                nab_windows(data_dir, path.name)))
 
@@ -363,7 +363,7 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
             return None, nab_file_score(file.readings["timestamp"], detections, file.windows,
                                         probationary_rows=file.train_rows)
 
-        return _run(files, db_path, stream, ["value"], ["label"], settings, judge, progress)
+        return _run(files, warehouse, stream, ["value"], ["label"], settings, judge, progress)
 
 
 def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str | Path,

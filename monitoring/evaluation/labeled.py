@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import pandas as pd
 from monitoring.errors import EvaluationError, MetricsInputError, WarehouseError
 from monitoring.evaluation import metrics as m
 from monitoring.models import registry
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import has_view, read_labeled_readings
 from monitoring.store.results import latest_window_flags, read_evaluation, write_evaluation
 
@@ -170,7 +169,7 @@ def _describe_range(start, end) -> str:
     return f"between {start or 'the first reading'} and {end or 'the last reading'}"
 
 
-def evaluate_stream(db_path: Path, tracking_uri: str, artifact_root: str | None, stream: str,
+def evaluate_stream(warehouse: Warehouse, tracking_uri: str, artifact_root: str | None, stream: str,
                     label_columns: list[str], *, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
                     version: int | None = None) -> StreamEvaluation:
     """Evaluate the stream's stored flags on its labels between start and end (inclusive).
@@ -180,23 +179,26 @@ def evaluate_stream(db_path: Path, tracking_uri: str, artifact_root: str | None,
     result is written to `evaluations` and logged to MLflow; an evaluation of exactly the
     same inputs and results is recognised by its id and not stored twice."""
     where = _describe_range(start, end)
-    with connect(db_path) as con:  # one connection for the step: read, compare, store
+    with connect(warehouse) as con:  # read and compare on one snapshot
         if not has_view(con, stream):
             raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
         readings = read_labeled_readings(con, stream, list(label_columns), start, end)
         windows = latest_window_flags(con, stream, start, end, version)
         result, row = _evaluate(stream, list(label_columns), readings, windows, where, version, start)
         done = read_evaluation(con, row["evaluation_id"])
-        if len(done):
-            return StreamEvaluation(done.iloc[0].to_dict(), result, stored=False)
-        tags = {"model_name": row["model_name"], "model_versions": row["model_versions"],
-                "label_columns": row["label_columns"], "range_start": row["range_start"].isoformat(),
-                "range_end": row["range_end"].isoformat(), "evaluation_id": row["evaluation_id"]}
-        logged = {**result.metrics(), **{k: float(v) for k, v in result.counts().items()}}
-        row["mlflow_run_id"] = registry.log_evaluation(tracking_uri, artifact_root, stream, logged, tags,
-                                                       result.events)
+    if len(done):
+        return StreamEvaluation(done.iloc[0].to_dict(), result, stored=False)
+    tags = {"model_name": row["model_name"], "model_versions": row["model_versions"],
+            "label_columns": row["label_columns"], "range_start": row["range_start"].isoformat(),
+            "range_end": row["range_end"].isoformat(), "evaluation_id": row["evaluation_id"]}
+    logged = {**result.metrics(), **{k: float(v) for k, v in result.counts().items()}}
+    row["mlflow_run_id"] = registry.log_evaluation(tracking_uri, artifact_root, stream, logged, tags, result.events)
+
+    def store(con) -> pd.DataFrame:
         write_evaluation(con, row)
-        stored = read_evaluation(con, row["evaluation_id"])
+        return read_evaluation(con, row["evaluation_id"])
+
+    stored = write(warehouse, store)
     return StreamEvaluation(stored.iloc[0].to_dict(), result, stored=True)
 
 

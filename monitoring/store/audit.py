@@ -10,8 +10,10 @@ import pandas as pd
 
 from features.validation import QUARANTINE_COLUMNS
 from monitoring.errors import WarehouseError
-from monitoring.store.connection import quote_identifier, scalar, transaction
+from monitoring.store.connection import insert_missing, quote_identifier, scalar, transaction
+from monitoring.store.schema import KEYS
 
+QUARANTINE_TABLE_COLUMNS = ["batch_id", "stream", "file", "row_number", "column", "reason", "raw"]
 BATCH_COLUMNS = ("batch_id", "stream", "file", "file_hash", "rows_in", "rows_accepted", "rows_quarantined",
                  "status", "error", "rows_duplicate", "rows_out_of_order", "rows_late")
 
@@ -31,11 +33,9 @@ def record_batch(con: duckdb.DuckDBPyConnection, batch: dict) -> None:
             f"batch {batch['batch_id']} of {batch['file']}: rows in {batch['rows_in']} != accepted "
             f"{batch['rows_accepted']} + quarantined {batch['rows_quarantined']}"
         )
-    con.execute(
-        f"INSERT INTO ingest_batches ({', '.join(BATCH_COLUMNS)}) VALUES ({', '.join('?' * len(BATCH_COLUMNS))}) "
-        "ON CONFLICT DO NOTHING",
-        [batch.get(k, 0) for k in BATCH_COLUMNS],
-    ).fetchall()
+    values = ", ".join(f"? AS {quote_identifier(k)}" for k in BATCH_COLUMNS)
+    insert_missing(con, "ingest_batches", f"(SELECT {values})", list(BATCH_COLUMNS), KEYS["ingest_batches"],
+                   params=[batch.get(k, 0) for k in BATCH_COLUMNS])
 
 def duplicate_count(con: duckdb.DuckDBPyConnection, stream: str) -> int:
     return int(scalar(con, "SELECT coalesce(sum(rows_duplicate), 0) FROM ingest_batches WHERE stream = ?", [stream]))
@@ -52,11 +52,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
     frame.insert(0, "batch_id", batch_id)
     con.register("new_quarantine", frame)
     try:
-        return int(scalar(
-            con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
-                 'SELECT batch_id, stream, file, "row", "column", reason, raw FROM new_quarantine '
-                 "ON CONFLICT DO NOTHING"
-        ))
+        return insert_missing(con, "quarantine", "new_quarantine", QUARANTINE_TABLE_COLUMNS, KEYS["quarantine"],
+                              select={"row_number": 'n."row"'})
     finally:
         con.unregister("new_quarantine")
 
@@ -64,11 +61,9 @@ def load_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, 
     """Quarantined rows staged in a Parquet file (monitoring.store.lake.QuarantineStage) -> quarantine."""
     if not Path(path).exists():
         return 0
-    return int(scalar(
-        con, 'INSERT INTO quarantine (batch_id, stream, file, row_number, "column", reason, raw) '
-             'SELECT ?, ?, ?, "row", "column", reason, raw FROM read_parquet(?) ON CONFLICT DO NOTHING',
-        [batch_id, stream, file, str(path)],
-    ))
+    source = "(SELECT ? AS batch_id, ? AS stream, ? AS file, * FROM read_parquet(?))"
+    return insert_missing(con, "quarantine", source, QUARANTINE_TABLE_COLUMNS, KEYS["quarantine"],
+                          select={"row_number": 'n."row"'}, params=[batch_id, stream, file, str(path)])
 
 def clear_quarantine_of(con: duckdb.DuckDBPyConnection, stream: str, file_hash: str) -> None:
     """Drop the quarantine of earlier, rejected attempts at this content: a retry supersedes them."""

@@ -1,31 +1,123 @@
-"""Connections to the DuckDB warehouse, transactions, and the validation of the names
-(streams, columns) that SQL cannot take as parameters.
+"""The warehouse: a DuckLake catalog (a SQLite file by default, PostgreSQL beyond one machine)
+with its Parquet data files, and the connections, transactions and name checks around it.
 
-One connection per flow step: DuckDB allows one writing process per file, so a step opens
-the warehouse, does its reads and writes, and closes it. The tables are created or
-migrated when a file is first opened at a new schema version (store.schema), not on
-every connect.
+Why DuckLake: a DuckDB file admits one writing process and no other process while one
+writes, so a notebook left open stopped every scheduled flow. DuckLake keeps the tables'
+metadata in a catalog database and their rows in Parquet files: any number of readers
+and writers, each query on one committed snapshot, multi-table transactions.
+
+Readers attach the catalog read-only and never wait. Writers take the write lock (a file
+lock next to a SQLite catalog: SQLite admits one writer, and a writer whose transaction
+began before another's commit can only fail) and retry a transaction that still meets a
+conflict, so a write either commits whole or leaves nothing. The extensions are loaded
+from the files the `duckdb-extension-*` packages ship: nothing is downloaded.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
-import pandas as pd
 
 from monitoring.errors import WarehouseError
 from monitoring.store.schema import TABLES, ensure_schema
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
+CATALOG_ALIAS = "aemon"
+LEGACY_FILE = "warehouse.duckdb"  # the single-file warehouse of earlier releases
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where the warehouse lives. `catalog`: `sqlite:<path>` (the embedded default) or
+    `postgres:<libpq connection string>`; `data_path`: the folder (or object-store URI) of
+    its Parquet files. `legacy`: a single-file warehouse of an earlier release that this one
+    replaces (upgraded by `aemon warehouse upgrade`)."""
+
+    catalog: str
+    data_path: str
+    legacy: Path | None = None
+    retries: int = 8
+
+    @classmethod
+    def at(cls, home: str | Path) -> Warehouse:
+        """The embedded default under a home folder: warehouse.sqlite + warehouse/."""
+        home = Path(home).resolve()
+        return cls(f"sqlite:{home / 'warehouse.sqlite'}", str(home / "warehouse"), home / LEGACY_FILE)
+
+    def __post_init__(self):
+        kind = self.catalog.split(":", 1)[0]
+        if kind not in ("sqlite", "postgres") or ":" not in self.catalog:
+            raise WarehouseError(f"warehouse catalog {self.catalog!r}: expected 'sqlite:<path>' or "
+                                 "'postgres:<connection string>'")
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.catalog.split(":", 1)[1]) if self.kind == "sqlite" else None
+
+    def exists(self) -> bool:
+        """Whether the catalog has been created (always assumed for a server catalog)."""
+        path = self.sqlite_path
+        return path is None or path.exists()
+
+    def attach_sql(self, *, read_only: bool = True, alias: str = CATALOG_ALIAS) -> str:
+        """The ATTACH statement a DuckDB client runs to read (or write) this warehouse."""
+        options = []
+        if not read_only:
+            options.append(f"DATA_PATH {literal(self.data_path.rstrip('/') + '/')}")
+        if self.kind == "sqlite":
+            # WAL: readers never wait for a writer; the busy timeout rides out a commit in progress
+            options += ["META_JOURNAL_MODE 'WAL'", "META_BUSY_TIMEOUT 10000"]
+        if read_only:
+            options.append("READ_ONLY")
+        return f"ATTACH {literal('ducklake:' + self.catalog)} AS {alias} ({', '.join(options)})"
+
+    def extensions(self) -> list[str]:
+        names = ["ducklake", "sqlite_scanner" if self.kind == "sqlite" else "postgres_scanner"]
+        if "://" in self.data_path and not self.data_path.startswith("file://"):
+            names.append("httpfs")
+        return names
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def extension_file(name: str) -> Path:
+    """The extension file a `duckdb-extension-<name>` package ships (for this DuckDB version)."""
+    package = f"duckdb_extension_{name}"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WarehouseError(f"DuckDB extension {name!r} is not installed: pip install "
+                             f"duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__}")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    wanted = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not wanted.exists():
+        found = sorted(p.parent.name for p in root.glob("extensions/*/*.duckdb_extension"))
+        raise WarehouseError(f"DuckDB extension {name!r} ships for {found}, not for DuckDB v{duckdb.__version__}; "
+                             f"install duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__}")
+    return wanted
+
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
-    """The single value of a query. Fetches the whole result: DuckDB 2 refuses further work
+    """The single value of a query. Fetches the whole result: DuckDB refuses further work
     on a connection while a result is only partly fetched."""
     return con.execute(sql, params or []).fetchall()[0][0]
+
 
 def quote_identifier(name: str) -> str:
     """Validate a stream or column name and quote it for SQL."""
@@ -35,54 +127,222 @@ def quote_identifier(name: str) -> str:
         )
     return '"' + name + '"'
 
+
 def view_name(stream: str) -> str:
-    """The qualified name of a stream's readings view: lake."<stream>"."""
+    """The qualified name of a stream's readings table: lake."<stream>"."""
     return f"lake.{quote_identifier(stream)}"
 
 
-@contextmanager
-def connect(db_path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection with every aemon table present; closed on exit."""
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db_path))
+def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if warehouse.legacy is not None and warehouse.legacy.exists() and not warehouse.exists():
+        raise WarehouseError(
+            f"{warehouse.legacy} is a warehouse of an earlier release; run `aemon warehouse upgrade` to move it "
+            f"into the DuckLake catalog ({warehouse.catalog})")
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     try:
-        ensure_schema(con)
-        yield con
-    finally:
+        for name in warehouse.extensions():
+            con.execute(f"LOAD {literal(str(extension_file(name)))}")
+        if warehouse.sqlite_path is not None:
+            warehouse.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        if "://" not in warehouse.data_path:
+            Path(warehouse.data_path).mkdir(parents=True, exist_ok=True)
+        con.execute(warehouse.attach_sql(read_only=read_only))
+        con.execute(f"USE {CATALOG_ALIAS}")
+    except duckdb.Error as exc:
         con.close()
+        raise WarehouseError(f"cannot open the warehouse catalog {warehouse.catalog}: {exc}") from exc
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_lock(warehouse: Warehouse) -> Iterator[None]:
+    """One writer at a time on a SQLite catalog: an exclusive lock on `<catalog>.lock`,
+    taken by writers only (readers never wait). Not needed on PostgreSQL, where commits
+    that conflict are retried (`write`)."""
+    path = warehouse.sqlite_path
+    if path is None:
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with _THREAD_LOCKS_GUARD:
+        local = _THREAD_LOCKS.setdefault(lock_path, threading.Lock())
+    with local, open(lock_path, "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): conflicting commits are retried instead
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class _Instance:
+    """A DuckDB database in this process with the extensions loaded and the catalog attached:
+    loading the extensions costs ~0.15 s, so each connection is a cursor on one of these."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self.users = 0
+        self.ready = False  # the catalog is at SCHEMA_VERSION
+
+
+_INSTANCES: dict[tuple[str, str], _Instance] = {}
+_INSTANCES_GUARD = threading.Lock()
+_MAX_IDLE_INSTANCES = 4
+
+
+def _instance(warehouse: Warehouse) -> _Instance:
+    key = (warehouse.catalog, warehouse.data_path)
+    with _INSTANCES_GUARD:
+        instance = _INSTANCES.get(key)
+        if instance is None:
+            if warehouse.exists():
+                instance = _Instance(_open(warehouse, read_only=False))
+            else:  # the first process to open a new catalog creates it, alone
+                with write_lock(warehouse):
+                    instance = _Instance(_open(warehouse, read_only=False))
+            _INSTANCES[key] = instance
+            idle = [k for k, i in _INSTANCES.items() if i.users == 0 and k != key]
+            for old in idle[:max(0, len(idle) - _MAX_IDLE_INSTANCES)]:
+                _INSTANCES.pop(old).con.close()
+        instance.users += 1
+        return instance
+
+
+def close_all() -> None:
+    """Close this process's warehouse databases (tests; a process's exit does the same)."""
+    with _INSTANCES_GUARD:
+        for key in [k for k, i in _INSTANCES.items() if i.users == 0]:
+            _INSTANCES.pop(key).con.close()
+
+
+@contextmanager
+def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse (a cursor of this process's database for it), closed
+    on exit. Reading connections never wait. A writing one (`write`) holds the write lock
+    until it closes, so keep it short and put its writes in `transaction` (or use `write`,
+    which also retries). Tables are created or migrated by the first connection to a
+    catalog behind the schema version."""
+    instance = _instance(warehouse)
+    try:
+        with write_lock(warehouse) if write or not instance.ready else contextlib.nullcontext():
+            cursor = instance.con.cursor()
+            try:
+                cursor.execute(f"USE {CATALOG_ALIAS}")
+                if not instance.ready:
+                    ensure_schema(cursor)
+                    instance.ready = True
+                yield cursor
+            finally:
+                cursor.close()
+    finally:
+        with _INSTANCES_GUARD:
+            instance.users -= 1
+
+
+_IN_TRANSACTION: set[int] = set()
 
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """One transaction around the block: committed when it ends normally, rolled back on any
-    error (the error itself goes on unchanged), so a failed write leaves nothing half done."""
+    error (the error itself goes on unchanged), so a failed write leaves nothing half done.
+    Inside another transaction of the same connection it joins that one."""
+    if id(con) in _IN_TRANSACTION:
+        yield
+        return
     con.execute("BEGIN TRANSACTION")
+    _IN_TRANSACTION.add(id(con))
     committed = False
     try:
         yield
         con.execute("COMMIT")
         committed = True
     finally:
+        _IN_TRANSACTION.discard(id(con))
         if not committed:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+
+
+# Messages of a commit that met another writer's (DuckLake conflict, a busy SQLite catalog,
+# a PostgreSQL serialization failure): the whole transaction can be run again.
+_TRANSIENT = ("conflict", "database is locked", "failed to commit", "could not serialize", "deadlock")
+
+
+def is_transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error | WarehouseError) and any(t in text for t in _TRANSIENT)
+
+
+def write(warehouse: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run `work(con)` in one write transaction: all of it commits, or none of it. A commit
+    that meets another writer's is retried with backoff (`warehouse.retries` times), so
+    `work` must be idempotent (every aemon write is)."""
+    for attempt in range(warehouse.retries + 1):
+        try:
+            with connect(warehouse, write=True) as con, transaction(con):
+                return work(con)
+        except (duckdb.Error, WarehouseError) as exc:
+            if not is_transient(exc) or attempt == warehouse.retries:
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+    raise AssertionError("unreachable")
+
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return scalar(con, f"SELECT count(*) FROM {quote_identifier(table)}")
 
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name: _count(con, name) for name in TABLES}
 
-def query(db_path: str | Path, sql: str, params: list | None = None) -> pd.DataFrame:
-    """Run one read-only query against the warehouse file (users' SQL from the CLI)."""
-    if not Path(db_path).exists():
-        raise WarehouseError(f"no warehouse at {db_path}; run `aemon ingest STREAM` or `aemon demo` first")
-    try:
-        con = duckdb.connect(str(db_path), read_only=True)
-    except duckdb.Error as exc:
-        raise WarehouseError(f"cannot open {db_path} read-only (is a flow writing to it?): {exc}") from exc
+
+def query(warehouse: Warehouse, sql: str, params: list | None = None):
+    """Run one read-only query against the warehouse (users' SQL from the CLI); a pandas frame."""
+    if not warehouse.exists():
+        raise WarehouseError(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` first")
+    con = _open(warehouse, read_only=True)  # users' SQL: attached read-only, it cannot write
     try:
         return con.execute(sql, params or []).df()
     except duckdb.Error as exc:
         raise WarehouseError(f"query failed: {exc}") from exc
     finally:
         con.close()
+
+
+def insert_missing(con: duckdb.DuckDBPyConnection, table: str, source: str, columns: list[str],
+                   keys: tuple[str, ...], select: dict[str, str] | None = None, params: list | None = None) -> int:
+    """INSERT the rows of `source` (a registered frame or a subquery) whose key is not in
+    `table` yet; returns the rows inserted. DuckLake has no primary keys, so this anti-join
+    is what keeps every write idempotent. `select`: an expression per column (default: the
+    source's column of that name); `params`: the parameters of `source`."""
+    select = select or {}
+    listed = ", ".join(quote_identifier(c) for c in columns)
+    values = ", ".join(select.get(c, f"n.{quote_identifier(c)}") for c in columns)
+    key_source = {c: select.get(c, f"n.{quote_identifier(c)}") for c in keys}
+    same = " AND ".join(f"t.{quote_identifier(k)} = {key_source[k]}" for k in keys)
+    return int(scalar(con, f"INSERT INTO {quote_identifier(table)} ({listed}) SELECT {values} FROM {source} n "
+                           f"WHERE NOT EXISTS (SELECT 1 FROM {quote_identifier(table)} t WHERE {same})", params))
+
+
+def client_sql(warehouse: Warehouse, *, offline: bool = True) -> list[str]:
+    """The statements any DuckDB client (CLI, Python, a BI tool) runs to read the warehouse:
+    load the extensions (from the files installed with aemon when `offline`, else from
+    DuckDB's repository), attach the catalog read-only, use it."""
+    if offline:
+        loads = [f"LOAD {literal(str(extension_file(name)))}" for name in warehouse.extensions()]
+    else:
+        loads = [f"INSTALL {name}; LOAD {name}" for name in warehouse.extensions()]
+    return [*loads, warehouse.attach_sql(read_only=True), f"USE {CATALOG_ALIAS}"]

@@ -37,8 +37,8 @@ from features.readers import (
 from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json, validate_chunk
 from monitoring.store import lake
 from monitoring.store.audit import batch_status, clear_quarantine_of, load_quarantine, record_batch, write_quarantine
-from monitoring.store.connection import connect, quote_identifier
-from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, refresh_view
+from monitoring.store.connection import Warehouse, connect, quote_identifier, write
+from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, register_parts
 from monitoring.store.results import add_rescore_range, get_watermarks
 
 CHUNK_ROWS = 1 << 19
@@ -89,8 +89,7 @@ def file_schema(schema: StreamSchema, path: Path, asset: str | None) -> StreamSc
 
 
 def ingest_file(
-    db_path: Path,
-    lake_root: Path,
+    warehouse: Warehouse,
     stream: str,
     schema: StreamSchema,
     path: Path,
@@ -108,11 +107,10 @@ def ingest_file(
     digest = file_digest(path)
     batch_id = digest[:16]
     problem = None
-    # The warehouse is opened briefly before and after the rows are read, never while:
-    # DuckDB admits one writing process, and a long file must not lock out a scoring run.
-    # While rows are read, duplicates are looked up in the lake's Parquet files through an
-    # in-memory DuckDB connection (one per file), not through the warehouse.
-    with connect(db_path) as con:
+    # Rows are read and staged as Parquet parts with no write lock held; one short write
+    # transaction then registers the parts with the file's audit row, quarantine and late
+    # ranges: a file is in the lake whole, with its audit, or not at all.
+    with connect(warehouse) as con:
         seen, attempts = batch_status(con, stream, digest)
         if seen == "ok" or (seen == "rejected" and not retry_rejected):
             return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
@@ -131,31 +129,45 @@ def ingest_file(
         modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
         for mode in modes:
             try:
-                outcome = _ingest_rows(base, source, resolved, lake_root, labels, mode, chunk_rows,
-                                       ranges, marks)
+                outcome = _ingest_rows(base, source, resolved, warehouse, labels, mode, chunk_rows, ranges, marks)
                 break
             except RetryAsText:
                 continue
             except (SchemaError, pa.ArrowInvalid) as exc:
                 if mode == "text":
                     problem = _file_error(path, exc)
-    with connect(db_path) as con:
+    parts: list[Path] = []
+    quarantined: lake.QuarantineStage | None = None
+    if outcome is not None:
+        _, quarantined, _, parts = outcome
+
+    def commit(con: duckdb.DuckDBPyConnection) -> BatchResult:
+        now, _ = batch_status(con, stream, digest)
+        if now == "ok":  # another run committed this content meanwhile
+            return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", "content already ok")
         if seen == "rejected":
             clear_quarantine_of(con, stream, digest)
         if outcome is None:
             assert problem is not None, "a file that was not read has a reason"  # text mode never retries
             result = _reject(con, base, path, problem)
         else:
-            result, quarantined, late_ranges = outcome
-            try:
-                load_quarantine(con, stream, batch_id, str(path), quarantined.path)
-            finally:
-                quarantined.discard()
+            result, staged, late_ranges, _ = outcome
+            register_parts(con, stream, parts)
+            load_quarantine(con, stream, batch_id, str(path), staged.path)
             for late_asset, (start, end, _) in late_ranges.items():
                 add_rescore_range(con, stream, late_asset, start, end, batch_id)
         record_batch(con, result.to_dict())
-        if result.status == "ok":
-            refresh_view(con, stream, lake_root)
+        return result
+
+    registered = False
+    try:
+        result = write(warehouse, commit)
+        registered = result.status == "ok"
+    finally:
+        if quarantined is not None:
+            quarantined.discard()
+        if not registered:
+            lake.abort_parts(parts)
     return result
 
 
@@ -182,64 +194,62 @@ def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labe
         )
 
 
-def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, lake_root: Path,
+def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, warehouse: Warehouse,
                  labels: pd.DataFrame | None, mode: str, chunk_rows: int, ranges: dict, marks: dict):
-    """Read, validate and stage every row of a file; commit its lake parts when all went well.
-    Returns (batch result, staged quarantine, late ranges per asset)."""
+    """Read, validate and stage every row of a file as Parquet parts (not yet in the lake).
+    Returns (batch result, staged quarantine, late ranges per asset, staged parts)."""
     stream = base.stream
     state = FileState(next_record_time=_next_record_time(ranges))
-    writer = PartWriter(lake_root, stream, base.batch_id)
-    quarantined = lake.QuarantineStage(lake_root, stream, base.batch_id)
+    writer = PartWriter(warehouse.data_path, stream, base.batch_id)
+    quarantined = lake.QuarantineStage(warehouse.data_path, stream, base.batch_id)
     counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
     late_ranges: dict[str, tuple] = {}
-    committed = False
-    lookup = duckdb.connect()  # in memory: reads lake parts for duplicates without holding the warehouse
-    try:
-        for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
-            if mode == "typed" and chunk.invalid:
-                raise RetryAsText
-            before = dict(state.last_seen)
-            result = validate_chunk(chunk, schema, state, source.path)
-            result = _drop_known(lookup, result, lake.parts_glob(lake_root, stream), ranges, before,
-                                 lambda: writer.staged_paths)
-            if mode == "typed" and len(result.quarantine):
-                raise RetryAsText
-            accepted = result.accepted.drop(columns="_row")
-            if labels is not None:
-                accepted["label"] = label_intervals(accepted, labels)
-            _note_late(accepted, marks, late_ranges)
-            if len(accepted):
-                writer.submit(accepted, seq)
-            quarantined.add(result.quarantine)
-            counts["in"] += result.n_in
-            counts["accepted"] += result.n_accepted
-            counts["quarantined"] += len(result.quarantine)
-            counts["duplicate"] += result.n_duplicates
-        if counts["in"] == 0:
-            raise SchemaError(f"{source.path}: file has a header but no rows")
-        quarantined.close()
-        lake.commit_parts(writer.finish())
-        committed = True
-    finally:
-        lookup.close()
-        if not committed:
-            writer.abort()
-            quarantined.discard()
+    staged = None
+    # a reading connection for duplicate lookups: it sees the lake as of the file's start
+    with connect(warehouse) if ranges else duckdb.connect() as lookup:
+        try:
+            for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
+                if mode == "typed" and chunk.invalid:
+                    raise RetryAsText
+                before = dict(state.last_seen)
+                result = validate_chunk(chunk, schema, state, source.path)
+                result = _drop_known(lookup, result, stream, ranges, before, lambda: writer.staged_paths)
+                if mode == "typed" and len(result.quarantine):
+                    raise RetryAsText
+                accepted = result.accepted.drop(columns="_row")
+                if labels is not None:
+                    accepted["label"] = label_intervals(accepted, labels)
+                _note_late(accepted, marks, late_ranges)
+                if len(accepted):
+                    writer.submit(accepted, seq)
+                quarantined.add(result.quarantine)
+                counts["in"] += result.n_in
+                counts["accepted"] += result.n_accepted
+                counts["quarantined"] += len(result.quarantine)
+                counts["duplicate"] += result.n_duplicates
+            if counts["in"] == 0:
+                raise SchemaError(f"{source.path}: file has a header but no rows")
+            quarantined.close()
+            staged = writer.finish()
+        finally:
+            if staged is None:
+                writer.abort()
+                quarantined.discard()
     batch = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                     rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
-    return batch, quarantined, late_ranges
+    return batch, quarantined, late_ranges, staged
 
 
 class PartWriter:
     """Stages a file's lake parts on a background thread, so Parquet encoding of one chunk
     overlaps reading and validating the next (pyarrow releases the GIL in both)."""
 
-    def __init__(self, lake_root: Path, stream: str, batch_id: str):
-        self.args = (lake_root, stream, batch_id)
+    def __init__(self, data_path: str | Path, stream: str, batch_id: str):
+        self.args = (data_path, stream, batch_id)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-parts")
         self.pending: list[Future] = []
-        self.staged: list[tuple[Path, Path]] = []
+        self.staged: list[Path] = []
 
     def submit(self, frame: pd.DataFrame, seq: int) -> None:
         # one chunk being written while the next is read: memory stays at about two chunks
@@ -259,11 +269,11 @@ class PartWriter:
 
     @property
     def staged_paths(self) -> list[Path]:
-        """Temporary paths of the parts staged so far (waits for the writes in flight)."""
+        """Paths of the parts staged so far (waits for the writes in flight)."""
         self._drain()
-        return [tmp for tmp, _ in self.staged]
+        return list(self.staged)
 
-    def finish(self) -> list[tuple[Path, Path]]:
+    def finish(self) -> list[Path]:
         self._drain()
         self.pool.shutdown()
         return self.staged
@@ -284,11 +294,11 @@ def _next_record_time(ranges: dict) -> pd.Timestamp:
     return now if last is None or last < now else last + pd.Timedelta(microseconds=1)
 
 
-def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, lake_parts: str, ranges: dict,
+def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, stream: str, ranges: dict,
                 before: dict, staged: Callable[[], list[Path]]) -> ChunkResult:
-    """Quarantine accepted rows whose (asset, timestamp) is already in the lake (the Parquet
-    files `lake_parts`) or in an earlier chunk of this file: a reading is stored once.
-    `lookup`: an in-memory DuckDB connection, one per file, so the warehouse is not held."""
+    """Quarantine accepted rows whose (asset, timestamp) is already in the stream's lake or in
+    an earlier chunk of this file: a reading is stored once. `lookup`: a reading connection,
+    one per file."""
     frame = result.accepted
     if frame.empty:
         return result
@@ -301,7 +311,7 @@ def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, lake_par
         ts = frame["timestamp"].iloc[idx]
         checks = []
         if asset in ranges:
-            checks.append((lake_parts, *ranges[asset], "is already in the lake"))
+            checks.append((stream, *ranges[asset], "is already in the lake"))
         if asset in before and ts.min() <= before[asset]:
             checks.append((staged(), ts.min(), before[asset], "is already in an earlier part of this file"))
         for source, lo, hi, what in checks:

@@ -1,4 +1,5 @@
-"""Readings: each stream's view over its Parquet lake and the queries that read it."""
+"""Readings: each stream's table `lake."<stream>"` (its Parquet parts, registered by the
+ingest) and the queries that read it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,26 +8,28 @@ import duckdb
 import pandas as pd
 
 from monitoring.errors import TrainingDataError, WarehouseError
-from monitoring.store import lake
-from monitoring.store.connection import connect, quote_identifier, scalar, view_name
+from monitoring.store.connection import Warehouse, connect, quote_identifier, scalar, view_name
 
 
-def refresh_view(con: duckdb.DuckDBPyConnection, stream: str, lake_root: Path) -> None:
-    """(Re)create the stream's view over its Parquet parts."""
-    if not lake.has_parts(lake_root, stream):
+def register_parts(con: duckdb.DuckDBPyConnection, stream: str, parts: list[Path]) -> None:
+    """Add staged Parquet parts to the stream's readings table (created from the first part's
+    columns on the stream's first ingest). Run inside the ingest's commit transaction."""
+    if not parts:
         return
-    glob = lake.parts_glob(lake_root, stream)
-    # DDL cannot take parameters; the path is ours (home folder) and is escaped as a literal.
-    literal = "'" + glob.replace("'", "''") + "'"
-    con.execute(
-        f"CREATE OR REPLACE VIEW {view_name(stream)} AS "
-        f"SELECT * EXCLUDE (date) FROM read_parquet({literal}, hive_partitioning = true, union_by_name = true)"
-    )
+    table = view_name(stream)
+    if not has_view(con, stream):
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM read_parquet(?) LIMIT 0",
+                    [str(parts[0])]).fetchall()
+    for part in parts:
+        con.execute("CALL ducklake_add_data_files(current_database(), ?, ?, schema => 'lake')",
+                    [stream, str(part)]).fetchall()
+
 
 def has_view(con: duckdb.DuckDBPyConnection, stream: str) -> bool:
+    """Whether the stream has a readings table (its first file has been ingested)."""
     quote_identifier(stream)
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'lake' AND view_name = ?",
-                       [stream]))
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND schema_name = 'lake' AND table_name = ?", [stream]))
 
 def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
     """(first, last) reading time per asset of a stream's lake."""
@@ -36,15 +39,18 @@ def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, 
         f"SELECT asset, min(timestamp), max(timestamp) FROM {view_name(stream)} GROUP BY asset").fetchall()
     return {a: (pd.Timestamp(lo), pd.Timestamp(hi)) for a, lo, hi in rows}
 
-def existing_times(con: duckdb.DuckDBPyConnection, parts: str | list[Path], asset: str,
+def existing_times(con: duckdb.DuckDBPyConnection, source: str | list[Path], asset: str,
                    start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    """Timestamps of one asset between start and end (inclusive) in Parquet files: a glob (a
-    stream's lake, lake.parts_glob) or a list (parts staged by the ingest in progress). Any
-    DuckDB connection reads them, an in-memory one included: the warehouse is not needed."""
-    source = parts if isinstance(parts, str) else [str(p) for p in parts]
+    """Timestamps of one asset between start and end (inclusive) in a stream's readings table
+    (`source` a stream name) or in Parquet parts (a list: those staged by the ingest in
+    progress)."""
+    if isinstance(source, str):
+        relation, params = view_name(source), []
+    else:
+        relation, params = "read_parquet(?, union_by_name = true)", [[str(p) for p in source]]
     rows = con.execute(
-        "SELECT timestamp FROM read_parquet(?, union_by_name = true) WHERE asset = ? AND timestamp BETWEEN ? AND ?",
-        [source, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()],
+        f"SELECT timestamp FROM {relation} WHERE asset = ? AND timestamp BETWEEN ? AND ?",
+        [*params, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()],
     ).fetchall()
     return pd.Series([r[0] for r in rows], dtype="datetime64[us]")
 
@@ -113,26 +119,26 @@ def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_col
                        "ORDER BY asset, timestamp", params).df()
 
 
-def load_readings(db_path: str | Path, stream: str, *, start: pd.Timestamp | None = None,
+def load_readings(warehouse: Warehouse, stream: str, *, start: pd.Timestamp | None = None,
                   end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Readings of a stream between start and end (inclusive), ordered by asset and time."""
-    with connect(db_path) as con:
+    with connect(warehouse) as con:
         return read_readings(con, stream, start=start, end=end)
 
 
-def sensor_columns(db_path: str | Path, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
+def sensor_columns(warehouse: Warehouse, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:
     """The sensors a stream trains on: those listed in its configuration, or, for a stream
     that takes every numeric column, the lake's numeric columns but labels."""
     if listed:
         return list(listed)
-    with connect(db_path) as con:
+    with connect(warehouse) as con:
         return [c for c in numeric_columns(con, stream) if c not in set(label_columns)]
 
 
-def read_recent_readings(db_path: str | Path, stream: str, days: float, *, start: pd.Timestamp | None = None,
+def read_recent_readings(warehouse: Warehouse, stream: str, days: float, *, start: pd.Timestamp | None = None,
                          end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Readings of [start, end]; by default the last `days` up to the stream's latest reading."""
-    with connect(db_path) as con:
+    with connect(warehouse) as con:
         if not has_view(con, stream):
             raise TrainingDataError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
         if end is None:

@@ -4,13 +4,13 @@ counts."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from monitoring.errors import WarehouseError
-from monitoring.store.connection import connect, quote_identifier, scalar, transaction
+from monitoring.store.connection import Warehouse, connect, insert_missing, quote_identifier, scalar, transaction
+from monitoring.store.schema import KEYS
 
 
 def get_watermarks(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.Timestamp]:
@@ -18,11 +18,11 @@ def get_watermarks(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.
     return {asset: pd.Timestamp(end) for asset, end in rows}
 
 def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
-    con.execute(
-        'INSERT INTO rescore_ranges (stream, asset, start, "end", batch_id) VALUES (?, ?, ?, ?, ?) '
-        "ON CONFLICT DO NOTHING",
-        [stream, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime(), batch_id],
-    ).fetchall()
+    columns = ["stream", "asset", "start", "end", "batch_id"]
+    source = "(SELECT " + ", ".join(f"? AS {quote_identifier(c)}" for c in columns) + ")"
+    insert_missing(con, "rescore_ranges", source, columns, KEYS["rescore_ranges"],
+                   params=[stream, asset, pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime(),
+                           batch_id])
 
 def get_rescore_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     return con.execute(
@@ -63,26 +63,28 @@ def write_window_results(
                 "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
                 "t.model_version = n.model_version"
             )
-        n_scores = scalar(con,
-            "INSERT INTO scores (stream, asset, window_start, window_end, score, threshold, is_anomaly, "
-            "model_name, model_version, excluded) SELECT stream, asset, window_start, window_end, score, threshold, "
-            "is_anomaly, model_name, model_version, excluded FROM new_windows ON CONFLICT DO NOTHING"
-        )
-        n_anomalies = scalar(con,
-            "INSERT INTO anomalies (stream, asset, window_start, window_end, score, threshold, model_name, "
-            "model_version, top_sensors, contributions, severity) SELECT stream, asset, window_start, window_end, "
-            "score, threshold, model_name, model_version, top_sensors, contributions::JSON, severity FROM new_windows "
-            "WHERE is_anomaly AND NOT excluded ON CONFLICT DO NOTHING"
-        )
+        n_scores = insert_missing(con, "scores", "new_windows", SCORE_COLUMNS, KEYS["scores"])
+        n_anomalies = insert_missing(
+            con, "anomalies", "(SELECT * FROM new_windows WHERE is_anomaly AND NOT excluded)", ANOMALY_COLUMNS,
+            KEYS["anomalies"], select={"contributions": "n.contributions::JSON"})
         scalar(con,
-            "INSERT INTO watermarks (stream, asset, last_window_end, model_version) "
-            "SELECT stream, asset, max(window_end), any_value(model_version) FROM new_windows GROUP BY stream, asset "
-            "ON CONFLICT (stream, asset) DO UPDATE SET last_window_end = excluded.last_window_end, "
-            "model_version = excluded.model_version, updated_at = current_localtimestamp() "
-            "WHERE excluded.last_window_end > watermarks.last_window_end"
+            "MERGE INTO watermarks w USING (SELECT stream, asset, max(window_end) AS last_window_end, "
+            "any_value(model_version) AS model_version FROM new_windows GROUP BY stream, asset) n "
+            "ON w.stream = n.stream AND w.asset = n.asset "
+            "WHEN MATCHED AND n.last_window_end > w.last_window_end THEN UPDATE SET "
+            "last_window_end = n.last_window_end, model_version = n.model_version, "
+            "updated_at = current_localtimestamp() "
+            "WHEN NOT MATCHED THEN INSERT (stream, asset, last_window_end, model_version) "
+            "VALUES (n.stream, n.asset, n.last_window_end, n.model_version)"
         )
         con.unregister("new_windows")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
+
+SCORE_COLUMNS = ["stream", "asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "model_name",
+                 "model_version", "excluded"]
+ANOMALY_COLUMNS = ["stream", "asset", "window_start", "window_end", "score", "threshold", "model_name",
+                   "model_version", "top_sensors", "contributions", "severity"]
+
 
 def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, model_version: int,
                 asset: str) -> pd.DataFrame:
@@ -148,9 +150,8 @@ def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd
         same = " AND ".join(f"n.{quote_identifier(c)} IS NOT DISTINCT FROM i.{quote_identifier(c)}" for c in columns)
         scalar(con, f"DELETE FROM incidents i WHERE i.stream = ? AND NOT EXISTS "
                     f"(SELECT 1 FROM new_incidents n WHERE {same})", [stream])
-        listed = ", ".join(quote_identifier(c) for c in columns)
-        n = scalar(con, f"INSERT INTO incidents (stream, {listed}) SELECT ?, {listed} FROM new_incidents "
-                        "ON CONFLICT DO NOTHING", [stream])
+        n = insert_missing(con, "incidents", "(SELECT ? AS stream, * FROM new_incidents)", ["stream", *columns],
+                           KEYS["incidents"], params=[stream])
         con.unregister("new_incidents")
     return int(n)
 
@@ -161,10 +162,9 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, row: dict) -> int:
     """Store one evaluation (keys: columns of `evaluations`); a row with the same
     evaluation_id is kept as it is. Returns the number of rows written (0 or 1)."""
     columns = list(row)
-    listed = ", ".join(quote_identifier(c) for c in columns)
     values = [None if isinstance(v, float) and math.isnan(v) else v for v in row.values()]  # NaN -> NULL: undefined
-    return int(scalar(con, f"INSERT INTO evaluations ({listed}) VALUES ({', '.join('?' * len(columns))}) "
-                           "ON CONFLICT DO NOTHING", values))
+    source = "(SELECT " + ", ".join(f"? AS {quote_identifier(c)}" for c in columns) + ")"
+    return insert_missing(con, "evaluations", source, columns, KEYS["evaluations"], params=values)
 
 def read_evaluations(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
     return con.execute("SELECT * FROM evaluations WHERE stream = ? ORDER BY evaluated_at", [stream]).df()
@@ -175,7 +175,7 @@ def read_evaluation(con: duckdb.DuckDBPyConnection, evaluation_id: str) -> pd.Da
     return con.execute("SELECT * FROM evaluations WHERE evaluation_id = ?", [evaluation_id]).df()
 
 
-def past_incidents(db_path: str | Path, stream: str) -> pd.DataFrame:
+def past_incidents(warehouse: Warehouse, stream: str) -> pd.DataFrame:
     """asset, start and end of the stream's incidents (kept out of training as never normal)."""
-    with connect(db_path) as con:
+    with connect(warehouse) as con:
         return read_incidents(con, stream)[["asset", "start", "end"]]

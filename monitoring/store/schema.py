@@ -1,8 +1,9 @@
-"""The warehouse's tables: their DDL, the columns added since a table's first release, and
-`ensure_schema`, which brings a DuckDB file up to date once per schema version.
+"""The warehouse's tables: their DDL, the key of each (what makes a row the same row), and
+`ensure_schema`, which brings a catalog up to date once per schema version.
 
-Every write is idempotent: tables carry primary keys and inserts skip rows that are
-already there, so re-running a flow never duplicates a row.
+Every write is idempotent: DuckLake has no primary keys, so inserts skip the rows whose
+key is already there (connection.insert_missing), and re-running a flow never duplicates a
+row. Each stream's readings are a table `lake."<stream>"`, created by its first ingest.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import duckdb
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
-            batch_id VARCHAR PRIMARY KEY,
+            batch_id VARCHAR NOT NULL,
             stream VARCHAR NOT NULL,
             file VARCHAR NOT NULL,
             file_hash VARCHAR NOT NULL,
@@ -34,8 +35,7 @@ TABLES = {
             "column" VARCHAR,
             reason VARCHAR NOT NULL,
             raw VARCHAR,
-            quarantined_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            PRIMARY KEY (batch_id, row_number)
+            quarantined_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
     "rescore_ranges": """
         CREATE TABLE IF NOT EXISTS rescore_ranges (
@@ -43,8 +43,7 @@ TABLES = {
             asset VARCHAR NOT NULL,
             start TIMESTAMP NOT NULL,
             "end" TIMESTAMP NOT NULL,
-            batch_id VARCHAR NOT NULL,
-            PRIMARY KEY (stream, asset, batch_id)
+            batch_id VARCHAR NOT NULL
         )""",
     "data_quality": """
         CREATE TABLE IF NOT EXISTS data_quality (
@@ -63,8 +62,7 @@ TABLES = {
             max_value DOUBLE,
             grade VARCHAR NOT NULL,
             advice VARCHAR NOT NULL,
-            computed_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            PRIMARY KEY (stream, sensor)
+            computed_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
     "scores": """
         CREATE TABLE IF NOT EXISTS scores (
@@ -78,7 +76,7 @@ TABLES = {
             model_name VARCHAR NOT NULL,
             model_version INTEGER NOT NULL,
             scored_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            PRIMARY KEY (stream, asset, window_start, model_name, model_version)
+            excluded BOOLEAN NOT NULL DEFAULT false  -- touches an excluded reading: never flagged
         )""",
     "anomalies": """
         CREATE TABLE IF NOT EXISTS anomalies (
@@ -93,8 +91,7 @@ TABLES = {
             top_sensors VARCHAR NOT NULL,
             contributions JSON NOT NULL,
             detected_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            severity DOUBLE,  -- the model's own scale: 1 at the threshold (ModelBundle.severity)
-            PRIMARY KEY (stream, asset, window_start, model_name, model_version)
+            severity DOUBLE  -- the model's own scale: 1 at the threshold (ModelBundle.severity)
         )""",
     "incidents": """
         CREATE TABLE IF NOT EXISTS incidents (
@@ -108,12 +105,11 @@ TABLES = {
             top_sensors VARCHAR NOT NULL,
             model_versions VARCHAR NOT NULL,  -- the versions whose flags it merges, e.g. '3' or '3,5'
             status VARCHAR NOT NULL,  -- open: the next scoring run may still extend it; closed
-            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            PRIMARY KEY (stream, asset, start)
+            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
     "evaluations": """
         CREATE TABLE IF NOT EXISTS evaluations (
-            evaluation_id VARCHAR PRIMARY KEY,  -- a hash of what was evaluated: the same inputs, the same id
+            evaluation_id VARCHAR NOT NULL,  -- a hash of what was evaluated: the same inputs, the same id
             stream VARCHAR NOT NULL,
             model_name VARCHAR NOT NULL,
             model_versions VARCHAR NOT NULL,  -- the versions whose windows were evaluated, e.g. '3' or '3,5'
@@ -153,31 +149,36 @@ TABLES = {
             asset VARCHAR NOT NULL,
             last_window_end TIMESTAMP NOT NULL,
             model_version INTEGER NOT NULL,
-            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
-            PRIMARY KEY (stream, asset)
+            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
 }
 
-# Columns added after a table's first release: warehouses created earlier gain them on connect.
-MIGRATIONS = [
-    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_duplicate BIGINT DEFAULT 0",
-    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_out_of_order BIGINT DEFAULT 0",
-    "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS rows_late BIGINT DEFAULT 0",
-    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS excluded BOOLEAN DEFAULT false",
-    # anomalies written before severity was stored: NULL, read as score / threshold
-    "ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS severity DOUBLE",
-]
+# The key of each table: inserts skip rows whose key is present (DuckLake has no constraints).
+KEYS: dict[str, tuple[str, ...]] = {
+    "ingest_batches": ("batch_id",),
+    "quarantine": ("batch_id", "row_number"),
+    "rescore_ranges": ("stream", "asset", "batch_id"),
+    "data_quality": ("stream", "sensor"),
+    "scores": ("stream", "asset", "window_start", "model_name", "model_version"),
+    "anomalies": ("stream", "asset", "window_start", "model_name", "model_version"),
+    "incidents": ("stream", "asset", "start"),
+    "evaluations": ("evaluation_id",),
+    "watermarks": ("stream", "asset"),
+}
 
-# Bump when TABLES or MIGRATIONS change: a warehouse records the version its tables were
-# brought to, and a connection runs the DDL only when the file is behind (once per file
-# version, not on every connect).
-SCHEMA_VERSION = 1
+# Statements that bring a catalog of an earlier schema version to this one, by the version
+# they start from. A new catalog gets TABLES as they are.
+MIGRATIONS: dict[int, list[str]] = {}
+
+# Bump when TABLES change (and add the MIGRATIONS from the version before): a catalog
+# records the version its tables were brought to, and a connection runs DDL only when the
+# catalog is behind. DuckLake catalogs start at 2 (1 was the single-file warehouse).
+SCHEMA_VERSION = 2
 VERSION_TABLE = "aemon_schema"
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The schema version a warehouse file was brought to; None before any (a new file, or
-    one written before versions were recorded)."""
+    """The schema version a catalog was brought to; None before any (a new catalog)."""
     try:
         rows = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchall()
     except duckdb.CatalogException:
@@ -186,12 +187,27 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table and apply the migrations, unless the file is at SCHEMA_VERSION."""
-    if schema_version(con) == SCHEMA_VERSION:
+    """Create every table, or migrate an older catalog, unless it is at SCHEMA_VERSION. Runs
+    on a writing connection (it holds the write lock), in one transaction."""
+    current = schema_version(con)
+    if current == SCHEMA_VERSION:
         return
-    con.execute("CREATE SCHEMA IF NOT EXISTS lake")
-    for ddl in [*TABLES.values(), *MIGRATIONS]:
-        con.execute(ddl)
-    con.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL, "
-                "applied_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())")
-    con.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", [SCHEMA_VERSION])
+    if current is not None and current > SCHEMA_VERSION:
+        from monitoring.errors import WarehouseError
+
+        raise WarehouseError(f"the warehouse is at schema version {current}, newer than this release's "
+                             f"{SCHEMA_VERSION}; upgrade aemon")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS lake")
+        statements = list(TABLES.values()) if current is None else \
+            [s for v in range(current, SCHEMA_VERSION) for s in MIGRATIONS.get(v, [])]
+        for ddl in statements:
+            con.execute(ddl)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL, "
+                    "applied_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())")
+        con.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", [SCHEMA_VERSION])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

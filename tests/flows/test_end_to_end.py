@@ -45,7 +45,7 @@ def run(tmp_path_factory, prefect_harness, small_spec, config_writer):
         ingested = ingest_readings("pumps", config_path=config_path)
         trained = train_detectors("pumps", config_path=config_path, train_end=clean_end.to_pydatetime())
         scored = score_stream("pumps", config_path=config_path)
-        before = snapshot(config.db_path)
+        before = snapshot(config.warehouse)
         yield {
             "root": root, "config": config, "config_path": config_path, "files": files, "faults": faults,
             "ingested": ingested, "trained": trained, "scored": scored, "before": before, "mp": mp,
@@ -106,7 +106,7 @@ def test_same_content_under_another_name_is_not_ingested_again(run):
     try:
         results = {r["file"]: r for r in ingest_readings("pumps", config_path=run["config_path"])}
         assert results[str(copy)]["status"] == "skipped"
-        with connect(config.db_path) as con:
+        with connect(config.warehouse) as con:
             assert count_readings(con, "pumps") == len(run["before"]["lake.pumps"])
     finally:
         copy.unlink()
@@ -143,7 +143,7 @@ def test_evaluate_scores_the_stored_alarms_against_the_labels(run):
     result = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
     assert result.exit_code == 0, result.output
     assert "point-adjusted F1 (optimistic" in result.output and "NAB standard" in result.output
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         stored = read_evaluations(con, "pumps")
         readings = read_readings(con, "pumps")
     assert len(stored) == 1
@@ -183,7 +183,7 @@ def test_evaluate_scores_the_stored_alarms_against_the_labels(run):
 
     again = CliRunner().invoke(app, ["evaluate", "pumps", "--config", path])
     assert again.exit_code == 0 and f"unchanged since evaluation {row['evaluation_id']}" in again.output
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         assert len(read_evaluations(con, "pumps")) == 1
     assert len(client.search_runs([logged.info.experiment_id], "attributes.run_name = 'evaluate'")) == 1
 

@@ -137,7 +137,7 @@ def test_deployments_run_on_a_real_server_with_a_process_worker(server, tmp_path
     assert schedules["pumps-score"][0]["interval"] == 900.0
     assert schedules["pumps-train"][0]["cron"] == "0 3 * * 0"
 
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 2 * 4 * 1440
         assert table_counts(con)["scores"] > 0
     champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
@@ -165,7 +165,7 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
     assert list((config.lake_root / "pumps").glob("date=*/part-*.parquet"))
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 2 * 4 * 1440
 
 

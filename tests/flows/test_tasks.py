@@ -48,12 +48,12 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     inbox = config.inbox("pumps")
     inbox.mkdir(parents=True)
     small_stream.readings.head(1000).to_csv(inbox / "part.csv", index=False)
-    with connect(config.db_path):
+    with connect(config.warehouse):
         pass
     # Another process opens the warehouse for writing and keeps it for 3 seconds.
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import duckdb, sys, time; c = duckdb.connect({str(config.db_path)!r}); "
+         f"import duckdb, sys, time; c = duckdb.connect({str(config.warehouse)!r}); "
          "print('locked', flush=True); time.sleep(3)"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -63,5 +63,5 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     finally:
         holder.wait(timeout=30)
     assert [r["status"] for r in results] == ["ok"]
-    with connect(config.db_path) as con:
+    with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 1000

@@ -13,7 +13,7 @@ from features.windows import WindowSpec
 from monitoring.evaluation import benchmarks
 from monitoring.evaluation.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
 from monitoring.evaluation.metrics import onsets
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SKAB_PICK = [("valve1", "0.csv"), ("valve2", "1.csv")]
@@ -51,7 +51,7 @@ def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
         assert d["mar"] < 60.0, d
         for profile in ("standard", "low_fp", "low_fn"):
             assert np.isfinite(d[f"nab_{profile}"]) and d[f"nab_{profile}"] <= 100.0
-    with connect(work / "bench.duckdb") as con:
+    with connect(Warehouse.at(work / "bench")) as con:
         stored = con.execute("SELECT model_name, count(DISTINCT asset) FROM scores GROUP BY 1 ORDER BY 1").fetchall()
     assert stored == [("bench-cnn_ae", 2), ("bench-ensemble", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
 

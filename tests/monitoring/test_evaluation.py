@@ -5,7 +5,7 @@ import pytest
 
 from monitoring.evaluation.labeled import evaluate_alarms, point_alarms
 from monitoring.evaluation.metrics import PointCounts
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.results import latest_window_flags, write_window_results
 
 T0 = pd.Timestamp("2026-01-01")
@@ -81,7 +81,7 @@ def scored_windows(asset, ends, flags, excluded=None):
 def test_latest_window_flags_take_each_windows_latest_scoring(tmp_path):
 
 
-    with connect(tmp_path / "w.duckdb") as con:
+    with connect(Warehouse.at(tmp_path / "w")) as con:
         write_window_results(con, "s", scored_windows("p1", [3, 4, 5, 6], [True] * 4), "s-detector", 1)
         # a retrained version rescored windows ending at 5 and 6 later: it clears them
         write_window_results(con, "s", scored_windows("p1", [5, 6], [False, False]), "s-detector", 2)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from features.importers import SKAB_SENSORS, DataSetError, nab_windows, skab_files
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.datasets import import_file
 from monitoring.store.readings import list_assets, read_readings
 
@@ -15,10 +15,10 @@ SKAB, NAB = DATA / "skab", DATA / "nab"
 
 
 def test_skab_files_become_assets_with_labels(tmp_path):
-    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    db = Warehouse.at(tmp_path / "w")
     raw = pd.read_csv(SKAB / "valve1" / "0.csv", sep=";")
-    result = import_file(db, lake, "skab", SKAB / "valve1" / "0.csv")
-    free = import_file(db, lake, "skab", SKAB / "anomaly-free" / "anomaly-free.csv")
+    result = import_file(db, "skab", SKAB / "valve1" / "0.csv")
+    free = import_file(db, "skab", SKAB / "anomaly-free" / "anomaly-free.csv")
     assert (result.status, result.rows_in, result.rows_accepted, result.rows_quarantined) == (
         "ok", len(raw), len(raw), 0)
     assert free.status == "ok" and free.rows_accepted == 9405
@@ -32,14 +32,14 @@ def test_skab_files_become_assets_with_labels(tmp_path):
     assert frame["VolumeFlowRateRMS"].tolist() == raw["Volume Flow RateRMS"].tolist()
     assert frame["timestamp"].iloc[0] == pd.Timestamp(raw["datetime"].iloc[0])
     # the same file again, even from another path, adds nothing
-    assert import_file(db, lake, "skab", SKAB / "valve1" / ".." / "valve1" / "0.csv").status == "skipped"
+    assert import_file(db, "skab", SKAB / "valve1" / ".." / "valve1" / "0.csv").status == "skipped"
 
 
 def test_nab_windows_become_labels_and_repeated_timestamps_are_quarantined(tmp_path):
-    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    db = Warehouse.at(tmp_path / "w")
     name = "ec2_request_latency_system_failure.csv"
     raw = pd.read_csv(NAB / name, parse_dates=["timestamp"])
-    result = import_file(db, lake, "nab", NAB / name)
+    result = import_file(db, "nab", NAB / name)
     n_repeated = int(raw.duplicated("timestamp").sum())
     assert n_repeated == 11  # as the data set's README says
     assert (result.rows_in, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == \
@@ -56,11 +56,11 @@ def test_nab_windows_become_labels_and_repeated_timestamps_are_quarantined(tmp_p
 
 
 def test_nab_step_back_in_time_is_sorted(tmp_path):
-    result = import_file(tmp_path / "w.duckdb", tmp_path / "lake", "nab",
+    result = import_file(Warehouse.at(tmp_path / "w"), "nab",
                          NAB / "machine_temperature_system_failure.csv")
     assert result.status == "ok" and result.rows_out_of_order > 0
     assert result.rows_in == result.rows_accepted + result.rows_quarantined == 22695
-    with connect(tmp_path / "w.duckdb") as con:
+    with connect(Warehouse.at(tmp_path / "w")) as con:
         ts = read_readings(con, "nab")["timestamp"]
     assert ts.is_monotonic_increasing and ts.is_unique
 

@@ -2,7 +2,7 @@ import pandas as pd
 
 from monitoring.alerting.incidents import IncidentRule, merge_incidents
 from monitoring.evaluation.labeled import evaluate_incidents
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.results import read_incidents, write_window_results
 
 T = pd.Timestamp("2026-01-01")
@@ -84,7 +84,7 @@ def test_stored_incidents_follow_the_latest_scoring_and_rerun_idempotently(tmp_p
 
     from monitoring.alerting.incidents import refresh_incidents
 
-    db = tmp_path / "w.duckdb"
+    db = Warehouse.at(tmp_path / "w")
     rule = IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0)
     starts = list(range(0, 600, 10))
     with connect(db) as con:

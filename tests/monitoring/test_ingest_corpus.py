@@ -9,7 +9,7 @@ import pytest
 
 from features.readers import StreamSchema
 from monitoring.store.audit import read_quarantine
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.ingestion import ingest_file
 from monitoring.store.readings import count_readings, read_readings
 
@@ -91,8 +91,8 @@ CORPUS = [
 def test_bad_file_outcome(tmp_path, name, content, status, rows_in, accepted, quarantined, pattern):
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    db, lake = tmp_path / "w.duckdb", tmp_path / "lake"
-    result = ingest_file(db, lake, "s", SCHEMA, path)
+    db = Warehouse.at(tmp_path / "w")
+    result = ingest_file(db, "s", SCHEMA, path)
     assert (result.status, result.rows_in, result.rows_accepted, result.rows_quarantined) == \
         (status, rows_in, accepted, quarantined), result.error
     with connect(db) as con:
@@ -120,8 +120,8 @@ def test_corpus_has_at_least_25_cases():
 def test_quarantined_row_keeps_its_raw_content(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text(HEADER + GOOD + "2026-01-01T00:02:00,p1,one,2,0\n")
-    ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", SCHEMA, path)
-    with connect(tmp_path / "w.duckdb") as con:
+    ingest_file(Warehouse.at(tmp_path / "w"), "s", SCHEMA, path)
+    with connect(Warehouse.at(tmp_path / "w")) as con:
         q = read_quarantine(con, "s")
     assert q[["row_number", "column", "file"]].values.tolist() == [[3, "a", str(path)]]
     assert q["raw"].iloc[0] == '{"timestamp": "2026-01-01T00:02:00", "asset": "p1", "a": "one", "b": "2", "label": "0"}'
@@ -130,9 +130,9 @@ def test_quarantined_row_keeps_its_raw_content(tmp_path):
 def test_out_of_order_rows_are_sorted_and_counted(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text(HEADER + "2026-01-01T00:02:00,p1,5,6,0\n" + GOOD)
-    result = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", SCHEMA, path)
+    result = ingest_file(Warehouse.at(tmp_path / "w"), "s", SCHEMA, path)
     assert (result.status, result.rows_accepted, result.rows_quarantined, result.rows_out_of_order) == ("ok", 3, 0, 2)
-    with connect(tmp_path / "w.duckdb") as con:
+    with connect(Warehouse.at(tmp_path / "w")) as con:
         frame = read_readings(con, "s")
     assert frame["a"].tolist() == [1.0, 3.0, 5.0]
 
@@ -146,9 +146,9 @@ def test_duplicate_policy(tmp_path, policy, kept, reason):
     path = tmp_path / "x.csv"
     path.write_text(HEADER + GOOD + "2026-01-01T00:01:00,p1,9,9,0\n")
     schema = StreamSchema(sensors=("a", "b"), label_columns=("label",), duplicates=policy)
-    result = ingest_file(tmp_path / "w.duckdb", tmp_path / "lake", "s", schema, path)
+    result = ingest_file(Warehouse.at(tmp_path / "w"), "s", schema, path)
     assert result.rows_duplicate == 2 - len(kept) and result.rows_quarantined == 2 - len(kept)
-    with connect(tmp_path / "w.duckdb") as con:
+    with connect(Warehouse.at(tmp_path / "w")) as con:
         frame = read_readings(con, "s")
         q = read_quarantine(con, "s")
     assert frame.loc[frame["timestamp"] == pd.Timestamp("2026-01-01T00:01:00"), "a"].tolist() == kept

@@ -8,7 +8,7 @@ from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.alerting.scoring import score_stream
 from monitoring.models.fitting import train_bundle
-from monitoring.store.connection import connect
+from monitoring.store.connection import Warehouse, connect
 from monitoring.store.ingestion import ingest_file
 from monitoring.store.results import get_rescore_ranges, get_watermarks, read_anomalies
 
@@ -43,7 +43,7 @@ def test_two_incremental_runs_equal_one_full_run(tmp_path, small_stream, bundle)
     frame[frame["timestamp"] >= cut].to_csv(tmp_path / "a" / "late.csv", index=False)
     frame.to_csv(tmp_path / "b" / "all.csv", index=False)
 
-    inc = tmp_path / "inc.duckdb"
+    inc = Warehouse.at(tmp_path / "inc")
     ingest_file(inc, tmp_path / "lake-inc", "pumps", SCHEMA, tmp_path / "a" / "early.csv")
     first = run(inc, bundle)
     marks = scored(inc)[2]
@@ -53,7 +53,7 @@ def test_two_incremental_runs_equal_one_full_run(tmp_path, small_stream, bundle)
     assert second.windows_scored > 0 and second.scores_written == second.windows_scored
     assert run(inc, bundle).windows_scored == 0  # nothing new: nothing scored
 
-    full = tmp_path / "full.duckdb"
+    full = Warehouse.at(tmp_path / "full")
     ingest_file(full, tmp_path / "lake-full", "pumps", SCHEMA, tmp_path / "b" / "all.csv")
     once = run(full, bundle)
     assert first.scores_written + second.scores_written == once.scores_written
@@ -68,7 +68,7 @@ def test_a_lake_without_a_model_sensor_is_refused_with_the_difference(tmp_path, 
 
     narrow = StreamSchema(sensors=tuple(s for s in SENSORS if s != "flow_rate"), label_columns=("label",))
     small_stream.readings.drop(columns=["flow_rate"]).to_csv(tmp_path / "old.csv", index=False)
-    db = tmp_path / "w.duckdb"
+    db = Warehouse.at(tmp_path / "w")
     ingest_file(db, tmp_path / "lake", "pumps", narrow, tmp_path / "old.csv")
     with pytest.raises(BundleInputError, match=r"lacks columns \['flow_rate'\] that model pumps-detector v1 needs"):
         run(db, bundle)
@@ -79,7 +79,7 @@ def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, b
     from monitoring.alerting.incidents import merge_incidents
 
     small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
-    plain, excl = tmp_path / "plain.duckdb", tmp_path / "excl.duckdb"
+    plain, excl = Warehouse.at(tmp_path / "plain"), Warehouse.at(tmp_path / "excl")
     for db in (plain, excl):
         ingest_file(db, tmp_path / f"lake-{db.stem}", "pumps", SCHEMA, tmp_path / "all.csv")
     run(plain, bundle)
@@ -121,7 +121,7 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     (tmp_path / "a").mkdir()
     one[~hole].to_csv(tmp_path / "a" / "first.csv", index=False)
     one[hole].to_csv(tmp_path / "a" / "late.csv", index=False)
-    db = tmp_path / "w.duckdb"
+    db = Warehouse.at(tmp_path / "w")
     ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "first.csv")
     run(db, bundle)
     before = scored(db)[0]
@@ -139,7 +139,7 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     with connect(db) as con:
         assert get_rescore_ranges(con, "pumps").empty
     # the result equals one run over the complete file
-    full = tmp_path / "full.duckdb"
+    full = Warehouse.at(tmp_path / "full")
     one.to_csv(tmp_path / "all.csv", index=False)
     ingest_file(full, tmp_path / "lake-full", "pumps", SCHEMA, tmp_path / "all.csv")
     run(full, bundle)
