@@ -103,7 +103,7 @@ def test_quality_prints_and_stores_the_report(aemon_home, small_stream):
     frame = small_stream.readings
     frame = frame[~frame["timestamp"].between(frame["timestamp"].iloc[100], frame["timestamp"].iloc[200])]
     frame.to_csv(home / "x.csv", index=False)
-    ingest_file(cfg.warehouse, cfg.lake_root, "pumps", cfg.stream("pumps").stream_schema(), home / "x.csv")
+    ingest_file(cfg.warehouse, "pumps", cfg.stream("pumps").stream_schema(), home / "x.csv")
     result = CliRunner().invoke(app, ["quality", "pumps", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "data quality pumps" in result.output and "medium" in result.output and "gaps" in result.output

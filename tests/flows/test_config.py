@@ -23,7 +23,8 @@ def test_defaults_work_with_no_file(tmp_path, monkeypatch):
     monkeypatch.delenv("AEMON_CONFIG", raising=False)
     config = load_config()
     assert config.home == (tmp_path / ".aemon").resolve()
-    assert config.warehouse == config.home / "warehouse.duckdb"
+    assert config.warehouse.catalog == f"sqlite:{config.home / 'warehouse.sqlite'}"
+    assert config.warehouse.data_path == str(config.home / "warehouse")
     assert config.mlflow_tracking_uri == f"sqlite:///{config.home / 'mlflow.db'}"
     assert config.mlflow_artifact_root == (config.home / "mlartifacts").as_uri()
     assert config.inbox("pumps") == config.home / "inbox" / "pumps"

@@ -135,7 +135,7 @@ def test_nothing_is_written_outside_home(run):
     entries = {p.name for p in run["root"].iterdir()}
     assert entries == {"home"}, entries
     home = {p.name for p in (run["root"] / "home").iterdir()}
-    assert {"warehouse.duckdb", "mlflow.db", "lake", "inbox", "mlartifacts"} <= home
+    assert {"warehouse.sqlite", "warehouse", "mlflow.db", "inbox", "mlartifacts"} <= home
 
 
 def test_evaluate_scores_the_stored_alarms_against_the_labels(run):

@@ -23,7 +23,7 @@ def home(tmp_path_factory, small_stream, config_writer):
     config = load_config(config_path)
     csv = root / "readings.csv"
     small_stream.readings.to_csv(csv, index=False)
-    ingest_file(config.warehouse, config.lake_root, "pumps",
+    ingest_file(config.warehouse, "pumps",
                 StreamSchema(sensors=tuple(SENSORS), label_columns=("label",)), csv)
     settings = config.stream("pumps")
     data = prepare_training(small_stream.readings, stream="pumps", sensors=list(SENSORS), spec=settings.window,

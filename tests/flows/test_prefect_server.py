@@ -162,9 +162,9 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
                 time.sleep(2)
         finally:
             stop(process, signal.SIGINT)
-    assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train"}
+    assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train", "warehouse-maintain"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
-    assert list((config.lake_root / "pumps").glob("date=*/part-*.parquet"))
+    assert list((Path(config.warehouse.data_path) / "lake" / "pumps").glob("part-*.parquet"))
     with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 2 * 4 * 1440
 

@@ -35,7 +35,7 @@ def test_io_tasks_retry_transient_failures_but_not_domain_errors(prefect_harness
     assert attempts == {"domain": 1, "io": 3}
 
 
-def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home, prefect_harness, small_stream):
+def test_ingest_waits_out_another_process_holding_the_write_lock(aemon_home, prefect_harness, small_stream):
     import subprocess
     import sys
 
@@ -50,11 +50,12 @@ def test_ingest_waits_out_another_process_holding_the_warehouse_lock(aemon_home,
     small_stream.readings.head(1000).to_csv(inbox / "part.csv", index=False)
     with connect(config.warehouse):
         pass
-    # Another process opens the warehouse for writing and keeps it for 3 seconds.
+    # Another process takes the write lock (a long upkeep run) and keeps it for 3 seconds.
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import duckdb, sys, time; c = duckdb.connect({str(config.warehouse)!r}); "
-         "print('locked', flush=True); time.sleep(3)"],
+         "import time; from monitoring.store.connection import Warehouse, connect\n"
+         f"with connect(Warehouse.at({str(config.home)!r}), write=True):\n"
+         "    print('locked', flush=True); time.sleep(3)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -51,7 +51,7 @@ def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
         assert d["mar"] < 60.0, d
         for profile in ("standard", "low_fp", "low_fn"):
             assert np.isfinite(d[f"nab_{profile}"]) and d[f"nab_{profile}"] <= 100.0
-    with connect(Warehouse.at(work / "bench")) as con:
+    with connect(Warehouse.at(work)) as con:
         stored = con.execute("SELECT model_name, count(DISTINCT asset) FROM scores GROUP BY 1 ORDER BY 1").fetchall()
     assert stored == [("bench-cnn_ae", 2), ("bench-ensemble", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
 

@@ -44,17 +44,17 @@ def test_two_incremental_runs_equal_one_full_run(tmp_path, small_stream, bundle)
     frame.to_csv(tmp_path / "b" / "all.csv", index=False)
 
     inc = Warehouse.at(tmp_path / "inc")
-    ingest_file(inc, tmp_path / "lake-inc", "pumps", SCHEMA, tmp_path / "a" / "early.csv")
+    ingest_file(inc, "pumps", SCHEMA, tmp_path / "a" / "early.csv")
     first = run(inc, bundle)
     marks = scored(inc)[2]
     assert all(mark < cut for mark in marks.values())
-    ingest_file(inc, tmp_path / "lake-inc", "pumps", SCHEMA, tmp_path / "a" / "late.csv")
+    ingest_file(inc, "pumps", SCHEMA, tmp_path / "a" / "late.csv")
     second = run(inc, bundle)
     assert second.windows_scored > 0 and second.scores_written == second.windows_scored
     assert run(inc, bundle).windows_scored == 0  # nothing new: nothing scored
 
     full = Warehouse.at(tmp_path / "full")
-    ingest_file(full, tmp_path / "lake-full", "pumps", SCHEMA, tmp_path / "b" / "all.csv")
+    ingest_file(full, "pumps", SCHEMA, tmp_path / "b" / "all.csv")
     once = run(full, bundle)
     assert first.scores_written + second.scores_written == once.scores_written
     a, b = scored(inc), scored(full)
@@ -69,7 +69,7 @@ def test_a_lake_without_a_model_sensor_is_refused_with_the_difference(tmp_path, 
     narrow = StreamSchema(sensors=tuple(s for s in SENSORS if s != "flow_rate"), label_columns=("label",))
     small_stream.readings.drop(columns=["flow_rate"]).to_csv(tmp_path / "old.csv", index=False)
     db = Warehouse.at(tmp_path / "w")
-    ingest_file(db, tmp_path / "lake", "pumps", narrow, tmp_path / "old.csv")
+    ingest_file(db, "pumps", narrow, tmp_path / "old.csv")
     with pytest.raises(BundleInputError, match=r"lacks columns \['flow_rate'\] that model pumps-detector v1 needs"):
         run(db, bundle)
 
@@ -81,7 +81,7 @@ def test_excluded_windows_are_scored_but_never_flagged(tmp_path, small_stream, b
     small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
     plain, excl = Warehouse.at(tmp_path / "plain"), Warehouse.at(tmp_path / "excl")
     for db in (plain, excl):
-        ingest_file(db, tmp_path / f"lake-{db.stem}", "pumps", SCHEMA, tmp_path / "all.csv")
+        ingest_file(db, "pumps", SCHEMA, tmp_path / "all.csv")
     run(plain, bundle)
     flagged = scored(plain)[1]
     assert len(flagged) > 0
@@ -122,10 +122,10 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     one[~hole].to_csv(tmp_path / "a" / "first.csv", index=False)
     one[hole].to_csv(tmp_path / "a" / "late.csv", index=False)
     db = Warehouse.at(tmp_path / "w")
-    ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "first.csv")
+    ingest_file(db, "pumps", SCHEMA, tmp_path / "a" / "first.csv")
     run(db, bundle)
     before = scored(db)[0]
-    late = ingest_file(db, tmp_path / "lake", "pumps", SCHEMA, tmp_path / "a" / "late.csv")
+    late = ingest_file(db, "pumps", SCHEMA, tmp_path / "a" / "late.csv")
     assert (late.status, late.rows_accepted, late.rows_late) == ("ok", 60, 60)
     with connect(db) as con:
         ranges = get_rescore_ranges(con, "pumps")
@@ -141,6 +141,6 @@ def test_rows_older_than_the_watermark_are_accepted_and_rescored(tmp_path, small
     # the result equals one run over the complete file
     full = Warehouse.at(tmp_path / "full")
     one.to_csv(tmp_path / "all.csv", index=False)
-    ingest_file(full, tmp_path / "lake-full", "pumps", SCHEMA, tmp_path / "all.csv")
+    ingest_file(full, "pumps", SCHEMA, tmp_path / "all.csv")
     run(full, bundle)
     pd.testing.assert_frame_equal(after, scored(full)[0], check_exact=False, rtol=1e-6)
