@@ -25,8 +25,8 @@ from monitoring.store.results import read_evaluations
 from monitoring.store.schema import TABLES
 
 
-def snapshot(db_path) -> dict[str, pd.DataFrame]:
-    with connect(db_path) as con:
+def snapshot(warehouse) -> dict[str, pd.DataFrame]:
+    with connect(warehouse) as con:
         tables = {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").df() for name in TABLES}
         tables["lake.pumps"] = read_readings(con, "pumps")
     return tables
@@ -94,7 +94,7 @@ def test_rerunning_ingest_and_score_changes_no_table(run):
     assert rescored["scores_written"] == 0 and rescored["anomalies_written"] == 0
     full = score_stream("pumps", config_path=config_path, full=True)
     assert full["windows_scored"] > 0 and full["anomalies_written"] == 0 and full["scores_written"] == 0
-    after = snapshot(run["config"].db_path)
+    after = snapshot(run["config"].warehouse)
     for name, frame in run["before"].items():
         pd.testing.assert_frame_equal(after[name], frame, obj=name)
 

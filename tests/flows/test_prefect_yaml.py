@@ -13,6 +13,7 @@ def test_every_flow_has_a_deployment():
     entrypoints = {d["entrypoint"] for d in DEPLOYMENTS}
     assert entrypoints == {
         "flows/ingest.py:ingest_readings", "flows/score.py:score_stream", "flows/train.py:train_detectors",
+        "flows/maintain.py:maintain_warehouse",
     }
 
 
@@ -22,7 +23,8 @@ def test_entrypoint_resolves_and_parameters_validate(deployment, monkeypatch):
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
     assert isinstance(flow, Flow)
     validated = flow.validate_parameters(deployment.get("parameters", {}))
-    assert validated["stream"] == "pumps"
+    if "stream" in flow.parameters.properties:  # the warehouse's upkeep is not per stream
+        assert validated["stream"] == "pumps"
     assert deployment["work_pool"]["name"]
     (schedule,) = deployment["schedules"]
     assert ("interval" in schedule) != ("cron" in schedule)
@@ -31,7 +33,7 @@ def test_entrypoint_resolves_and_parameters_validate(deployment, monkeypatch):
 def test_schedules_are_interval_for_ingest_and_score_and_cron_for_train():
     kinds = {d["entrypoint"].split(":")[1]: set(d["schedules"][0]) for d in DEPLOYMENTS}
     assert "interval" in kinds["ingest_readings"] and "interval" in kinds["score_stream"]
-    assert "cron" in kinds["train_detectors"]
+    assert "cron" in kinds["train_detectors"] and "cron" in kinds["maintain_warehouse"]
 
 
 def test_bad_parameters_are_refused():
