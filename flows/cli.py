@@ -320,10 +320,11 @@ def serve(config: Path | None = ConfigOption):
 def sql(query: str, config: Path | None = ConfigOption):
     """Run a read-only SQL query against the warehouse and print the result (no Prefect API
     needed; flows may write meanwhile: the query reads one committed snapshot)."""
-    from monitoring.store.connection import query as run_query
+    from flows.locations import load_warehouse
+    from monitoring.store.connection import query_rows
 
-    cfg = load(config)
-    print_query(run_query(cfg.warehouse, query))
+    warehouse, _ = load_warehouse(config)  # the warehouse settings only: no torch, no Prefect, no pandas
+    print_query(*query_rows(warehouse, query))
 
 
 warehouse_app = typer.Typer(help="The warehouse: connect from any DuckDB client, upgrade, upkeep.",
@@ -339,34 +340,37 @@ def warehouse_attach(
 ):
     """Print the SQL that any DuckDB client (CLI, Python, a BI tool) runs to read the
     warehouse: read-only, on the latest committed snapshot, never delaying a flow."""
+    from flows.locations import load_warehouse
     from monitoring.store.connection import client_sql
 
-    cfg = load(config)
-    statements = client_sql(cfg.warehouse, offline=not online)
+    warehouse, _ = load_warehouse(config)
+    statements = client_sql(warehouse, offline=not online)
     print(";\n".join(statements) + ";")
 
 
 @warehouse_app.command("upgrade")
 def warehouse_upgrade(config: Path | None = ConfigOption):
     """Move a warehouse of an earlier release (warehouse.duckdb) into the DuckLake catalog."""
+    from flows.locations import load_warehouse
     from monitoring.store.upgrade import upgrade_legacy
 
-    cfg = load(config)
-    copied = upgrade_legacy(cfg.warehouse)
+    warehouse, _ = load_warehouse(config)
+    copied = upgrade_legacy(warehouse)
     for table, n in copied.items():
         console.print(f"{table}: {n} rows", highlight=False)
-    console.print(f"upgraded into {cfg.warehouse.catalog}; the old file is kept as "
-                  f"{cfg.warehouse.legacy}.upgraded", highlight=False, soft_wrap=True)
+    console.print(f"upgraded into {warehouse.catalog}; the old file is kept as {warehouse.legacy}.upgraded",
+                  highlight=False, soft_wrap=True)
 
 
 @warehouse_app.command("maintain")
 def warehouse_maintain(config: Path | None = ConfigOption):
     """Run the warehouse's upkeep now (merge small files, expire old snapshots, remove
     orphaned files); `aemon serve` runs it daily."""
+    from flows.locations import load_warehouse
     from monitoring.store.maintenance import maintain
 
-    cfg = load(config)
-    result = maintain(cfg.warehouse, cfg.warehouse_settings.snapshot_retention_days)
+    warehouse, settings = load_warehouse(config)
+    result = maintain(warehouse, settings.snapshot_retention_days)
     console.print(f"data files {result.files_before} -> {result.files_after}, snapshots {result.snapshots_before} "
                   f"-> {result.snapshots_after}, {result.files_removed} files removed", highlight=False)
 

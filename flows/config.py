@@ -1,17 +1,15 @@
 """aemon's one configuration: a typed model loaded from one TOML file, with defaults that
 work with no file at all (the embedded demo stream, everything under AEMON_HOME).
 
-Where the file comes from: the `--config` option, else $AEMON_CONFIG, else ./aemon.toml
-when it exists, else nothing. $AEMON_HOME, when set, overrides `home`.
+Where the file comes from: see flows.locations (which also reads the warehouse settings
+alone, for the commands that need nothing else).
 Library defaults live in the packages (features.windows.WindowSpec, aemodels'
 detector arguments and ThresholdRule, monitoring.alerting.incidents.IncidentRule,
 monitoring.models.fitting's TrainingSplit); this module only combines them.
 """
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -27,17 +25,19 @@ from features.exclusions import ExclusionInterval, Exclusions, parse_rule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
+from flows.locations import (
+    DEFAULT_HOME,
+    ConfigError,
+    WarehouseSettings,
+    describe,
+    read_config,
+    resolve_home,
+)
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
 from monitoring.store.connection import Warehouse
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
-DEFAULT_HOME = Path(".aemon")
-CONFIG_FILE = "aemon.toml"
-
-
-class ConfigError(ValueError):
-    """The configuration file or a setting in it is invalid."""
 
 
 class Settings(BaseModel):
@@ -315,34 +315,6 @@ class StreamSettings(Settings):
 DEMO_STREAM = StreamSettings(sensors=SENSORS, label_columns=("label",))
 
 
-class WarehouseSettings(Settings):
-    """Where the warehouse lives (monitoring.store.connection.Warehouse) and how its upkeep
-    runs (the `maintain-warehouse` flow)."""
-
-    # `sqlite:<path>` (default: sqlite:<home>/warehouse.sqlite) or `postgres:<libpq string>`,
-    # e.g. "postgres:dbname=aemon host=127.0.0.1 user=aemon" (password from PGPASSWORD)
-    catalog: str | None = None
-    data_path: str | None = None  # the Parquet files: a folder or object-store URI (default: <home>/warehouse)
-    retries: int = Field(8, ge=0, le=100)  # commits that met another writer's, run again
-    snapshot_retention_days: float = Field(7.0, gt=0)  # older snapshots expire; their files are removed
-    maintain_cron: str = "17 2 * * *"  # when `aemon serve` runs the upkeep (daily, 02:17 UTC)
-
-    @field_validator("catalog")
-    @classmethod
-    def _catalog(cls, value: str | None) -> str | None:
-        if value is not None and value.split(":", 1)[0] not in ("sqlite", "postgres"):
-            raise ValueError(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'")
-        return value
-
-    @field_validator("maintain_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from prefect.schedules import validate_cron_string
-
-        validate_cron_string(value)
-        return value
-
-
 class AemonConfig(Settings):
     home: Path = DEFAULT_HOME
     tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
@@ -361,10 +333,7 @@ class AemonConfig(Settings):
     @property
     def warehouse(self) -> Warehouse:
         """The warehouse: by default a SQLite catalog and Parquet files under home."""
-        settings = self.warehouse_settings
-        default = Warehouse.at(self.home)
-        return Warehouse(settings.catalog or default.catalog, settings.data_path or default.data_path,
-                         default.legacy if settings.catalog is None else None, retries=settings.retries)
+        return self.warehouse_settings.warehouse(self.home)
 
     def inbox(self, stream: str) -> Path:
         settings = self.streams.get(stream)
@@ -390,46 +359,11 @@ class AemonConfig(Settings):
         return self.streams[name]
 
 
-def find_config_file(path: str | Path | None = None) -> Path | None:
-    if path is not None:
-        return Path(path)
-    if os.environ.get("AEMON_CONFIG"):
-        return Path(os.environ["AEMON_CONFIG"])
-    local = Path.cwd() / CONFIG_FILE
-    return local if local.exists() else None
-
-
 def load_config(path: str | Path | None = None) -> AemonConfig:
     """Load and validate the configuration; every problem is one ConfigError naming the setting."""
-    source = find_config_file(path)
-    data: dict = {}
-    base = Path.cwd()
-    if source is not None:
-        if not source.exists():
-            raise ConfigError(f"config file {source} does not exist")
-        try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
-        base = source.resolve().parent
-    if os.environ.get("AEMON_HOME"):
-        data["home"] = os.environ["AEMON_HOME"]
-        base = Path.cwd()
+    data, base, source = read_config(path)
     try:
         config = AemonConfig(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
-    home = config.home if config.home.is_absolute() else (base / config.home)
-    return config.model_copy(update={"home": home.resolve()})
-
-
-def _describe(exc: ValidationError, source: Path | None) -> str:
-    where = str(source) if source else "default configuration"
-    problems = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            message = "unknown setting"
-        problems.append(f"{location}: {message}")
-    return f"{where}: " + "; ".join(problems)
+        raise ConfigError(describe(exc, source)) from None
+    return config.model_copy(update={"home": resolve_home(config.home, base)})

@@ -3,7 +3,7 @@
 tasks do not retry them, and the CLI shows them as one line instead of a traceback."""
 from aemodels.errors import DetectorInputError, NotFittedError, ThresholdFitError, UnknownParameterError
 from features.errors import FeaturesError
-from flows.config import ConfigError
+from flows.locations import ConfigError
 from monitoring.errors import MonitoringError
 
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (

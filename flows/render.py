@@ -75,9 +75,9 @@ def print_quality(stream: str, report: pd.DataFrame) -> None:
             console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
 
 
-def print_query(frame: pd.DataFrame) -> None:
-    table = Table(*[str(c) for c in frame.columns])
-    for row in frame.itertuples(index=False):
+def print_query(columns: list[str], rows: list[tuple]) -> None:
+    table = Table(*[str(c) for c in columns])
+    for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
 

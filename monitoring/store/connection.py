@@ -309,17 +309,29 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name: _count(con, name) for name in TABLES}
 
 
-def query(warehouse: Warehouse, sql: str, params: list | None = None):
-    """Run one read-only query against the warehouse (users' SQL from the CLI); a pandas frame."""
+def query_rows(warehouse: Warehouse, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
+    """Run one read-only query against the warehouse (users' SQL): (column names, rows).
+    The catalog is attached read-only, so the query cannot write, and it reads the latest
+    committed snapshot: flows writing meanwhile neither wait for it nor show half a run."""
     if not warehouse.exists():
         raise WarehouseError(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` first")
-    con = _open(warehouse, read_only=True)  # users' SQL: attached read-only, it cannot write
+    con = _open(warehouse, read_only=True)
     try:
-        return con.execute(sql, params or []).df()
+        result = con.execute(sql, params or [])
+        columns = [d[0] for d in result.description or []]
+        return columns, result.fetchall()
     except duckdb.Error as exc:
         raise WarehouseError(f"query failed: {exc}") from exc
     finally:
         con.close()
+
+
+def query(warehouse: Warehouse, sql: str, params: list | None = None):
+    """query_rows as a pandas frame."""
+    import pandas as pd
+
+    columns, rows = query_rows(warehouse, sql, params)
+    return pd.DataFrame.from_records(rows, columns=columns)
 
 
 def insert_missing(con: duckdb.DuckDBPyConnection, table: str, source: str, columns: list[str],

@@ -1,0 +1,122 @@
+"""Where aemon's things are: the config file, the home folder and the warehouse, read
+without the rest of the configuration (which loads the detectors, and with them torch), so
+`aemon sql` and `aemon warehouse` answer in a fraction of a second.
+
+Where the file comes from: the `--config` option, else $AEMON_CONFIG, else ./aemon.toml
+when it exists, else nothing. $AEMON_HOME, when set, overrides `home`.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from monitoring.store.connection import Warehouse
+
+DEFAULT_HOME = Path(".aemon")
+CONFIG_FILE = "aemon.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file or a setting in it is invalid."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseSettings(Settings):
+    """Where the warehouse lives (monitoring.store.connection.Warehouse) and how its upkeep
+    runs (the `maintain-warehouse` flow)."""
+
+    # `sqlite:<path>` (default: sqlite:<home>/warehouse.sqlite) or `postgres:<libpq string>`,
+    # e.g. "postgres:dbname=aemon host=127.0.0.1 user=aemon" (the password from PGPASSWORD)
+    catalog: str | None = None
+    data_path: str | None = None  # the Parquet files: a folder or object-store URI (default: <home>/warehouse)
+    retries: int = Field(8, ge=0, le=100)  # commits that met another writer's are run again
+    snapshot_retention_days: float = Field(7.0, gt=0)  # older snapshots expire; their files are removed
+    maintain_cron: str = "17 2 * * *"  # when `aemon serve` runs the upkeep (daily, 02:17 UTC)
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, value: str | None) -> str | None:
+        if value is not None and value.split(":", 1)[0] not in ("sqlite", "postgres"):
+            raise ValueError(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'")
+        return value
+
+    @field_validator("maintain_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from prefect.schedules import validate_cron_string
+
+        validate_cron_string(value)
+        return value
+
+    def warehouse(self, home: Path) -> Warehouse:
+        """The warehouse these settings name; by default a SQLite catalog and Parquet files
+        under home (where a warehouse of an earlier release is looked for too)."""
+        default = Warehouse.at(home)
+        return Warehouse(self.catalog or default.catalog, self.data_path or default.data_path,
+                         default.legacy if self.catalog is None else None, retries=self.retries)
+
+
+def find_config_file(path: str | Path | None = None) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if os.environ.get("AEMON_CONFIG"):
+        return Path(os.environ["AEMON_CONFIG"])
+    local = Path.cwd() / CONFIG_FILE
+    return local if local.exists() else None
+
+
+def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Path, Path | None]:
+    """(the file's settings with $AEMON_HOME applied, the folder a relative home is under,
+    the file or None)."""
+    source = find_config_file(path)
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if source is not None:
+        if not source.exists():
+            raise ConfigError(f"config file {source} does not exist")
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+        base = source.resolve().parent
+    if os.environ.get("AEMON_HOME"):
+        data["home"] = os.environ["AEMON_HOME"]
+        base = Path.cwd()
+    return data, base, source
+
+
+def resolve_home(home: str | Path, base: Path) -> Path:
+    home = Path(home)
+    return (home if home.is_absolute() else base / home).resolve()
+
+
+def describe(exc: ValidationError, source: Path | None, prefix: str = "") -> str:
+    """A validation error as one line naming each setting and what was expected."""
+    where = str(source) if source else "default configuration"
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "") or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            message = "unknown setting"
+        problems.append(f"{location}: {message}")
+    return f"{where}: " + "; ".join(problems)
+
+
+def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, WarehouseSettings]:
+    """The warehouse of the configuration, reading only `home` and `[warehouse]`."""
+    data, base, source = read_config(path)
+    try:
+        settings = WarehouseSettings(**data.get("warehouse", {}))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, source, "warehouse")) from None
+    except TypeError:
+        raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
+    return settings.warehouse(resolve_home(data.get("home", DEFAULT_HOME), base)), settings
