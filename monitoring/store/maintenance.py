@@ -1,6 +1,7 @@
-"""The upkeep DuckLake needs, run by the `maintain-warehouse` flow: small files merged,
-inlined rows flushed to Parquet, old snapshots expired and their files removed, and parts
-that an interrupted ingest staged but never registered deleted.
+"""The upkeep DuckLake needs, run by the `maintain-warehouse` flow: small files merged, old
+snapshots expired and their files removed, and parts that an interrupted ingest staged but
+never registered deleted. (The catalog inlines no rows, so there is nothing to flush:
+see store.schema.)
 
 Every scoring run and ingest commits a snapshot with a few small files; left alone, a
 month of runs is thousands of files and catalog rows that every query plans over.
@@ -41,7 +42,6 @@ def maintain(warehouse: Warehouse, retention_days: float) -> MaintenanceResult:
     it (they do not fail), readers never do."""
     with connect(warehouse, write=True) as con:
         files_before, snapshots_before = _files(con), _snapshots(con)
-        con.execute(f"CALL ducklake_flush_inlined_data('{CATALOG_ALIAS}')").fetchall()
         con.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG_ALIAS}')").fetchall()
         older = f"now() - INTERVAL {float(retention_days) * 86400:.0f} SECOND"
         con.execute(f"CALL ducklake_expire_snapshots('{CATALOG_ALIAS}', older_than => {older})").fetchall()

@@ -199,6 +199,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                              f"{SCHEMA_VERSION}; upgrade aemon")
     con.execute("BEGIN TRANSACTION")
     try:
+        if current is None:
+            # Rows are never inlined into the catalog: flushing inlined rows to Parquet later
+            # (ducklake_flush_inlined_data, DuckDB 1.5.5) briefly hides them from a reader on
+            # an older snapshot, measured here; small files are merged by the upkeep instead.
+            con.execute("CALL ducklake_set_option(current_database(), 'data_inlining_row_limit', 0)").fetchall()
         con.execute("CREATE SCHEMA IF NOT EXISTS lake")
         statements = list(TABLES.values()) if current is None else \
             [s for v in range(current, SCHEMA_VERSION) for s in MIGRATIONS.get(v, [])]

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flows.config import load_config
@@ -176,3 +177,106 @@ def test_aemon_serve_without_a_server_says_what_to_do(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "aemon serve needs a Prefect server" in result.stderr
+
+
+# A DuckDB client in its own process (as the DuckDB CLI, a notebook or a BI tool would be):
+# it attaches the warehouse with `aemon warehouse attach`'s SQL, keeps that one connection,
+# and polls counts and invariants that hold only between whole runs.
+READER = '''
+import json, pathlib, sys, time
+import duckdb
+statements, out, stop = json.loads(sys.argv[1]), open(sys.argv[2], "w"), pathlib.Path(sys.argv[3])
+con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+for statement in statements:
+    con.execute(statement)
+print("attached", flush=True)
+CHECK = """SELECT
+  (SELECT count(*) FROM lake.pumps),
+  (SELECT coalesce(sum(rows_accepted), 0) FROM ingest_batches WHERE stream = 'pumps'),
+  (SELECT count(*) FROM quarantine WHERE stream = 'pumps'),
+  (SELECT coalesce(sum(rows_quarantined), 0) FROM ingest_batches WHERE stream = 'pumps'),
+  (SELECT count(*) FROM scores),
+  (SELECT count(*) FROM anomalies),
+  (SELECT count(*) FROM watermarks w WHERE w.last_window_end IS DISTINCT FROM
+     (SELECT max(window_end) FROM scores s WHERE s.stream = w.stream AND s.asset = w.asset)),
+  (SELECT count(*) FROM anomalies a WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.stream = a.stream
+     AND s.asset = a.asset AND s.window_start = a.window_start AND s.model_version = a.model_version)),
+  (SELECT count(*) FROM incidents)
+"""
+while not stop.exists():
+    try:
+        row = con.execute(CHECK).fetchall()[0]
+    except duckdb.CatalogException:  # no readings table before the first ingest
+        row = None
+    out.write(json.dumps(row) + "\\n")
+    out.flush()
+    time.sleep(0.05)
+print("done", flush=True)
+'''
+COUNTS = ["readings", "accepted", "quarantined", "audited_quarantine", "scores", "anomalies", "stale_watermarks",
+          "orphan_anomalies", "incidents"]
+
+
+def aemon(env, *args) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "aemon"), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finished(*runs: tuple[subprocess.Popen, int]) -> None:
+    """Wait for each (process, expected exit code)."""
+    for process, code in runs:
+        out, _ = process.communicate(timeout=600)
+        assert process.returncode == code, f"{process.args} exited {process.returncode}:\n{out}"
+
+
+def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_open(
+        server, tmp_path, config_writer, small_stream):
+    """A reader process keeps one connection open and polls while ingest, train, score and
+    the upkeep run in other processes, two at a time: every flow succeeds, and every state
+    the reader sees is between whole runs (the lake matches its audit rows, the watermarks
+    match the scores, no anomaly without its score)."""
+    from monitoring.store.connection import client_sql
+
+    config_path = config_writer(tmp_path / "home")
+    config = load_config(config_path)
+    env = {**server, "AEMON_CONFIG": str(config_path)}
+    readings = small_stream.readings
+    cut = readings["timestamp"].min() + (readings["timestamp"].max() - readings["timestamp"].min()) * 0.6
+    inbox, later = config.inbox("pumps"), tmp_path / "later"
+    inbox.mkdir(parents=True), later.mkdir()
+    for asset, part in readings.groupby("asset"):
+        part[part["timestamp"] < cut].to_csv(inbox / f"{asset}-early.csv", index=False)
+        # the later file repeats the early file's last 5 rows: quarantined as already in the lake
+        part[part["timestamp"] >= cut].pipe(lambda p, a=part: pd.concat([a[a["timestamp"] < cut].tail(5), p])) \
+            .to_csv(later / f"{asset}-late.csv", index=False)
+    with connect(config.warehouse, write=True):
+        pass  # an empty catalog for the reader to attach
+
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, json.dumps(client_sql(config.warehouse)),
+                               str(tmp_path / "seen.jsonl"), str(stop)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "attached"
+        finished((aemon(env, "ingest", "pumps"), 0))
+        for path in later.iterdir():
+            path.rename(inbox / path.name)
+        # exit code 1: the ingest reports the rows it quarantined
+        finished((aemon(env, "train", "pumps"), 0), (aemon(env, "ingest", "pumps"), 1))
+        finished((aemon(env, "score", "pumps"), 0), (aemon(env, "warehouse", "maintain"), 0))
+        assert reader.poll() is None  # it held its connection through every run
+    finally:
+        stop.touch()
+        reader.wait(timeout=60)
+    seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    states = [dict(zip(COUNTS, row, strict=True)) for row in seen if row is not None]
+    for state in states:
+        assert state["readings"] == state["accepted"], state  # a file's rows and its audit row: together
+        assert state["quarantined"] == state["audited_quarantine"], state
+        assert state["stale_watermarks"] == 0 and state["orphan_anomalies"] == 0, state  # a scoring run: whole
+    distinct = {tuple(s.values()) for s in states}
+    assert len(distinct) >= 3  # it saw the runs commit, one by one, on its open connection
+    final = states[-1]
+    assert final["readings"] == len(readings) and final["quarantined"] == 5 * readings["asset"].nunique()
+    assert final["scores"] > 0 and final["incidents"] >= 0
+    with connect(config.warehouse) as con:
+        assert table_counts(con)["scores"] == final["scores"]
