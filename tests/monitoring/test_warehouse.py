@@ -1,0 +1,175 @@
+"""The DuckLake warehouse: readers beside writers, retried commits, the upkeep, and the
+upgrade of a single-file warehouse of an earlier release."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from features.readers import StreamSchema
+from features.synthetic import SENSORS
+from monitoring.errors import WarehouseError
+from monitoring.store.connection import Warehouse, client_sql, close_all, connect, query_rows, table_counts, write
+from monitoring.store.ingestion import ingest_file
+from monitoring.store.legacy import add_legacy_rows, add_legacy_view, create_legacy
+from monitoring.store.maintenance import maintain
+from monitoring.store.readings import count_readings, read_readings
+from monitoring.store.results import read_evaluations, write_evaluation
+from monitoring.store.upgrade import upgrade_legacy
+
+SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def evaluation_row(i: int) -> dict:
+    return {"evaluation_id": f"e{i}", "stream": "s", "model_name": "m", "model_versions": "1", "label_columns": "label",
+            "range_start": pd.Timestamp("2026-01-01").to_pydatetime(),
+            "range_end": pd.Timestamp("2026-01-02").to_pydatetime(), "n_assets": 1, "n_rows": 10,
+            "n_labeled_rows": 1, "n_events": 1, "n_detected_events": 1, "n_alarms": 1, "tp": 1, "fp": 0, "fn": 0,
+            "tn": 9}
+
+
+def test_a_commit_that_meets_another_writer_is_retried_whole(tmp_path):
+    warehouse = Warehouse.at(tmp_path)
+    calls = []
+
+    def work(con):
+        calls.append(1)
+        write_evaluation(con, evaluation_row(len(calls)))
+        if len(calls) == 1:  # what DuckLake raises when another writer committed first
+            raise duckdb.TransactionException("Failed to commit: Transaction conflict")
+        return "done"
+
+    assert write(warehouse, work) == "done"
+    with connect(warehouse) as con:
+        assert read_evaluations(con, "s")["evaluation_id"].tolist() == ["e2"]  # the first attempt left nothing
+
+    def broken(con):
+        calls.append(1)
+        raise duckdb.BinderException("no such column")  # not transient: never retried
+
+    calls.clear()
+    with pytest.raises(duckdb.BinderException):
+        write(warehouse, broken)
+    assert len(calls) == 1
+
+
+def test_writers_in_threads_each_commit_once(tmp_path):
+    warehouse = Warehouse.at(tmp_path)
+    errors = []
+
+    def writer(i):
+        try:
+            for j in range(5):
+                write(warehouse, lambda con, k=i * 10 + j: write_evaluation(con, evaluation_row(k)))
+                write(warehouse, lambda con, k=i * 10 + j: write_evaluation(con, evaluation_row(k)))  # again: no-op
+        except Exception as exc:  # pragma: no cover - reported by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with connect(warehouse) as con:
+        ids = read_evaluations(con, "s")["evaluation_id"]
+    assert len(ids) == 20 and ids.is_unique
+
+
+def test_a_reader_in_another_process_is_not_held_up_by_the_write_lock(tmp_path, small_stream):
+    warehouse = Warehouse.at(tmp_path)
+    small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
+    ingest_file(warehouse, "pumps", SCHEMA, tmp_path / "all.csv")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time; from monitoring.store.connection import Warehouse, connect\n"
+         f"with connect(Warehouse.at({str(tmp_path)!r}), write=True):\n"
+         "    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        columns, rows = query_rows(warehouse, "SELECT count(*) AS n FROM lake.pumps")
+        assert holder.poll() is None  # answered while the writer still holds the lock
+        assert columns == ["n"] and rows == [(len(small_stream.readings),)]
+        with pytest.raises(WarehouseError, match="query failed"):  # users' SQL cannot write
+            query_rows(warehouse, "DELETE FROM lake.pumps")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_any_duckdb_client_reads_with_the_printed_statements(tmp_path, small_stream):
+    warehouse = Warehouse.at(tmp_path)
+    small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
+    ingest_file(warehouse, "pumps", SCHEMA, tmp_path / "all.csv")
+    with duckdb.connect(config={"autoinstall_known_extensions": "false"}) as client:
+        for statement in client_sql(warehouse):
+            client.execute(statement)
+        assert client.execute("SELECT count(*) FROM lake.pumps").fetchall() == [(len(small_stream.readings),)]
+        with pytest.raises(duckdb.Error, match=r"read-only|read only"):
+            client.execute("DELETE FROM ingest_batches")
+
+
+def test_the_upkeep_merges_small_files_and_removes_orphaned_parts(tmp_path, small_stream):
+    warehouse = Warehouse.at(tmp_path / "home")
+    frame = small_stream.readings
+    for i, (_day, part) in enumerate(frame.groupby(frame["timestamp"].dt.date)):
+        part.to_csv(tmp_path / f"day-{i}.csv", index=False)
+        ingest_file(warehouse, "pumps", SCHEMA, tmp_path / f"day-{i}.csv")
+    folder = Path(warehouse.data_path) / "lake" / "pumps"
+    orphan = folder / "part-deadbeef-00000-00000000.parquet"  # staged by an ingest killed before its commit
+    frame.head(5).to_parquet(orphan)
+    old = time.time() - 3 * 86400
+    os.utime(orphan, (old, old))
+    with connect(warehouse) as con:
+        before, counts = read_readings(con, "pumps"), table_counts(con)
+    result = maintain(warehouse, retention_days=7)
+    assert result.files_after < result.files_before
+    assert not orphan.exists()
+    with connect(warehouse) as con:
+        pd.testing.assert_frame_equal(read_readings(con, "pumps"), before)
+        assert table_counts(con) == counts
+
+
+def test_a_single_file_warehouse_is_named_then_upgraded_whole(tmp_path, small_stream):
+    home = tmp_path / "home"
+    home.mkdir()
+    legacy = home / "warehouse.duckdb"
+    create_legacy(legacy)
+    frame = small_stream.readings.head(100).copy()
+    frame["date"] = frame["timestamp"].dt.date.astype(str)
+    lake = home / "lake" / "pumps"
+    for date, part in frame.groupby("date"):
+        (lake / f"date={date}").mkdir(parents=True)
+        part.drop(columns="date").to_parquet(lake / f"date={date}" / "part-x.parquet", index=False)
+    add_legacy_view(legacy, "pumps", str(lake / "date=*" / "part-*.parquet"))
+    add_legacy_rows(legacy, "ingest_batches", pd.DataFrame([{
+        "batch_id": "b1", "stream": "pumps", "file": "x.csv", "file_hash": "h", "rows_in": 100,
+        "rows_accepted": 100, "rows_quarantined": 0, "status": "ok"}]))
+    add_legacy_rows(legacy, "watermarks", pd.DataFrame([{
+        "stream": "pumps", "asset": "pump-01", "last_window_end": pd.Timestamp("2026-01-01 01:00"),
+        "model_version": 1}]))
+    warehouse = Warehouse.at(home)
+    with pytest.raises(WarehouseError, match="earlier release; run `aemon warehouse upgrade`"), connect(warehouse):
+        pass
+    copied = upgrade_legacy(warehouse)
+    assert copied["ingest_batches"] == 1 and copied["watermarks"] == 1 and copied["lake.pumps"] == 100
+    assert not legacy.exists() and (home / "warehouse.duckdb.upgraded").exists()
+    close_all()
+    with connect(warehouse) as con:
+        assert count_readings(con, "pumps") == 100
+        lake_rows = read_readings(con, "pumps")
+        assert con.execute("SELECT rows_accepted FROM ingest_batches").fetchall() == [(100,)]
+    expected = frame.drop(columns="date").sort_values(["asset", "timestamp"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(lake_rows[expected.columns.tolist()], expected, check_dtype=False)
+    with pytest.raises(WarehouseError, match="no warehouse of an earlier release"):
+        upgrade_legacy(warehouse)
