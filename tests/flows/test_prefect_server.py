@@ -253,6 +253,9 @@ def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_o
         pass  # an empty catalog for the reader to attach
 
     stop = tmp_path / "stop"
+    # and a DuckDB shell, open on the warehouse from before the first run to after the last
+    shell = subprocess.Popen([str(BIN / "duckdb"), "-cmd", ";".join(client_sql(config.warehouse))],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     reader = subprocess.Popen([sys.executable, "-c", READER, json.dumps(client_sql(config.warehouse)),
                                str(tmp_path / "seen.jsonl"), str(stop)], stdout=subprocess.PIPE, text=True)
     try:
@@ -263,10 +266,14 @@ def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_o
         # exit code 1: the ingest reports the rows it quarantined
         finished((aemon(env, "train", "pumps"), 0), (aemon(env, "ingest", "pumps"), 1))
         finished((aemon(env, "score", "pumps"), 0), (aemon(env, "warehouse", "maintain"), 0))
-        assert reader.poll() is None  # it held its connection through every run
+        assert reader.poll() is None and shell.poll() is None  # both held their connections through every run
+        out, _ = shell.communicate(".mode csv\nSELECT count(*) FROM lake.pumps;\nSELECT count(*) FROM scores;\n",
+                                   timeout=60)
     finally:
         stop.touch()
         reader.wait(timeout=60)
+        if shell.poll() is None:
+            shell.kill()
     seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
     states = [dict(zip(COUNTS, row, strict=True)) for row in seen if row is not None]
     for state in states:
@@ -280,3 +287,4 @@ def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_o
     assert final["scores"] > 0 and final["incidents"] >= 0
     with connect(config.warehouse) as con:
         assert table_counts(con)["scores"] == final["scores"]
+    assert out.split() == ["count_star()", str(len(readings)), "count_star()", str(final["scores"])], out
