@@ -149,6 +149,13 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
     config_path = config_writer(tmp_path / "home", extra="[streams.pumps.schedule]\ningest_every_s = 3\n")
     config = load_config(config_path)
     write_inbox(config, small_spec)
+    from monitoring.store.connection import client_sql
+
+    with connect(config.warehouse, write=True):
+        pass
+    # a DuckDB shell open on the warehouse the whole time (it used to make every run fail)
+    shell = subprocess.Popen([str(BIN / "duckdb"), "-cmd", ";".join(client_sql(config.warehouse))],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with open(tmp_path / "serve.log", "w") as log:
         process = subprocess.Popen([str(BIN / "aemon"), "serve", "--config", str(config_path)], env=scheduling_server,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -161,8 +168,13 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
                 assert process.poll() is None, (tmp_path / "serve.log").read_text()
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
                 time.sleep(2)
+            assert shell.poll() is None
+            out, _ = shell.communicate(".mode csv\nSELECT count(*) FROM lake.pumps;\n", timeout=60)
         finally:
             stop(process, signal.SIGINT)
+            if shell.poll() is None:
+                shell.kill()
+    assert out.split() == ["count_star()", str(2 * 4 * 1440)], out
     assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train", "warehouse-maintain"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
     assert list((Path(config.warehouse.data_path) / "lake" / "pumps").glob("part-*.parquet"))
