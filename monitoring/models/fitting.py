@@ -47,6 +47,13 @@ from monitoring.models.gate import window_metrics
 # (README, Benchmarks). The stream configuration and the benchmarks both start from here.
 STREAM_DETECTOR_DEFAULTS: dict[str, object] = {"error_scaling": "sensor"}
 
+# Tabular streams (records with no time order): windows of one record, every record scored
+# and every training record used. Their detector defaults and threshold rule were chosen
+# out-of-fold on ADBench's classical sets (README, "Tabular records"; bench/adbench_defaults.py).
+TABULAR_SPEC = WindowSpec(size=1, stride=1, align=False)
+TABULAR_DETECTOR_DEFAULTS: dict[str, object] = {**STREAM_DETECTOR_DEFAULTS}
+TABULAR_THRESHOLD = ThresholdRule(percentile=99.0)
+
 
 
 @dataclass(frozen=True)
