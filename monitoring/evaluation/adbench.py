@@ -46,7 +46,7 @@ from features.readers import StreamSchema
 from features.scaling import StandardScaler
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError
-from monitoring.evaluation.baselines import BASELINES, check_baselines, make_baseline
+from monitoring.evaluation.baselines import BASELINES, check_baselines, make_baseline, torch_threads
 from monitoring.evaluation.metrics import best_f1, point_counts, roc_auc
 from monitoring.models.fitting import (
     TABULAR_DETECTOR_DEFAULTS,
@@ -258,7 +258,8 @@ def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], set
     for name in settings.baselines:
         started = time.perf_counter()
         model = make_baseline(name, seed)
-        model.fit(X_train)
+        with torch_threads(1):  # as aemon's detectors in the bench: one thread, no oversubscription
+            model.fit(X_train)
         seconds = time.perf_counter() - started
         scores = np.asarray(model.decision_function(X_test), dtype=np.float64)
         flags = scores > float(getattr(model, "threshold_"))
@@ -266,8 +267,9 @@ def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], set
 
 
 def run_adbench(data_dir: str | Path, settings: AdbenchSettings | None = None, *, work_dir: Path | None = None,
-                progress: Callable[[str], None] = _quiet) -> AdbenchResult:
-    """ADBench's protocol on the `.npz` sets of `data_dir` (see the module docstring)."""
+                progress: Callable[[str], None] = _quiet, out: Path | None = None) -> AdbenchResult:
+    """ADBench's protocol on the `.npz` sets of `data_dir` (see the module docstring).
+    `out`: a CSV file that gets every row as soon as its set is done."""
     settings = (settings or AdbenchSettings()).validate()
     files = adbench_files(data_dir, settings.sets)
     started = time.perf_counter()
@@ -288,6 +290,8 @@ def run_adbench(data_dir: str | Path, settings: AdbenchSettings | None = None, *
                                  _aemon_rows(home, stream, readings, len(train), sensors, settings, fit, seed)]
                     rows += [{**base, **r} for r in
                              _baseline_rows(readings, len(train), sensors, settings, fit, seed)]
+            if out is not None:
+                pd.DataFrame(rows).to_csv(out, index=False)
     return AdbenchResult(pd.DataFrame(rows), settings, time.perf_counter() - started)
 
 

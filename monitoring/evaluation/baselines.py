@@ -6,6 +6,8 @@ PyOD is imported when a baseline is made, never at import time: the core does no
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,3 +55,16 @@ def check_baselines(names: tuple[str, ...]) -> None:
     """Refuse an unknown name or a missing PyOD before any set is read."""
     for name in names:
         make_baseline(name, 0)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyOD's deep detectors on `n` torch threads, the previous number restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
