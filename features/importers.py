@@ -134,7 +134,7 @@ def load_adbench(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(X).all():
         raise DataSetError(f"{path}: X has {int((~np.isfinite(X)).sum())} values that are not finite")
     if not np.isin(y, (0, 1)).all():
-        raise DataSetError(f"{path}: y has values other than 0 and 1: {sorted(set(np.unique(y)) - {0, 1})[:5]}")
+        raise DataSetError(f"{path}: y has values other than 0 and 1: {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}")
     return X, y.astype(bool)
 
 

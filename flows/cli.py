@@ -274,6 +274,7 @@ def bench_adbench(
     threshold, ranks."""
     import json
 
+    from features.importers import DataSetError, adbench_files
     from monitoring.errors import BenchSettingError
     from monitoring.evaluation import adbench, benchmarks
 
@@ -294,7 +295,8 @@ def bench_adbench(
             settings = benchmarks.with_assignments(settings, [f"detector_params.epochs={epochs}"])
         settings = benchmarks.with_overrides(settings, seeds=seed_list or None, kinds=names(kinds), sets=names(sets),
                                              baselines=names(baselines), fits=names(fits)).validate()
-    except BenchSettingError as exc:
+        adbench_files(data, settings.sets)  # the folder and the named sets exist
+    except (BenchSettingError, DataSetError) as exc:
         fail(str(exc))
     quiet_libraries()
     with err_console.status("bench adbench") as status:

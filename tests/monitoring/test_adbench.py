@@ -35,7 +35,7 @@ def sets(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def result(sets, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    settings = AdbenchSettings(kinds=("mlp_ae", "vae"), baselines=(), seeds=(0,), detector_params=FAST)
+    settings = AdbenchSettings(kinds=("mlp_ae", "cnn_ae"), baselines=(), seeds=(0,), detector_params=FAST)
     return run_adbench(sets, settings, work_dir=work), work
 
 
@@ -47,7 +47,7 @@ def test_every_record_goes_through_the_ingest_and_the_scoring(result):
         scored = con.execute("SELECT model_name, count(*) FROM scores WHERE stream = 'adbench-1_pumps' "
                              "GROUP BY ALL ORDER BY ALL").fetchall()
     assert lake == 1200
-    assert scored == [(f"bench-{k}-{f}", 1200) for k in ("mlp_ae", "vae") for f in ("normal", "unsupervised")]
+    assert scored == [(f"bench-{k}-{f}", 1200) for k in ("cnn_ae", "mlp_ae") for f in ("normal", "unsupervised")]
 
 
 def test_the_split_is_stratified_70_30(result):
@@ -59,7 +59,10 @@ def test_the_split_is_stratified_70_30(result):
 def test_detectors_find_the_synthetic_anomalies_and_f1_stays_below_its_ceiling(result):
     rows = result[0].rows
     normal = rows[rows["fit"] == "normal"]
-    assert (normal["roc_auc"] >= 0.9).all(), normal[["set", "detector", "roc_auc"]]
+    # the MLP learns the flow-current relation from a few hundred records in 20 epochs; the CNN
+    # (features as channels of length 1) more slowly
+    assert (normal.loc[normal["detector"] == "mlp_ae", "roc_auc"] >= 0.95).all(), normal
+    assert (normal["roc_auc"] >= 0.7).all(), normal[["set", "detector", "roc_auc"]]
     assert (rows["pr_auc"] > 0.3).all()
     assert (rows["f1"] <= rows["best_f1"] + 1e-12).all() and (rows["best_f1"] <= 1).all()
     assert {f"f1_p{q}" for q in ("90", "95", "97.5", "99", "99.5")} <= set(rows.columns)
@@ -68,11 +71,11 @@ def test_detectors_find_the_synthetic_anomalies_and_f1_stays_below_its_ceiling(r
 def test_summary_ranks_and_tests(result):
     res = result[0]
     summary = res.summary("normal")
-    assert list(summary.index) == ["mlp_ae", "vae"]
+    assert list(summary.index) == ["mlp_ae", "cnn_ae"]
     assert summary["rank"].between(1, 2).all() and summary["rank"].sum() == pytest.approx(3)
     per_set = res.per_set("normal")
     assert per_set.shape == (2, 2)
-    assert summary.loc["vae", "roc_auc"] == pytest.approx(per_set["vae"].mean())
+    assert summary.loc["cnn_ae", "roc_auc"] == pytest.approx(per_set["cnn_ae"].mean())
 
 
 def test_ranks_share_ties_and_wilcoxon_compares_each_kind():
