@@ -51,7 +51,10 @@ def main() -> None:
         base = AdbenchSettings()
         settings = AdbenchSettings(seeds=seeds, fits=("normal",), baselines=(),
                                    detector_params={**base.detector_params, **CANDIDATES[name]})
-        result = run_adbench(args.data, settings, progress=lambda m, n=name: print(f"  {n}: {m}", flush=True))
+        def progress(message: str, candidate: str = name) -> None:
+            print(f"  {candidate}: {message}", flush=True)
+
+        result = run_adbench(args.data, settings, progress=progress)
         frames.append(result.rows.assign(candidate=name))
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
         if args.out:

@@ -103,7 +103,7 @@ def adbench_files(data_dir: str | Path, sets: list[str] | tuple[str, ...] = ()) 
     """(file, set name) of the ADBench `.npz` sets in data_dir, in ADBench's numbering;
     `sets`: only these (names as `6_cardio` or `cardio`), each of which must exist."""
     root = Path(data_dir)
-    files = sorted(root.glob("*.npz"), key=lambda p: _natural(p.stem.split("_")[0]) + (p.stem,))
+    files = sorted(root.glob("*.npz"), key=lambda p: (*_natural(p.stem.split("_")[0]), p.stem))
     if not files:
         raise DataSetError(f"{root}: no ADBench sets (expected <n>_<name>.npz files with X and y)")
     named = [(p, p.stem) for p in files]
@@ -134,7 +134,8 @@ def load_adbench(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(X).all():
         raise DataSetError(f"{path}: X has {int((~np.isfinite(X)).sum())} values that are not finite")
     if not np.isin(y, (0, 1)).all():
-        raise DataSetError(f"{path}: y has values other than 0 and 1: {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}")
+        other = sorted(set(np.unique(y).tolist()) - {0, 1})[:5]
+        raise DataSetError(f"{path}: y has values other than 0 and 1: {other}")
     return X, y.astype(bool)
 
 
@@ -147,7 +148,7 @@ def adbench_split(y: np.ndarray, seed: int, test_fraction: float = 0.3) -> tuple
     train, test = [], []
     for label in (False, True):
         members = rng.permutation(np.flatnonzero(y == label))
-        n_test = int(round(test_fraction * len(members)))
+        n_test = round(test_fraction * len(members))
         test.append(members[:n_test])
         train.append(members[n_test:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))

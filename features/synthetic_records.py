@@ -40,7 +40,7 @@ def generate_records(n_records: int = 2000, anomaly_fraction: float = 0.05, seed
     rng = np.random.default_rng(seed)
     q = rng.uniform(0.3, 1.1, n_records)
     values = _features(q) + rng.normal(size=(n_records, len(RECORD_FEATURES))) * RECORD_NOISE
-    n_anomalous = int(round(anomaly_fraction * n_records))
+    n_anomalous = round(anomaly_fraction * n_records)
     anomalous = rng.choice(n_records, n_anomalous, replace=False)
     kinds = np.full(n_records, "", dtype=object)
     for i in anomalous:

@@ -19,8 +19,8 @@ import typer
 from flows.render import (
     console,
     err_console,
-    print_batches,
     print_adbench,
+    print_batches,
     print_bench,
     print_demo,
     print_evaluation,
@@ -253,21 +253,23 @@ def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | 
     _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
 
 
+SetsOption = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; default: every .npz "
+                                                "in the folder).")
+BaselinesOption = typer.Option(None, "--baselines", help="Comma-separated PyOD baselines (default IForest,ECOD,PCA,"
+                                                         "KNN,AutoEncoder,VAE), or none.")
+FitsOption = typer.Option(None, "--fits", help="normal (fit on normal training records), unsupervised (training "
+                                               "anomalies unlabelled), or both (default).")
+EpochsOption = typer.Option(None, "--epochs", help="Training epochs of aemon's detectors (default: the tabular "
+                                                   "defaults).")
+OutOption = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row to this CSV file.")
+
+
 @bench_app.command("adbench")
 def bench_adbench(
     data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
-    seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
-    sets: str | None = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; "
-                                                         "default: every .npz in the folder)."),
-    baselines: str | None = typer.Option(None, "--baselines", help="Comma-separated PyOD baselines (default "
-                                                                   "IForest,ECOD,PCA,KNN,AutoEncoder,VAE), or none."),
-    fits: str | None = typer.Option(None, "--fits", help="normal (fit on normal training records), unsupervised "
-                                                         "(training anomalies unlabelled), or both (default)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of aemon's detectors (default: "
-                                                             "the tabular defaults)."),
-    out: Path | None = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row "
-                                                        "to this CSV file."),
-    assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
+    seeds: str | None = SeedsOption, kinds: str | None = KindsOption, sets: str | None = SetsOption,
+    baselines: str | None = BaselinesOption, fits: str | None = FitsOption, epochs: int | None = EpochsOption,
+    out: Path | None = OutOption, assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
 ):
     """ADBench's protocol on its classical tabular sets: per set and seed a stratified 70 / 30 split through aemon's
     ingest, training and scoring, beside PyOD's classic detectors; ROC AUC, PR AUC, F1 at each detector's own

@@ -262,7 +262,7 @@ def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], set
             model.fit(X_train)
         seconds = time.perf_counter() - started
         scores = np.asarray(model.decision_function(X_test), dtype=np.float64)
-        flags = scores > float(getattr(model, "threshold_"))
+        flags = scores > float(model.threshold_)
         yield {"detector": name, "family": "pyod", "fit_s": seconds, **_metrics(truth, scores, flags)}
 
 

@@ -22,6 +22,8 @@ class Baseline(Protocol):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray: ...
 
+    threshold_: float  # PyOD's own: the contamination (0.1) quantile of the training scores
+
 
 def make_baseline(name: str, seed: int) -> Baseline:
     """A PyOD detector with its own defaults (as ADBench runs them), seeded where it takes a
