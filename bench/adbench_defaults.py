@@ -29,6 +29,9 @@ CANDIDATES: dict[str, dict] = {
     "none": {"error_scaling": "none"},
     "narrow": {"error_scaling": "sensor", "latent": 2},
     "narrow-none": {"error_scaling": "none", "latent": 2},
+    # regularised as PyOD's AutoEncoder is (dropout 0.2), or trained shorter (it stops at 10 epochs)
+    "dropout": {"error_scaling": "sensor", "dropout": 0.2},
+    "short": {"error_scaling": "sensor", "epochs": 15},
 }
 
 

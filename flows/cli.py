@@ -277,6 +277,7 @@ def bench_adbench(
     import json
 
     from features.importers import DataSetError, adbench_files
+    from flows.baselines import baseline_factories
     from monitoring.errors import BenchSettingError
     from monitoring.evaluation import adbench, benchmarks
 
@@ -298,11 +299,12 @@ def bench_adbench(
         settings = benchmarks.with_overrides(settings, seeds=seed_list or None, kinds=names(kinds), sets=names(sets),
                                              baselines=names(baselines), fits=names(fits)).validate()
         adbench_files(data, settings.sets)  # the folder and the named sets exist
+        makers = baseline_factories(settings.baselines)  # PyOD installed, names known
     except (BenchSettingError, DataSetError) as exc:
         fail(str(exc))
     quiet_libraries()
     with err_console.status("bench adbench") as status:
-        result = adbench.run_adbench(data, settings, work_dir=work, out=out,
+        result = adbench.run_adbench(data, settings, work_dir=work, out=out, baselines=makers,
                                      progress=lambda message: status.update(f"bench adbench: {message}"))
     adbench.log_adbench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, data, result)
     if as_json:

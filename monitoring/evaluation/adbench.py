@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from aemodels.detector import DETECTOR_KINDS, make_detector
 from aemodels.errors import UnknownParameterError
@@ -46,8 +46,8 @@ from features.readers import StreamSchema
 from features.scaling import StandardScaler
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError
-from monitoring.evaluation.baselines import BASELINES, check_baselines, make_baseline, torch_threads
 from monitoring.evaluation.metrics import best_f1, point_counts, roc_auc
+from monitoring.evaluation.ranking import friedman_p, holm, wilcoxon_p
 from monitoring.models.fitting import (
     TABULAR_DETECTOR_DEFAULTS,
     TABULAR_SPEC,
@@ -64,6 +64,19 @@ from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
 
 FITS = ("normal", "unsupervised")
+# the classic detectors of the comparison (PyOD; flows.baselines makes them)
+BASELINES = ("IForest", "ECOD", "PCA", "KNN", "AutoEncoder", "VAE")
+
+
+class Baseline(Protocol):
+    """A classic detector as PyOD's: fit on records, a score per record (higher: more
+    anomalous), and its own threshold on that score."""
+
+    threshold_: float
+
+    def fit(self, X: np.ndarray) -> Any: ...
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray: ...
 # percentiles of the calibration scores at which F1 is also recorded (choosing the default)
 F1_PERCENTILES = (90.0, 95.0, 97.5, 99.0, 99.5)
 
@@ -73,7 +86,7 @@ class AdbenchSettings:
     """One configuration, fixed for every set of a run."""
 
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = BASELINES  # names; run_adbench gets a maker for each
     fits: tuple[str, ...] = FITS
     seeds: tuple[int, ...] = (0, 1, 2)
     sets: tuple[str, ...] = ()  # names (6_cardio or cardio); empty: every set in the folder
@@ -105,7 +118,6 @@ class AdbenchSettings:
                 make_detector(kind, **self.params_of(kind, self.seeds[0])).validate_params(1, 1)
             except (UnknownParameterError, TypeError, ValueError) as exc:
                 raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
-        check_baselines(self.baselines)
         return self
 
     def params_of(self, kind: str, seed: int) -> dict:
@@ -155,26 +167,17 @@ def ranks(per_set: pd.DataFrame) -> pd.DataFrame:
 
 def comparisons(per_set: pd.DataFrame, kinds: list[str]) -> tuple[float, pd.DataFrame]:
     """Friedman's test over all detectors (p-value), and each aemon kind against each other
-    detector: Wilcoxon signed-rank over the sets' ROC AUC, Holm-corrected per kind, with the
-    sign of the median difference."""
+    detector: Wilcoxon signed-rank over the sets' values, Holm-corrected per kind, with the
+    median difference."""
     complete = per_set.dropna()
-    friedman = float("nan")
-    if complete.shape[1] >= 3 and len(complete) >= 2:
-        friedman = float(stats.friedmanchisquare(*[complete[c].to_numpy() for c in complete.columns]).pvalue)
+    friedman = friedman_p(complete.to_numpy()) if complete.shape[1] >= 3 and len(complete) >= 2 else float("nan")
     rows = []
     for kind in [k for k in kinds if k in complete.columns]:
         others = [c for c in complete.columns if c != kind]
-        found = []
-        for other in others:
-            diff = complete[kind] - complete[other]
-            p = float(stats.wilcoxon(diff).pvalue) if (diff != 0).any() else 1.0
-            found.append({"detector": kind, "against": other, "median_diff": float(diff.median()), "p": p})
-        order = np.argsort([f["p"] for f in found])  # Holm: the k-th smallest p times (m - k)
-        running = 0.0
-        for k, i in enumerate(order):
-            running = max(running, min(1.0, found[i]["p"] * (len(found) - k)))
-            found[i]["p_holm"] = running
-        rows += found
+        diffs = [(complete[kind] - complete[other]).to_numpy() for other in others]
+        p = [wilcoxon_p(d) for d in diffs]
+        rows += [{"detector": kind, "against": other, "median_diff": float(np.median(d)), "p": pi, "p_holm": ph}
+                 for other, d, pi, ph in zip(others, diffs, p, holm(p), strict=True)]
     return friedman, pd.DataFrame(rows, columns=["detector", "against", "median_diff", "p", "p_holm"])
 
 
@@ -246,8 +249,8 @@ def _aemon_rows(home: Path, stream: str, readings: pd.DataFrame, n_train: int, s
         yield row
 
 
-def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], settings: AdbenchSettings, fit: str,
-                   seed: int) -> Iterator[dict]:
+def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str],
+                   baselines: Mapping[str, Callable[[int], Baseline]], fit: str, seed: int) -> Iterator[dict]:
     train = readings.iloc[:n_train]
     if fit == "normal":
         train = train[train[ADBENCH_LABEL] <= 0]
@@ -255,11 +258,10 @@ def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], set
     X_train = scaler.transform(train[sensors].to_numpy(np.float64))
     X_test = scaler.transform(readings[sensors].to_numpy(np.float64)[n_train:])
     truth = readings[ADBENCH_LABEL].to_numpy()[n_train:] > 0
-    for name in settings.baselines:
+    for name, make in baselines.items():
         started = time.perf_counter()
-        model = make_baseline(name, seed)
-        with torch_threads(1):  # as aemon's detectors in the bench: one thread, no oversubscription
-            model.fit(X_train)
+        model = make(seed)
+        model.fit(X_train)
         seconds = time.perf_counter() - started
         scores = np.asarray(model.decision_function(X_test), dtype=np.float64)
         flags = scores > float(model.threshold_)
@@ -267,10 +269,19 @@ def _baseline_rows(readings: pd.DataFrame, n_train: int, sensors: list[str], set
 
 
 def run_adbench(data_dir: str | Path, settings: AdbenchSettings | None = None, *, work_dir: Path | None = None,
-                progress: Callable[[str], None] = _quiet, out: Path | None = None) -> AdbenchResult:
+                progress: Callable[[str], None] = _quiet, out: Path | None = None,
+                baselines: Mapping[str, Callable[[int], Baseline]] | None = None) -> AdbenchResult:
     """ADBench's protocol on the `.npz` sets of `data_dir` (see the module docstring).
-    `out`: a CSV file that gets every row as soon as its set is done."""
+    `baselines`: name -> make(seed) of every classic detector named in `settings.baselines`
+    (flows.baselines makes PyOD's); `out`: a CSV file that gets every row as soon as its set
+    is done."""
     settings = (settings or AdbenchSettings()).validate()
+    baselines = dict(baselines or {})
+    missing = [b for b in settings.baselines if b not in baselines]
+    if missing:
+        raise BenchSettingError(f"baselines {missing} named in the settings but not given; expected a maker for "
+                                f"each of {list(settings.baselines)}")
+    baselines = {name: baselines[name] for name in settings.baselines}
     files = adbench_files(data_dir, settings.sets)
     started = time.perf_counter()
     rows = []
@@ -289,7 +300,7 @@ def run_adbench(data_dir: str | Path, settings: AdbenchSettings | None = None, *
                         rows += [{**base, **r} for r in
                                  _aemon_rows(home, stream, readings, len(train), sensors, settings, fit, seed)]
                     rows += [{**base, **r} for r in
-                             _baseline_rows(readings, len(train), sensors, settings, fit, seed)]
+                             _baseline_rows(readings, len(train), sensors, baselines, fit, seed)]
             if out is not None:
                 pd.DataFrame(rows).to_csv(out, index=False)
     return AdbenchResult(pd.DataFrame(rows), settings, time.perf_counter() - started)

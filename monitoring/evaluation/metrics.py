@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from monitoring.errors import MetricsInputError
+from monitoring.evaluation.ranking import average_ranks
 
 
 def _ratio(num: float, den: float) -> float:
@@ -544,7 +544,7 @@ def roc_auc(y_true, scores) -> float:
     n_pos, n_neg = int(truth.sum()), int((~truth).sum())
     if not n_pos or not n_neg:
         return float("nan")
-    ranks = rankdata(values)  # average ranks: ties count half
+    ranks = average_ranks(values)  # ties count half
     return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
