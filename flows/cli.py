@@ -262,12 +262,13 @@ FitsOption = typer.Option(None, "--fits", help="normal (fit on normal training r
 EpochsOption = typer.Option(None, "--epochs", help="Training epochs of aemon's detectors (default: the tabular "
                                                    "defaults).")
 OutOption = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row to this CSV file.")
+TabularKindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all), or none.")
 
 
 @bench_app.command("adbench")
 def bench_adbench(
     data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
-    seeds: str | None = SeedsOption, kinds: str | None = KindsOption, sets: str | None = SetsOption,
+    seeds: str | None = SeedsOption, kinds: str | None = TabularKindsOption, sets: str | None = SetsOption,
     baselines: str | None = BaselinesOption, fits: str | None = FitsOption, epochs: int | None = EpochsOption,
     out: Path | None = OutOption, assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
 ):
