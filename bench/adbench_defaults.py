@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--out", type=Path, help="CSV of every row (appended per candidate); reused when present")
+    parser.add_argument("--against", type=Path,
+                        help="rows CSV of `aemon bench adbench --fits normal --out FILE` (same seeds): the "
+                             "out-of-fold figures ranked among its PyOD baselines, per set and on average")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -92,6 +95,19 @@ def main() -> None:
     print(f1.round(3).to_string())
     print(f"out-of-fold mean F1 {f1['f1'].mean():.4f}, best F1 any threshold {f1['best_f1'].mean():.4f}, "
           f"gap {(f1['best_f1'] - f1['f1']).mean():.4f}")
+
+    if args.against:
+        against = pd.read_csv(args.against)
+        against = against[(against["fit"] == "normal") & (against["family"] == "pyod")]
+        base_auc = against.pivot_table(index="set", columns="detector", values="roc_auc", aggfunc="mean").loc[auc.index]
+        table = base_auc.assign(aemon_oof=chosen["value"])
+        rank = table.rank(axis=1, ascending=False, method="average")
+        print("\nout-of-fold aemon default among the PyOD baselines (ROC AUC, same splits):")
+        print(pd.DataFrame({"mean ROC AUC": table.mean(), "avg rank": rank.mean()}).sort_values("avg rank")
+              .round(3).to_string())
+        base_f1 = against.groupby("detector")[["f1", "best_f1"]].mean()
+        print("baselines' F1 at PyOD's own threshold and the best F1:")
+        print(base_f1.round(3).to_string())
 
     overall = str(auc.mean().idxmax())
     own = rows[rows["config"] == overall].groupby("set")[[f"f1_p{q:g}" for q in F1_PERCENTILES]].mean().mean()

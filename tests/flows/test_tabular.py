@@ -112,8 +112,9 @@ def test_flagged_records_are_the_anomalous_ones_with_per_feature_contributions(r
     flagged = flagged[flagged["record_id"].str.startswith("N")]  # the records that arrived after training
     truth = new["label"] > 0
     hits = truth.reindex(flagged["record_id"]).fillna(False).to_numpy(dtype=bool)
-    precision, recall = hits.mean(), hits.sum() / truth.sum()
-    assert precision >= 0.6 and recall >= 0.5, (precision, recall, len(flagged))
+    recall, false_alarms = hits.sum() / truth.sum(), (~hits).sum() / (~truth).sum()
+    # the tabular threshold is the p97.5 of normal calibration records: about 2.5 % false alarms
+    assert recall >= 0.8 and false_alarms <= 0.05, (recall, false_alarms, len(flagged))
     contributions = [json.loads(c) for c in flagged["contributions"]]
     assert all(set(c) == set(RECORD_FEATURES) for c in contributions)
     # an offset in one feature is that record's top feature
@@ -138,4 +139,4 @@ def test_a_plain_numeric_stream_without_ids_scores_the_same_way(run):
     position = pd.Series(range(len(lake)), index=lake["timestamp"])
     flagged = position.reindex(plain["window_start"]).to_numpy() - 3000
     flagged = flagged[flagged >= 0]
-    assert truth[flagged].mean() >= 0.6 and truth[flagged].sum() >= 0.5 * truth.sum()
+    assert truth[flagged].sum() >= 0.8 * truth.sum() and (~truth[flagged]).sum() <= 0.05 * (~truth).sum()
