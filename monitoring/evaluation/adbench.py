@@ -20,6 +20,7 @@ standardised records and PyOD's own defaults; their "own threshold" is PyOD's (c
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -99,6 +100,7 @@ class AdbenchSettings:
     threshold: ThresholdRule = TABULAR_THRESHOLD
 
     def validate(self) -> AdbenchSettings:
+        """Refuse settings that cannot work before any set is read (one named problem)."""
         unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
         if unknown:
             raise BenchSettingError(f"kinds: unknown {unknown}; expected some of {list(DETECTOR_KINDS)}")
@@ -124,8 +126,6 @@ class AdbenchSettings:
         return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
 
     def to_params(self) -> dict:
-        import json
-
         flat = asdict(self)
         flat["threshold"] = self.threshold.name
         return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
