@@ -101,7 +101,7 @@ ADBENCH_LABEL = "label"
 
 def adbench_files(data_dir: str | Path, sets: list[str] | tuple[str, ...] = ()) -> list[tuple[Path, str]]:
     """(file, set name) of the ADBench `.npz` sets in data_dir, in ADBench's numbering;
-    `sets`: only these (names as `6_cardio` or `cardio`), each of which must exist."""
+    `sets`: only these (names as `6_cardio` or `cardio`, any case), each of which must exist."""
     root = Path(data_dir)
     files = sorted(root.glob("*.npz"), key=lambda p: (*_natural(p.stem.split("_")[0]), p.stem))
     if not files:
@@ -111,7 +111,7 @@ def adbench_files(data_dir: str | Path, sets: list[str] | tuple[str, ...] = ()) 
         return named
     chosen = []
     for wanted in sets:
-        match = [f for f in named if wanted in (f[1], f[1].partition("_")[2])]
+        match = [f for f in named if wanted.lower() in (f[1].lower(), f[1].partition("_")[2].lower())]
         if not match:
             raise DataSetError(f"{root}: no ADBench set {wanted!r}; it has {[n for _, n in named]}")
         chosen += [f for f in match if f not in chosen]
