@@ -61,6 +61,7 @@ class StreamSchema:
     column_aliases: tuple[tuple[str, str], ...] = ()  # (name in the file, name in the stream)
     duplicates: str = "first"  # which of rows sharing (asset, timestamp) is kept
     labels_optional: bool = False  # a file without the label columns is unlabelled (labels 0)
+    id_column: str | None = None  # a record id kept in the lake as text (tabular records), not a sensor
 
     def __post_init__(self):
         if not self.sensors and not self.all_numeric:
@@ -73,12 +74,14 @@ class StreamSchema:
             raise SchemaError("a long-layout stream must list its sensors")
         if self.duplicates not in DUPLICATE_POLICIES:
             raise SchemaError(f"duplicates policy {self.duplicates!r}; expected one of {DUPLICATE_POLICIES}")
-        for name in (*self.sensors, *self.label_columns):
+        for name in (*self.sensors, *self.label_columns, *([self.id_column] if self.id_column else [])):
             if not NAME.match(name) or name in ("timestamp", "asset", "date"):
                 raise SchemaError(
                     f"column name {name!r} cannot be a lake column; use letters, digits, '_' or '-' "
                     "(map it with column_aliases), and not timestamp, asset or date"
                 )
+        if self.id_column and self.id_column in (*self.sensors, *self.label_columns):
+            raise SchemaError(f"id_column {self.id_column!r} is also a sensor or label; a record id is neither")
         if self.timestamp_format is not None:
             try:  # a format pandas cannot use fails here, not on the first file
                 pd.to_datetime(pd.Series(["2026-01-01"]), format=self.timestamp_format, errors="coerce")
@@ -92,10 +95,11 @@ class StreamSchema:
 
     @property
     def fixed_columns(self) -> list[str]:
-        """Source columns that are not sensors: timestamp, asset, labels."""
+        """Source columns that are not sensors: timestamp, asset, record id, labels."""
         ts = [self.timestamp_column] if self.timestamp_column else []
         asset = [self.asset_column] if self.asset_column else []
-        return [*ts, *asset, *self.label_columns]
+        record = [self.id_column] if self.id_column else []
+        return [*ts, *asset, *record, *self.label_columns]
 
     @property
     def source_columns(self) -> list[str]:
@@ -106,7 +110,8 @@ class StreamSchema:
 
     @property
     def lake_columns(self) -> list[str]:
-        return ["timestamp", "asset", *self.sensors, *self.label_columns]
+        return ["timestamp", "asset", *([self.id_column] if self.id_column else []), *self.sensors,
+                *self.label_columns]
 
     def resolve(self, columns: list[str]) -> StreamSchema:
         """The schema with `all_numeric` sensors taken from a file's columns."""

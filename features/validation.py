@@ -152,6 +152,11 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
         out["asset"] = assets.fillna("").astype(str)
     else:
         out["asset"] = schema.asset_id
+    if schema.id_column:
+        name = schema.id_column
+        ids = raw[name].astype("string").str.strip()
+        flag((ids.isna() | (ids == "")).fillna(True).to_numpy(), name, f"column '{name}': empty record id")
+        out[name] = ids.fillna("").astype(str)
     for name in schema.sensors:
         values = _numbers(raw[name])
         arr = values.to_numpy()

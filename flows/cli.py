@@ -19,6 +19,7 @@ import typer
 from flows.render import (
     console,
     err_console,
+    print_adbench,
     print_batches,
     print_bench,
     print_demo,
@@ -250,6 +251,69 @@ def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | 
     """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile."""
     _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
+
+
+SetsOption = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; default: every .npz "
+                                                "in the folder).")
+BaselinesOption = typer.Option(None, "--baselines", help="Comma-separated PyOD baselines (default IForest,ECOD,PCA,"
+                                                         "KNN,AutoEncoder,VAE), or none.")
+FitsOption = typer.Option(None, "--fits", help="normal (fit on normal training records), unsupervised (training "
+                                               "anomalies unlabelled), or both (default).")
+EpochsOption = typer.Option(None, "--epochs", help="Training epochs of aemon's detectors (default: the tabular "
+                                                   "defaults).")
+OutOption = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row to this CSV file.")
+TabularKindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all), or none.")
+
+
+@bench_app.command("adbench")
+def bench_adbench(
+    data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
+    seeds: str | None = SeedsOption, kinds: str | None = TabularKindsOption, sets: str | None = SetsOption,
+    baselines: str | None = BaselinesOption, fits: str | None = FitsOption, epochs: int | None = EpochsOption,
+    out: Path | None = OutOption, assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
+):
+    """ADBench's protocol on its classical tabular sets: per set and seed a stratified 70 / 30 split through aemon's
+    ingest, training and scoring, beside PyOD's classic detectors; ROC AUC, PR AUC, F1 at each detector's own
+    threshold, ranks."""
+    import json
+
+    from features.importers import DataSetError, adbench_files
+    from flows.baselines import baseline_factories
+    from monitoring.errors import BenchSettingError
+    from monitoring.evaluation import adbench, benchmarks
+
+    cfg = load(config)
+
+    def names(text: str | None) -> tuple[str, ...] | None:
+        if text is None:
+            return None
+        return () if text.strip() == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else ()
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
+    try:  # a bad setting: one line, before any set is read
+        settings = benchmarks.with_assignments(adbench.AdbenchSettings(), assignments or [])
+        if epochs is not None:
+            settings = benchmarks.with_assignments(settings, [f"detector_params.epochs={epochs}"])
+        settings = benchmarks.with_overrides(settings, seeds=seed_list or None, kinds=names(kinds), sets=names(sets),
+                                             baselines=names(baselines), fits=names(fits)).validate()
+        adbench_files(data, settings.sets)  # the folder and the named sets exist
+        makers = baseline_factories(settings.baselines)  # PyOD installed, names known
+    except (BenchSettingError, DataSetError) as exc:
+        fail(str(exc))
+    quiet_libraries()
+    with err_console.status("bench adbench") as status:
+        result = adbench.run_adbench(data, settings, work_dir=work, out=out, baselines=makers,
+                                     progress=lambda message: status.update(f"bench adbench: {message}"))
+    adbench.log_adbench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, data, result)
+    if as_json:
+        for fit in settings.fits:
+            for detector, values in result.summary(fit).iterrows():
+                print(json.dumps({"fit": fit, "detector": detector, **values.to_dict()}))
+        return
+    print_adbench(result)
 
 
 @app.command()

@@ -34,7 +34,13 @@ from flows.locations import (
     resolve_home,
 )
 from monitoring.alerting.incidents import IncidentRule
-from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.models.fitting import (
+    STREAM_DETECTOR_DEFAULTS,
+    TABULAR_DETECTOR_DEFAULTS,
+    TABULAR_SPEC,
+    TABULAR_THRESHOLD,
+    TrainingSplit,
+)
 from monitoring.store.connection import Warehouse
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
@@ -230,12 +236,38 @@ class ExclusionSettings(Settings):
         return Exclusions.parse(list(self.rules), intervals)
 
 
+def _tabular_defaults(data: dict) -> dict:
+    """A tabular stream's defaults where its table leaves a setting out: windows of one
+    record, every record trained on and scored (TABULAR_SPEC), the detector settings and
+    threshold rule chosen on ADBench (monitoring.models.fitting), and each flagged record an
+    incident of its own (records have no time order to merge along)."""
+    data = dict(data)
+    window = data.get("window")
+    if isinstance(window, dict):
+        data["window"] = {"size": TABULAR_SPEC.size, "stride": TABULAR_SPEC.stride, "align": TABULAR_SPEC.align,
+                          **window}
+    elif window is None:
+        data["window"] = TABULAR_SPEC
+    train = data.get("train", {})
+    if isinstance(train, dict):
+        data["train"] = {"stride": 1, **train}
+    detectors = data.get("detectors", {})
+    if isinstance(detectors, dict):
+        data["detectors"] = {**TABULAR_DETECTOR_DEFAULTS, **detectors}
+    data.setdefault("threshold", TABULAR_THRESHOLD.to_dict())
+    alerts = data.get("alerts", {})
+    if isinstance(alerts, dict):
+        data["alerts"] = {"merge_gap_minutes": 0.0, "min_windows": 1, "min_peak_severity": 1.0, **alerts}
+    return data
+
+
 class StreamSettings(Settings):
     """A stream: where its files land and what they look like (features.readers.StreamSchema)."""
 
     sensors: tuple[str, ...] = ()  # empty with all_numeric = true: every other column is a sensor
     all_numeric: bool = False
     timestamp_column: str | None = "timestamp"  # None: tabular records with no time order (window.size 1)
+    id_column: str | None = None  # tabular records: a record id kept in the lake (text), not a sensor
     timestamp_format: str | None = None  # strptime format; None: ISO 8601
     timezone: str = "UTC"  # zone of timestamps written without an offset
     asset_column: str | None = "asset"
@@ -264,10 +296,12 @@ class StreamSettings(Settings):
         """TOML has no null: an empty string unsets a column. A fixed asset_id replaces the
         default asset column unless one is named explicitly."""
         if isinstance(data, dict):
-            data = {k: (None if k in ("timestamp_column", "asset_column", "asset_id") and v == "" else v)
+            data = {k: (None if k in ("timestamp_column", "asset_column", "asset_id", "id_column") and v == "" else v)
                     for k, v in data.items()}
             if data.get("asset_id") is not None and "asset_column" not in data:
                 data["asset_column"] = None
+            if "timestamp_column" in data and data["timestamp_column"] is None:
+                data = _tabular_defaults(data)
         return data
 
     @model_validator(mode="after")
@@ -288,6 +322,13 @@ class StreamSettings(Settings):
         if self.timestamp_column is None and self.window.size != 1:
             raise ValueError(f"timestamp_column is unset (tabular records) but window.size == {self.window.size}; "
                              "tabular records have no time order, set window.size = 1")
+        if self.timestamp_column is None and (self.window.stride != 1 or self.train.stride not in (None, 1)):
+            raise ValueError(f"timestamp_column is unset (tabular records) but window.stride == {self.window.stride}"
+                             f" and train.stride == {self.train.stride}; every record is scored and trained on, "
+                             "set both to 1 (their default for tabular records)")
+        if self.id_column is not None and self.timestamp_column is not None:
+            raise ValueError(f"id_column = {self.id_column!r} is for tabular records; this stream has "
+                             f"timestamp_column = {self.timestamp_column!r} (set timestamp_column = \"\")")
         try:
             self.stream_schema()
         except SchemaError as exc:
@@ -309,6 +350,7 @@ class StreamSettings(Settings):
             value_column=self.value_column,
             column_aliases=tuple(self.column_aliases.items()),
             duplicates=self.duplicates,
+            id_column=self.id_column,
         )
 
 

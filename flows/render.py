@@ -132,6 +132,39 @@ def print_bench(dataset: str, rows, seconds: float) -> None:
     console.print(table)
 
 
+def print_adbench(result) -> None:
+    """Per setting: ROC AUC per set (mean over seeds; rank among all detectors in brackets),
+    then the averages, F1 at each detector's own threshold against the best any threshold
+    gives, and the significance tests."""
+    from monitoring.evaluation.adbench import comparisons, ranks
+
+    kinds = list(result.settings.kinds)
+    seeds = ",".join(str(s) for s in result.settings.seeds)
+    for fit in result.settings.fits:
+        per_set = result.per_set(fit)
+        rank = ranks(per_set)
+        table = Table("set", *per_set.columns, title=f"ADBench, {fit} fit: ROC AUC (rank), seeds {seeds}")
+        for name in per_set.index:
+            table.add_row(name, *(f"{per_set.loc[name, d]:.3f} ({rank.loc[name, d]:g})" for d in per_set.columns))
+        console.print(table)
+        summary = result.summary(fit)
+        table = Table("detector", "ROC AUC", "PR AUC", "avg rank", "F1 own thr", "precision", "recall", "best F1",
+                      "F1 gap", "fit s", title=f"ADBench, {fit} fit: mean over {len(per_set)} sets")
+        for detector, v in summary.iterrows():
+            table.add_row(str(detector), *(f"{v[k]:.3f}" for k in ("roc_auc", "pr_auc")), f"{v['rank']:.2f}",
+                          *(f"{v[k]:.3f}" for k in ("f1", "precision", "recall", "best_f1", "f1_gap")),
+                          f"{v['fit_s']:.2f}")
+        console.print(table)
+        friedman, tests = comparisons(per_set, kinds)
+        lines = [f"Friedman p = {friedman:.3g} over {len(per_set.dropna())} sets"]
+        for kind, group in tests.groupby("detector", sort=False):
+            shown = ", ".join(f"{r.against} {r.median_diff:+.3f} (p {r.p_holm:.2g})" for r in group.itertuples())
+            lines.append(f"{kind} vs: {shown}")
+        console.print("Wilcoxon signed-rank on per-set ROC AUC, median difference, Holm-corrected p:\n  "
+                      + "\n  ".join(lines), highlight=False, soft_wrap=True)
+    console.print(f"{result.seconds:.0f} s", highlight=False)
+
+
 def print_training(result: dict) -> None:
     table = Table("detector", "version", "aliases", "threshold", "epochs", "fit s", "val FAR", "F1", "PR-AUC",
                   title=f"{result['model_name']}: {result['train_windows']} training / "

@@ -375,16 +375,16 @@ def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_d
                          [row.to_dict() for row in rows], seconds)
 
 
-def with_overrides(settings: BenchSettings, **changes) -> BenchSettings:
+def with_overrides(settings: Any, **changes) -> Any:
     """`settings` with some fields replaced (None: kept)."""
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
-def with_assignments(settings: BenchSettings, assignments: list[str]) -> BenchSettings:
+def with_assignments(settings: Any, assignments: list[str]) -> Any:
     """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, or a bare word): a field
     (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
     or one detector parameter (`detector_params.epochs=30`, `kind_params.vae.beta=0.5`)."""
-    settable = {f.name for f in fields(BenchSettings)}
+    settable = {f.name for f in fields(settings)}  # BenchSettings, AdbenchSettings
     for text in assignments:
         key, sep, raw = text.partition("=")
         if not sep or not key:

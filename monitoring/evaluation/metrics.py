@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.errors import MetricsInputError
+from monitoring.evaluation.ranking import average_ranks
 
 
 def _ratio(num: float, den: float) -> float:
@@ -527,3 +528,35 @@ def nab_normalised(files: list[NabFileScore], profiles: dict[str, NabProfile] = 
         perfect = profile.tp_weight * sum(f.n_windows + f.n_windows_unscored for f in files)
         result[name] = _ratio(100.0 * (total - null), perfect - null)
     return result
+
+
+# ---------------------------------------------------------------- ranking (tabular records)
+
+
+def roc_auc(y_true, scores) -> float:
+    """Area under the ROC curve: the chance that an anomalous record scores above a normal
+    one, ties counting half (the Mann-Whitney U statistic over both counts); nan with a
+    single class. Written here because scikit-learn is not a dependency."""
+    truth = _mask(y_true, "y_true")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.shape != truth.shape:
+        raise MetricsInputError(f"scores: {values.shape[0] if values.ndim else 0} values for {len(truth)} labels")
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = average_ranks(values)  # ties count half
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def best_f1(y_true, scores) -> float:
+    """The highest F1 any threshold on `scores` gives (flagging every score >= t, over every
+    distinct t): the ceiling a detector's own threshold is measured against."""
+    truth = _mask(y_true, "y_true")
+    values = np.asarray(scores, dtype=np.float64)
+    if not truth.any():
+        return float("nan")
+    order = np.argsort(-values, kind="stable")
+    hits = np.cumsum(truth[order])
+    flagged = np.arange(1, len(values) + 1)
+    ends = np.flatnonzero(np.r_[np.diff(values[order]) != 0, True])  # last record of each tie group
+    return float(np.max(2 * hits[ends] / (flagged[ends] + truth.sum())))

@@ -90,7 +90,12 @@ def _param(value) -> str:
 def input_example(bundle: ModelBundle, readings: pd.DataFrame) -> pd.DataFrame:
     """A few readings of one asset, enough for one window and a half: the bundle's input example."""
     first = readings[readings["asset"] == readings["asset"].iloc[0]]
-    return first.head(bundle.spec.size + bundle.spec.stride)[bundle.input_columns()].reset_index(drop=True)
+    n = bundle.spec.size + bundle.spec.stride
+    # Tabular records: a file's first record sits on a whole second and the next ones a
+    # microsecond apart; MLflow checks an example by parsing every time with the format of
+    # the first, so the example is taken from the last records, which all have a fraction.
+    rows = first.tail(n) if bundle.spec.size == 1 else first.head(n)
+    return rows[bundle.input_columns()].reset_index(drop=True)
 
 
 def _log_bundle_model(client: MlflowClient, bundle: ModelBundle, example: pd.DataFrame, name: str,

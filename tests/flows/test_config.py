@@ -121,8 +121,13 @@ def test_the_readme_example_config_loads(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("[streams.s]\nsensors = ['a']\n[streams.s.exclusions]\nrules = ['a < one']\n",
      "streams.s.exclusions.rules: exclusion rule 'a < one' is not understood"),
-    ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\n",
+    ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\n[streams.s.window]\nsize = 30\n",
      "tabular records have no time order, set window.size = 1"),
+    ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\nasset_id = 'x'\n[streams.s.window]\nstride = 5\n",
+     "window.stride == 5 and train.stride == 1; every record is scored and trained on"),
+    ("[streams.s]\nsensors = ['a']\nid_column = 'id'\n", "id_column = 'id' is for tabular records"),
+    ("[streams.s]\nsensors = ['a']\ntimestamp_column = ''\nasset_id = 'x'\nid_column = 'a'\n",
+     "id_column 'a' is also a sensor or label"),
     ("[streams.s]\nsensors = ['a']\nlayout = 'diagonal'\n", "streams.s.layout"),
     ("[streams.s]\nsensors = ['a']\ntimestamp_format = '%Y-%Q'\n", "timestamp_format '%Y-%Q' is not a strptime format"),
     ("[streams.s]\nsensors = ['a']\n[streams.s.exclusions]\n"
@@ -186,3 +191,22 @@ def test_the_threshold_table_is_the_threshold_rule():
     assert set(ThresholdSettings.model_fields) - {"recalibrate_days"} == {f.name for f in fields(ThresholdRule)}
     assert settings.rule() == ThresholdRule()
     assert ThresholdSettings(method="pot", pot_risk=1e-4).rule() == ThresholdRule(method="pot", pot_risk=1e-4)
+
+
+def test_a_tabular_stream_gets_the_tabular_defaults_unless_it_sets_them(tmp_path):
+    from monitoring.models.fitting import TABULAR_DETECTOR_DEFAULTS, TABULAR_SPEC, TABULAR_THRESHOLD
+
+    path = tmp_path / "aemon.toml"
+    path.write_text("[streams.r]\nsensors = ['a', 'b']\ntimestamp_column = ''\nid_column = 'id'\nasset_id = 'x'\n"
+                    "[streams.s]\nsensors = ['a', 'b']\ntimestamp_column = ''\nasset_id = 'x'\n"
+                    "threshold = { percentile = 95.0 }\nalerts = { min_windows = 2 }\n"
+                    "[streams.s.detectors]\nerror_scaling = 'none'\n")
+    config = load_config(path)
+    r, s = config.stream("r"), config.stream("s")
+    assert r.window == TABULAR_SPEC and r.train.stride == 1
+    assert r.threshold.rule() == TABULAR_THRESHOLD
+    assert (r.alerts.min_windows, r.alerts.merge_gap_minutes, r.alerts.min_peak_severity) == (1, 0.0, 1.0)
+    assert detector_params(r.detectors, "mlp_ae") == {**STREAM_DETECTOR_DEFAULTS, **TABULAR_DETECTOR_DEFAULTS}
+    assert r.stream_schema().id_column == "id" and r.stream_schema().lake_columns[:3] == ["timestamp", "asset", "id"]
+    assert s.threshold.percentile == 95.0 and s.alerts.min_windows == 2
+    assert detector_params(s.detectors, "vae")["error_scaling"] == "none"

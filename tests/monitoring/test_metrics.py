@@ -11,6 +11,7 @@ from monitoring.evaluation.metrics import (
     EventCounts,
     NabProfile,
     PointCounts,
+    best_f1,
     changepoint_detections,
     changepoint_windows,
     detection_times,
@@ -25,6 +26,7 @@ from monitoring.evaluation.metrics import (
     overlap_f1,
     point_adjust,
     point_counts,
+    roc_auc,
 )
 
 T0 = pd.Timestamp("2026-01-01")
@@ -326,3 +328,21 @@ def test_label_windows_are_runs_of_labels():
     assert list(windows["start"]) == [ts[1], ts[7]] and list(windows["end"]) == [ts[3], ts[7]]
     score = nab_file_score(ts, rows(10, 1), windows)
     assert (score.tp, score.fn, score.n_windows) == (1, 1, 2)
+
+
+def test_roc_auc_counts_ties_half():
+    # pairs (anomalous, normal): (0.35 > 0.1) yes, (0.35 > 0.4) no, (0.8 > both) yes yes -> 3 of 4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([0, 1, 0, 1], [1.0, 1.0, 1.0, 1.0]) == pytest.approx(0.5)  # every pair tied
+    assert roc_auc([1, 1, 0], [3.0, 2.0, 2.0]) == pytest.approx(0.75)  # (3 > 2) 1, (2 = 2) 0.5
+    assert math.isnan(roc_auc([0, 0], [1.0, 2.0]))
+    with pytest.raises(MetricsInputError, match="scores: 2 values for 3 labels"):
+        roc_auc([0, 1, 0], [1.0, 2.0])
+
+
+def test_best_f1_is_the_best_cut_of_the_ranking():
+    # ranking 1 0 1 0: top 1 -> F1 2/3; top 3 -> tp 2, 3 flagged, 2 true: 2*2 / (3 + 2) = 0.8; top 4 -> 4/6
+    assert best_f1([1, 0, 1, 0], [4.0, 3.0, 2.0, 1.0]) == pytest.approx(0.8)
+    # a tie cannot be split: both records of score 2 are flagged together (tp 1 of 2 flagged, 1 true: 2/3)
+    assert best_f1([0, 1], [2.0, 2.0]) == pytest.approx(2 / 3)
+    assert math.isnan(best_f1([0, 0], [1.0, 2.0]))
