@@ -412,14 +412,19 @@ def warehouse_attach(
     print(";\n".join(statements) + ";")
 
 
+FromExportOption = typer.Option(
+    None, help="Read the old tables from this EXPORT DATABASE (FORMAT parquet) folder: for a warehouse.duckdb "
+               "written by a newer DuckDB than this release's.")
+
+
 @warehouse_app.command("upgrade")
-def warehouse_upgrade(config: Path | None = ConfigOption):
+def warehouse_upgrade(config: Path | None = ConfigOption, from_export: Path | None = FromExportOption):
     """Move a warehouse of an earlier release (warehouse.duckdb) into the DuckLake catalog."""
     from flows.locations import load_warehouse
     from monitoring.store.upgrade import upgrade_legacy
 
     warehouse, _ = load_warehouse(config)
-    copied = upgrade_legacy(warehouse)
+    copied = upgrade_legacy(warehouse, from_export)
     for table, n in copied.items():
         console.print(f"{table}: {n} rows", highlight=False)
     console.print(f"upgraded into {warehouse.catalog}; the old file is kept as {warehouse.legacy}.upgraded",

@@ -133,11 +133,15 @@ def view_name(stream: str) -> str:
     return f"lake.{quote_identifier(stream)}"
 
 
-def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if warehouse.legacy is not None and warehouse.legacy.exists() and not warehouse.exists():
+def _refuse_legacy(warehouse: Warehouse) -> None:
+    if warehouse.legacy is not None and warehouse.legacy.exists():  # renamed once upgraded
         raise WarehouseError(
             f"{warehouse.legacy} is a warehouse of an earlier release; run `aemon warehouse upgrade` to move it "
             f"into the DuckLake catalog ({warehouse.catalog})")
+
+
+def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    _refuse_legacy(warehouse)
     con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     try:
         for name in warehouse.extensions():
@@ -234,6 +238,7 @@ def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.Duc
     until it closes, so keep it short and put its writes in `transaction` (or use `write`,
     which also retries). Tables are created or migrated by the first connection to a
     catalog behind the schema version."""
+    _refuse_legacy(warehouse)
     instance = _instance(warehouse)
     try:
         with write_lock(warehouse) if write or not instance.ready else contextlib.nullcontext():

@@ -173,3 +173,31 @@ def test_a_single_file_warehouse_is_named_then_upgraded_whole(tmp_path, small_st
     pd.testing.assert_frame_equal(lake_rows[expected.columns.tolist()], expected, check_dtype=False)
     with pytest.raises(WarehouseError, match="no warehouse of an earlier release"):
         upgrade_legacy(warehouse)
+
+
+def test_a_single_file_warehouse_this_duckdb_cannot_open_is_upgraded_from_its_export(tmp_path, small_stream):
+    home = tmp_path / "home"
+    home.mkdir()
+    legacy = home / "warehouse.duckdb"
+    create_legacy(legacy)
+    add_legacy_rows(legacy, "ingest_batches", pd.DataFrame([{
+        "batch_id": "b1", "stream": "pumps", "file": "x.csv", "file_hash": "h", "rows_in": 100,
+        "rows_accepted": 100, "rows_quarantined": 0, "status": "ok"}]))
+    part = small_stream.readings.head(100)
+    (home / "lake" / "pumps" / "date=2026-01-01").mkdir(parents=True)
+    part.to_parquet(home / "lake" / "pumps" / "date=2026-01-01" / "part-x.parquet", index=False)
+    export = home / "legacy-export"
+    with duckdb.connect(str(legacy), read_only=True) as con:  # what the DuckDB that wrote the file would do
+        con.execute(f"EXPORT DATABASE '{export}' (FORMAT parquet)")
+    legacy.write_bytes(b"\x00" * 4096 + b"written by a DuckDB this release cannot read")
+    warehouse = Warehouse.at(home)
+    with pytest.raises(WarehouseError, match=r"EXPORT DATABASE .* then run `aemon warehouse upgrade --from-export"):
+        upgrade_legacy(warehouse)
+    assert legacy.exists()  # nothing done, and the home is still refused until it is upgraded
+    with pytest.raises(WarehouseError, match="earlier release"), connect(warehouse):
+        pass
+    copied = upgrade_legacy(warehouse, export)
+    assert copied["ingest_batches"] == 1 and copied["lake.pumps"] == 100
+    close_all()
+    with connect(warehouse) as con:
+        assert count_readings(con, "pumps") == 100
