@@ -20,20 +20,18 @@ standardised records and PyOD's own defaults; their "own threshold" is PyOD's (c
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import DETECTOR_KINDS, make_detector
-from aemodels.errors import UnknownParameterError
+from aemodels.detector import DETECTOR_KINDS
 from aemodels.thresholds import ThresholdRule
 from features.importers import (
     ADBENCH_LABEL,
@@ -47,6 +45,7 @@ from features.readers import StreamSchema
 from features.scaling import StandardScaler
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError
+from monitoring.evaluation.benchmarks import DetectorGrid
 from monitoring.evaluation.metrics import best_f1, point_counts, roc_auc
 from monitoring.evaluation.ranking import friedman_p, holm, wilcoxon_p
 from monitoring.models.fitting import (
@@ -83,7 +82,7 @@ F1_PERCENTILES = (90.0, 95.0, 97.5, 99.0, 99.5)
 
 
 @dataclass(frozen=True)
-class AdbenchSettings:
+class AdbenchSettings(DetectorGrid):
     """One configuration, fixed for every set of a run."""
 
     kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
@@ -101,34 +100,14 @@ class AdbenchSettings:
 
     def validate(self) -> AdbenchSettings:
         """Refuse settings that cannot work before any set is read (one named problem)."""
-        unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
-        if unknown:
-            raise BenchSettingError(f"kinds: unknown {unknown}; expected some of {list(DETECTOR_KINDS)}")
         if not self.kinds and not self.baselines:
             raise BenchSettingError("kinds and baselines are both empty; nothing to run")
         bad_fits = [f for f in self.fits if f not in FITS]
         if not self.fits or bad_fits:
             raise BenchSettingError(f"fits: {list(self.fits)}; expected some of {list(FITS)}")
-        checks = [("test_fraction", 0 < self.test_fraction < 1, "between 0 and 1"),
-                  ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
-                  ("seeds", len(self.seeds) > 0, "at least one")]
-        for name, ok, expected in checks:
-            if not ok:
-                raise BenchSettingError(f"{name}={getattr(self, name)!r}, expected {expected}")
-        for kind in self.kinds:
-            try:
-                make_detector(kind, **self.params_of(kind, self.seeds[0])).validate_params(1, 1)
-            except (UnknownParameterError, TypeError, ValueError) as exc:
-                raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
+        self.refuse([("test_fraction", 0 < self.test_fraction < 1, "between 0 and 1"),
+                     ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1")], 1)
         return self
-
-    def params_of(self, kind: str, seed: int) -> dict:
-        return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
-
-    def to_params(self) -> dict:
-        flat = asdict(self)
-        flat["threshold"] = self.threshold.name
-        return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -63,8 +63,43 @@ SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
 ENSEMBLE = "ensemble"
 
 
+class DetectorGrid:
+    """What the settings of every benchmark share (SKAB / NAB here, ADBench in
+    evaluation.adbench): the kinds, their parameters per seed, the threshold rule, and the
+    checks that refuse a setting before any data is read. Mixed into frozen dataclasses."""
+
+    kinds: tuple[str, ...]
+    seeds: tuple[int, ...]
+    detector_params: dict
+    kind_params: dict
+    threshold: ThresholdRule
+
+    def params_of(self, kind: str, seed: int) -> dict:
+        return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
+
+    def to_params(self) -> dict:
+        flat = asdict(cast(Any, self))
+        flat["threshold"] = self.threshold.name
+        return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
+
+    def refuse(self, checks: list[tuple[str, bool, str]], window: int) -> None:
+        """One named problem: a (setting, ok, expected) check that fails, or a detector
+        parameter its kind refuses (the threshold rule checked its own fields when made)."""
+        unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
+        if unknown:
+            raise BenchSettingError(f"kinds: unknown {unknown}; expected some of {list(DETECTOR_KINDS)}")
+        for name, ok, expected in [*checks, ("seeds", len(self.seeds) > 0, "at least one")]:
+            if not ok:
+                raise BenchSettingError(f"{name}={getattr(self, name)!r}, expected {expected}")
+        for kind in self.kinds:
+            try:
+                make_detector(kind, **self.params_of(kind, self.seeds[0])).validate_params(window, 1)
+            except (UnknownParameterError, TypeError, ValueError) as exc:
+                raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
+
+
 @dataclass(frozen=True)
-class BenchSettings:
+class BenchSettings(DetectorGrid):
     """One configuration of the detectors, fixed for every file of a benchmark.
 
     window: samples per window (the interval is each file's median step);
@@ -96,21 +131,12 @@ class BenchSettings:
     def validate(self) -> BenchSettings:
         """Refuse settings that cannot work before any file is read (one named problem), so a
         bad value is never mistaken for a file too short to train."""
-        unknown = [k for k in self.kinds if k not in DETECTOR_KINDS]
-        if not self.kinds or unknown:
-            raise BenchSettingError(f"kinds: unknown {unknown}; expected some of {list(DETECTOR_KINDS)}")
-        checks = [("window", self.window >= 1, ">= 1"), ("max_gap_intervals", self.max_gap_intervals >= 1, ">= 1"),
-                  ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
-                  ("merge_rows", self.merge_rows >= 0, ">= 0"), ("seeds", len(self.seeds) > 0, "at least one")]
-        for name, ok, expected in checks:
-            if not ok:
-                raise BenchSettingError(f"{name}={getattr(self, name)!r}, expected {expected}")
-        # the threshold rule checked its own fields when it was made (aemodels.thresholds)
-        for kind in self.kinds:
-            try:
-                make_detector(kind, **self.params_of(kind, self.seeds[0])).validate_params(self.window, 1)
-            except (UnknownParameterError, TypeError, ValueError) as exc:
-                raise BenchSettingError(f"detector_params / kind_params.{kind}: {exc}") from None
+        if not self.kinds:
+            raise BenchSettingError(f"kinds: none given; expected some of {list(DETECTOR_KINDS)}")
+        self.refuse([("window", self.window >= 1, ">= 1"),
+                     ("max_gap_intervals", self.max_gap_intervals >= 1, ">= 1"),
+                     ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
+                     ("merge_rows", self.merge_rows >= 0, ">= 0")], self.window)
         return self
 
     @classmethod
@@ -127,14 +153,6 @@ class BenchSettings:
     @property
     def detectors(self) -> list[str]:
         return [*self.kinds, *([ENSEMBLE] if self.ensemble and len(self.kinds) > 1 else [])]
-
-    def params_of(self, kind: str, seed: int) -> dict:
-        return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
-
-    def to_params(self) -> dict:
-        flat = asdict(self)
-        flat["threshold"] = self.threshold.name
-        return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in flat.items()}
 
 
 # NAB's series are univariate, minutes to an hour apart, and most drift in level over weeks

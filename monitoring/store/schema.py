@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import duckdb
 
+from monitoring.errors import WarehouseError
+
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -193,8 +195,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     if current == SCHEMA_VERSION:
         return
     if current is not None and current > SCHEMA_VERSION:
-        from monitoring.errors import WarehouseError
-
         raise WarehouseError(f"the warehouse is at schema version {current}, newer than this release's "
                              f"{SCHEMA_VERSION}; upgrade aemon")
     con.execute("BEGIN TRANSACTION")
