@@ -318,6 +318,7 @@ def query_rows(warehouse: Warehouse, sql: str, params: list | None = None) -> tu
     """Run one read-only query against the warehouse (users' SQL): (column names, rows).
     The catalog is attached read-only, so the query cannot write, and it reads the latest
     committed snapshot: flows writing meanwhile neither wait for it nor show half a run."""
+    _refuse_legacy(warehouse)  # an earlier release's home: say so, not "no warehouse"
     if not warehouse.exists():
         raise WarehouseError(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` first")
     con = _open(warehouse, read_only=True)
