@@ -161,6 +161,8 @@ def test_a_single_file_warehouse_is_named_then_upgraded_whole(tmp_path, small_st
     warehouse = Warehouse.at(home)
     with pytest.raises(WarehouseError, match="earlier release; run `aemon warehouse upgrade`"), connect(warehouse):
         pass
+    with pytest.raises(WarehouseError, match="earlier release"):  # `aemon sql` too, not "no warehouse"
+        query_rows(warehouse, "SELECT 1")
     copied = upgrade_legacy(warehouse)
     assert copied["ingest_batches"] == 1 and copied["watermarks"] == 1 and copied["lake.pumps"] == 100
     assert not legacy.exists() and (home / "warehouse.duckdb.upgraded").exists()
