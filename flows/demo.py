@@ -19,8 +19,8 @@ from flows.score import score_stream
 from flows.train import train_detectors
 from monitoring.evaluation.labeled import IncidentEvaluation, evaluate_incidents
 from monitoring.store.connection import connect
+from monitoring.store.incident_records import read_incidents
 from monitoring.store.readings import count_readings
-from monitoring.store.results import read_incidents
 
 DEMO_STREAM = "pumps"
 

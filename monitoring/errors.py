@@ -35,3 +35,7 @@ class EvaluationError(MonitoringError, ValueError):
 
 class BenchSettingError(MonitoringError, ValueError):
     """A benchmark setting (a `--set KEY=VALUE`, a kind, a detector parameter) that cannot work."""
+
+
+class IncidentError(MonitoringError, ValueError):
+    """An incident id that matches none or several, or a change its state does not allow."""

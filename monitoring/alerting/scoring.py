@@ -23,7 +23,8 @@ from mlflow.pyfunc import PyFuncModel
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
-from monitoring.alerting.incidents import IncidentRule, store_incidents
+from monitoring.alerting.incidents import IncidentRule
+from monitoring.alerting.lifecycle import IncidentSummary, store_incidents
 from monitoring.errors import BundleInputError
 from monitoring.models.registry import RegisteredVersion, loaded_bundle
 from monitoring.store.connection import Warehouse, connect, write
@@ -38,8 +39,10 @@ class ScoreResult:
     windows_scored: int
     scores_written: int
     anomalies_written: int
-    incidents: int = 0  # the stream's incidents after the run (when it merged them)
-    open_incidents: int = 0
+    incidents: int = 0  # the stream's active incidents after the run (when it merged them)
+    open_incidents: int = 0  # of which not yet recovered
+    incident_changes: int = 0  # incident_log rows the run appended
+    alerts: int = 0  # of which raise an alert
 
 
 def score_stream(
@@ -72,6 +75,8 @@ def score_stream(
             if scored is None or not (len(scored) or not revisit.empty):
                 continue
             batches.append((asset, scored, list(revisit["batch_id"])))
+    changed = {asset: scored["window_start"].min() for asset, scored, _ in batches if len(scored)}
+    first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
 
     def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
         written = {"scores": 0, "anomalies": 0}
@@ -79,10 +84,10 @@ def score_stream(
             counts = write_window_results(con, stream, scored, model_name, model_version)
             clear_rescore_ranges(con, stream, asset, batch_ids)
             written = {k: written[k] + counts[k] for k in written}
-        merged = store_incidents(con, stream, incidents) if incidents is not None else None
+        summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
+                   if incidents is not None else IncidentSummary(0, 0, 0, 0))
         return ScoreResult(stream, model_version, sum(len(s) for _, s, _ in batches), written["scores"],
-                           written["anomalies"], 0 if merged is None else len(merged),
-                           0 if merged is None else int((merged["status"] == "open").sum()))
+                           written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts)
 
     if not batches and incidents is None:
         return ScoreResult(stream, model_version, 0, 0, 0)

@@ -10,12 +10,19 @@ import pandas as pd
 
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import Warehouse, connect, insert_missing, quote_identifier, scalar, transaction
+from monitoring.store.incident_records import read_incidents
 from monitoring.store.schema import KEYS
 
 
 def get_watermarks(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.Timestamp]:
     rows = con.execute("SELECT asset, last_window_end FROM watermarks WHERE stream = ?", [stream]).fetchall()
     return {asset: pd.Timestamp(end) for asset, end in rows}
+
+
+def watermark_updates(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, pd.Timestamp]:
+    """When each asset's watermark last moved (wall time): when it last had new windows scored."""
+    rows = con.execute("SELECT asset, updated_at FROM watermarks WHERE stream = ?", [stream]).fetchall()
+    return {asset: pd.Timestamp(at) for asset, at in rows}
 
 def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
     columns = ["stream", "asset", "start", "end", "batch_id"]
@@ -103,16 +110,21 @@ def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
 LATEST_SCORING = ("QUALIFY row_number() OVER (PARTITION BY asset, window_start "
                   "ORDER BY scored_at DESC, model_version DESC) = 1")
 
-def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
+def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None = None,
+                           until: pd.Timestamp | None = None) -> pd.DataFrame:
     """Flagged windows as the latest scoring of each window says: when a window was scored by
     several model versions (a retrain, a full rescore), its most recent score decides, so a
-    window the new champion clears no longer counts, whatever an older version said."""
+    window the new champion clears no longer counts, whatever an older version said. Only
+    windows ending at or after `since` and before `until`, when given."""
+    lo = None if since is None else pd.Timestamp(since).to_pydatetime()
+    hi = None if until is None else pd.Timestamp(until).to_pydatetime()
     return con.execute(
         "WITH latest AS (SELECT stream, asset, window_start, model_name, model_version, is_anomaly, excluded "
-        f"FROM scores WHERE stream = ? {LATEST_SCORING}) "
+        "FROM scores WHERE stream = ? AND (?::TIMESTAMP IS NULL OR window_end >= ?) "
+        f"AND (?::TIMESTAMP IS NULL OR window_end < ?) {LATEST_SCORING}) "
         "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
         "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
-        [stream],
+        [stream, lo, lo, hi, hi],
     ).df()
 
 def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,
@@ -135,28 +147,6 @@ def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.T
     sql = latest + inside + (f" UNION ALL {before}" if lo is not None else "") + " ORDER BY asset, window_end"
     params += [lo, lo, hi, hi] + ([lo] if lo is not None else [])
     return con.execute(sql, params).df()
-
-def replace_incidents(con: duckdb.DuckDBPyConnection, stream: str, incidents: pd.DataFrame) -> int:
-    """Make `incidents` (columns of the incidents table but stream and updated_at) the
-    stream's incidents, in one transaction: rows that changed or vanished are replaced,
-    unchanged rows stay as they are (with their updated_at). Returns the rows written."""
-    columns = ["asset", "start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors",
-               "model_versions", "status"]
-    missing = set(columns) - set(incidents.columns)
-    if missing:
-        raise WarehouseError(f"incidents lack columns {sorted(missing)}")
-    with transaction(con):
-        con.register("new_incidents", incidents[columns])
-        same = " AND ".join(f"n.{quote_identifier(c)} IS NOT DISTINCT FROM i.{quote_identifier(c)}" for c in columns)
-        scalar(con, f"DELETE FROM incidents i WHERE i.stream = ? AND NOT EXISTS "
-                    f"(SELECT 1 FROM new_incidents n WHERE {same})", [stream])
-        n = insert_missing(con, "incidents", "(SELECT ? AS stream, * FROM new_incidents)", ["stream", *columns],
-                           KEYS["incidents"], params=[stream])
-        con.unregister("new_incidents")
-    return int(n)
-
-def read_incidents(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
-    return con.execute("SELECT * FROM incidents WHERE stream = ? ORDER BY asset, start", [stream]).df()
 
 def write_evaluation(con: duckdb.DuckDBPyConnection, row: dict) -> int:
     """Store one evaluation (keys: columns of `evaluations`); a row with the same

@@ -97,6 +97,7 @@ TABLES = {
         )""",
     "incidents": """
         CREATE TABLE IF NOT EXISTS incidents (
+            incident_id VARCHAR NOT NULL,  -- stable: the same fault keeps its id across runs and rescoring
             stream VARCHAR NOT NULL,
             asset VARCHAR NOT NULL,
             start TIMESTAMP NOT NULL,  -- first flagged window's start
@@ -106,7 +107,50 @@ TABLES = {
             peak_severity DOUBLE NOT NULL,
             top_sensors VARCHAR NOT NULL,
             model_versions VARCHAR NOT NULL,  -- the versions whose flags it merges, e.g. '3' or '3,5'
-            status VARCHAR NOT NULL,  -- open: the next scoring run may still extend it; closed
+            status VARCHAR NOT NULL,  -- open, acknowledged, recovered, closed (monitoring.alerting.lifecycle)
+            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            severity_level INTEGER NOT NULL DEFAULT 1,  -- 1 warning, 2 major, 3 critical
+            directions VARCHAR NOT NULL DEFAULT '',  -- per top sensor: above / below its reconstruction
+            opened_at TIMESTAMP,
+            closed_at TIMESTAMP,
+            closed_reason VARCHAR,
+            acknowledged_by VARCHAR,
+            acknowledged_at TIMESTAMP,
+            revision INTEGER NOT NULL DEFAULT 1  -- the incident_log row this state is
+        )""",
+    "incident_log": """
+        CREATE TABLE IF NOT EXISTS incident_log (
+            incident_id VARCHAR NOT NULL,
+            revision INTEGER NOT NULL,
+            stream VARCHAR NOT NULL,
+            asset VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,  -- opened, extended, escalated, recovered, reopened, acknowledged, closed
+            status VARCHAR NOT NULL,
+            start TIMESTAMP NOT NULL,
+            "end" TIMESTAMP NOT NULL,
+            n_windows INTEGER NOT NULL,
+            peak_severity DOUBLE NOT NULL,
+            severity_level INTEGER NOT NULL,
+            top_sensors VARCHAR NOT NULL,
+            directions VARCHAR NOT NULL,
+            model_versions VARCHAR NOT NULL,
+            reason VARCHAR,
+            actor VARCHAR NOT NULL,  -- aemon, or who acknowledged / closed it
+            notify BOOLEAN NOT NULL,  -- an alert goes out for this change
+            logged_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+    "alert_deliveries": """
+        CREATE TABLE IF NOT EXISTS alert_deliveries (
+            alert_id VARCHAR NOT NULL,  -- '<incident_id>/<revision>', or a stream alert's id
+            channel VARCHAR NOT NULL,  -- prefect-event, webhook
+            delivered_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )""",
+    "feed_status": """
+        CREATE TABLE IF NOT EXISTS feed_status (
+            stream VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,  -- ok, stalled
+            since TIMESTAMP NOT NULL,
+            last_data_at TIMESTAMP,  -- the last ingest that accepted rows
             updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
     "evaluations": """
@@ -163,19 +207,50 @@ KEYS: dict[str, tuple[str, ...]] = {
     "data_quality": ("stream", "sensor"),
     "scores": ("stream", "asset", "window_start", "model_name", "model_version"),
     "anomalies": ("stream", "asset", "window_start", "model_name", "model_version"),
-    "incidents": ("stream", "asset", "start"),
+    "incidents": ("incident_id",),
+    "incident_log": ("incident_id", "revision"),
+    "alert_deliveries": ("alert_id", "channel"),
+    "feed_status": ("stream",),
     "evaluations": ("evaluation_id",),
     "watermarks": ("stream", "asset"),
 }
 
+# An incident's id from its stream, asset and start (incident_records.incident_id in SQL),
+# for the incidents of earlier releases, which had none.
+INCIDENT_ID_SQL = ("substr(md5(stream || chr(31) || asset || chr(31) || strftime(start, '%Y-%m-%dT%H:%M:%S.%f')), "
+                   "1, 12)")
+# Columns an earlier release's table lacks that are derived from the columns it has.
+DERIVED_COLUMNS: dict[str, dict[str, str]] = {
+    "incidents": {"incident_id": INCIDENT_ID_SQL, "opened_at": "updated_at",
+                  "closed_at": "CASE WHEN status = 'closed' THEN updated_at END",
+                  "closed_reason": "CASE WHEN status = 'closed' THEN 'recovered' END"},
+}
+
 # Statements that bring a catalog of an earlier schema version to this one, by the version
 # they start from. A new catalog gets TABLES as they are.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    # 2 -> 3: incidents get a stable id, a lifecycle and a history; alerts are delivered once
+    2: [
+        "ALTER TABLE incidents ADD COLUMN incident_id VARCHAR",
+        f"UPDATE incidents SET incident_id = {INCIDENT_ID_SQL}",
+        "ALTER TABLE incidents ADD COLUMN severity_level INTEGER DEFAULT 1",
+        "ALTER TABLE incidents ADD COLUMN directions VARCHAR DEFAULT ''",
+        "ALTER TABLE incidents ADD COLUMN opened_at TIMESTAMP",
+        "ALTER TABLE incidents ADD COLUMN closed_at TIMESTAMP",
+        "ALTER TABLE incidents ADD COLUMN closed_reason VARCHAR",
+        "ALTER TABLE incidents ADD COLUMN acknowledged_by VARCHAR",
+        "ALTER TABLE incidents ADD COLUMN acknowledged_at TIMESTAMP",
+        "ALTER TABLE incidents ADD COLUMN revision INTEGER DEFAULT 1",
+        "UPDATE incidents SET " + ", ".join(f"{column} = {expression}" for column, expression
+                                            in DERIVED_COLUMNS["incidents"].items() if column != "incident_id"),
+        *(TABLES[t] for t in ("incident_log", "alert_deliveries", "feed_status")),
+    ],
+}
 
 # Bump when TABLES change (and add the MIGRATIONS from the version before): a catalog
 # records the version its tables were brought to, and a connection runs DDL only when the
 # catalog is behind. DuckLake catalogs start at 2 (1 was the single-file warehouse).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_TABLE = "aemon_schema"
 
 

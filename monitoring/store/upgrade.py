@@ -23,7 +23,7 @@ from monitoring.store.connection import (
     transaction,
     view_name,
 )
-from monitoring.store.schema import TABLES
+from monitoring.store.schema import DERIVED_COLUMNS, TABLES
 
 
 def upgrade_legacy(warehouse: Warehouse, export_dir: Path | None = None) -> dict[str, int]:
@@ -104,6 +104,9 @@ def _copy_table(con, table: str, export_dir: Path | None) -> int:
                                      "ORDER BY column_index", [table]).fetchall()]
     if scalar(con, f"SELECT count(*) FROM {quote_identifier(table)}"):
         raise WarehouseError(f"the catalog's table {table} already has rows; upgrade into a new catalog")
-    listed = ", ".join(quote_identifier(c) for c in new if c in old)
-    con.execute(f"INSERT INTO {quote_identifier(table)} ({listed}) SELECT {listed} FROM {source}")
+    derived = {c: e for c, e in DERIVED_COLUMNS.get(table, {}).items() if c not in old}
+    kept = [c for c in new if c in old]
+    listed = ", ".join(quote_identifier(c) for c in [*kept, *derived])
+    values = ", ".join([*(quote_identifier(c) for c in kept), *derived.values()])
+    con.execute(f"INSERT INTO {quote_identifier(table)} ({listed}) SELECT {values} FROM {source}")
     return int(scalar(con, f"SELECT count(*) FROM {quote_identifier(table)}"))

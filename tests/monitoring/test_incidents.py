@@ -3,7 +3,8 @@ import pandas as pd
 from monitoring.alerting.incidents import IncidentRule, merge_incidents
 from monitoring.evaluation.labeled import evaluate_incidents
 from monitoring.store.connection import Warehouse, connect
-from monitoring.store.results import read_incidents, write_window_results
+from monitoring.store.incident_records import read_incidents
+from monitoring.store.results import write_window_results
 
 T = pd.Timestamp("2026-01-01")
 
@@ -81,8 +82,7 @@ def scored(start_mins, flagged, version, score=3.0):
 
 
 def test_stored_incidents_follow_the_latest_scoring_and_rerun_idempotently(tmp_path):
-
-    from monitoring.alerting.incidents import refresh_incidents
+    from monitoring.alerting.lifecycle import refresh_incidents
 
     db = Warehouse.at(tmp_path / "w")
     rule = IncidentRule(merge_gap=pd.Timedelta(minutes=5), min_windows=2, min_peak_severity=1.0)
@@ -90,19 +90,22 @@ def test_stored_incidents_follow_the_latest_scoring_and_rerun_idempotently(tmp_p
     with connect(db) as con:
         # version 1 flags two runs of windows: minutes 0-20 and 300-320
         write_window_results(con, "s", scored(starts, {0, 10, 20, 300, 310, 320}, 1), "s-detector", 1)
-    first = refresh_incidents(db, "s", rule)
+    assert refresh_incidents(db, "s", rule).changes == 4  # each opened, then closed
+    with connect(db) as con:
+        first = read_incidents(con, "s")
     assert first["start"].tolist() == [T, T + pd.Timedelta(minutes=300)]
     assert first["model_versions"].tolist() == ["1", "1"] and first["status"].tolist() == ["closed", "closed"]
-    assert refresh_incidents(db, "s", rule).equals(first)  # unchanged rows keep even their updated_at
+    assert refresh_incidents(db, "s", rule).changes == 0  # nothing new: no row changes
 
     with connect(db) as con:
         # version 2 rescores the second run and clears it, and flags the newest windows
         later = [s for s in starts if s >= 300] + [600, 610]
         write_window_results(con, "s", scored(later, {600, 610}, 2), "s-detector", 2)
-    second = refresh_incidents(db, "s", rule)
-    assert second["start"].tolist() == [T, T + pd.Timedelta(minutes=600)]
-    assert second["model_versions"].tolist() == ["1", "2"]
-    assert second["status"].tolist() == ["closed", "open"]  # the newest reaches the watermark
+    refresh_incidents(db, "s", rule)
     with connect(db) as con:
-        assert len(read_incidents(con, "s")) == 2
+        second = read_incidents(con, "s")
         assert len(read_incidents(con, "other")) == 0
+    # closed incidents are history (what was alerted), never rewritten by a later scoring
+    assert second["start"].tolist() == [T, T + pd.Timedelta(minutes=300), T + pd.Timedelta(minutes=600)]
+    assert second["model_versions"].tolist() == ["1", "1", "2"]
+    assert second["status"].tolist() == ["closed", "closed", "open"]  # the newest reaches the watermark

@@ -203,3 +203,54 @@ def test_a_single_file_warehouse_this_duckdb_cannot_open_is_upgraded_from_its_ex
     close_all()
     with connect(warehouse) as con:
         assert count_readings(con, "pumps") == 100
+
+
+# The incidents table of schema version 2 (releases before incident ids and a lifecycle).
+V2_INCIDENTS = """CREATE TABLE incidents (stream VARCHAR NOT NULL, asset VARCHAR NOT NULL, start TIMESTAMP NOT NULL,
+    "end" TIMESTAMP NOT NULL, n_windows INTEGER NOT NULL, peak_score DOUBLE NOT NULL, peak_severity DOUBLE NOT NULL,
+    top_sensors VARCHAR NOT NULL, model_versions VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
+V2_ROWS = ("INSERT INTO incidents VALUES ('pumps', 'pump-01', '2026-01-01 10:00:00', '2026-01-01 11:00:00', 5, 9.0, "
+           "3.5, 'Pressure', '1', 'closed', '2026-01-02 00:00:00'), ('pumps', 'pump-02', '2026-01-03 10:00:00.5', "
+           "'2026-01-03 11:00:00', 4, 7.0, 2.0, 'Flow', '1', 'open', '2026-01-04 00:00:00')")
+
+
+def test_a_catalog_of_schema_version_2_is_migrated_with_incident_ids(tmp_path):
+    from monitoring.store.incident_records import incident_id, read_incident_log, read_incidents
+
+    warehouse = Warehouse.at(tmp_path / "home")
+    with connect(warehouse, write=True) as con:  # a catalog as version 2 left it
+        for table in ("incidents", "incident_log", "alert_deliveries", "feed_status"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute(V2_INCIDENTS)
+        con.execute(V2_ROWS)
+        con.execute("DELETE FROM aemon_schema")
+        con.execute("INSERT INTO aemon_schema (version) VALUES (2)")
+    close_all()
+    with connect(warehouse, write=True) as con:
+        rows = read_incidents(con, "pumps")
+        assert con.execute("SELECT max(version) FROM aemon_schema").fetchall() == [(3,)]
+        assert read_incident_log(con, rows["incident_id"].iloc[0]).empty  # the log starts with the next change
+    assert rows["incident_id"].tolist() == [incident_id("pumps", r.asset, r.start) for r in rows.itertuples()]
+    assert rows["closed_reason"].tolist()[0] == "recovered" and rows["closed_at"].notna().tolist() == [True, False]
+    assert rows["revision"].tolist() == [1, 1] and rows["severity_level"].tolist() == [1, 1]
+
+
+def test_incidents_of_an_earlier_release_get_their_ids_in_the_upgrade(tmp_path):
+    from monitoring.store.incident_records import incident_id, read_incidents
+
+    home = tmp_path / "home"
+    home.mkdir()
+    legacy = home / "warehouse.duckdb"
+    create_legacy(legacy)
+    with duckdb.connect(str(legacy)) as con:
+        con.execute("DROP TABLE incidents")
+        con.execute(V2_INCIDENTS)
+        con.execute(V2_ROWS)
+    warehouse = Warehouse.at(home)
+    assert upgrade_legacy(warehouse)["incidents"] == 2
+    close_all()
+    with connect(warehouse) as con:
+        rows = read_incidents(con, "pumps")
+    assert rows["incident_id"].tolist() == [incident_id("pumps", r.asset, r.start) for r in rows.itertuples()]
+    assert rows["opened_at"].tolist() == rows["updated_at"].tolist()
