@@ -483,6 +483,82 @@ def demo(
     print_demo(cfg, result, time.perf_counter() - started)
 
 
+incidents_app = typer.Typer(help="Incidents: list, show, acknowledge, close.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+ByOption = typer.Option(None, "--by", help="Who does it (default: the login name).")
+NoteOption = typer.Option(None, "--note", help="A note kept in the incident's history.")
+
+
+def _incidents_warehouse(config: Path | None):
+    """The warehouse (settings only: no torch, no Prefect), refusing one that does not exist yet."""
+    from flows.locations import load_warehouse
+
+    warehouse, _ = load_warehouse(config)
+    if not warehouse.exists():
+        fail(f"no warehouse at {warehouse.catalog} yet; run `aemon ingest STREAM` and `aemon score STREAM` first")
+    return warehouse
+
+
+@incidents_app.command("list")
+def incidents_list(
+    stream: str | None = typer.Argument(None, help="Only this stream's incidents."),
+    all_: bool = typer.Option(False, "--all", help="Closed incidents too (default: open, acknowledged, recovered)."),
+    config: Path | None = ConfigOption,
+):
+    """Incidents by stream, asset and start: id, status, level, severity, top sensors (arrow: reading above or
+    below what the model expects)."""
+    from flows.render import print_incidents
+    from monitoring.store.connection import connect
+    from monitoring.store.incident_records import ACTIVE, read_incidents
+
+    with connect(_incidents_warehouse(config)) as con:
+        rows = read_incidents(con, stream, statuses=None if all_ else ACTIVE)
+    print_incidents(rows, "incidents" if all_ else "active incidents")
+
+
+@incidents_app.command("show")
+def incidents_show(incident: str = typer.Argument(..., help="An incident id, or the start of one."),
+                   config: Path | None = ConfigOption):
+    """One incident: its state and its whole history."""
+    from flows.render import print_incident
+    from monitoring.alerting.lifecycle import resolve_incident
+    from monitoring.store.connection import connect
+    from monitoring.store.incident_records import read_incident_log
+
+    with connect(_incidents_warehouse(config)) as con:
+        state = resolve_incident(con, incident)
+        log = read_incident_log(con, state["incident_id"])
+    print_incident(state, log)
+
+
+def _actor(by: str | None) -> str:
+    import getpass
+
+    return by or os.environ.get("USER") or getpass.getuser()
+
+
+@incidents_app.command("ack")
+def incidents_ack(incident: str = typer.Argument(..., help="An incident id, or the start of one."),
+                  by: str | None = ByOption, note: str | None = NoteOption, config: Path | None = ConfigOption):
+    """Acknowledge an open or recovered incident: someone is on it (its alerts go on: escalation, recovery)."""
+    from monitoring.alerting.lifecycle import acknowledge
+
+    state = acknowledge(_incidents_warehouse(config), incident, _actor(by), note)
+    console.print(f"incident {state['incident_id']} ({state['stream']}/{state['asset']}) acknowledged by "
+                  f"{state['acknowledged_by']}; its alert goes out with the stream's next scoring run")
+
+
+@incidents_app.command("close")
+def incidents_close(incident: str = typer.Argument(..., help="An incident id, or the start of one."),
+                    by: str | None = ByOption, note: str | None = NoteOption, config: Path | None = ConfigOption):
+    """Close an incident by hand; flags that continue after it make a new incident."""
+    from monitoring.alerting.lifecycle import close_incident
+
+    state = close_incident(_incidents_warehouse(config), incident, _actor(by), note)
+    console.print(f"incident {state['incident_id']} ({state['stream']}/{state['asset']}) {state['closed_reason']}; "
+                  "its alert goes out with the stream's next scoring run")
+
+
 models_app = typer.Typer(help="Registered detector versions: list, compare, promote, roll back.",
                          no_args_is_help=True)
 threshold_app = typer.Typer(help="Thresholds of the champion model.", no_args_is_help=True)

@@ -170,15 +170,31 @@ class TrainSettings(Settings):
 
 
 class AlertSettings(Settings):
-    """How flagged windows become incidents (monitoring.alerting.incidents.IncidentRule, whose
-    defaults these are)."""
+    """How flagged windows become incidents and how incidents live (monitoring.alerting.incidents
+    .IncidentRule and .lifecycle, whose defaults these are), and when a feed counts as stalled."""
 
     merge_gap_minutes: float = Field(IncidentRule.merge_gap.total_seconds() / 60, ge=0)
     min_windows: int = Field(IncidentRule.min_windows, ge=1)
     min_peak_severity: float = Field(IncidentRule.min_peak_severity, ge=1)
+    # data time of normal scores before an incident counts as recovered; unset: a third of the merge gap
+    recover_after_minutes: float | None = Field(None, ge=0)
+    escalation_levels: tuple[float, ...] = IncidentRule.escalation_levels  # severities: -> major -> critical
+    stale_after_hours: float = Field(IncidentRule.stale_after.total_seconds() / 3600, gt=0)
+    # no rows accepted for this many ingest intervals: the feed is stalled (an alert); 0: never
+    stall_after_intervals: float = Field(6.0, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_rule(self) -> AlertSettings:
+        try:
+            self.rule()
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     def rule(self) -> IncidentRule:
-        return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows, self.min_peak_severity)
+        recover = None if self.recover_after_minutes is None else pd.Timedelta(minutes=self.recover_after_minutes)
+        return IncidentRule(pd.Timedelta(minutes=self.merge_gap_minutes), self.min_windows, self.min_peak_severity,
+                            recover, tuple(self.escalation_levels), pd.Timedelta(hours=self.stale_after_hours))
 
 
 class ScheduleSettings(Settings):
@@ -257,7 +273,8 @@ def _tabular_defaults(data: dict) -> dict:
     data.setdefault("threshold", TABULAR_THRESHOLD.to_dict())
     alerts = data.get("alerts", {})
     if isinstance(alerts, dict):
-        data["alerts"] = {"merge_gap_minutes": 0.0, "min_windows": 1, "min_peak_severity": 1.0, **alerts}
+        data["alerts"] = {"merge_gap_minutes": 0.0, "min_windows": 1, "min_peak_severity": 1.0,
+                          "recover_after_minutes": 0.0, **alerts}
     return data
 
 
@@ -354,6 +371,31 @@ class StreamSettings(Settings):
         )
 
 
+class WebhookSettings(Settings):
+    """[webhook]: every alert (incident opened, escalated, recovered, reopened, acknowledged,
+    closed; a stalled feed; a failed flow) POSTed as JSON. The URL and the signing secret
+    may be secrets (a chat webhook's URL is one): give them through the environment or a
+    Prefect Secret block; they are never logged."""
+
+    url: str | None = None
+    url_env: str | None = None  # an environment variable holding the URL
+    secret_env: str | None = "AEMON_WEBHOOK_SECRET"  # HMAC-SHA256 key: X-Aemon-Signature header
+    secret_block: str | None = None  # a Prefect Secret block holding the key (instead of secret_env)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookSettings:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("set url or url_env, not both")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None or self.url_env is not None
+
+
 DEMO_STREAM = StreamSettings(sensors=SENSORS, label_columns=("label",))
 
 
@@ -362,6 +404,7 @@ class AemonConfig(Settings):
     tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
     artifact_root: str | None = None  # default: <home>/mlartifacts
     warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
+    webhook: WebhookSettings = WebhookSettings()
     streams: dict[str, StreamSettings] = {"pumps": DEMO_STREAM}
 
     @field_validator("streams")

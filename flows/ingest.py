@@ -4,10 +4,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows import tasks
+from flows.alerts import alert_on_failure
 from flows.config import load_config
 
 
-@flow(name="ingest-readings")
+@flow(name="ingest-readings", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
 def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
     """Ingest the files waiting in `<home>/inbox/<stream>/`; returns one audit dict per file."""
     config = load_config(config_path)

@@ -248,3 +248,42 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and value != value):  # None or NaN: not measured
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+ARROWS = {"above": "↑", "below": "↓"}
+
+
+def sensors_with_direction(names: str, directions: str) -> str:
+    dirs = str(directions or "").split(",")
+    return ", ".join(f"{s}{ARROWS.get(dirs[i] if i < len(dirs) else '', '')}"
+                     for i, s in enumerate(str(names).split(",")) if s)
+
+
+def print_incidents(rows, title: str) -> None:
+    if rows.empty:
+        console.print(f"no {title}")
+        return
+    table = Table("id", "stream", "asset", "status", "level", "severity", "start", "end", "windows", "top sensors",
+                  title=f"{title} ({len(rows)})")
+    levels = ("warning", "major", "critical")
+    for r in rows.itertuples(index=False):
+        table.add_row(r.incident_id, r.stream, r.asset, r.status, levels[min(int(r.severity_level), 3) - 1],
+                      f"{r.peak_severity:.2f}", str(r.start), str(r.end), str(r.n_windows),
+                      sensors_with_direction(r.top_sensors, r.directions))
+    console.print(table)
+
+
+def print_incident(state: dict, log) -> None:
+    fields = ["incident_id", "stream", "asset", "status", "severity_level", "peak_severity", "peak_score", "start",
+              "end", "n_windows", "model_versions", "opened_at", "acknowledged_by", "acknowledged_at", "closed_at",
+              "closed_reason", "revision"]
+    summary = Table("field", "value", title=f"incident {state['incident_id']}", show_header=False)
+    for name in fields:
+        summary.add_row(name, _cell(state.get(name)))
+    summary.add_row("top_sensors", sensors_with_direction(state["top_sensors"], state["directions"]))
+    console.print(summary)
+    history = Table("rev", "at", "event", "status", "severity", "end", "windows", "by", "reason", title="history")
+    for r in log.itertuples(index=False):
+        history.add_row(str(r.revision), str(r.logged_at), r.event, r.status, f"{r.peak_severity:.2f}", str(r.end),
+                        str(r.n_windows), r.actor, _cell(r.reason))
+    console.print(history)

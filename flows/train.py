@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from flows import tasks
+from flows.alerts import alert_on_failure
 from flows.config import detector_params, load_config
 
 
@@ -24,7 +25,7 @@ def _threads_per_fit(n_fits: int) -> int:
 FIT_RUNNER: TaskRunner[Any] = ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1)))
 
 
-@flow(name="train-detectors", task_runner=FIT_RUNNER)
+@flow(name="train-detectors", task_runner=FIT_RUNNER, on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
 def train_detectors(
     stream: str,
     config_path: str | None = None,

@@ -3,6 +3,7 @@ train flow -> MLflow SQLite registry -> score flow -> anomalies in DuckDB."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ from flows.ingest import ingest_readings
 from flows.score import score_stream
 from flows.train import train_detectors
 from monitoring.alerting.incidents import merge_incidents
-from monitoring.errors import EvaluationError
+from monitoring.errors import EvaluationError, IncidentError
 from monitoring.evaluation.labeled import evaluate_incidents
 from monitoring.models import registry
 from monitoring.store.connection import connect
@@ -73,17 +74,28 @@ def test_injected_faults_are_found_at_incident_level(run):
 
 def test_score_flow_stores_the_incidents_its_flags_merge_into(run):
     stored = run["before"]["incidents"].sort_values(["asset", "start"]).reset_index(drop=True)
-    assert run["scored"]["incidents"] == len(stored) > 0
+    assert run["scored"]["incidents"] == int((stored["status"] != "closed").sum())
+    assert len(stored) > 0 and stored["incident_id"].is_unique
     merged = merge_incidents(run["before"]["anomalies"], run["config"].stream("pumps").alerts.rule())
     columns = ["asset", "start", "end", "n_windows", "top_sensors"]
     pd.testing.assert_frame_equal(stored[columns].reset_index(drop=True), merged[columns].reset_index(drop=True),
                                   check_dtype=False)
     assert set(stored["model_versions"]) == {str(run["trained"]["version"])}
-    # the last incident of an asset whose flags reach its watermark may still grow; others are closed
+    # in data time: closed once no later window can merge in, recovered after rule.recovery of normal scores
     marks = run["before"]["watermarks"].set_index("asset")["last_window_end"]
-    gap = run["config"].stream("pumps").alerts.rule().merge_gap
-    expected = ["open" if r.end + gap >= marks[r.asset] else "closed" for r in stored.itertuples()]
+    rule = run["config"].stream("pumps").alerts.rule()
+    anomalies = run["before"]["anomalies"]
+    span = (anomalies["window_end"] - anomalies["window_start"]).max()
+    quiet = stored["asset"].map(marks) - stored["end"]
+    expected = ["closed" if q >= rule.merge_gap + span else "recovered" if q >= rule.recovery else "open"
+                for q in quiet]
     assert stored["status"].tolist() == expected
+    # the first scoring of history records the closed ones without alerting anyone
+    log = run["before"]["incident_log"]
+    assert set(log["incident_id"]) == set(stored["incident_id"])
+    closed = set(stored.loc[stored["status"] == "closed", "incident_id"])
+    assert not log[log["incident_id"].isin(closed)]["notify"].any()
+    assert log[~log["incident_id"].isin(closed)]["notify"].all()
 
 
 def test_rerunning_ingest_and_score_changes_no_table(run):
@@ -216,3 +228,161 @@ def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):
     quality = pd.read_csv(report)
     assert sorted(quality["sensor"]) == sorted(config.stream("pumps").sensors)
     assert set(quality["grade"]) <= {"high", "medium", "low"}
+
+
+# -- alerts: after the retraining above, a new file arrives ---------------------------
+
+def read_events(prefix: str, timeout: float = 60.0) -> list:
+    """Events whose name starts with `prefix`, read back from the Prefect API (the server
+    persists them in batches, so wait until the count stops growing)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    deadline, seen, stable = time.monotonic() + timeout, -1, 0
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=[prefix])), limit=50)
+            events = list(page.events)
+            while page.next_page:
+                page = client.read_events_page(str(page.next_page))
+                events += page.events
+            stable = stable + 1 if len(events) == seen else 0
+            if stable >= 2 and events:
+                return events
+            seen = len(events)
+            time.sleep(1.0)
+    return events
+
+
+@pytest.fixture(scope="module")
+def live(run):
+    """After the history was scored, a file with a fault lands (the next four hours of one
+    pump, a discharge pressure surge in them); the schedule's ingest and score take it."""
+    from features.synthetic import SENSORS
+
+    config, lake = run["config"], run["before"]["lake.pumps"]
+    asset = sorted(lake["asset"].unique())[0]
+    tail = lake[lake["asset"] == asset].tail(240)[["timestamp", "asset", *SENSORS, "label"]].reset_index(drop=True)
+    tail["timestamp"] += tail["timestamp"].iloc[-1] - tail["timestamp"].iloc[0] + pd.Timedelta(minutes=1)
+    fault = tail.index[150:200]
+    sensor = "discharge_pressure"
+    tail.loc[fault, sensor] += 8 * lake[sensor].std()
+    tail.loc[fault, "label"] = 1
+    path = config.inbox("pumps") / "live-1.csv"
+    tail.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    ingested = ingest_readings("pumps", config_path=run["config_path"])
+    scored = score_stream("pumps", config_path=run["config_path"])
+    with connect(config.warehouse) as con:
+        log = con.execute("SELECT * FROM incident_log ORDER BY logged_at, incident_id, revision").df()
+    new = log[~log.set_index(["incident_id", "revision"]).index.isin(
+        run["before"]["incident_log"].set_index(["incident_id", "revision"]).index)]
+    return {"asset": asset, "sensor": sensor, "ingested": ingested, "scored": scored, "log": new,
+            "start": tail.loc[fault[0], "timestamp"]}
+
+
+def test_a_fault_in_a_new_file_opens_an_incident_and_alerts_through_events_and_artifacts(run, live):
+    from prefect.client.orchestration import get_client
+
+    log = live["log"]
+    alerting = log[log["notify"]]
+    opened_rows = alerting[alerting["event"] == "opened"]
+    assert opened_rows["asset"].tolist() == [live["asset"]], log[["asset", "event", "start"]]
+    assert live["scored"]["alerts_sent"]["prefect-event"] == len(alerting)
+    ids = set(alerting["incident_id"])
+    events = [e for e in read_events("aemon.incident.") if e.resource.get("aemon.incident.id") in ids]
+    assert sorted((e.event, e.resource.id) for e in events) == sorted(
+        (f"aemon.incident.{r.event}", f"aemon.stream.pumps.asset.{r.asset}") for r in alerting.itertuples())
+    opened = next(e for e in events if e.event == "aemon.incident.opened")
+    payload = opened.payload
+    assert payload["incident_id"] in set(alerting["incident_id"]) and payload["stream"] == "pumps"
+    champion = registry.resolve_alias(run["config"].mlflow_tracking_uri, "pumps")  # after the retraining above
+    assert payload["model_version"] == champion.version and payload["severity"] >= 1.5
+    assert payload["top_sensors"][0] == {"sensor": live["sensor"], "direction": "above"}
+    assert opened.resource["aemon.incident.id"] == payload["incident_id"]
+    with connect(run["config"].warehouse) as con:
+        delivered = con.execute("SELECT count(*) FROM alert_deliveries WHERE channel = 'prefect-event' AND "
+                                "list_contains(?, split_part(alert_id, '/', 1))", [list(ids)]).fetchone()
+    assert delivered == (len(alerting),)
+    with get_client(sync_client=True) as client:
+        scoring = client.read_latest_artifacts()
+    keys = {a.key for a in scoring}
+    assert {"pumps-scoring", "pumps-incidents"} <= keys
+    summary = next(a for a in scoring if a.key == "pumps-scoring")
+    assert "active incidents" in str(summary.data)
+
+
+def test_alerts_go_to_a_signed_webhook_once_and_wait_while_it_fails(run, live, monkeypatch, caplog):
+    import hashlib
+    import hmac
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[dict, str]] = []
+    answer = {"code": 500}
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if answer["code"] == 200:
+                received.append((json.loads(body), self.headers["X-Aemon-Signature"]))
+                received[-1][0]["_raw"] = body.decode()
+            self.send_response(answer["code"])
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "s3cr3t-path-token"
+    monkeypatch.setenv("AEMON_TEST_HOOK_URL", f"http://127.0.0.1:{server.server_port}/hooks/{token}")
+    monkeypatch.setenv("AEMON_WEBHOOK_SECRET", "signing-key")
+    path = run["root"] / "home" / "aemon-webhook.toml"
+    path.write_text(Path(run["config_path"]).read_text() + '\n[webhook]\nurl_env = "AEMON_TEST_HOOK_URL"\n')
+    try:
+        caplog.set_level("INFO")
+        failing = score_stream("pumps", config_path=str(path))
+        assert failing["alerts_sent"]["webhook"] == 0 and not received
+        assert token not in caplog.text and "127.0.0.1" in caplog.text  # the host is named, the URL never
+        answer["code"] = 200
+        sent = score_stream("pumps", config_path=str(path))
+        log = live["log"]  # the first scoring's history never alerted
+        assert sent["alerts_sent"]["webhook"] == int(log["notify"].sum()) == len(received)
+        for message, header in received:
+            raw = message.pop("_raw").encode()
+            assert header == "sha256=" + hmac.new(b"signing-key", raw, hashlib.sha256).hexdigest()
+        assert {m["event"] for m, _ in received} <= {f"aemon.incident.{e}" for e in log["event"]}
+        again = score_stream("pumps", config_path=str(path))
+        assert again["alerts_sent"]["webhook"] == 0 and len(received) == int(log["notify"].sum())
+    finally:
+        server.shutdown()
+        path.unlink()
+
+
+def test_incidents_commands_list_show_ack_and_close(run, live):
+    path = run["config_path"]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["incidents", "list", "--all", "--config", path])
+    assert listed.exit_code == 0, listed.output
+    assert live["log"]["incident_id"].iloc[0] in listed.output
+    incident = live["log"]["incident_id"].iloc[0]
+    shown = runner.invoke(app, ["incidents", "show", incident[:7], "--config", path])
+    assert shown.exit_code == 0 and "opened" in shown.output, shown.output
+    acked = runner.invoke(app, ["incidents", "ack", incident[:7], "--by", "ana", "--config", path])
+    assert acked.exit_code == 0 and "acknowledged by ana" in acked.output, acked.output
+    closed = runner.invoke(app, ["incidents", "close", incident, "--by", "ana", "--note", "valve swapped",
+                                 "--config", path])
+    assert closed.exit_code == 0 and "closed by ana: valve swapped" in closed.output, closed.output
+    again = runner.invoke(app, ["incidents", "close", incident, "--config", path])
+    assert isinstance(again.exception, IncidentError) and "already closed" in str(again.exception)
+    missing = runner.invoke(app, ["incidents", "show", "zzzz", "--config", path])
+    assert isinstance(missing.exception, IncidentError)
+    assert "no incident has an id starting with 'zzzz'" in str(missing.exception)
+    # the manual changes are alerts of the next scoring run
+    sent = score_stream("pumps", config_path=path)
+    assert sent["alerts_sent"]["prefect-event"] == 2
