@@ -7,8 +7,8 @@ from dataclasses import asdict
 from prefect import flow, get_run_logger
 
 from flows import tasks
-from flows.alerts import alert_on_failure
 from flows.config import load_config
+from flows.notify import alert_on_failure
 
 
 @flow(name="score-stream", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])

@@ -21,7 +21,7 @@ from prefect.states import State
 from aemodels.thresholds import ThresholdRule
 from features.exclusions import Exclusions
 from features.readers import StreamSchema
-from flows import alerts
+from flows import notify
 from flows.config import AemonConfig
 from flows.errors import DOMAIN_ERRORS
 from monitoring.alerting import scoring
@@ -143,18 +143,18 @@ def load_champion(tracking_uri: str, stream: str) -> tuple[PyFuncModel, registry
 
 @io_task("check-feed")
 def check_feed(config: AemonConfig, stream: str) -> Alert | None:
-    return alerts.feed_check(config, stream)
+    return notify.feed_check(config, stream)
 
 
 @io_task("deliver-alerts")
 def deliver_alerts(config: AemonConfig, stream: str) -> dict[str, int]:
-    return alerts.deliver_pending(config, stream)
+    return notify.deliver_pending(config, stream)
 
 
 @io_task("publish-scoring")
 def publish_scoring(config: AemonConfig, stream: str, result: scoring.ScoreResult, sent: dict[str, int],
                     feed: Alert | None) -> None:
-    alerts.publish_scoring(stream, result, alerts.active_incidents(config.warehouse, stream), sent, feed)
+    notify.publish_scoring(stream, result, notify.active_incidents(config.warehouse, stream), sent, feed)
 
 
 @io_task("score-windows")

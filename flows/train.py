@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from flows import tasks
-from flows.alerts import alert_on_failure
 from flows.config import detector_params, load_config
+from flows.notify import alert_on_failure
 
 
 def _threads_per_fit(n_fits: int) -> int:

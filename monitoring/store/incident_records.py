@@ -93,16 +93,19 @@ def save_incident_changes(con: duckdb.DuckDBPyConnection, states: pd.DataFrame, 
     return int(n)
 
 
-def pending_alerts(con: duckdb.DuckDBPyConnection, channel: str, stream: str | None = None) -> pd.DataFrame:
+def pending_alerts(con: duckdb.DuckDBPyConnection, channel: str, stream: str | None = None,
+                   max_age: pd.Timedelta = pd.Timedelta(days=1)) -> pd.DataFrame:
     """Incident changes that raise an alert (notify) and were not delivered on `channel` yet,
-    oldest first, with the incident's current model versions and peak score: the outbox a
-    delivery that failed is retried from."""
-    clause, params = ("AND l.stream = ?", [channel, stream]) if stream is not None else ("", [channel])
+    oldest first, with the incident's current peak score: the outbox a delivery that failed
+    is retried from. Changes older than `max_age` are left out: a channel configured today
+    is not flooded with last month's alerts (they stay in incident_log)."""
+    clause, params = ("AND l.stream = ?", [stream]) if stream is not None else ("", [])
     return con.execute(
         "SELECT l.*, i.peak_score, l.incident_id || '/' || l.revision AS alert_id FROM incident_log l "
-        "JOIN incidents i USING (incident_id) WHERE l.notify AND NOT EXISTS (SELECT 1 FROM alert_deliveries d "
-        f"WHERE d.alert_id = l.incident_id || '/' || l.revision AND d.channel = ?) {clause} "
-        "ORDER BY l.logged_at, l.incident_id, l.revision", params).df()
+        "JOIN incidents i USING (incident_id) WHERE l.notify AND l.logged_at >= current_localtimestamp() - ? "
+        "AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = l.incident_id || '/' || l.revision "
+        f"AND d.channel = ?) {clause} ORDER BY l.logged_at, l.incident_id, l.revision",
+        [max_age.to_pytimedelta(), channel, *params]).df()
 
 
 def mark_delivered(con: duckdb.DuckDBPyConnection, alert_ids: list[str], channel: str) -> int:

@@ -24,6 +24,7 @@ from monitoring.store.connection import connect
 from monitoring.store.readings import count_readings, read_readings
 from monitoring.store.results import read_evaluations
 from monitoring.store.schema import TABLES
+from tests.flows.prefect_events import read_events
 
 
 def snapshot(warehouse) -> dict[str, pd.DataFrame]:
@@ -231,32 +232,6 @@ def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):
 
 
 # -- alerts: after the retraining above, a new file arrives ---------------------------
-
-def read_events(prefix: str, timeout: float = 60.0) -> list:
-    """Events whose name starts with `prefix`, read back from the Prefect API (the server
-    persists them in batches, so wait until the count stops growing)."""
-    import time
-
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all()
-    deadline, seen, stable = time.monotonic() + timeout, -1, 0
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            page = client.read_events(EventFilter(event=EventNameFilter(prefix=[prefix])), limit=50)
-            events = list(page.events)
-            while page.next_page:
-                page = client.read_events_page(str(page.next_page))
-                events += page.events
-            stable = stable + 1 if len(events) == seen else 0
-            if stable >= 2 and events:
-                return events
-            seen = len(events)
-            time.sleep(1.0)
-    return events
-
 
 @pytest.fixture(scope="module")
 def live(run):
