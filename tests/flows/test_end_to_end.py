@@ -361,3 +361,32 @@ def test_incidents_commands_list_show_ack_and_close(run, live):
     # the manual changes are alerts of the next scoring run
     sent = score_stream("pumps", config_path=path)
     assert sent["alerts_sent"]["prefect-event"] == 2
+
+
+def readme_section(title: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index(f"## {title}")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_readme_operator_queries_run_and_its_automation_is_valid(run, live):
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    from monitoring.store.connection import query_rows
+
+    section = readme_section("Incidents and alerts")
+    sql = section.split("```sql\n")[1].split("```")[0]
+    incident = live["log"]["incident_id"].iloc[0]
+    queries = [q.strip().replace("3f9c0a1b2c3d", incident) for q in sql.split(";") if q.strip()]
+    results = {}
+    for query in queries:
+        comment = query.splitlines()[0]
+        results[comment] = query_rows(run["config"].warehouse, query)[1]
+    assert len(results) == 5
+    assert results["-- top sensors per incident, with their direction"]
+    assert results["-- scores around an incident: an hour either side"]
+    assert results["-- how an incident evolved"][0][2] == "opened"
+    automation = yaml.safe_load(section.split("```yaml\n")[1].split("```")[0])
+    parsed = AutomationCore.model_validate(automation)
+    assert parsed.trigger.expect == {"aemon.incident.opened", "aemon.incident.escalated", "aemon.incident.reopened"}
