@@ -35,3 +35,7 @@ class EvaluationError(MonitoringError, ValueError):
 
 class BenchSettingError(MonitoringError, ValueError):
     """A benchmark setting (a `--set KEY=VALUE`, a kind, a detector parameter) that cannot work."""
+
+
+class DriftInputError(MonitoringError, ValueError):
+    """A drift setting, or a champion or readings a drift check cannot compare."""

@@ -11,6 +11,36 @@ import duckdb
 
 from monitoring.errors import WarehouseError
 
+DRIFT_CHECKS = """
+        CREATE TABLE IF NOT EXISTS drift_checks (
+            check_id VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            checked_at TIMESTAMP NOT NULL,
+            model_name VARCHAR NOT NULL,
+            model_version INTEGER NOT NULL,  -- the champion compared with
+            recent_start TIMESTAMP NOT NULL,  -- the recent readings compared
+            recent_end TIMESTAMP NOT NULL,
+            feature VARCHAR NOT NULL,  -- a sensor, '__score__' or '__alert_rate__'
+            kind VARCHAR NOT NULL,  -- sensor, score, alert_rate
+            test VARCHAR NOT NULL,  -- ks (two-sample Kolmogorov-Smirnov), binomial (alert rate)
+            statistic DOUBLE,  -- KS D; the recent alert rate
+            p_value DOUBLE,  -- NULL: not tested (too few samples, see note)
+            p_limit DOUBLE NOT NULL,  -- alpha / tests in the check (Bonferroni)
+            psi DOUBLE,  -- population stability index
+            recent_value DOUBLE,  -- median (alert rate) of the recent side
+            reference_value DOUBLE,  -- median of the reference; the implied alert rate
+            n_recent BIGINT NOT NULL,
+            n_reference BIGINT,
+            drifted BOOLEAN NOT NULL,  -- this feature
+            note VARCHAR NOT NULL,
+            check_drifted BOOLEAN NOT NULL,  -- some feature of the check
+            streak INTEGER NOT NULL,  -- drifting checks in a row on new readings
+            holds BOOLEAN NOT NULL,  -- streak >= drift.hold_checks
+            retrain_requested BOOLEAN NOT NULL,
+            decision VARCHAR NOT NULL,
+            mlflow_run_id VARCHAR
+        )"""
+
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -153,6 +183,7 @@ TABLES = {
             model_version INTEGER NOT NULL,
             updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
+    "drift_checks": DRIFT_CHECKS,
 }
 
 # The key of each table: inserts skip rows whose key is present (DuckLake has no constraints).
@@ -166,16 +197,19 @@ KEYS: dict[str, tuple[str, ...]] = {
     "incidents": ("stream", "asset", "start"),
     "evaluations": ("evaluation_id",),
     "watermarks": ("stream", "asset"),
+    "drift_checks": ("check_id", "feature"),
 }
 
 # Statements that bring a catalog of an earlier schema version to this one, by the version
 # they start from. A new catalog gets TABLES as they are.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: [DRIFT_CHECKS],
+}
 
 # Bump when TABLES change (and add the MIGRATIONS from the version before): a catalog
 # records the version its tables were brought to, and a connection runs DDL only when the
 # catalog is behind. DuckLake catalogs start at 2 (1 was the single-file warehouse).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_TABLE = "aemon_schema"
 
 
