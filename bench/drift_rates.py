@@ -65,7 +65,9 @@ def run(seed: int, args: argparse.Namespace, rule: DriftRule) -> list[dict]:
             end = t0 + pd.Timedelta(hours=hour)
             recent = data[(data["timestamp"] > end - pd.Timedelta(hours=rule.recent_hours))
                           & (data["timestamp"] <= end)]
-            checked = detect_drift(drift_inputs(trained.bundle, reference, recent, label_columns=["label"]), rule)
+            inputs = drift_inputs(trained.bundle, reference, recent, label_columns=["label"],
+                                  holdout_far=trained.evaluation.metrics["far"])
+            checked = detect_drift(inputs, rule)
             drifted = bool(checked["drifted"].any())
             streak = drift_streak(history, drifted, end)
             history = pd.concat([pd.DataFrame({"recent_end": [end], "drifted": [drifted]}), history],

@@ -14,8 +14,9 @@ a feature counts as drifted:
 Readings are autocorrelated, so thousands of them are worth far fewer independent draws and
 a KS test alone fires on differences no one would retrain for (measured: README, Drift);
 PSI is the effect size that keeps the check to shifts that matter. The alert rate is tested
-with a one-sided binomial test against the fraction of calibration scores above the
-threshold (a p99 threshold implies 1 %), and counts as drifted when it is also at least
+with a one-sided binomial test against the expected rate: the fraction of calibration
+scores above the threshold (a p99 threshold implies 1 %), or the champion's false-alarm rate
+on its holdout when that was higher. It counts as drifted when it is also at least
 `alert_rate_ratio` times that rate (flagged windows overlap and come in runs, so the
 binomial p-value alone is as optimistic as the KS one).
 
@@ -50,7 +51,7 @@ class DriftRule:
 
     recent_hours: float = 24.0  # the recent window: this many hours up to the stream's last reading
     alpha: float = 0.01  # family-wise significance of one check (Bonferroni over its tests)
-    psi_threshold: float = 0.25  # effect size a drifted feature must also reach
+    psi_threshold: float = 0.5  # effect size a drifted feature must also reach (README, Drift: why not 0.25)
     n_bins: int = 10  # PSI bins, cut at the reference's quantiles
     alert_rate_ratio: float = 3.0  # recent alert rate / implied rate a drifted alert rate must also reach
     min_samples: int = 100  # fewer recent readings (windows) than this: the feature is not tested
@@ -157,11 +158,12 @@ class DriftInputs:
     recent_scores: np.ndarray
     threshold: float
     overlap: float = 1.0  # window size / stride of the recent windows (see compare_alert_rate)
+    holdout_far: float | None = None  # the champion's false-alarm rate on its held-out normal windows
 
 
 def drift_inputs(bundle: ModelBundle, reference: pd.DataFrame, recent: pd.DataFrame, *,
                  label_columns: list[str] | tuple[str, ...] = (), exclusions=None,
-                 excluded_intervals: pd.DataFrame | None = None) -> DriftInputs:
+                 excluded_intervals: pd.DataFrame | None = None, holdout_far: float | None = None) -> DriftInputs:
     """The champion's side and the recent side of a check, as the model sees them.
 
     Inputs: readings of the champion's training range (`reference`) less what training
@@ -169,7 +171,10 @@ def drift_inputs(bundle: ModelBundle, reference: pd.DataFrame, recent: pd.DataFr
     readings less the stream's exclusions (machine off, maintenance: not drift); sensors the
     bundle differences are compared as changes. Scores: the champion's calibration scores
     (kept in the bundle, from the windows its threshold was set on) against its scores of
-    the recent windows that touch no excluded reading."""
+    the recent windows that touch no excluded reading. `holdout_far`: the champion's
+    false-alarm rate on its held-out normal windows, when known; the expected alert rate is
+    the larger of it and the rate the threshold implies on the calibration scores (a model
+    that flagged 3 % of its own holdout does not drift by flagging 3 %)."""
     for name, frame in (("reference", reference), ("recent", recent)):
         if frame.empty:
             raise DriftInputError(f"no {name} readings of stream '{bundle.stream}' to compare")
@@ -189,7 +194,7 @@ def drift_inputs(bundle: ModelBundle, reference: pd.DataFrame, recent: pd.DataFr
     scores = bundle.detector.score(windows.X[keep]) if keep.any() else np.zeros(0)
     return DriftInputs(list(bundle.sensors), ref, new, np.asarray(bundle.detector.val_scores_, dtype=np.float64),
                        np.asarray(scores, dtype=np.float64), bundle.threshold,
-                       max(1.0, bundle.spec.size / bundle.spec.stride))
+                       max(1.0, bundle.spec.size / bundle.spec.stride), holdout_far)
 
 
 def detect_drift(inputs: DriftInputs, rule: DriftRule) -> pd.DataFrame:
@@ -200,8 +205,13 @@ def detect_drift(inputs: DriftInputs, rule: DriftRule) -> pd.DataFrame:
     rows.append(compare_distributions(SCORE, "score", inputs.calibration_scores, inputs.recent_scores, rule, n_tests))
     scores = _finite(inputs.recent_scores)
     implied = implied_alert_rate(inputs.calibration_scores, inputs.threshold)
-    rows.append(compare_alert_rate(int((scores > inputs.threshold).sum()), len(scores), implied, rule, n_tests,
-                                   inputs.overlap))
+    expected = implied if inputs.holdout_far is None else max(implied, inputs.holdout_far)
+    row = compare_alert_rate(int((scores > inputs.threshold).sum()), len(scores), expected, rule, n_tests,
+                             inputs.overlap)
+    if expected > implied:
+        row["note"] = (row["note"] + "; " if row["note"] else "") + \
+            f"expected: the holdout's {expected:.2%}, above the threshold's {implied:.2%}"
+    rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["n_reference"] = frame["n_reference"].astype("Int64")
     return frame

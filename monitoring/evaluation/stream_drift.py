@@ -75,7 +75,8 @@ def check_stream(warehouse: Warehouse, tracking_uri: str, artifact_root: str | N
         incidents = read_incidents(con, stream)[["asset", "start", "end"]]
         history = read_check_history(con, stream)
     inputs = drift_inputs(bundle, reference, recent, label_columns=label_columns, exclusions=exclusions,
-                          excluded_intervals=incidents)
+                          excluded_intervals=incidents, holdout_far=registry.version_metric(tracking_uri, version,
+                                                                                            "val_far"))
     features = detect_drift(inputs, rule)
     drifted = bool(features["drifted"].any())
     recent_start, recent_end = pd.Timestamp(recent["timestamp"].min()), pd.Timestamp(recent["timestamp"].max())

@@ -439,6 +439,14 @@ def version_training_range(tracking_uri: str, version: RegisteredVersion) -> tup
     return start, end
 
 
+def version_metric(tracking_uri: str, version: RegisteredVersion, metric: str) -> float | None:
+    """A metric of the run that registered `version` (e.g. val_far); None when it has none."""
+    if not version.run_id:
+        return None
+    value = client_for(tracking_uri).get_run(version.run_id).data.metrics.get(metric)
+    return None if value is None else float(value)
+
+
 def log_drift_check(tracking_uri: str, artifact_root: str | None, stream: str, metrics: dict[str, float],
                     tags: dict[str, str], table: pd.DataFrame) -> str:
     """Log a drift check as a run named `drift-check` (tag role=drift-check) in the stream's
