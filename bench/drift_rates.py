@@ -3,7 +3,7 @@
 Per seed: a stream with no faults, an mlp_ae trained on its first `--train-days` with the
 stream defaults (the champion), then hourly drift checks (a `--recent-hours` window up to
 each hour) over the following days, as the check-drift flow runs them (the library path:
-monitoring.evaluation.drift, no Prefect, MLflow or DuckDB). Scenarios:
+monitoring.evaluation.drift_detection, no Prefect, MLflow or DuckDB). Scenarios:
 
 - stationary: the readings as generated. A drifting check is a false drift; drift holding
   (`hold_checks` drifting checks in a row) is a false trigger of retraining.
@@ -27,7 +27,7 @@ import pandas as pd
 from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
-from monitoring.evaluation.drift import DriftRule, detect_drift, drift_inputs, drift_streak
+from monitoring.evaluation.drift_detection import DriftRule, detect_drift, drift_inputs, drift_streak
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, train_bundle
 
 

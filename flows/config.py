@@ -34,7 +34,7 @@ from flows.locations import (
     resolve_home,
 )
 from monitoring.alerting.incidents import IncidentRule
-from monitoring.evaluation.drift import DriftRule
+from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models.fitting import (
     STREAM_DETECTOR_DEFAULTS,
     TABULAR_DETECTOR_DEFAULTS,
@@ -201,7 +201,7 @@ class ScheduleSettings(Settings):
 
 class DriftSettings(Settings):
     """The stream's [drift] table: what the check-drift flow compares and when it retrains
-    (monitoring.evaluation.drift.DriftRule, whose defaults and checks these are), whether
+    (monitoring.evaluation.drift_detection.DriftRule, whose defaults and checks these are), whether
     drift that holds starts the train flow, and how often `aemon serve` checks."""
 
     recent_hours: float = Field(DriftRule.recent_hours, gt=0)

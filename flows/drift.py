@@ -1,5 +1,5 @@
 """check-drift: the stream's recent inputs, scores and alert rate against its champion's
-training and calibration (monitoring.evaluation.drift) -> drift_checks rows and an MLflow
+training and calibration (monitoring.evaluation.drift_detection) -> drift_checks rows and an MLflow
 run; when drift holds, the train deployment (or, outside a deployment, the train flow) runs
 and its gate decides whether the new model replaces the champion."""
 from __future__ import annotations

@@ -26,7 +26,7 @@ from flows.errors import DOMAIN_ERRORS
 from monitoring.alerting import scoring
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.evaluation import stream_drift
-from monitoring.evaluation.drift import DriftRule
+from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models import fitting, promotion, registry
 from monitoring.models.gate import GateDecision
 from monitoring.store import data_quality, ingestion, maintenance, readings, results

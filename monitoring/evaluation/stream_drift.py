@@ -1,4 +1,4 @@
-"""One drift check of a stream against its champion (monitoring.evaluation.drift), end to
+"""One drift check of a stream against its champion (monitoring.evaluation.drift_detection), end to
 end: read the champion, its training range's readings and the recent readings, compare,
 count drifting checks in a row, decide, log the check to MLflow and store its rows in
 `drift_checks`. Starting the retraining is the flow's job (flows/drift.py)."""
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from monitoring.evaluation.drift import (
+from monitoring.evaluation.drift_detection import (
     ALERT_RATE,
     SCORE,
     DriftDecision,

@@ -1,4 +1,4 @@
-"""Drift math (monitoring.evaluation.drift) and its table: PSI, the two-part rule (significant
+"""Drift math (monitoring.evaluation.drift_detection) and its table: PSI, the two-part rule (significant
 and large), the alert rate, drift holding, and the drift_checks table and its migration."""
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from aemodels.thresholds import ThresholdRule
+from features.shift_tests import population_stability
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
 from monitoring.errors import DriftInputError
-from monitoring.evaluation.drift import (
+from monitoring.evaluation.drift_detection import (
     ALERT_RATE,
     SCORE,
     DriftRule,
@@ -23,7 +24,6 @@ from monitoring.evaluation.drift import (
     drift_inputs,
     drift_streak,
     implied_alert_rate,
-    population_stability,
 )
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, train_bundle
 from monitoring.store.connection import Warehouse, close_all, connect, write

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from features.differencing import difference
+from features.shift_tests import excess_p_value, finite, ks_test, population_stability
 from features.training_set import labeled_mask
 from monitoring.errors import DriftInputError
 from monitoring.models.bundle import ModelBundle
@@ -69,30 +69,10 @@ class DriftRule:
                 raise DriftInputError(f"drift.{name}={getattr(self, name)!r}, must be {expected}")
 
 
-def population_stability(reference: np.ndarray, recent: np.ndarray, n_bins: int = 10) -> float:
-    """PSI = sum over bins of (recent% - reference%) * ln(recent% / reference%), the bins cut at
-    the reference's quantiles (ties merge bins). Each bin's count gets 0.5 added, so an empty
-    bin gives a large but finite term."""
-    reference = _finite(reference)
-    recent = _finite(recent)
-    if len(reference) == 0 or len(recent) == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    n = len(edges) + 1
-    ref = (np.bincount(np.searchsorted(edges, reference, side="right"), minlength=n) + 0.5) / (len(reference) + 0.5 * n)
-    new = (np.bincount(np.searchsorted(edges, recent, side="right"), minlength=n) + 0.5) / (len(recent) + 0.5 * n)
-    return float(np.sum((new - ref) * np.log(new / ref)))
-
-
-def _finite(values) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64).ravel()
-    return values[np.isfinite(values)]
-
-
 def compare_distributions(feature: str, kind: str, reference, recent, rule: DriftRule, n_tests: int) -> dict:
     """One feature's row: KS statistic and p-value, PSI, medians, sizes, and whether it drifted
     (p below alpha / n_tests and PSI above the rule's threshold)."""
-    reference, recent = _finite(reference), _finite(recent)
+    reference, recent = finite(reference), finite(recent)
     p_limit = rule.alpha / n_tests
     row = {"feature": feature, "kind": kind, "test": "ks", "statistic": math.nan, "p_value": math.nan,
            "p_limit": p_limit, "psi": math.nan, "recent_value": _median(recent), "reference_value": _median(reference),
@@ -102,10 +82,10 @@ def compare_distributions(feature: str, kind: str, reference, recent, rule: Drif
     if short:
         row["note"] = f"not tested: {', '.join(short)} < min_samples {rule.min_samples}"
         return row
-    test = stats.ks_2samp(reference, recent, method="asymp")
+    statistic, p_value = ks_test(reference, recent)
     psi = population_stability(reference, recent, rule.n_bins)
-    row.update(statistic=float(test.statistic), p_value=float(test.pvalue), psi=psi,
-               drifted=bool(test.pvalue < p_limit and psi > rule.psi_threshold))
+    row.update(statistic=statistic, p_value=p_value, psi=psi,
+               drifted=bool(p_value < p_limit and psi > rule.psi_threshold))
     return row
 
 
@@ -116,7 +96,7 @@ def _median(values: np.ndarray) -> float:
 def implied_alert_rate(calibration_scores, threshold: float) -> float:
     """The share of calibration scores above the threshold (0.01 for a p99 rule), at least one
     calibration window's share: a smaller rate cannot be told from the calibration set."""
-    scores = _finite(calibration_scores)
+    scores = finite(calibration_scores)
     if len(scores) == 0:
         raise DriftInputError("the champion has no calibration scores to take the implied alert rate from")
     return max(float(np.mean(scores > threshold)), 1.0 / len(scores))
@@ -140,7 +120,7 @@ def compare_alert_rate(n_flagged: int, n_windows: int, implied: float, rule: Dri
         return row
     n_independent = max(1, round(n_windows / overlap))
     k = min(n_independent, round(n_flagged / overlap))
-    p_value = float(stats.binomtest(k, n_independent, implied, alternative="greater").pvalue)
+    p_value = excess_p_value(k, n_independent, implied)
     row.update(p_value=p_value, drifted=bool(p_value < p_limit and observed >= rule.alert_rate_ratio * implied))
     return row
 
@@ -203,7 +183,7 @@ def detect_drift(inputs: DriftInputs, rule: DriftRule) -> pd.DataFrame:
     rows = [compare_distributions(s, "sensor", inputs.reference[s].to_numpy(), inputs.recent[s].to_numpy(), rule,
                                   n_tests) for s in inputs.sensors]
     rows.append(compare_distributions(SCORE, "score", inputs.calibration_scores, inputs.recent_scores, rule, n_tests))
-    scores = _finite(inputs.recent_scores)
+    scores = finite(inputs.recent_scores)
     implied = implied_alert_rate(inputs.calibration_scores, inputs.threshold)
     expected = implied if inputs.holdout_far is None else max(implied, inputs.holdout_far)
     row = compare_alert_rate(int((scores > inputs.threshold).sum()), len(scores), expected, rule, n_tests,
