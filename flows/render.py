@@ -191,9 +191,15 @@ def print_drift(result: dict) -> None:
         table.add_row(
             names.get(f["feature"], f["feature"]), f["test"], _number(f["statistic"], rate), _number(f["p_value"]),
             _number(f["p_limit"]), _number(f["psi"]), _number(f["recent_value"], rate),
-            _number(f["reference_value"], rate) + (" implied" if rate else ""), str(f["n_recent"]),
-            "[red]yes[/]" if f["drifted"] else (f"[dim]{f['note']}[/]" if f["note"] else "no"))
+            _number(f["reference_value"], rate) + (" expected" if rate else ""), str(f["n_recent"]),
+            "[red]yes[/]" if f["drifted"] else "no")
+    table.caption = ("drifted: p below its limit (alpha / tests) and PSI above drift.psi_threshold; the alert rate: "
+                     "p below its limit and at least drift.alert_rate_ratio x the expected rate. recent, reference: "
+                     "medians")
     console.print(table)
+    for f in result["features"]:
+        if f["note"]:
+            console.print(f"  {names.get(f['feature'], f['feature'])}: {f['note']}", highlight=False, soft_wrap=True)
     verdict = "[bold red]drift[/]" if result["drifted"] else "[green]no drift[/]"
     console.print(f"{verdict}: {result['decision']} (check {result['check_id']}, MLflow run {result['mlflow_run_id']})",
                   highlight=False, soft_wrap=True)
