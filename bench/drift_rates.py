@@ -27,7 +27,7 @@ import pandas as pd
 from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
-from monitoring.evaluation.drift_detection import DriftRule, detect_drift, drift_inputs, drift_streak
+from monitoring.evaluation.drift_detection import DriftRule, decide, detect_drift, drift_inputs, drift_streak
 from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, train_bundle
 
 
@@ -60,6 +60,7 @@ def run(seed: int, args: argparse.Namespace, rule: DriftRule) -> list[dict]:
     for scenario in ("stationary", "level", "scale"):
         data = shifted(readings, reference, scenario, args.sensor, shift_at, args.level, args.scale)
         history = pd.DataFrame(columns=["recent_end", "drifted"])
+        last_request = None
         first = int((args.train_days + args.recent_hours / 24) * 24) + 1
         for hour in range(first, int(args.days * 24) + 1):
             end = t0 + pd.Timedelta(hours=hour)
@@ -69,11 +70,14 @@ def run(seed: int, args: argparse.Namespace, rule: DriftRule) -> list[dict]:
                                   holdout_far=trained.evaluation.metrics["far"])
             checked = detect_drift(inputs, rule)
             drifted = bool(checked["drifted"].any())
-            streak = drift_streak(history, drifted, end)
+            decision = decide(drifted, drift_streak(history, drifted, end), rule, retrain=True,
+                              since_last_request=None if last_request is None else end - last_request)
             history = pd.concat([pd.DataFrame({"recent_end": [end], "drifted": [drifted]}), history],
                                 ignore_index=True)
+            if decision.retrain:  # as check_stream does: the streak starts again after a request
+                last_request, history = end, history.iloc[:0]
             rows.append({"seed": seed, "scenario": scenario, "end": end, "drifted": drifted,
-                         "holds": streak >= rule.hold_checks,
+                         "holds": decision.holds, "retrain": decision.retrain,
                          "after_shift": end - pd.Timedelta(hours=rule.recent_hours) >= shift_at,
                          "hours_since_shift": (end - shift_at).total_seconds() / 3600,
                          "features": ",".join(checked.loc[checked["drifted"], "feature"])})
@@ -99,12 +103,14 @@ def main() -> None:
     table = pd.DataFrame([row for seed in args.seeds for row in run(seed, args, rule)])
     stationary = table[table["scenario"] == "stationary"]
     per_seed = stationary.groupby("seed").agg(checks=("drifted", "size"), drifting=("drifted", "sum"),
-                                              holding=("holds", "sum"))
+                                              holding=("holds", "sum"), retrainings=("retrain", "sum"))
     print(f"stationary: {len(stationary)} hourly checks over {len(args.seeds)} seeds")
     print(per_seed.to_string())
     print(f"false drift rate per check {stationary['drifted'].mean():.4f}; checks where drift holds "
           f"{stationary['holds'].mean():.4f}; seeds with a false trigger "
-          f"{int((per_seed['holding'] > 0).sum())} of {len(per_seed)}")
+          f"{int((per_seed['holding'] > 0).sum())} of {len(per_seed)}; retrainings started (cooldown "
+          f"{rule.cooldown_hours:g} h) {int(per_seed['retrainings'].sum())} in "
+          f"{len(stationary) / 24:.0f} stream-days of hourly checks")
     blamed = stationary.loc[stationary["drifted"], "features"].str.split(",").explode().value_counts()
     if len(blamed):
         print("features of the false drifts: " + ", ".join(f"{k} {v}" for k, v in blamed.items()))
@@ -118,6 +124,9 @@ def main() -> None:
         print(f"{scenario} ({args.sensor} {amount}): detection per check after the shift {after['drifted'].mean():.3f}"
               f"; drift held in {len(found)} of {len(delays)} seeds, median {np.median(found) if found else np.nan:.0f}"
               f" h after the shift")
+        features = after.loc[after["drifted"], "features"].str.split(",").explode().value_counts()
+        print(f"  features that drifted in those {len(after)} checks: "
+              + ", ".join(f"{k} {v}" for k, v in features.items()))
     print(f"{time.perf_counter() - started:.0f} s")
 
 
