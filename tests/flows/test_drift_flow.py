@@ -122,6 +122,19 @@ def test_aemon_drift_prints_the_check_as_json_without_retraining(run):
     assert [f["feature"] for f in check["features"]][-2:] == ["__score__", "__alert_rate__"]
 
 
+def test_checks_on_the_same_readings_after_a_retraining_request_start_the_streak_again(run):
+    """After the check that asked for a retraining the count starts from zero, and a check on
+    readings already checked (no new file came) does not advance it."""
+    checks = []
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["drift", "pumps", "--no-retrain", "--json", "--config", run["config_path"]])
+        assert result.exit_code == 0, result.output
+        checks.append(json.loads(result.output.strip().splitlines()[-1]))
+    assert checks[0]["recent_end"] == checks[1]["recent_end"] == run["second"]["recent_end"]
+    assert checks[0]["streak"] == checks[1]["streak"] == int(checks[0]["drifted"])
+    assert not checks[1]["holds"]
+
+
 def test_aemon_drift_prints_a_table_and_the_decision(run):
     result = CliRunner().invoke(app, ["drift", "pumps", "--no-retrain", "--config", run["config_path"]])
     assert result.exit_code == 0, result.output
