@@ -23,6 +23,7 @@ from flows.render import (
     print_batches,
     print_bench,
     print_demo,
+    print_drift,
     print_evaluation,
     print_frame,
     print_quality,
@@ -364,8 +365,38 @@ def score(
 
 
 @app.command()
+def drift(
+    stream: str,
+    config: Path | None = ConfigOption,
+    retrain: bool | None = typer.Option(None, "--retrain/--no-retrain",
+                                        help="Train when drift holds (default: the stream's drift.retrain)."),
+    as_json: bool = typer.Option(False, "--json", help="The check as one JSON object; nothing else on stdout."),
+):
+    """Compare recent readings, scores and alert rate with the champion; store the check
+    (drift_checks table, MLflow) and, when drift holds, retrain through the gate."""
+    import json
+
+    from monitoring.models import registry
+
+    cfg = load(config)
+    cfg.stream(stream)
+    require_readings(cfg, stream)
+    registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
+    from flows.drift import check_drift
+
+    quiet_libraries()
+    result = check_drift(stream, config_path=str(config) if config else None, retrain=retrain)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    print_drift(result)
+    if result["training"] is not None:
+        print_training(result["training"])
+
+
+@app.command()
 def serve(config: Path | None = ConfigOption):
-    """Run every stream's ingest, score and train flows on their schedules until stopped.
+    """Run every stream's ingest, score, train and drift-check flows on their schedules until stopped.
 
     Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start`)."""
     from prefect.settings import get_current_settings

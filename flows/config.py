@@ -34,6 +34,7 @@ from flows.locations import (
     resolve_home,
 )
 from monitoring.alerting.incidents import IncidentRule
+from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models.fitting import (
     STREAM_DETECTOR_DEFAULTS,
     TABULAR_DETECTOR_DEFAULTS,
@@ -214,6 +215,26 @@ class ScheduleSettings(Settings):
         return value
 
 
+class DriftSettings(Settings):
+    """The stream's [drift] table: what the check-drift flow compares and when it retrains
+    (monitoring.evaluation.drift_detection.DriftRule, whose defaults and checks these are), whether
+    drift that holds starts the train flow, and how often `aemon serve` checks."""
+
+    recent_hours: float = Field(DriftRule.recent_hours, gt=0)
+    alpha: float = Field(DriftRule.alpha, gt=0, lt=1)
+    psi_threshold: float = Field(DriftRule.psi_threshold, gt=0)
+    n_bins: int = Field(DriftRule.n_bins, ge=2)
+    alert_rate_ratio: float = Field(DriftRule.alert_rate_ratio, ge=1)
+    min_samples: int = Field(DriftRule.min_samples, ge=2)
+    hold_checks: int = Field(DriftRule.hold_checks, ge=1)
+    cooldown_hours: float = Field(DriftRule.cooldown_hours, ge=0)
+    retrain: bool = True  # drift that holds runs the train deployment (or flow); its gate decides
+    every_s: float = Field(3600.0, gt=0)  # `aemon serve`: how often (prefect.yaml holds the same for workers)
+
+    def rule(self) -> DriftRule:
+        return DriftRule(**{f.name: getattr(self, f.name) for f in fields(DriftRule)})
+
+
 def _naive_utc(value: datetime) -> pd.Timestamp:
     """A config time in the lake's form: naive UTC (a time written without an offset is UTC)."""
     stamp = pd.Timestamp(value)
@@ -306,6 +327,7 @@ class StreamSettings(Settings):
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    drift: DriftSettings = DriftSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -179,6 +179,41 @@ def print_training(result: dict) -> None:
                   highlight=False, soft_wrap=True)
 
 
+def print_drift(result: dict) -> None:
+    """A drift check: per sensor KS statistic, p-value against its limit, PSI, medians and
+    whether it drifted; then the scores, the alert rate against the implied one, and the decision."""
+    table = Table("feature", "test", "statistic", "p", "p limit", "PSI", "recent", "reference", "n recent",
+                  "drifted", title=f"drift {result['stream']}: {result['model_name']} v{result['model_version']}, "
+                                   f"readings {result['recent_start'][:16]} .. {result['recent_end'][:16]}")
+    names = {"__score__": "window score", "__alert_rate__": "alert rate"}
+    for f in result["features"]:
+        rate = f["kind"] == "alert_rate"
+        table.add_row(
+            names.get(f["feature"], f["feature"]), f["test"], _number(f["statistic"], rate), _number(f["p_value"]),
+            _number(f["p_limit"]), _number(f["psi"]), _number(f["recent_value"], rate),
+            _number(f["reference_value"], rate) + (" expected" if rate else ""), str(f["n_recent"]),
+            "[red]yes[/]" if f["drifted"] else "no")
+    table.caption = ("drifted: p below its limit (alpha / tests) and PSI above drift.psi_threshold; the alert rate: "
+                     "p below its limit and at least drift.alert_rate_ratio x the expected rate. recent, reference: "
+                     "medians")
+    console.print(table)
+    for f in result["features"]:
+        if f["note"]:
+            console.print(f"  {names.get(f['feature'], f['feature'])}: {f['note']}", highlight=False, soft_wrap=True)
+    verdict = "[bold red]drift[/]" if result["drifted"] else "[green]no drift[/]"
+    console.print(f"{verdict}: {result['decision']} (check {result['check_id']}, MLflow run {result['mlflow_run_id']})",
+                  highlight=False, soft_wrap=True)
+    training = result.get("training")
+    if training is not None and "deployment" in training:
+        console.print(f"scheduled {training['deployment']} (flow run {training['flow_run_id']})", highlight=False)
+
+
+def _number(value, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f} %" if percent else f"{value:.3g}"
+
+
 def _metric(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 

@@ -1,4 +1,4 @@
-"""`aemon serve`: every configured stream's ingest, score and train flows on their
+"""`aemon serve`: every configured stream's ingest, score, train and drift-check flows on their
 schedules, and the warehouse's daily upkeep, in this one process (Prefect's `serve`). The single-machine alternative to
 `prefect deploy` + a worker; it needs a Prefect API whose scheduler runs (a `prefect
 server`, or Prefect Cloud) named by PREFECT_API_URL.
@@ -13,6 +13,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
 from flows.config import AemonConfig
+from flows.drift import check_drift
 from flows.ingest import ingest_readings
 from flows.maintain import maintain_warehouse
 from flows.score import score_stream
@@ -36,6 +37,10 @@ def stream_deployments(config: AemonConfig, config_path: str | None = None) -> l
             train_detectors.to_deployment(
                 name=f"{stream}-train", parameters=params, concurrency_limit=1,
                 schedules=[Cron(plan.train_cron, timezone=plan.timezone)],
+            ),
+            check_drift.to_deployment(
+                name=f"{stream}-drift", parameters=params, concurrency_limit=1,
+                schedules=[Interval(settings.drift.every_s, timezone=plan.timezone)],
             ),
         ]
     upkeep = config.warehouse_settings

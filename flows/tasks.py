@@ -15,7 +15,8 @@ import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.deployments import run_deployment
 from prefect.states import State
 
 from aemodels.thresholds import ThresholdRule
@@ -27,6 +28,8 @@ from flows.errors import DOMAIN_ERRORS
 from monitoring.alerting import scoring
 from monitoring.alerting.alerts import Alert
 from monitoring.alerting.incidents import IncidentRule
+from monitoring.evaluation import stream_drift
+from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models import fitting, promotion, registry
 from monitoring.models.gate import GateDecision
 from monitoring.store import data_quality, ingestion, maintenance, readings, results
@@ -163,3 +166,21 @@ def score_windows(warehouse: Warehouse, stream: str, model: PyFuncModel, version
                   incidents: IncidentRule | None = None) -> scoring.ScoreResult:
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
                                incidents=incidents)
+
+
+@io_task("check-drift")
+def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | None, stream: str, rule: DriftRule, *,
+                label_columns: list[str], exclusions: Exclusions | None, retrain: bool) -> stream_drift.DriftCheck:
+    return stream_drift.check_stream(warehouse, tracking_uri, artifact_root, stream, rule,
+                                     label_columns=label_columns, exclusions=exclusions, retrain=retrain)
+
+
+# Not retried: a retry after the API accepted the run would schedule a second training.
+@compute_task("run-train-deployment")
+def run_train_deployment(name: str) -> str:
+    """Schedule a run of the deployment `name` (flow/deployment) and return its flow run id,
+    without waiting for it (timeout=0): a worker, or `aemon serve`, runs it."""
+    run = run_deployment(name, timeout=0)
+    if not isinstance(run, FlowRun):  # a coroutine: called from inside an event loop
+        raise TypeError(f"run_deployment returned {type(run).__name__}; call it outside an event loop")
+    return str(run.id)

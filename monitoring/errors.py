@@ -39,3 +39,7 @@ class BenchSettingError(MonitoringError, ValueError):
 
 class IncidentError(MonitoringError, ValueError):
     """An incident id that matches none or several, or a change its state does not allow."""
+
+
+class DriftInputError(MonitoringError, ValueError):
+    """A drift setting, or a champion or readings a drift check cannot compare."""

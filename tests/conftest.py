@@ -73,3 +73,27 @@ def aemon_home(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
     return home, write_config(home)
+
+
+# The incidents table of schema version 2 (releases before incident ids and a lifecycle).
+V2_INCIDENTS = """CREATE TABLE incidents (stream VARCHAR NOT NULL, asset VARCHAR NOT NULL, start TIMESTAMP NOT NULL,
+    "end" TIMESTAMP NOT NULL, n_windows INTEGER NOT NULL, peak_score DOUBLE NOT NULL, peak_severity DOUBLE NOT NULL,
+    top_sensors VARCHAR NOT NULL, model_versions VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
+V3_TABLES = ("incidents", "incident_log", "alert_deliveries", "feed_status", "drift_checks")
+
+
+def make_v2_catalog(warehouse, *statements: str) -> None:
+    """Turn a new catalog into one as schema version 2 left it (then run `statements`), and
+    forget the cached database, as a new process of this release finds it."""
+    from monitoring.store.connection import close_all, connect
+
+    with connect(warehouse, write=True) as con:
+        for table in V3_TABLES:
+            con.execute(f"DROP TABLE {table}")
+        con.execute(V2_INCIDENTS)
+        for statement in statements:
+            con.execute(statement)
+        con.execute("DELETE FROM aemon_schema")
+        con.execute("INSERT INTO aemon_schema (version) VALUES (2)")
+    close_all()

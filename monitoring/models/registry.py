@@ -427,6 +427,40 @@ def log_evaluation(tracking_uri: str, artifact_root: str | None, stream: str, me
         return run.info.run_id
 
 
+def version_training_range(tracking_uri: str, version: RegisteredVersion) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last reading of the training range a registered version was trained on
+    (its `training_range` tag; a recalibrated version keeps its network's)."""
+    tags = client_for(tracking_uri).get_model_version(version.name, str(version.version)).tags
+    text = tags.get("training_range", "")
+    if "/" not in text:
+        raise RegistryError(f"'{version.name}' version {version.version} has no training_range tag "
+                            f"(got {text!r}); retrain it with `aemon train`")
+    start, end = (pd.Timestamp(part) for part in text.split("/", 1))
+    return start, end
+
+
+def version_metric(tracking_uri: str, version: RegisteredVersion, metric: str) -> float | None:
+    """A metric of the run that registered `version` (e.g. val_far); None when it has none."""
+    if not version.run_id:
+        return None
+    value = client_for(tracking_uri).get_run(version.run_id).data.metrics.get(metric)
+    return None if value is None else float(value)
+
+
+def log_drift_check(tracking_uri: str, artifact_root: str | None, stream: str, metrics: dict[str, float],
+                    tags: dict[str, str], table: pd.DataFrame) -> str:
+    """Log a drift check as a run named `drift-check` (tag role=drift-check) in the stream's
+    experiment: its metrics (NaN left out), tags and per-feature table as drift/check.csv.
+    Returns the run id."""
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, stream, artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name="drift-check") as run:
+            mlflow.set_tags({"role": "drift-check", "stream": stream, **tags})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+            mlflow.log_text(table.to_csv(index=False), "drift/check.csv")
+        return run.info.run_id
+
+
 def log_benchmark(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str, params: dict[str, object],
                   rows: list[dict[str, object]], seconds: float) -> str:
     """One run per benchmark (experiment `bench-<dataset>`) with its settings as parameters

@@ -11,6 +11,36 @@ import duckdb
 
 from monitoring.errors import WarehouseError
 
+DRIFT_CHECKS = """
+        CREATE TABLE IF NOT EXISTS drift_checks (
+            check_id VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            checked_at TIMESTAMP NOT NULL,
+            model_name VARCHAR NOT NULL,
+            model_version INTEGER NOT NULL,  -- the champion compared with
+            recent_start TIMESTAMP NOT NULL,  -- the recent readings compared
+            recent_end TIMESTAMP NOT NULL,
+            feature VARCHAR NOT NULL,  -- a sensor, '__score__' or '__alert_rate__'
+            kind VARCHAR NOT NULL,  -- sensor, score, alert_rate
+            test VARCHAR NOT NULL,  -- ks (two-sample Kolmogorov-Smirnov), binomial (alert rate)
+            statistic DOUBLE,  -- KS D; the recent alert rate
+            p_value DOUBLE,  -- NULL: not tested (too few samples, see note)
+            p_limit DOUBLE NOT NULL,  -- alpha / tests in the check (Bonferroni)
+            psi DOUBLE,  -- population stability index
+            recent_value DOUBLE,  -- median (alert rate) of the recent side
+            reference_value DOUBLE,  -- median of the reference; the implied alert rate
+            n_recent BIGINT NOT NULL,
+            n_reference BIGINT,
+            drifted BOOLEAN NOT NULL,  -- this feature
+            note VARCHAR NOT NULL,
+            check_drifted BOOLEAN NOT NULL,  -- some feature of the check
+            streak INTEGER NOT NULL,  -- drifting checks in a row on new readings
+            holds BOOLEAN NOT NULL,  -- streak >= drift.hold_checks
+            retrain_requested BOOLEAN NOT NULL,
+            decision VARCHAR NOT NULL,
+            mlflow_run_id VARCHAR
+        )"""
+
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -197,6 +227,7 @@ TABLES = {
             model_version INTEGER NOT NULL,
             updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
+    "drift_checks": DRIFT_CHECKS,
 }
 
 # The key of each table: inserts skip rows whose key is present (DuckLake has no constraints).
@@ -213,6 +244,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "feed_status": ("stream",),
     "evaluations": ("evaluation_id",),
     "watermarks": ("stream", "asset"),
+    "drift_checks": ("check_id", "feature"),
 }
 
 # An incident's id from its stream, asset and start (incident_records.incident_id in SQL),
@@ -229,7 +261,8 @@ DERIVED_COLUMNS: dict[str, dict[str, str]] = {
 # Statements that bring a catalog of an earlier schema version to this one, by the version
 # they start from. A new catalog gets TABLES as they are.
 MIGRATIONS: dict[int, list[str]] = {
-    # 2 -> 3: incidents get a stable id, a lifecycle and a history; alerts are delivered once
+    # 2 -> 3: incidents get a stable id, a lifecycle and a history; alerts are delivered once;
+    # drift checks
     2: [
         "ALTER TABLE incidents ADD COLUMN incident_id VARCHAR",
         f"UPDATE incidents SET incident_id = {INCIDENT_ID_SQL}",
@@ -244,6 +277,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE incidents SET " + ", ".join(f"{column} = {expression}" for column, expression
                                             in DERIVED_COLUMNS["incidents"].items() if column != "incident_id"),
         *(TABLES[t] for t in ("incident_log", "alert_deliveries", "feed_status")),
+        DRIFT_CHECKS,
     ],
 }
 

@@ -29,6 +29,8 @@ def aemon(*args: str, home, cwd) -> subprocess.CompletedProcess:
     (("sql", "SELECT 1"), "error: no warehouse at"),
     (("evaluate", "valves"), "error: stream 'valves' is not configured"),
     (("evaluate", "pumps"), "error: stream 'pumps' has no readings yet"),
+    (("drift", "valves"), "error: stream 'valves' is not configured"),
+    (("drift", "pumps"), "error: stream 'pumps' has no readings yet"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     result = aemon(*args, home=tmp_path / "home", cwd=tmp_path)

@@ -11,10 +11,12 @@ from flows.config import (
     AemonConfig,
     ConfigError,
     DetectorsSettings,
+    DriftSettings,
     ThresholdSettings,
     detector_params,
     load_config,
 )
+from monitoring.evaluation.drift_detection import DriftRule
 
 
 def test_defaults_work_with_no_file(tmp_path, monkeypatch):
@@ -89,6 +91,13 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
      "streams.pumps.schedule.train_cron"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.drift]\nhold_checks = 0\n",
+     "streams.pumps.drift.hold_checks: Input should be greater than or equal to 1"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.drift]\nalpha = 1.5\n", "streams.pumps.drift.alpha"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.drift]\nretrain = 'sometimes'\n",
+     "streams.pumps.drift.retrain"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.drift]\nwindow_hours = 6\n",
+     "streams.pumps.drift.window_hours: unknown setting"),
 ])
 def test_bad_settings_are_named(tmp_path, text, message):
     path = tmp_path / "aemon.toml"
@@ -210,3 +219,11 @@ def test_a_tabular_stream_gets_the_tabular_defaults_unless_it_sets_them(tmp_path
     assert r.stream_schema().id_column == "id" and r.stream_schema().lake_columns[:3] == ["timestamp", "asset", "id"]
     assert s.threshold.percentile == 95.0 and s.alerts.min_windows == 2
     assert detector_params(s.detectors, "vae")["error_scaling"] == "none"
+
+
+def test_the_drift_table_is_the_drift_rule():
+    """[drift] holds DriftRule's fields with its defaults, plus whether to retrain and how often."""
+    settings = DriftSettings()
+    assert set(DriftSettings.model_fields) - {"retrain", "every_s"} == {f.name for f in fields(DriftRule)}
+    assert settings.rule() == DriftRule() and settings.retrain and settings.every_s == 3600
+    assert DriftSettings(psi_threshold=0.3, hold_checks=5).rule() == DriftRule(psi_threshold=0.3, hold_checks=5)

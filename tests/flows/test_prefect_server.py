@@ -175,8 +175,10 @@ def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_pa
             if shell.poll() is None:
                 shell.kill()
     assert out.split() == ["count_star()", str(2 * 4 * 1440)], out
-    assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train", "warehouse-maintain"}
+    assert set(served["deployments"]) == {"pumps-ingest", "pumps-score", "pumps-train", "pumps-drift",
+                                          "warehouse-maintain"}
     assert served["deployments"]["pumps-ingest"][0]["interval"] == 3.0
+    assert served["deployments"]["pumps-drift"][0]["interval"] == 3600.0
     assert list((Path(config.warehouse.data_path) / "lake" / "pumps").glob("part-*.parquet"))
     with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 2 * 4 * 1440

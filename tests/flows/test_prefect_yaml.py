@@ -13,7 +13,7 @@ def test_every_flow_has_a_deployment():
     entrypoints = {d["entrypoint"] for d in DEPLOYMENTS}
     assert entrypoints == {
         "flows/ingest.py:ingest_readings", "flows/score.py:score_stream", "flows/train.py:train_detectors",
-        "flows/maintain.py:maintain_warehouse",
+        "flows/maintain.py:maintain_warehouse", "flows/drift.py:check_drift",
     }
 
 
@@ -30,9 +30,10 @@ def test_entrypoint_resolves_and_parameters_validate(deployment, monkeypatch):
     assert ("interval" in schedule) != ("cron" in schedule)
 
 
-def test_schedules_are_interval_for_ingest_and_score_and_cron_for_train():
+def test_schedules_are_interval_for_ingest_score_and_drift_and_cron_for_train():
     kinds = {d["entrypoint"].split(":")[1]: set(d["schedules"][0]) for d in DEPLOYMENTS}
     assert "interval" in kinds["ingest_readings"] and "interval" in kinds["score_stream"]
+    assert "interval" in kinds["check_drift"]
     assert "cron" in kinds["train_detectors"] and "cron" in kinds["maintain_warehouse"]
 
 
@@ -40,3 +41,12 @@ def test_bad_parameters_are_refused():
     flow = load_flow_from_entrypoint(str(ROOT / "flows/score.py") + ":score_stream")
     with pytest.raises(Exception, match="stream"):
         flow.validate_parameters({})
+
+
+def test_drift_retrains_through_the_train_deployment_of_this_file():
+    from flows.drift import train_deployment_name
+
+    train = next(d for d in DEPLOYMENTS if d["entrypoint"] == "flows/train.py:train_detectors")
+    drift = next(d for d in DEPLOYMENTS if d["entrypoint"] == "flows/drift.py:check_drift")
+    assert train_deployment_name(drift["parameters"]["stream"]) == f"train-detectors/{train['name']}"
+    assert drift["schedules"][0]["interval"] == 3600

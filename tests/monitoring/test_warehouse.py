@@ -23,6 +23,7 @@ from monitoring.store.maintenance import maintain
 from monitoring.store.readings import count_readings, read_readings
 from monitoring.store.results import read_evaluations, write_evaluation
 from monitoring.store.upgrade import upgrade_legacy
+from tests.conftest import V2_INCIDENTS, make_v2_catalog
 
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,11 +206,6 @@ def test_a_single_file_warehouse_this_duckdb_cannot_open_is_upgraded_from_its_ex
         assert count_readings(con, "pumps") == 100
 
 
-# The incidents table of schema version 2 (releases before incident ids and a lifecycle).
-V2_INCIDENTS = """CREATE TABLE incidents (stream VARCHAR NOT NULL, asset VARCHAR NOT NULL, start TIMESTAMP NOT NULL,
-    "end" TIMESTAMP NOT NULL, n_windows INTEGER NOT NULL, peak_score DOUBLE NOT NULL, peak_severity DOUBLE NOT NULL,
-    top_sensors VARCHAR NOT NULL, model_versions VARCHAR NOT NULL, status VARCHAR NOT NULL,
-    updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
 V2_ROWS = ("INSERT INTO incidents VALUES ('pumps', 'pump-01', '2026-01-01 10:00:00', '2026-01-01 11:00:00', 5, 9.0, "
            "3.5, 'Pressure', '1', 'closed', '2026-01-02 00:00:00'), ('pumps', 'pump-02', '2026-01-03 10:00:00.5', "
            "'2026-01-03 11:00:00', 4, 7.0, 2.0, 'Flow', '1', 'open', '2026-01-04 00:00:00')")
@@ -219,14 +215,7 @@ def test_a_catalog_of_schema_version_2_is_migrated_with_incident_ids(tmp_path):
     from monitoring.store.incident_records import incident_id, read_incident_log, read_incidents
 
     warehouse = Warehouse.at(tmp_path / "home")
-    with connect(warehouse, write=True) as con:  # a catalog as version 2 left it
-        for table in ("incidents", "incident_log", "alert_deliveries", "feed_status"):
-            con.execute(f"DROP TABLE {table}")
-        con.execute(V2_INCIDENTS)
-        con.execute(V2_ROWS)
-        con.execute("DELETE FROM aemon_schema")
-        con.execute("INSERT INTO aemon_schema (version) VALUES (2)")
-    close_all()
+    make_v2_catalog(warehouse, V2_ROWS)
     with connect(warehouse, write=True) as con:
         rows = read_incidents(con, "pumps")
         assert con.execute("SELECT max(version) FROM aemon_schema").fetchall() == [(3,)]
