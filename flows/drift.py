@@ -1,16 +1,18 @@
 """check-drift: the stream's recent inputs, scores and alert rate against its champion's
-training and calibration (monitoring.evaluation.drift_detection) -> drift_checks rows and an MLflow
-run; when drift holds, the train deployment (or, outside a deployment, the train flow) runs
-and its gate decides whether the new model replaces the champion."""
+training and calibration (monitoring.evaluation.drift_detection) -> drift_checks rows and an
+MLflow run; when drift holds, an `aemon.stream.drift` alert, and the train deployment (or,
+outside a deployment, the train flow) runs and its gate decides whether the new model
+replaces the champion."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import deployment
 
-from flows import tasks
+from flows import notify, tasks
 from flows.config import load_config
 from flows.notify import alert_on_failure
 from flows.train import train_detectors
+from monitoring.alerting.alerts import drift_alert
 
 
 def train_deployment_name(stream: str) -> str:
@@ -37,6 +39,9 @@ def check_drift(stream: str, config_path: str | None = None, retrain: bool | Non
                 check.recent_start, check.recent_end, ",".join(drifted) or "nothing", check.decision.reason)
     result = check.summary()
     result["training"] = None
+    if check.decision.holds and check.decision.streak == settings.drift.rule().hold_checks:  # once, as it starts
+        notify.send(config, drift_alert(stream, check.check_id, check.model_name, check.model_version, drifted,
+                                        check.decision.reason, check.decision.retrain))
     if check.decision.retrain:
         if deployment.id is not None:
             name = train_deployment_name(stream)

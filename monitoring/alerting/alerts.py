@@ -129,3 +129,11 @@ def flow_failure_alert(stream: str | None, flow_name: str, run_id: str, run_name
     payload = {"stream": stream, "flow": flow_name, "flow_run_id": run_id, "flow_run_name": run_name, "state": state,
                "message": message}
     return Alert(f"flow-run/{run_id}/{state}", "aemon.flow.failed", resource, payload)
+
+
+def drift_alert(stream: str, check_id: str, model_name: str, model_version: int, drifted: list[str], reason: str,
+                retrain: bool) -> Alert:
+    """Drift that holds against the champion (monitoring.evaluation's drift check)."""
+    payload = {"stream": stream, "check_id": check_id, "model_name": model_name, "model_version": model_version,
+               "drifted": drifted, "retrain_requested": retrain, "decision": reason}
+    return Alert(f"{stream}/drift/{check_id}", "aemon.stream.drift", stream_resource(stream), payload)
