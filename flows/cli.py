@@ -110,7 +110,7 @@ def ingest(
 
     results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
     if not results:
-        console.print(f"no files in {cfg.inbox(stream)}")
+        console.print(f"no new or changed files in {cfg.inbox(stream)} (files already ingested are not read again)")
         return
     report_batches(f"ingest {stream}", results)
 

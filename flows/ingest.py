@@ -9,12 +9,17 @@ from flows.config import load_config
 
 @flow(name="ingest-readings")
 def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
-    """Ingest the files waiting in `<home>/inbox/<stream>/`; returns one audit dict per file."""
+    """Ingest the new and changed files in `<home>/inbox/<stream>/`; returns one audit dict
+    per file ingested. Files unchanged since their last ingest (same name, size and
+    modification time) are not read again: they are one summary line in the log."""
     config = load_config(config_path)
     settings = config.stream(stream)
     logger = get_run_logger()
     results = []
-    for path in tasks.list_inbox(config.inbox(stream)):
+    scan = tasks.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
+    if scan.n_unchanged:
+        logger.info("%d files unchanged since their last ingest", scan.n_unchanged)
+    for path in scan.pending:
         # A bad file never stops the others: its problem is recorded in its batch row.
         result = tasks.ingest_file(
             config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected

@@ -10,6 +10,12 @@ wrong encoding, empty, columns that differ from the stream schema) stays where i
 with an audit row naming the reason and its rows, when readable, in quarantine; it is not
 retried until asked (`retry_rejected`), so a scheduled ingest does not log the same
 failure every few minutes.
+
+The cost of a scheduled ingest does not grow with the files left in the inbox: every
+processed file is noted in the inbox manifest (`inbox_files`) with the size and
+modification time it had when it was hashed, and `scan_inbox` passes over a file whose
+name, size and mtime are unchanged without reading it. A file that changed (or is new) is
+hashed again, so the same content under another name is still known by its hash.
 """
 from __future__ import annotations
 
@@ -36,7 +42,15 @@ from features.readers import (
 )
 from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json, validate_chunk
 from monitoring.store import lake
-from monitoring.store.audit import batch_status, clear_quarantine_of, load_quarantine, record_batch, write_quarantine
+from monitoring.store.audit import (
+    batch_status,
+    clear_quarantine_of,
+    inbox_manifest,
+    load_quarantine,
+    record_batch,
+    record_inbox_file,
+    write_quarantine,
+)
 from monitoring.store.connection import Warehouse, connect, quote_identifier, write
 from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, register_parts
 from monitoring.store.results import add_rescore_range, get_watermarks
@@ -78,6 +92,35 @@ def list_inbox(inbox: Path) -> list[Path]:
     )
 
 
+@dataclass(frozen=True)
+class InboxScan:
+    """What a stream's inbox holds: the files to ingest, and how many were passed over because
+    their name, size and modification time are those they had when last processed."""
+
+    pending: list[Path]
+    n_unchanged: int
+
+
+def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected: bool = False) -> InboxScan:
+    """The inbox's files less those unchanged since their last ingest (by the manifest): one
+    stat per file and one query, no file read. A file whose content was rejected counts as
+    unchanged unless `retry_rejected`."""
+    quote_identifier(stream)
+    files = list_inbox(inbox)
+    if not files or not warehouse.exists():
+        return InboxScan(files, 0)
+    with connect(warehouse) as con:
+        manifest = inbox_manifest(con, stream)
+    done = {"ok", "rejected"} if not retry_rejected else {"ok"}
+    pending = []
+    for path in files:
+        known = manifest.get(str(path))
+        stat = path.stat()
+        if known is None or known[:2] != (stat.st_size, stat.st_mtime_ns) or known[3] not in done:
+            pending.append(path)
+    return InboxScan(pending, len(files) - len(pending))
+
+
 def file_schema(schema: StreamSchema, path: Path, asset: str | None) -> StreamSchema:
     """The schema for one file: a fixed asset id may be given per file (an importer) or be a
     template naming the file (`{file}` -> the file's name without suffix)."""
@@ -104,7 +147,12 @@ def ingest_file(
     quote_identifier(stream)
     path = Path(path)
     schema = file_schema(schema, path, asset)
+    stat = path.stat()  # before the hash: a file changed while it is read differs from its manifest row
     digest = file_digest(path)
+
+    def note_file(con: duckdb.DuckDBPyConnection) -> None:
+        record_inbox_file(con, stream, str(path), stat.st_size, stat.st_mtime_ns, digest)
+
     batch_id = digest[:16]
     problem = None
     # Rows are read and staged as Parquet parts with no write lock held; one short write
@@ -112,8 +160,14 @@ def ingest_file(
     # ranges: a file is in the lake whole, with its audit, or not at all.
     with connect(warehouse) as con:
         seen, attempts = batch_status(con, stream, digest)
-        if seen == "ok" or (seen == "rejected" and not retry_rejected):
-            return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+        known = seen == "ok" or (seen == "rejected" and not retry_rejected)
+        noted = inbox_manifest(con, stream, str(path)).get(str(path), ())[:3] == (
+            stat.st_size, stat.st_mtime_ns, digest)
+    if known:
+        if not noted:
+            write(warehouse, note_file)  # known content under a name not in the manifest yet
+        return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+    with connect(warehouse) as con:
         if seen == "rejected":
             batch_id = f"{batch_id}-retry{attempts}"
         try:
@@ -143,6 +197,7 @@ def ingest_file(
 
     def commit(con: duckdb.DuckDBPyConnection) -> BatchResult:
         now, _ = batch_status(con, stream, digest)
+        note_file(con)
         if now == "ok":  # another run committed this content meanwhile
             return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", "content already ok")
         if seen == "rejected":

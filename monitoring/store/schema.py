@@ -11,6 +11,19 @@ import duckdb
 
 from monitoring.errors import WarehouseError
 
+# The inbox manifest: the last file seen under each name with its size, modification time
+# and content hash, so a scheduled ingest skips a file it has processed by a stat, not by
+# reading it again (monitoring.store.ingestion.scan_inbox).
+INBOX_FILES_DDL = """
+        CREATE TABLE IF NOT EXISTS inbox_files (
+            stream VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            file_hash VARCHAR NOT NULL,
+            seen_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )"""
+
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -28,6 +41,7 @@ TABLES = {
             rows_late BIGINT NOT NULL DEFAULT 0,
             ingested_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
+    "inbox_files": INBOX_FILES_DDL,
     "quarantine": """
         CREATE TABLE IF NOT EXISTS quarantine (
             batch_id VARCHAR NOT NULL,
@@ -158,6 +172,7 @@ TABLES = {
 # The key of each table: inserts skip rows whose key is present (DuckLake has no constraints).
 KEYS: dict[str, tuple[str, ...]] = {
     "ingest_batches": ("batch_id",),
+    "inbox_files": ("stream", "file"),
     "quarantine": ("batch_id", "row_number"),
     "rescore_ranges": ("stream", "asset", "batch_id"),
     "data_quality": ("stream", "sensor"),
@@ -170,12 +185,14 @@ KEYS: dict[str, tuple[str, ...]] = {
 
 # Statements that bring a catalog of an earlier schema version to this one, by the version
 # they start from. A new catalog gets TABLES as they are.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: [INBOX_FILES_DDL],  # 2 -> 3: the inbox manifest
+}
 
 # Bump when TABLES change (and add the MIGRATIONS from the version before): a catalog
 # records the version its tables were brought to, and a connection runs DDL only when the
 # catalog is behind. DuckLake catalogs start at 2 (1 was the single-file warehouse).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_TABLE = "aemon_schema"
 
 

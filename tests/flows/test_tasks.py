@@ -66,3 +66,24 @@ def test_ingest_waits_out_another_process_holding_the_write_lock(aemon_home, pre
     assert [r["status"] for r in results] == ["ok"]
     with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 1000
+
+
+def test_ingest_logs_one_line_for_the_files_unchanged_since_their_ingest(aemon_home, prefect_harness, small_stream,
+                                                                         capfd):
+    from flows.config import load_config
+    from flows.ingest import ingest_readings
+
+    _, config_path = aemon_home
+    config = load_config(config_path)
+    inbox = config.inbox("pumps")
+    inbox.mkdir(parents=True)
+    for i in range(3):
+        small_stream.readings.iloc[i * 100:(i + 1) * 100].to_csv(inbox / f"part-{i}.csv", index=False)
+    assert [r["status"] for r in ingest_readings("pumps", config_path=str(config_path))] == ["ok"] * 3
+    small_stream.readings.iloc[300:400].to_csv(inbox / "part-3.csv", index=False)
+    capfd.readouterr()
+    results = ingest_readings("pumps", config_path=str(config_path))
+    assert [(r["file"], r["status"]) for r in results] == [(str(inbox / "part-3.csv"), "ok")]
+    log = capfd.readouterr().err  # Prefect's console log of the run
+    assert log.count("3 files unchanged since their last ingest") == 1
+    assert "skipped" not in log and "part-0" not in log and "part-3.csv ok: 100 rows" in log
