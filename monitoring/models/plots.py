@@ -58,7 +58,8 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, thresholds: dict[
     bins = edges.tolist()
     ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"holdout, unlabeled ({(~anomalous).sum()})")
     if anomalous.any():
-        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"labeled anomalous ({anomalous.sum()})")
+        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red",
+                label=f"labeled anomalous ({anomalous.sum()})")
     for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
         ax.axvline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} {value:.3g}")
     ax.axvline(chosen, color="black", linewidth=1.6, label=f"threshold {chosen:.3g}")

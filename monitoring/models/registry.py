@@ -86,7 +86,7 @@ def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | No
 
 def _ms(seconds: float) -> int:
     """Unix seconds -> MLflow's run times (Unix milliseconds)."""
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def _param(value) -> str:
@@ -233,11 +233,10 @@ def log_recalibration(
                                "recalibration.range": window, "calibration.n_windows": n_windows})
             mlflow.log_metrics(_evaluation_metrics(bundle, evaluation.metrics))
             with tempfile.TemporaryDirectory() as tmp:
+                title = plots.evaluation_title(f"{bundle.detector.kind} recalibrated", evaluation.windows.start,
+                                               evaluation.anomalous)
                 histogram = plots.score_histogram(evaluation.scores, evaluation.anomalous, bundle.thresholds,
-                                                  bundle.threshold,
-                                                  plots.evaluation_title(f"{bundle.detector.kind} recalibrated",
-                                                                         evaluation.windows.start, evaluation.anomalous),
-                                                  Path(tmp) / "score_histogram.png")
+                                                  bundle.threshold, title, Path(tmp) / "score_histogram.png")
                 mlflow.log_artifact(str(histogram), artifact_path="figures")
             source_tags = client.get_model_version(name, str(source.version)).tags
             tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
