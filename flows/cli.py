@@ -95,6 +95,25 @@ def parse_bounds(**values: str | None) -> dict:
     return bounds
 
 
+InitPathOption = typer.Option(None, "--config", "-c", help="Where to write it (default: ./aemon.toml).")
+ForceOption = typer.Option(False, "--force", help="Replace an existing file.")
+
+
+@app.command()
+def init(config: Path | None = InitPathOption, force: bool = ForceOption):
+    """Write a complete aemon.toml to start from: every setting with its default and a
+    comment, the demo stream `pumps` spelt out (a file's streams replace the built-in one)."""
+    from flows.locations import ConfigError
+    from flows.starter import write_starter
+
+    try:
+        path = write_starter(config, force=force)
+    except ConfigError as exc:
+        fail(str(exc))
+    console.print(f"wrote {path}: the built-in defaults and the demo stream 'pumps'; add your streams "
+                  "as [streams.<name>] tables", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def ingest(
     stream: str,
