@@ -260,3 +260,12 @@ def test_aemon_init_keeps_an_existing_file_unless_forced(tmp_path):
     assert path.read_text() == 'home = "mine"\n'
     assert CliRunner().invoke(app, ["init", "--config", str(path), "--force"]).exit_code == 0
     assert "[streams.pumps]" in path.read_text()
+
+
+def test_the_readme_lists_the_demo_sensors_and_shows_aemon_init():
+    from features.synthetic import SENSORS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using it on your own data", 1)[1].split("\n## ", 1)[0]
+    assert all(f"`{sensor}`" in section for sensor in SENSORS)
+    assert "\naemon init " in section and "--force" in section
