@@ -68,8 +68,11 @@ def test_ingest_waits_out_another_process_holding_the_write_lock(aemon_home, pre
         assert count_readings(con, "pumps") == 1000
 
 
-def test_ingest_logs_one_line_for_the_files_unchanged_since_their_ingest(aemon_home, prefect_harness, small_stream,
-                                                                         capfd):
+def test_ingest_logs_one_line_for_the_files_unchanged_since_their_ingest(aemon_home, prefect_harness, small_stream):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
     from flows.config import load_config
     from flows.ingest import ingest_readings
 
@@ -81,9 +84,13 @@ def test_ingest_logs_one_line_for_the_files_unchanged_since_their_ingest(aemon_h
         small_stream.readings.iloc[i * 100:(i + 1) * 100].to_csv(inbox / f"part-{i}.csv", index=False)
     assert [r["status"] for r in ingest_readings("pumps", config_path=str(config_path))] == ["ok"] * 3
     small_stream.readings.iloc[300:400].to_csv(inbox / "part-3.csv", index=False)
-    capfd.readouterr()
-    results = ingest_readings("pumps", config_path=str(config_path))
+    state = ingest_readings("pumps", config_path=str(config_path), return_state=True)
+    results = state.result()
     assert [(r["file"], r["status"]) for r in results] == [(str(inbox / "part-3.csv"), "ok")]
-    log = capfd.readouterr().err  # Prefect's console log of the run
-    assert log.count("3 files unchanged since their last ingest") == 1
-    assert "skipped" not in log and "part-0" not in log and "part-3.csv ok: 100 rows" in log
+    APILogHandler().flush()  # the run's log, as the Prefect UI shows it
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    messages = [log.message for log in logs]
+    assert messages.count("3 files unchanged since their last ingest") == 1
+    assert "part-3.csv ok: 100 rows" in messages
+    assert not [m for m in messages if "skipped" in m or "part-0" in m]
