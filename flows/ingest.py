@@ -11,14 +11,19 @@ from flows.config import load_config
 def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
     """Ingest the new and changed files in `<home>/inbox/<stream>/`; returns one audit dict
     per file ingested. Files unchanged since their last ingest (same name, size and
-    modification time) are not read again: they are one summary line in the log."""
+    modification time) are not read again: they are one summary line in the log. With the
+    stream's `archive` set, every file whose content is in the lake is moved there."""
     config = load_config(config_path)
     settings = config.stream(stream)
     logger = get_run_logger()
     results = []
     scan = tasks.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
+    archive = config.archive(stream)
     if scan.n_unchanged:
         logger.info("%d files unchanged since their last ingest", scan.n_unchanged)
+    if archive is not None:
+        for path in scan.unchanged:  # ingested before the archive was set
+            tasks.archive_file(path, archive)
     for path in scan.pending:
         # A bad file never stops the others: its problem is recorded in its batch row.
         result = tasks.ingest_file(
@@ -31,5 +36,7 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
                            path.name, result.rows_accepted, result.rows_quarantined)
         else:
             logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
+        if archive is not None and result.status != "rejected":  # a rejected file stays, to be fixed
+            tasks.archive_file(path, archive)
         results.append(result.to_dict())
     return results

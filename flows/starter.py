@@ -55,6 +55,7 @@ NOTES: dict[str, str] = {
     "column_aliases": "name in the files -> name in the stream, e.g. { \"Pressure\" = \"suction_pressure\" }",
     "duplicates": "which of repeated timestamps is kept: first, last or drop",
     "inbox": "where the stream's files land (default: <home>/inbox/<stream>)",
+    "archive": "move each ingested file here, e.g. \"archive/pumps\" (under home); unset: files stay in the inbox",
     "window.size": "readings per window",
     "window.stride": "readings between the starts of two scored windows",
     "window.interval_s": "seconds between readings on the regular grid",

@@ -59,6 +59,11 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, retry_rejected: b
     return ingestion.scan_inbox(warehouse, stream, inbox, retry_rejected=retry_rejected)
 
 
+@io_task("archive-file")
+def archive_file(path: Path, folder: Path) -> Path:
+    return ingestion.archive_file(path, folder)
+
+
 @io_task("ingest-file")
 def ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: Path,
                 retry_rejected: bool = False) -> ingestion.BatchResult:

@@ -19,6 +19,7 @@ hashed again, so the same content under another name is still known by its hash.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
@@ -94,11 +95,17 @@ def list_inbox(inbox: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class InboxScan:
-    """What a stream's inbox holds: the files to ingest, and how many were passed over because
-    their name, size and modification time are those they had when last processed."""
+    """What a stream's inbox holds: the files to ingest, and those passed over because their
+    name, size and modification time are those they had when last processed: content in
+    the lake (`unchanged`) or content rejected and not to be retried (`rejected`)."""
 
     pending: list[Path]
-    n_unchanged: int
+    unchanged: list[Path]
+    rejected: list[Path]
+
+    @property
+    def n_unchanged(self) -> int:
+        return len(self.unchanged) + len(self.rejected)
 
 
 def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected: bool = False) -> InboxScan:
@@ -108,17 +115,32 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected
     quote_identifier(stream)
     files = list_inbox(inbox)
     if not files or not warehouse.exists():
-        return InboxScan(files, 0)
+        return InboxScan(files, [], [])
     with connect(warehouse) as con:
         manifest = inbox_manifest(con, stream)
     done = {"ok", "rejected"} if not retry_rejected else {"ok"}
-    pending = []
+    scan = InboxScan([], [], [])
     for path in files:
         known = manifest.get(str(path))
         stat = path.stat()
         if known is None or known[:2] != (stat.st_size, stat.st_mtime_ns) or known[3] not in done:
-            pending.append(path)
-    return InboxScan(pending, len(files) - len(pending))
+            scan.pending.append(path)
+        else:
+            (scan.unchanged if known[3] == "ok" else scan.rejected).append(path)
+    return scan
+
+
+def archive_file(path: Path, folder: Path) -> Path:
+    """Move an ingested file out of the inbox into `folder` (a stream's `archive`); a name
+    already there gets a numbered suffix, so no archived file is overwritten."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    n = 1
+    while target.exists():
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    shutil.move(path, target)
+    return target
 
 
 def file_schema(schema: StreamSchema, path: Path, asset: str | None) -> StreamSchema:

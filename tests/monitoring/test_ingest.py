@@ -332,3 +332,15 @@ def test_a_catalog_at_schema_version_2_gains_the_inbox_manifest(tmp_path):
     with connect(db) as con:
         assert schema_version(con) == SCHEMA_VERSION == 3
         assert "inbox_files" in table_counts(con)
+
+
+def test_an_archived_file_leaves_the_inbox_and_never_overwrites_another(tmp_path):
+    from monitoring.store.ingestion import archive_file
+
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive" / "pumps"
+    inbox.mkdir()
+    for text in ("first", "second"):
+        (inbox / "a.csv").write_text(text)
+        archive_file(inbox / "a.csv", archive)
+    assert not list(inbox.iterdir())
+    assert {p.name: p.read_text() for p in archive.iterdir()} == {"a.csv": "first", "a.1.csv": "second"}
