@@ -36,7 +36,7 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
                            path.name, result.rows_accepted, result.rows_quarantined)
         else:
             logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
-        if archive is not None and result.status != "rejected":  # a rejected file stays, to be fixed
+        if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
             tasks.archive_file(path, archive)
         results.append(result.to_dict())
     return results

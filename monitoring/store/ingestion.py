@@ -77,6 +77,11 @@ class BatchResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def in_lake(self) -> bool:
+        """The file's content is in the lake: ingested now, or before (under any name)."""
+        return self.status == "ok" or (self.status == "skipped" and self.error == "content already ok")
+
 
 class RetryAsText(Exception):
     """The fast typed read met something that needs a row-level verdict; read the file as text."""

@@ -115,10 +115,11 @@ def test_a_stream_with_an_archive_moves_its_ingested_files_there(tmp_path, confi
     assert config.archive("pumps") == home / "done"
     small_stream.readings.iloc[100:200].to_csv(inbox / "late.csv", index=False)
     (inbox / "broken.csv").write_text("timestamp,asset\n2026-01-01,p1\n")
+    (inbox / "broken-copy.csv").write_text("timestamp,asset\n2026-01-01,p1\n")  # known, rejected content
     results = ingest_readings("pumps", config_path=str(config_path))
-    assert sorted((Path(r["file"]).name, r["status"]) for r in results) == [("broken.csv", "rejected"),
-                                                                             ("late.csv", "ok")]
-    assert sorted(p.name for p in inbox.iterdir()) == ["broken.csv"]
+    assert sorted((Path(r["file"]).name, r["status"]) for r in results) == [
+        ("broken-copy.csv", "rejected"), ("broken.csv", "skipped"), ("late.csv", "ok")]
+    assert sorted(p.name for p in inbox.iterdir()) == ["broken-copy.csv", "broken.csv"]
     assert sorted(p.name for p in (home / "done").iterdir()) == ["early.csv", "late.csv"]
     with connect(config.warehouse) as con:
         assert count_readings(con, "pumps") == 200
