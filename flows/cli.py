@@ -96,6 +96,25 @@ def parse_bounds(**values: str | None) -> dict:
     return bounds
 
 
+InitPathOption = typer.Option(None, "--config", "-c", help="Where to write it (default: ./aemon.toml).")
+ForceOption = typer.Option(False, "--force", help="Replace an existing file.")
+
+
+@app.command()
+def init(config: Path | None = InitPathOption, force: bool = ForceOption):
+    """Write a complete aemon.toml to start from: every setting with its default and a
+    comment, the demo stream `pumps` spelt out (a file's streams replace the built-in one)."""
+    from flows.locations import ConfigError
+    from flows.starter import write_starter
+
+    try:
+        path = write_starter(config, force=force)
+    except ConfigError as exc:
+        fail(str(exc))
+    console.print(f"wrote {path}: the built-in defaults and the demo stream 'pumps'; add your streams "
+                  "as [streams.<name>] tables", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def ingest(
     stream: str,
@@ -111,7 +130,7 @@ def ingest(
 
     results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
     if not results:
-        console.print(f"no files in {cfg.inbox(stream)}")
+        console.print(f"no new or changed files in {cfg.inbox(stream)} (files already ingested are not read again)")
         return
     report_batches(f"ingest {stream}", results)
 

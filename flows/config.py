@@ -320,6 +320,7 @@ class StreamSettings(Settings):
     column_aliases: dict[str, str] = {}  # name in the files -> name in the stream (a renamed sensor)
     duplicates: str = Field("first", pattern="^(first|last|drop)$")  # which of repeated timestamps is kept
     inbox: Path | None = None  # default: <home>/inbox/<stream>
+    archive: Path | None = None  # move each ingested file here (relative: under home); None: files stay
     exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
     detectors: DetectorsTable = DetectorsSettings()
@@ -447,6 +448,11 @@ class AemonConfig(Settings):
         if settings is not None and settings.inbox is not None:
             return settings.inbox if settings.inbox.is_absolute() else self.home / settings.inbox
         return self.home / "inbox" / stream
+
+    def archive(self, stream: str) -> Path | None:
+        """Where the stream's ingested files are moved, or None (they stay in the inbox)."""
+        folder = self.stream(stream).archive
+        return None if folder is None else folder if folder.is_absolute() else self.home / folder
 
     @property
     def mlflow_tracking_uri(self) -> str:

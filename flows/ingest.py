@@ -10,12 +10,22 @@ from flows.notify import alert_on_failure
 
 @flow(name="ingest-readings", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
 def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
-    """Ingest the files waiting in `<home>/inbox/<stream>/`; returns one audit dict per file."""
+    """Ingest the new and changed files in `<home>/inbox/<stream>/`; returns one audit dict
+    per file ingested. Files unchanged since their last ingest (same name, size and
+    modification time) are not read again: they are one summary line in the log. With the
+    stream's `archive` set, every file whose content is in the lake is moved there."""
     config = load_config(config_path)
     settings = config.stream(stream)
     logger = get_run_logger()
     results = []
-    for path in tasks.list_inbox(config.inbox(stream)):
+    scan = tasks.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
+    archive = config.archive(stream)
+    if scan.n_unchanged:
+        logger.info("%d files unchanged since their last ingest", scan.n_unchanged)
+    if archive is not None:
+        for path in scan.unchanged:  # ingested before the archive was set
+            tasks.archive_file(path, archive)
+    for path in scan.pending:
         # A bad file never stops the others: its problem is recorded in its batch row.
         result = tasks.ingest_file(
             config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
@@ -27,5 +37,7 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
                            path.name, result.rows_accepted, result.rows_quarantined)
         else:
             logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
+        if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
+            tasks.archive_file(path, archive)
         results.append(result.to_dict())
     return results

@@ -1,15 +1,28 @@
 """`aemon serve`: every configured stream's ingest, score, train and drift-check flows on their
-schedules, and the warehouse's daily upkeep, in this one process (Prefect's `serve`). The single-machine alternative to
+schedules, and the warehouse's daily upkeep, in this one process (a Prefect Runner). The single-machine alternative to
 `prefect deploy` + a worker; it needs a Prefect API whose scheduler runs (a `prefect
 server`, or Prefect Cloud) named by PREFECT_API_URL.
+
+Shutdown. SIGINT (Ctrl-C) and SIGTERM (`kill`, `systemctl stop`, `docker stop`) both stop
+it cleanly: no new runs are taken, every run in progress is cancelled (its process
+stopped, its state set to Cancelled, which releases its deployment's concurrency slot at
+once) and the schedules are paused; then the process exits with code 0. Prefect 3.8.8's
+own `serve` does not: its SIGTERM handler calls `Runner.stop()` from inside the event loop,
+where that returns a coroutine nobody awaits, so a run in progress stays Running and holds
+its slot until the lease expires (about 5 minutes); and on SIGINT asyncio cancels the
+runner without cancelling its runs. Here both signals are handled on the runner's event
+loop, which awaits `Runner.astop()` (cancel every run, stop polling).
 """
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
-from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.logging import get_logger
+from prefect.runner import Runner
 from prefect.schedules import Cron, Interval
 
 from flows.config import AemonConfig
@@ -59,5 +72,48 @@ def _built(deployment: RunnerDeployment | Coroutine[Any, Any, RunnerDeployment])
     return deployment
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def serve_streams(config: AemonConfig, config_path: str | None = None) -> None:
-    serve(*stream_deployments(config, config_path))
+    """Serve every stream's deployments until SIGINT or SIGTERM, then shut down cleanly."""
+    serve_deployments(stream_deployments(config, config_path))
+
+
+def serve_deployments(deployments: list[RunnerDeployment]) -> None:
+    runner = Runner(pause_on_shutdown=True)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    asyncio.run(run_until_stopped(runner))
+
+
+async def run_until_stopped(runner: Runner) -> None:
+    """Run `runner` until a stop signal; then cancel its runs in progress and stop it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    served = asyncio.create_task(runner.start())
+
+    def handle(signum: int) -> None:
+        get_logger("aemon.serve").info("%s received: cancelling the runs in progress and stopping",
+                                       signal.Signals(signum).name)
+        stop.set()
+
+    def install() -> None:
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, handle, signum)
+
+    install()
+    # Runner.start() puts its own SIGTERM handler in place as it starts: ours replace it.
+    while not runner.started and not served.done():
+        await asyncio.sleep(0.05)
+    install()
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({served, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        if stop.is_set() and runner.started:
+            await runner.astop()  # every run in progress cancelled (state Cancelled), the loops stopped
+        await served  # leaves the runner: its schedules paused
+    finally:
+        stopped.cancel()
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)

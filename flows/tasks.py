@@ -60,9 +60,14 @@ def compute_task(name: str | None = None, **options: Any) -> Callable[[Callable[
     return task(name=name, **settings)
 
 
-@io_task("list-inbox")
-def list_inbox(inbox: Path) -> list[Path]:
-    return ingestion.list_inbox(inbox)
+@io_task("scan-inbox")
+def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, retry_rejected: bool = False) -> ingestion.InboxScan:
+    return ingestion.scan_inbox(warehouse, stream, inbox, retry_rejected=retry_rejected)
+
+
+@io_task("archive-file")
+def archive_file(path: Path, folder: Path) -> Path:
+    return ingestion.archive_file(path, folder)
 
 
 @io_task("ingest-file")

@@ -3,7 +3,9 @@ tasks) -> MLflow (a parent run, a child run per detector) -> registry versions, 
 promotion gate setting `champion` / `challenger`."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +22,29 @@ def _threads_per_fit(n_fits: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_fits))
 
 
+def _ignore_interrupts() -> None:
+    """In each fit worker: Ctrl-C reaches the whole process group, and stopping is the flow
+    process's job (see FitRunner), not a KeyboardInterrupt in the middle of a fit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class FitRunner(ProcessPoolTaskRunner):
+    """The process pool of the fits, stopped with its flow run: when the run is cancelled or
+    interrupted (Prefect's TerminationSignal on SIGTERM, KeyboardInterrupt on SIGINT) the
+    workers are terminated at once, instead of the pool waiting for every fit in flight to
+    end (minutes) and the workers outliving a run its runner had to kill."""
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+        super().__exit__(exc_type, exc_value, traceback)
+
+
 # Detectors fit in parallel processes, at most three (one per kind). Typed as TaskRunner[Any]:
 # Prefect's flow decorator asks for TaskRunner[PrefectFuture], a generic it holds invariant.
-FIT_RUNNER: TaskRunner[Any] = ProcessPoolTaskRunner(max_workers=max(1, min(3, os.cpu_count() or 1)))
+FIT_RUNNER: TaskRunner[Any] = FitRunner(max_workers=max(1, min(3, os.cpu_count() or 1)),
+                                        initializer=_ignore_interrupts)
 
 
 @flow(name="train-detectors", task_runner=FIT_RUNNER, on_failure=[alert_on_failure], on_crashed=[alert_on_failure])

@@ -80,7 +80,7 @@ V2_INCIDENTS = """CREATE TABLE incidents (stream VARCHAR NOT NULL, asset VARCHAR
     "end" TIMESTAMP NOT NULL, n_windows INTEGER NOT NULL, peak_score DOUBLE NOT NULL, peak_severity DOUBLE NOT NULL,
     top_sensors VARCHAR NOT NULL, model_versions VARCHAR NOT NULL, status VARCHAR NOT NULL,
     updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
-V3_TABLES = ("incidents", "incident_log", "alert_deliveries", "feed_status", "drift_checks")
+V3_TABLES = ("incidents", "incident_log", "alert_deliveries", "feed_status", "drift_checks", "inbox_files")
 
 
 def make_v2_catalog(warehouse, *statements: str) -> None:

@@ -223,6 +223,9 @@ class Candidate:
     evaluation: Evaluation
     params: dict
     fit_seconds: float
+    # wall-clock interval of the fit (Unix seconds): the span of the candidate's MLflow run
+    fit_started: float | None = None
+    fit_ended: float | None = None
 
     @property
     def detector(self) -> BaseDetector:
@@ -262,7 +265,9 @@ def fit_bundle(data: TrainingData, kind: str, params: dict, rule: ThresholdRule)
 
 def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> Candidate:
     """fit_bundle, then the bundle evaluated on the held-out (and labeled) windows."""
+    started = time.time()
     bundle, seconds = fit_bundle(data, kind, params, rule)
+    ended = time.time()
     logged = {
         **{f"detector.{k}": v for k, v in bundle.detector.get_params().items() if k != "threshold"},
         "detector.kind": kind,
@@ -270,7 +275,7 @@ def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRu
         **{f"threshold.{k}": v for k, v in rule.to_dict().items()},
         **data.params,
     }
-    return Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds)
+    return Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds, started, ended)
 
 
 def train_bundle(frame: pd.DataFrame, *, stream: str, sensors: list[str], spec: WindowSpec, detector_params: dict,

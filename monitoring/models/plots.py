@@ -24,9 +24,10 @@ N_WORST_WINDOWS = 4
 N_SAMPLES = 4
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, title: str | None = None) -> Path:
+    """Write the figure as PNG; `title` is also stored in the file's metadata (its Title)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, metadata={"Title": title} if title else None)
     plt.close(fig)
     return path
 
@@ -55,15 +56,25 @@ def score_histogram(scores: np.ndarray, anomalous: np.ndarray, thresholds: dict[
     low, high = values.min(), values.max()
     edges = np.geomspace(low, high * 1.05, 60) if log else np.linspace(low, high + 0.05 * (high - low or 1), 60)
     bins = edges.tolist()
-    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"normal ({(~anomalous).sum()})")
+    ax.hist(scores[~anomalous], bins=bins, alpha=0.6, label=f"holdout, unlabeled ({(~anomalous).sum()})")
     if anomalous.any():
-        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous ({anomalous.sum()})")
+        ax.hist(scores[anomalous], bins=bins, alpha=0.6, color="tab:red",
+                label=f"labeled anomalous ({anomalous.sum()})")
     for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
         ax.axvline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} {value:.3g}")
     ax.axvline(chosen, color="black", linewidth=1.6, label=f"threshold {chosen:.3g}")
     ax.set(xscale="log" if log else "linear", xlabel="score", ylabel="windows", title=title)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _save(fig, path, title)
+
+
+def evaluation_title(what: str, start: np.ndarray, anomalous: np.ndarray) -> str:
+    """What an evaluation histogram shows: the holdout windows (unlabeled, from their first
+    start) and the labeled windows of the range, or that the range has no labels."""
+    holdout = f"holdout windows from {pd.Timestamp(np.min(start[~anomalous])):%Y-%m-%d %H:%M}"
+    if anomalous.any():
+        return f"{what}: scores of {holdout} vs labeled windows"
+    return f"{what}: scores of {holdout} (no labeled windows in the range)"
 
 
 def worst_reconstructions(X: np.ndarray, reconstruction: np.ndarray, scores: np.ndarray, sensors: list[str],
@@ -126,7 +137,7 @@ def candidate_figures(candidate: Candidate, folder: Path) -> list[Path]:
     paths = [
         loss_curves(detector.history_, detector.best_epoch_, kind, folder / "loss_curves.png"),
         score_histogram(ev.scores, ev.anomalous, candidate.bundle.thresholds, ev.threshold,
-                        f"{kind}: holdout normal vs labeled windows", folder / "score_histogram.png"),
+                        evaluation_title(kind, ev.windows.start, ev.anomalous), folder / "score_histogram.png"),
     ]
     worst = np.argsort(-ev.scores, kind="stable")[:N_WORST_WINDOWS]
     X = ev.windows.X[worst]

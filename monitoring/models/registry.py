@@ -30,6 +30,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from monitoring.errors import GateError, RegistryError
 from monitoring.models import plots
@@ -82,6 +84,11 @@ def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | No
     return client.create_experiment(stream, artifact_location=location)
 
 
+def _ms(seconds: float) -> int:
+    """Unix seconds -> MLflow's run times (Unix milliseconds)."""
+    return round(seconds * 1000)
+
+
 def _param(value) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
@@ -107,7 +114,7 @@ def _log_bundle_model(client: MlflowClient, bundle: ModelBundle, example: pd.Dat
     with tempfile.TemporaryDirectory() as tmp:
         folder = bundle.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
-            name="model",
+            name=bundle.detector.kind,  # the run's logged model is named by its kind: mlp_ae, cnn_ae, vae
             python_model=BundleModel(),
             artifacts={"bundle": str(folder)},
             input_example=example,
@@ -164,14 +171,22 @@ def log_training(
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, data.stream, artifact_root)
         versions: dict[str, RegisteredVersion] = {}
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {data.end:%Y-%m-%d %H:%M}") as parent:
+        # The runs span the fits (made before anything is logged): the parent starts when the
+        # first fit did, each child run is the interval of its own fit.
+        fit_starts = [c.fit_started for c in candidates if c.fit_started is not None]
+        parent_id = client.create_run(experiment_id, start_time=_ms(min(fit_starts)) if fit_starts else None,
+                                      tags=resolve_tags(), run_name=f"train {data.end:%Y-%m-%d %H:%M}").info.run_id
+        with mlflow.start_run(run_id=parent_id) as parent:
             mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(kinds)})
             mlflow.log_params({k: _param(v) for k, v in data.params.items()})
             if quality is not None:
                 mlflow.log_text(quality.to_csv(index=False), "data_quality/report.csv")
             example = input_example(candidates[0].bundle, data.evaluation.readings)
             for cand in candidates:
-                with mlflow.start_run(experiment_id=experiment_id, run_name=cand.kind, nested=True) as child:
+                child_id = client.create_run(
+                    experiment_id, run_name=cand.kind, tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent_id}),
+                    start_time=_ms(cand.fit_started) if cand.fit_started is not None else None).info.run_id
+                with mlflow.start_run(run_id=child_id, nested=True) as child:
                     mlflow.set_tags({"role": "candidate", "stream": data.stream, "detector": cand.kind})
                     mlflow.log_params({k: _param(v) for k, v in cand.params.items()})
                     for row in cand.detector.history_:
@@ -189,6 +204,8 @@ def log_training(
                                                 _version_tags(cand.bundle, training_range, data.data_hash))
                     versions[cand.kind] = RegisteredVersion(name, version, child.info.run_id, cand.bundle.threshold,
                                                             kind=cand.kind)
+                if cand.fit_ended is not None:
+                    client.set_terminated(child_id, "FINISHED", end_time=_ms(cand.fit_ended))
     return parent.info.run_id, versions
 
 
@@ -216,9 +233,10 @@ def log_recalibration(
                                "recalibration.range": window, "calibration.n_windows": n_windows})
             mlflow.log_metrics(_evaluation_metrics(bundle, evaluation.metrics))
             with tempfile.TemporaryDirectory() as tmp:
+                title = plots.evaluation_title(f"{bundle.detector.kind} recalibrated", evaluation.windows.start,
+                                               evaluation.anomalous)
                 histogram = plots.score_histogram(evaluation.scores, evaluation.anomalous, bundle.thresholds,
-                                                  bundle.threshold, f"{bundle.detector.kind} recalibrated",
-                                                  Path(tmp) / "score_histogram.png")
+                                                  bundle.threshold, title, Path(tmp) / "score_histogram.png")
                 mlflow.log_artifact(str(histogram), artifact_path="figures")
             source_tags = client.get_model_version(name, str(source.version)).tags
             tags = {**_version_tags(bundle, source_tags.get("training_range", ""), source_tags.get("data_hash", "")),
@@ -354,9 +372,16 @@ COMPARE_METRICS = (("threshold", "threshold"), ("val_far", "val_far"), ("f1", "f
                    ("val_loss", "best_val_loss"))
 
 
+# The gate's verdict on a version when it was registered (its tag gate.role), as compare
+# shows it: a verdict of that day, not a role now. Who is champion now is the alias: a
+# version promoted then ("champion" in its tag) may have been replaced since.
+GATE_VERDICTS = {"champion": "promoted", "challenger": "runner-up", "registered": "not promoted"}
+
+
 def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
-    """Every version of the stream's model with its kind, aliases, threshold rule and the
-    metrics of its run, newest first."""
+    """Every version of the stream's model with its kind, aliases (`champion`: the version
+    scoring uses now), threshold rule, the metrics of its run and the gate's verdict when it
+    was registered, newest first."""
     client = client_for(tracking_uri)
     name = _require_model(client, stream)
     aliases: dict[int, list[str]] = {}
@@ -371,7 +396,8 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
             "detector": mv.tags.get("detector", ""),
             "rule": mv.tags.get("threshold_method", ""),
             **{column: metrics.get(metric, float("nan")) for column, metric in COMPARE_METRICS},
-            "gate": mv.tags.get("gate.role", ""), "training range": _short_range(mv.tags.get("training_range", "")),
+            "gate": GATE_VERDICTS.get(mv.tags.get("gate.role", ""), mv.tags.get("gate.role", "")),
+            "training range": _short_range(mv.tags.get("training_range", "")),
         })
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
 

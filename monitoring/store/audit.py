@@ -37,6 +37,25 @@ def record_batch(con: duckdb.DuckDBPyConnection, batch: dict) -> None:
     insert_missing(con, "ingest_batches", f"(SELECT {values})", list(BATCH_COLUMNS), KEYS["ingest_batches"],
                    params=[batch.get(k, 0) for k in BATCH_COLUMNS])
 
+def inbox_manifest(con: duckdb.DuckDBPyConnection, stream: str,
+                   file: str | None = None) -> dict[str, tuple[int, int, str, str | None]]:
+    """The stream's inbox manifest (or its row for `file`): file -> (size in bytes, mtime in
+    ns, content hash, status of the latest batch of that content or None)."""
+    rows = con.execute(
+        "SELECT m.file, m.size_bytes, m.mtime_ns, m.file_hash, (SELECT b.status FROM ingest_batches b "
+        "WHERE b.stream = m.stream AND b.file_hash = m.file_hash ORDER BY b.ingested_at DESC LIMIT 1) "
+        "FROM inbox_files m WHERE m.stream = ? AND (? IS NULL OR m.file = ?)",
+        [stream, file, file],
+    ).fetchall()
+    return {file: (int(size), int(mtime), digest, status) for file, size, mtime, digest, status in rows}
+
+def record_inbox_file(con: duckdb.DuckDBPyConnection, stream: str, file: str, size_bytes: int, mtime_ns: int,
+                      file_hash: str) -> None:
+    """Note a file as processed with the size and modification time it had when it was hashed."""
+    con.execute("DELETE FROM inbox_files WHERE stream = ? AND file = ?", [stream, file]).fetchall()
+    con.execute("INSERT INTO inbox_files (stream, file, size_bytes, mtime_ns, file_hash) VALUES (?, ?, ?, ?, ?)",
+                [stream, file, size_bytes, mtime_ns, file_hash]).fetchall()
+
 def duplicate_count(con: duckdb.DuckDBPyConnection, stream: str) -> int:
     return int(scalar(con, "SELECT coalesce(sum(rows_duplicate), 0) FROM ingest_batches WHERE stream = ?", [stream]))
 

@@ -10,9 +10,16 @@ wrong encoding, empty, columns that differ from the stream schema) stays where i
 with an audit row naming the reason and its rows, when readable, in quarantine; it is not
 retried until asked (`retry_rejected`), so a scheduled ingest does not log the same
 failure every few minutes.
+
+The cost of a scheduled ingest does not grow with the files left in the inbox: every
+processed file is noted in the inbox manifest (`inbox_files`) with the size and
+modification time it had when it was hashed, and `scan_inbox` passes over a file whose
+name, size and mtime are unchanged without reading it. A file that changed (or is new) is
+hashed again, so the same content under another name is still known by its hash.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +43,15 @@ from features.readers import (
 )
 from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json, validate_chunk
 from monitoring.store import lake
-from monitoring.store.audit import batch_status, clear_quarantine_of, load_quarantine, record_batch, write_quarantine
+from monitoring.store.audit import (
+    batch_status,
+    clear_quarantine_of,
+    inbox_manifest,
+    load_quarantine,
+    record_batch,
+    record_inbox_file,
+    write_quarantine,
+)
 from monitoring.store.connection import Warehouse, connect, quote_identifier, write
 from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, register_parts
 from monitoring.store.results import add_rescore_range, get_watermarks
@@ -62,6 +77,11 @@ class BatchResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def in_lake(self) -> bool:
+        """The file's content is in the lake: ingested now, or before (under any name)."""
+        return self.status == "ok" or (self.status == "skipped" and self.error == "content already ok")
+
 
 class RetryAsText(Exception):
     """The fast typed read met something that needs a row-level verdict; read the file as text."""
@@ -76,6 +96,56 @@ def list_inbox(inbox: Path) -> list[Path]:
         p for p in inbox.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
     )
+
+
+@dataclass(frozen=True)
+class InboxScan:
+    """What a stream's inbox holds: the files to ingest, and those passed over because their
+    name, size and modification time are those they had when last processed: content in
+    the lake (`unchanged`) or content rejected and not to be retried (`rejected`)."""
+
+    pending: list[Path]
+    unchanged: list[Path]
+    rejected: list[Path]
+
+    @property
+    def n_unchanged(self) -> int:
+        return len(self.unchanged) + len(self.rejected)
+
+
+def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected: bool = False) -> InboxScan:
+    """The inbox's files less those unchanged since their last ingest (by the manifest): one
+    stat per file and one query, no file read. A file whose content was rejected counts as
+    unchanged unless `retry_rejected`."""
+    quote_identifier(stream)
+    files = list_inbox(inbox)
+    if not files or not warehouse.exists():
+        return InboxScan(files, [], [])
+    with connect(warehouse) as con:
+        manifest = inbox_manifest(con, stream)
+    done = {"ok", "rejected"} if not retry_rejected else {"ok"}
+    scan = InboxScan([], [], [])
+    for path in files:
+        known = manifest.get(str(path))
+        stat = path.stat()
+        if known is None or known[:2] != (stat.st_size, stat.st_mtime_ns) or known[3] not in done:
+            scan.pending.append(path)
+        else:
+            (scan.unchanged if known[3] == "ok" else scan.rejected).append(path)
+    return scan
+
+
+def archive_file(path: Path, folder: Path) -> Path:
+    """Move an ingested file out of the inbox into `folder` (a stream's `archive`); a name
+    already there gets a numbered suffix, so no archived file is overwritten."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    n = 1
+    while target.exists():
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    shutil.move(path, target)
+    return target
 
 
 def file_schema(schema: StreamSchema, path: Path, asset: str | None) -> StreamSchema:
@@ -104,7 +174,12 @@ def ingest_file(
     quote_identifier(stream)
     path = Path(path)
     schema = file_schema(schema, path, asset)
+    stat = path.stat()  # before the hash: a file changed while it is read differs from its manifest row
     digest = file_digest(path)
+
+    def note_file(con: duckdb.DuckDBPyConnection) -> None:
+        record_inbox_file(con, stream, str(path), stat.st_size, stat.st_mtime_ns, digest)
+
     batch_id = digest[:16]
     problem = None
     # Rows are read and staged as Parquet parts with no write lock held; one short write
@@ -112,8 +187,14 @@ def ingest_file(
     # ranges: a file is in the lake whole, with its audit, or not at all.
     with connect(warehouse) as con:
         seen, attempts = batch_status(con, stream, digest)
-        if seen == "ok" or (seen == "rejected" and not retry_rejected):
-            return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+        known = seen == "ok" or (seen == "rejected" and not retry_rejected)
+        noted = inbox_manifest(con, stream, str(path)).get(str(path), ())[:3] == (
+            stat.st_size, stat.st_mtime_ns, digest)
+    if known:
+        if not noted:
+            write(warehouse, note_file)  # known content under a name not in the manifest yet
+        return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+    with connect(warehouse) as con:
         if seen == "rejected":
             batch_id = f"{batch_id}-retry{attempts}"
         try:
@@ -143,6 +224,7 @@ def ingest_file(
 
     def commit(con: duckdb.DuckDBPyConnection) -> BatchResult:
         now, _ = batch_status(con, stream, digest)
+        note_file(con)
         if now == "ok":  # another run committed this content meanwhile
             return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", "content already ok")
         if seen == "rejected":

@@ -41,6 +41,19 @@ DRIFT_CHECKS = """
             mlflow_run_id VARCHAR
         )"""
 
+# The inbox manifest: the last file seen under each name with its size, modification time
+# and content hash, so a scheduled ingest skips a file it has processed by a stat, not by
+# reading it again (monitoring.store.ingestion.scan_inbox).
+INBOX_FILES_DDL = """
+        CREATE TABLE IF NOT EXISTS inbox_files (
+            stream VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            file_hash VARCHAR NOT NULL,
+            seen_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+        )"""
+
 TABLES = {
     "ingest_batches": """
         CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -58,6 +71,7 @@ TABLES = {
             rows_late BIGINT NOT NULL DEFAULT 0,
             ingested_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
         )""",
+    "inbox_files": INBOX_FILES_DDL,
     "quarantine": """
         CREATE TABLE IF NOT EXISTS quarantine (
             batch_id VARCHAR NOT NULL,
@@ -233,6 +247,7 @@ TABLES = {
 # The key of each table: inserts skip rows whose key is present (DuckLake has no constraints).
 KEYS: dict[str, tuple[str, ...]] = {
     "ingest_batches": ("batch_id",),
+    "inbox_files": ("stream", "file"),
     "quarantine": ("batch_id", "row_number"),
     "rescore_ranges": ("stream", "asset", "batch_id"),
     "data_quality": ("stream", "sensor"),
@@ -262,7 +277,7 @@ DERIVED_COLUMNS: dict[str, dict[str, str]] = {
 # they start from. A new catalog gets TABLES as they are.
 MIGRATIONS: dict[int, list[str]] = {
     # 2 -> 3: incidents get a stable id, a lifecycle and a history; alerts are delivered once;
-    # drift checks
+    # drift checks; the inbox manifest
     2: [
         "ALTER TABLE incidents ADD COLUMN incident_id VARCHAR",
         f"UPDATE incidents SET incident_id = {INCIDENT_ID_SQL}",
@@ -278,6 +293,7 @@ MIGRATIONS: dict[int, list[str]] = {
                                             in DERIVED_COLUMNS["incidents"].items() if column != "incident_id"),
         *(TABLES[t] for t in ("incident_log", "alert_deliveries", "feed_status")),
         DRIFT_CHECKS,
+        INBOX_FILES_DDL,
     ],
 }
 

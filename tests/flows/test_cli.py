@@ -93,7 +93,7 @@ def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, s
     assert result.exit_code == 1, result.output
     assert "1 rows of 1 accepted files quarantined (see the quarantine table)" in result.output
     again = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
-    assert again.exit_code == 0 and "skipped" in again.output
+    assert again.exit_code == 0 and "no new or changed files" in again.output
 
 
 def test_quality_prints_and_stores_the_report(aemon_home, small_stream):

@@ -227,3 +227,62 @@ def test_the_drift_table_is_the_drift_rule():
     assert set(DriftSettings.model_fields) - {"retrain", "every_s"} == {f.name for f in fields(DriftRule)}
     assert settings.rule() == DriftRule() and settings.retrain and settings.every_s == 3600
     assert DriftSettings(psi_threshold=0.3, hold_checks=5).rule() == DriftRule(psi_threshold=0.3, hold_checks=5)
+
+
+def test_aemon_init_writes_a_file_that_loads_to_exactly_the_built_in_defaults(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from features.synthetic import SENSORS
+    from flows.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AEMON_HOME", raising=False)
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    built_in = load_config()  # no file yet
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "aemon.toml"
+    text = path.read_text()
+    written = load_config(path)
+    assert written == built_in and written.model_dump() == built_in.model_dump()
+    for kind in detector_kinds():  # the same arguments, and a shared [detectors] setting still reaches every kind
+        assert detector_params(written.stream("pumps").detectors, kind) == \
+            detector_params(built_in.stream("pumps").detectors, kind)
+    assert "[streams.pumps]" in text and all(f'"{s}"' in text for s in SENSORS) and 'label_columns = ["label"]' in text
+    for table in ("window", "detectors", "threshold", "train", "alerts", "schedule"):
+        assert f"[streams.pumps.{table}]" in text
+    for name, settings in [("", AemonConfig()), *((f"{t}.", getattr(built_in.stream("pumps"), t))
+                                                   for t in ("threshold", "train", "alerts", "schedule"))]:
+        for key in type(settings).model_fields:  # every setting is in the file, set or commented
+            if key not in ("streams", "warehouse_settings"):
+                assert re.search(rf"^(# )?{key} =", text, re.M), f"{name}{key}"
+    # users extend it: a stream added next to pumps keeps pumps; an uncommented shared setting reaches every kind
+    assert text.count("\n# epochs = 60\n") == 1
+    path.write_text(text.replace("\n# epochs = 60\n", "\nepochs = 5\n") + '\n[streams.valves]\nsensors = ["a", "b"]\n')
+    extended = load_config(path)
+    assert set(extended.streams) == {"pumps", "valves"}
+    assert {detector_params(extended.stream("pumps").detectors, kind)["epochs"] for kind in detector_kinds()} == {5}
+
+
+def test_aemon_init_keeps_an_existing_file_unless_forced(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    path = tmp_path / "conf" / "aemon.toml"
+    assert CliRunner().invoke(app, ["init", "--config", str(path)]).exit_code == 0
+    path.write_text('home = "mine"\n')
+    refused = CliRunner().invoke(app, ["init", "--config", str(path)])
+    assert refused.exit_code == 2 and f"{path} already exists" in refused.output and "--force" in refused.output
+    assert path.read_text() == 'home = "mine"\n'
+    assert CliRunner().invoke(app, ["init", "--config", str(path), "--force"]).exit_code == 0
+    assert "[streams.pumps]" in path.read_text()
+
+
+def test_the_readme_lists_the_demo_sensors_and_shows_aemon_init():
+    from features.synthetic import SENSORS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using it on your own data", 1)[1].split("\n## ", 1)[0]
+    assert all(f"`{sensor}`" in section for sensor in SENSORS)
+    assert "\naemon init " in section and "--force" in section

@@ -302,3 +302,89 @@ def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_o
     with connect(config.warehouse) as con:
         assert table_counts(con)["scores"] == final["scores"]
     assert out.split() == ["count_star()", str(len(readings)), "count_star()", str(final["scores"])], out
+
+
+SERVED_RUNS = '''
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+async def main():
+    async with get_client() as client:
+        try:
+            deployment = await client.read_deployment_by_name(sys.argv[1])
+        except ObjectNotFound:
+            print("null")
+            return
+        runs = await client.read_flow_runs()
+        limit = deployment.global_concurrency_limit
+        print(json.dumps({"runs": [[str(r.id), r.state.type.value] for r in runs if r.deployment_id == deployment.id],
+                          "active_slots": limit.active_slots if limit else None}))
+asyncio.run(main())
+'''
+
+
+def served_runs(env, deployment: str) -> dict | None:
+    """The deployment's flow runs (id, state type) and its concurrency slots in use; None
+    before the deployment exists."""
+    out = subprocess.run([sys.executable, "-c", SERVED_RUNS, deployment], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def wait_for(what, check, log: Path, process: subprocess.Popen, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert process.poll() is None, f"aemon serve exited {process.returncode}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s:\n{log.read_text()}"
+        time.sleep(1)
+
+
+def test_aemon_serve_stops_on_sigterm_and_sigint_cancelling_its_runs_and_freeing_their_slots(
+        server, tmp_path, config_writer, small_spec):
+    """A training run in progress when `aemon serve` gets SIGTERM (then, served again, SIGINT)
+    is cancelled and its deployment's concurrency slot released: serve exits promptly, and
+    the next run of the deployment starts at once instead of waiting for the slot's lease."""
+    # epochs enough that a training is still running when the signal comes
+    config_path = config_writer(tmp_path / "home", extra="[streams.pumps.detectors]\nn_threads = 1\nepochs = 500\n")
+    config = load_config(config_path)
+    write_inbox(config, small_spec)
+    env = {**server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    ingest, train = "ingest-readings/pumps-ingest", "train-detectors/pumps-train"
+    for sig, codes in ((signal.SIGTERM, (0,)), (signal.SIGINT, (0, 130))):
+        log = tmp_path / f"serve-{sig.name}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen([str(BIN / "aemon"), "serve", "--config", str(config_path)], env=env,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for("deployments", lambda: served_runs(env, train) is not None, log, process)
+            if sig == signal.SIGTERM:  # the readings the trainings fit on
+                prefect(env, "deployment", "run", ingest)
+                wait_for("ingest", lambda: "COMPLETED" in {s for _, s in served_runs(env, ingest)["runs"]},
+                         log, process)
+            before = {run for run, _ in served_runs(env, train)["runs"]}
+            prefect(env, "deployment", "run", train)
+            asked = time.monotonic()
+            running = wait_for("running training", lambda known=before: [
+                r for r, s in served_runs(env, train)["runs"] if r not in known and s == "RUNNING"], log, process)
+            started_after = time.monotonic() - asked
+            assert started_after < 120, started_after  # not held back by an earlier run's slot (a 300 s lease)
+            time.sleep(3)  # well into the fit
+            if sig == signal.SIGTERM:  # as `kill PID` or `docker stop` send it: to aemon serve alone
+                os.kill(process.pid, sig)
+            else:  # as Ctrl-C in a terminal sends it: to the whole process group, flow runs included
+                os.killpg(process.pid, sig)
+            sent = time.monotonic()
+            code = process.wait(timeout=90)
+            assert code in codes, f"exit {code}:\n{log.read_text()}"
+            assert time.monotonic() - sent < 60, log.read_text()
+        finally:
+            if process.poll() is None:
+                stop(process, signal.SIGKILL)
+        seen = served_runs(env, train)
+        states = dict(seen["runs"])
+        assert states[running[0]] in ("CANCELLED", "CRASHED"), (states, log.read_text())
+        assert seen["active_slots"] == 0, (seen, log.read_text())

@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from features.synthetic import SENSORS
 from monitoring.errors import WarehouseError
 from monitoring.store.audit import read_quarantine
 from monitoring.store.connection import Warehouse, close_all, connect, query, quote_identifier, table_counts
-from monitoring.store.ingestion import ingest_file, list_inbox
+from monitoring.store.ingestion import ingest_file, list_inbox, scan_inbox
 from monitoring.store.readings import count_readings, existing_times, list_assets, read_readings
 from monitoring.store.schema import SCHEMA_VERSION, TABLES, schema_version
 
@@ -55,13 +56,15 @@ def test_files_land_in_the_lake_and_the_view(lakehouse, small_stream):
 def test_ingesting_again_or_under_another_name_adds_nothing(lakehouse):
     db, _lake, inbox = lakehouse
     ingest_all(db, inbox)
-    with connect(db) as con:
-        before = table_counts(con), count_readings(con, "pumps")
+    def counts():  # the manifest (inbox_files) notes the copy's name: no data
+        with connect(db) as con:
+            return {k: v for k, v in table_counts(con).items() if k != "inbox_files"}, count_readings(con, "pumps")
+
+    before = counts()
     shutil.copy(inbox / "pump-01.csv", inbox / "copy-of-pump-01.csv")
     again = ingest_all(db, inbox)
     assert {r.status for r in again} == {"skipped"}
-    with connect(db) as con:
-        assert (table_counts(con), count_readings(con, "pumps")) == before
+    assert counts() == before
 
 
 def test_a_bad_file_is_recorded_and_does_not_stop_the_others(lakehouse):
@@ -269,3 +272,73 @@ def test_duplicates_are_looked_up_in_the_lake_table_and_in_staged_parts(lakehous
     with duckdb.connect() as memory:  # staged parts: any connection reads them
         found = existing_times(memory, parts, "pump-01", lo, hi)
     assert list(found) == list(first["timestamp"].iloc[10:20])
+
+
+def scan(db, inbox, **kwargs):
+    return scan_inbox(db, "pumps", inbox, **kwargs)
+
+
+def test_files_unchanged_since_their_ingest_are_passed_over_without_being_read(lakehouse):
+    db, _lake, inbox = lakehouse
+    first = scan(db, inbox)
+    assert (first.pending, first.n_unchanged) == (list_inbox(inbox), 0)
+    assert [r.status for r in ingest_all(db, inbox)] == ["ok", "ok"]
+    assert (scan(db, inbox).pending, scan(db, inbox).n_unchanged) == ([], 2)
+    # the manifest goes by name, size and mtime: a file rewritten with both kept is not read
+    path = inbox / "pump-01.csv"
+    before = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("pump-01", "pump-99"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert scan(db, inbox).n_unchanged == 2
+    # a new mtime: the file is read again, and its content (changed) is ingested
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert scan(db, inbox).pending == [path]
+    changed = ingest_file(db, "pumps", SCHEMA, path)
+    assert changed.status == "ok" and changed.rows_accepted > 0
+    assert scan(db, inbox).n_unchanged == 2
+    # touched but the same content: hashed once, skipped, then unchanged again
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 2 * 10**9))
+    assert ingest_file(db, "pumps", SCHEMA, path).status == "skipped"
+    assert scan(db, inbox).pending == []
+
+
+def test_the_same_content_under_another_name_is_known_by_hash_then_by_the_manifest(lakehouse):
+    db, _lake, inbox = lakehouse
+    ingest_all(db, inbox)
+    shutil.copy(inbox / "pump-01.csv", inbox / "copy-of-pump-01.csv")
+    assert scan(db, inbox).pending == [inbox / "copy-of-pump-01.csv"]
+    assert ingest_file(db, "pumps", SCHEMA, inbox / "copy-of-pump-01.csv").status == "skipped"
+    assert (scan(db, inbox).pending, scan(db, inbox).n_unchanged) == ([], 3)
+    with connect(db) as con:
+        assert con.execute("SELECT count(*) FROM ingest_batches").fetchone()[0] == 2  # no audit row for a copy
+
+
+def test_a_rejected_file_is_passed_over_until_retried(lakehouse):
+    db, _lake, inbox = lakehouse
+    (inbox / "a-broken.csv").write_text("timestamp,asset,vibration_rms\n2026-01-01,p1,1\n")
+    ingest_all(db, inbox)
+    assert scan(db, inbox).n_unchanged == 3
+    assert scan(db, inbox, retry_rejected=True).pending == [inbox / "a-broken.csv"]
+
+
+def test_a_catalog_at_schema_version_2_gains_the_inbox_manifest(tmp_path):
+    from tests.conftest import make_v2_catalog
+
+    db = Warehouse.at(tmp_path / "warehouse")
+    make_v2_catalog(db)
+    with connect(db) as con:
+        assert schema_version(con) == SCHEMA_VERSION == 3
+        assert "inbox_files" in table_counts(con)
+
+
+def test_an_archived_file_leaves_the_inbox_and_never_overwrites_another(tmp_path):
+    from monitoring.store.ingestion import archive_file
+
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive" / "pumps"
+    inbox.mkdir()
+    for text in ("first", "second"):
+        (inbox / "a.csv").write_text(text)
+        archive_file(inbox / "a.csv", archive)
+    assert not list(inbox.iterdir())
+    assert {p.name: p.read_text() for p in archive.iterdir()} == {"a.csv": "first", "a.1.csv": "second"}

@@ -243,3 +243,63 @@ def test_a_bundle_saved_before_grid_alignment_loads_without_it(candidates, tmp_p
     assert meta["window"].pop("align") is True
     (folder / "bundle.json").write_text(json.dumps(meta))
     assert ModelBundle.load(folder).spec.align is False
+
+
+def test_each_logged_model_is_named_by_its_kind(store, candidates):
+    uri, _, outcome = store
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.search_logged_models(experiment_ids=[client.get_experiment_by_name("pumps").experiment_id])
+    names = {m.source_run_id: m.name for m in logged}
+    for cand in candidates:
+        assert names[outcome.versions[cand.kind].run_id] == cand.kind
+
+
+def test_each_child_run_spans_its_fit_and_the_parent_all_of_them(store, candidates):
+    uri, _, outcome = store
+    client = MlflowClient(tracking_uri=uri)
+    for cand in candidates:
+        info = client.get_run(outcome.versions[cand.kind].run_id).info
+        assert (info.start_time, info.end_time) == (round(cand.fit_started * 1000), round(cand.fit_ended * 1000))
+        assert abs((info.end_time - info.start_time) / 1000 - cand.fit_seconds) < 0.05
+    parent = client.get_run(outcome.parent_run_id).info
+    assert parent.start_time == round(min(c.fit_started for c in candidates) * 1000)
+    assert parent.end_time >= max(round(c.fit_ended * 1000) for c in candidates)
+
+
+def histogram_title(client, run_id, tmp_path) -> str:
+    from PIL import Image
+
+    path = client.download_artifacts(run_id, "figures/score_histogram.png", str(tmp_path))
+    return Image.open(path).text["Title"]
+
+
+def test_the_score_histogram_says_what_it_plots(store, candidates, tmp_path, data):
+    uri, _, outcome = store
+    client = MlflowClient(tracking_uri=uri)
+    holdout = f"{pd.Timestamp(data.evaluation.holdout_start):%Y-%m-%d}"
+    for cand in candidates:
+        title = histogram_title(client, outcome.versions[cand.kind].run_id, tmp_path / cand.kind)
+        assert title.startswith(f"{cand.kind}: scores of holdout windows from {holdout}")
+        assert title.endswith("vs labeled windows")
+    # a range without labels: the title says so, and no labeled windows are drawn
+    assert registry.plots.evaluation_title("mlp_ae", np.array(["2026-01-05T10:00"], dtype="datetime64[ns]"),
+                                           np.array([False])) == \
+        "mlp_ae: scores of holdout windows from 2026-01-05 10:00 (no labeled windows in the range)"
+
+
+def test_compare_marks_only_the_current_champion_after_another_version_takes_the_alias(tmp_path, data, loser,
+                                                                                      candidates):
+    uri, artifacts = new_store(tmp_path)
+    first = promotion.register_training(uri, artifacts, data, [loser])  # v1: champion, gate.role champion
+    weak = first.versions[loser.kind].version
+    better = promotion.register_training(uri, artifacts, data, candidates)
+    assert better.decision.promoted
+    best = better.decision.champion.version
+    table = registry.compare_versions(uri, "pumps")
+    assert table.loc[table["aliases"].str.contains("champion"), "version"].tolist() == [best]
+    assert not table.drop(columns="aliases").isin(["champion"]).any().any(), table
+    assert table.set_index("version").loc[weak, "gate"] == "promoted"  # its verdict then, not a role now
+    registry.promote(uri, "pumps", weak)  # by hand
+    table = registry.compare_versions(uri, "pumps")
+    assert table.loc[table["aliases"].str.contains("champion"), "version"].tolist() == [weak]
+    assert not table.drop(columns="aliases").isin(["champion"]).any().any(), table
