@@ -381,6 +381,40 @@ def serve(config: Path | None = ConfigOption):
 
 
 @app.command()
+def replay(
+    file: Path = typer.Argument(..., help="Recorded readings, CSV or Parquet, in the stream's schema."),
+    stream: str = typer.Option(..., "--stream", "-s", help="The stream whose inbox receives the chunks."),
+    speed: float = typer.Option(1.0, min=0, help="Data seconds per wall second (60: an hour of data a minute); "
+                                "0 writes every chunk at once."),
+    chunk: float = typer.Option(60.0, min=0.001, help="Seconds of data per chunk (one inbox file each)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="--no-wait writes every chunk at once (as --speed 0)."),
+    shift: bool = typer.Option(True, "--shift-to-now/--keep-times",
+                               help="Move every time by one offset so the first reading is now (default), or keep "
+                                    "the recorded times (a recording the lake does not hold yet)."),
+    config: Path | None = ConfigOption,
+):
+    """Feed a recorded file into a stream's inbox in timed chunks, as a live sensor would."""
+    import pandas as pd
+
+    from flows.replay import ReplayedChunk, replay_file
+
+    cfg = load(config)
+    settings = cfg.stream(stream)
+    if not file.is_file():
+        fail(f"{file}: no such file; expected a recorded CSV or Parquet file")
+    inbox = cfg.inbox(stream)
+
+    def report(done: ReplayedChunk) -> None:
+        console.print(f"{done.written_s:8.1f} s  {done.path.name}  {done.rows} rows from {done.first}",
+                      highlight=False)
+
+    shift_to = pd.Timestamp.now("UTC").tz_localize(None).floor("s") if shift else None
+    written = replay_file(file, settings.stream_schema(), inbox, speed=speed if wait else 0.0, chunk_s=chunk,
+                          shift_to=shift_to, on_chunk=report)
+    console.print(f"{sum(c.rows for c in written)} rows in {len(written)} files written to {inbox}", highlight=False)
+
+
+@app.command()
 def sql(query: str, config: Path | None = ConfigOption):
     """Run a read-only SQL query against the warehouse and print the result (no Prefect API
     needed; flows may write meanwhile: the query reads one committed snapshot)."""
