@@ -380,9 +380,12 @@ def serve(config: Path | None = ConfigOption):
     serve_streams(cfg, str(config.resolve()) if config else None)
 
 
+RecordingArgument = typer.Argument(..., help="Recorded readings, CSV or Parquet, in the stream's schema.")
+
+
 @app.command()
 def replay(
-    file: Path = typer.Argument(..., help="Recorded readings, CSV or Parquet, in the stream's schema."),
+    file: Path = RecordingArgument,
     stream: str = typer.Option(..., "--stream", "-s", help="The stream whose inbox receives the chunks."),
     speed: float = typer.Option(1.0, min=0, help="Data seconds per wall second (60: an hour of data a minute); "
                                 "0 writes every chunk at once."),

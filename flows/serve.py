@@ -2,21 +2,47 @@
 schedules, and the warehouse's daily upkeep, in this one process (Prefect's `serve`). The single-machine alternative to
 `prefect deploy` + a worker; it needs a Prefect API whose scheduler runs (a `prefect
 server`, or Prefect Cloud) named by PREFECT_API_URL.
+
+Scoring is event-driven as well as scheduled: an ingest run that accepted rows emits
+`aemon.readings.ingested` about `aemon.stream.<stream>`, and that event triggers the stream's
+score deployment, so an alert does not wait for the score interval (kept as the fallback).
+Runs do not pile up: the ingest emits at most one event per run; the trigger fires at once on
+an event, then ignores the stream's events for SCORE_TRIGGER_WITHIN (a burst is one run, and
+the run it started scores what the burst brought); and one score run at a time
+(concurrency limit 1) with ENQUEUE: a run that finds the slot taken waits for it (the server
+retries it every 30 s, `PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS`) rather than
+being cancelled, which would leave its readings to the fallback schedule.
 """
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
 from flows.config import AemonConfig
-from flows.ingest import ingest_readings
+from flows.ingest import READINGS_INGESTED, ingest_readings, stream_resource
 from flows.maintain import maintain_warehouse
 from flows.score import score_stream
 from flows.train import train_detectors
+
+SCORE_TRIGGER_WITHIN = timedelta(seconds=10)
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
+def score_trigger(stream: str) -> DeploymentEventTrigger:
+    """Run the stream's score deployment when its readings were ingested."""
+    return DeploymentEventTrigger(
+        name=f"{stream}-score-on-ingest",
+        expect={READINGS_INGESTED},
+        match={"prefect.resource.id": stream_resource(stream)["prefect.resource.id"]},
+        posture="Reactive", threshold=1, within=SCORE_TRIGGER_WITHIN,
+    )
 
 
 def stream_deployments(config: AemonConfig, config_path: str | None = None) -> list[RunnerDeployment]:
@@ -30,8 +56,9 @@ def stream_deployments(config: AemonConfig, config_path: str | None = None) -> l
                 schedules=[Interval(plan.ingest_every_s, timezone=plan.timezone)],
             ),
             score_stream.to_deployment(
-                name=f"{stream}-score", parameters=params, concurrency_limit=1,
+                name=f"{stream}-score", parameters=params, concurrency_limit=ONE_AT_A_TIME,
                 schedules=[Interval(plan.score_every_s, timezone=plan.timezone)],
+                triggers=[score_trigger(stream)] if plan.score_on_ingest else [],
             ),
             train_detectors.to_deployment(
                 name=f"{stream}-train", parameters=params, concurrency_limit=1,

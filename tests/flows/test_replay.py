@@ -130,7 +130,7 @@ def test_a_file_whose_columns_differ_is_named_with_what_differs(schema, tmp_path
 
 
 def test_cli_replay_refuses_a_file_of_another_schema_in_one_line(aemon_home, tmp_path):
-    home, config_path = aemon_home
+    _, config_path = aemon_home
     path = tmp_path / "other.csv"
     pd.DataFrame({"timestamp": ["2026-01-01T00:00:00"], "asset": ["p"], "Pressure": [1.0]}).to_csv(path, index=False)
     env = {**os.environ, "AEMON_CONFIG": str(config_path)}
