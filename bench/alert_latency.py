@@ -182,7 +182,7 @@ def measure_drop(api: PrefectApi, warehouse: Warehouse, inbox: Path, drop: pd.Da
                                           'AND ?', [start, end]) == len(drop):
             seen["lake"] = now
         if seen["incident"] is None and count(warehouse, "SELECT count(*) FROM incidents WHERE stream = ? AND "
-                                              "asset = ? AND start BETWEEN ? AND ?",
+                                              'asset = ? AND "end" BETWEEN ? AND ?',  # its windows reach back
                                               [STREAM, SPIKE_ASSET, start, end]) > 0:
             seen["incident"] = now
         for key, event in (("event", "aemon.incident.opened"), ("ingested_event", "aemon.readings.ingested")):
