@@ -1,6 +1,6 @@
 """`aemon replay`: a recorded file (CSV or Parquet, in the stream's schema) fed into the
 stream's inbox as a live sensor would deliver it. The chunking and the time shift are
-features.replay; this module reads the file, waits, and writes each chunk atomically: to a
+features.time_chunks; this module reads the file, waits, and writes each chunk atomically: to a
 hidden temporary name (the ingest skips hidden files) renamed into place, so the ingest
 never sees half a chunk.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.readers import StreamSchema, inspect_file
-from features.replay import cut_chunks, format_times, read_times, release_delays, shift_times
+from features.time_chunks import cut_chunks, format_times, read_times, release_delays, shift_times
 
 
 @dataclass(frozen=True)

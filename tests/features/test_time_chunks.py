@@ -5,7 +5,7 @@ import pytest
 
 from features.errors import SchemaError
 from features.readers import StreamSchema
-from features.replay import cut_chunks, format_times, read_times, release_delays, shift_times
+from features.time_chunks import cut_chunks, format_times, read_times, release_delays, shift_times
 from features.validation import parse_timestamps
 
 SCHEMA = StreamSchema(sensors=("a",))
