@@ -14,7 +14,10 @@ random phase of the ingest timer (seeded). (a) and (b) are polled every 0.5 s wi
 warehouse's read-only query (`aemon sql`'s path); (c) is the event's own `occurred` time,
 read back through the Prefect client's events API, "not seen" when none came within the
 time limit. PREFECT_RUNNER_POLL_FREQUENCY (how often `serve` looks for runs to start,
-Prefect's default 10 s) is --poll (default 2 s): a triggered run waits for that poll.
+Prefect's default 10 s) is --poll (default 2 s): a triggered run waits for that poll. The
+server's PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS (how long a run that found
+its deployment's slot taken waits before trying again; Prefect's default 30 s) is
+--slot-wait (default 5 s): a triggered score run that meets a scheduled one waits that long.
 
     .venv/bin/python bench/alert_latency.py                    # 3 drops per mode, ~15 min
     .venv/bin/python bench/alert_latency.py --drops 5 --json
@@ -70,10 +73,11 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 6
 
 
 @contextlib.contextmanager
-def prefect_server(work: Path):
+def prefect_server(work: Path, slot_wait_s: float):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({"PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    env.update({"PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(slot_wait_s)})
     api = f"http://127.0.0.1:{port}/api"
     with open(work / "server.log", "w") as log:
         process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
@@ -154,6 +158,25 @@ class PrefectApi:
                                                    event=EventNameFilter(name=[name])), limit=50)
         return [e.occurred for e in page.events if e.resource.id.startswith(resource_prefix)]
 
+    def runs_since(self, flow: str, since: datetime) -> list:
+        """Finished runs of `flow` that started after `since`."""
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        return self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since),
+                                          state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                              any_=[StateType.COMPLETED, StateType.FAILED]))),
+            limit=200)
+
     def score_runs(self) -> dict[str, int]:
         """score-stream runs by how they started: the schedule, or the trigger; and those cancelled."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -196,14 +219,24 @@ def measure_drop(api: PrefectApi, warehouse: Warehouse, inbox: Path, drop: pd.Da
     return {**seen, "load": load}
 
 
-def wait_until_served(api: PrefectApi, serve: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    """Until the serve process has applied its deployments and the scheduler gave it score runs."""
-    deadline = time.monotonic() + timeout
-    before = api.score_runs()
-    while api.score_runs()["scheduled"] <= before["scheduled"]:
+def wait_until_served(api: PrefectApi, serve: subprocess.Popen, log: Path, timeout: float = 600) -> None:
+    """Until runs of both flows that this serve process started have finished. (A serve process
+    stopped while submitting a run leaves the deployment's concurrency slot taken until its
+    lease expires, 300 s by default: the runs of the next process wait for that.)"""
+    since, deadline = datetime.now(UTC), time.monotonic() + timeout
+    while not (api.runs_since("ingest-readings", since) and api.runs_since("score-stream", since)):
         if serve.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"aemon serve did not start its runs; see {log}")
+            raise RuntimeError(f"aemon serve did not finish an ingest and a score run; see {log}")
         time.sleep(2)
+
+
+def phases(runs: list) -> dict[str, float | None]:
+    """Median seconds of a flow's runs from due (a trigger's run is due when created) to running
+    (the runner's poll, a process start) and from running to done."""
+    waits = [(r.start_time - r.expected_start_time).total_seconds() for r in runs if r.start_time]
+    durations = [(r.end_time - r.start_time).total_seconds() for r in runs if r.start_time and r.end_time]
+    return {"to_running_s": statistics.median(waits) if waits else None,
+            "running_s": statistics.median(durations) if durations else None, "n": len(runs)}
 
 
 def run_mode(mode: str, env: dict, api: PrefectApi, home: Path, warehouse: Warehouse, inbox: Path,
@@ -216,16 +249,20 @@ def run_mode(mode: str, env: dict, api: PrefectApi, home: Path, warehouse: Wareh
     results = []
     try:
         wait_until_served(api, serve, log)
-        time.sleep(SCORE_EVERY_S)  # the first runs (start-up, a backlog) are done
-        runs_before = api.score_runs()
+        runs_before, measured_from = api.score_runs(), datetime.now(UTC)
         for i, drop in enumerate(drops):
             time.sleep(rng.uniform(0, INGEST_EVERY_S))  # land at a random phase of the ingest timer
             result = measure_drop(api, warehouse, inbox, drop, f"drop-{mode}-{i:02d}.csv", timeout)
             results.append({"mode": mode, "drop": i, **result})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         runs_after = api.score_runs()
+        scores = api.runs_since("score-stream", measured_from)
+        breakdown = {"ingest": phases(api.runs_since("ingest-readings", measured_from)),
+                     "score (schedule)": phases([r for r in scores if r.auto_scheduled]),
+                     "score (trigger)": phases([r for r in scores if not r.auto_scheduled])}
         for r in results:
             r["score_runs"] = {k: runs_after[k] - runs_before[k] for k in runs_after}
+            r["phases"] = breakdown
     finally:
         stop(serve)
     return results
@@ -246,6 +283,8 @@ def main() -> None:
     parser.add_argument("--modes", default="on,off", help="on: score triggered by ingest events; off: timer only")
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for a drop's incident")
     parser.add_argument("--poll", type=int, default=2, help="PREFECT_RUNNER_POLL_FREQUENCY of aemon serve, seconds")
+    parser.add_argument("--slot-wait", type=float, default=5.0,
+                        help="the server's PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS (Prefect: 30)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--json", action="store_true")
@@ -266,7 +305,7 @@ def main() -> None:
     drops = [with_spike(live[slot == k], history) for k in range(n_drops)]
 
     started = time.perf_counter()
-    with prefect_server(work) as server:
+    with prefect_server(work, args.slot_wait) as server:
         env = {**server, "AEMON_CONFIG": str(write_config(home, True)),
                "PREFECT_RUNNER_POLL_FREQUENCY": str(args.poll), "PREFECT_LOGGING_LEVEL": "WARNING"}
         inbox = home / "inbox" / STREAM
@@ -303,6 +342,10 @@ def main() -> None:
         runs = mine[-1]["score_runs"] if mine else {}
         print(f"{mode:4} lake: {summary(mine, 'lake')}; incident: {summary(mine, 'incident')}; "
               f"aemon.incident.opened: {summary(mine, 'event')}; score runs {runs}")
+        for flow, p in (mine[-1]["phases"] if mine else {}).items():
+            if p["n"]:
+                print(f"     {flow:16} runs {p['n']:3d}: due -> running {p['to_running_s']:5.1f} s, "
+                      f"running -> done {p['running_s']:5.1f} s (medians)")
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; work folder {work}")
 
 

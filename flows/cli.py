@@ -38,9 +38,13 @@ app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_he
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (default: $AEMON_CONFIG or ./aemon.toml).")
 
 # Prefect's ephemeral API needs ~20 s to start on 2 cores; anonymous usage analytics stay off.
+# `aemon serve` looks for runs to start every 2 s, not Prefect's 10: a score run that an
+# ingest's event triggered is created "now", and waits for that look (scheduled runs are
+# fetched ahead and start on time either way); one small API query per look.
 ENV_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_RUNNER_POLL_FREQUENCY": "2",
 }
 
 
