@@ -177,6 +177,22 @@ class PrefectApi:
                                               any_=[StateType.COMPLETED, StateType.FAILED]))),
             limit=200)
 
+    def overdue(self, late_s: float = 20.0) -> int:
+        """Runs still waiting (scheduled, or for their deployment's slot) `late_s` after they were due."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterExpectedStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        due = datetime.now(UTC) - timedelta(seconds=late_s)
+        return len(self.client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            expected_start_time=FlowRunFilterExpectedStartTime(before_=due),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))),
+            limit=200))
+
     def score_runs(self) -> dict[str, int]:
         """score-stream runs by how they started: the schedule, or the trigger; and those cancelled."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -220,11 +236,13 @@ def measure_drop(api: PrefectApi, warehouse: Warehouse, inbox: Path, drop: pd.Da
 
 
 def wait_until_served(api: PrefectApi, serve: subprocess.Popen, log: Path, timeout: float = 600) -> None:
-    """Until runs of both flows that this serve process started have finished. (A serve process
-    stopped while submitting a run leaves the deployment's concurrency slot taken until its
-    lease expires, 300 s by default: the runs of the next process wait for that.)"""
+    """Until runs of both flows that this serve process started have finished and no run is
+    overdue. (A serve process stopped while submitting a run leaves the deployment's
+    concurrency slot taken until its lease expires, 300 s by default: the runs of the next
+    process queue up behind it until then.)"""
     since, deadline = datetime.now(UTC), time.monotonic() + timeout
-    while not (api.runs_since("ingest-readings", since) and api.runs_since("score-stream", since)):
+    while not (api.runs_since("ingest-readings", since) and api.runs_since("score-stream", since)
+               and api.overdue() == 0):
         if serve.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"aemon serve did not finish an ingest and a score run; see {log}")
         time.sleep(2)
