@@ -7,11 +7,12 @@ Scoring is event-driven as well as scheduled: an ingest run that accepted rows e
 `aemon.readings.ingested` about `aemon.stream.<stream>`, and that event triggers the stream's
 score deployment, so an alert does not wait for the score interval (kept as the fallback).
 Runs do not pile up: the ingest emits at most one event per run; the trigger fires at once on
-an event, then ignores the stream's events for SCORE_TRIGGER_WITHIN (a burst is one run, and
-the run it started scores what the burst brought); and one score run at a time
-(concurrency limit 1) with ENQUEUE: a run that finds the slot taken waits for it (the server
-retries it every 30 s, `PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS`) rather than
-being cancelled, which would leave its readings to the fallback schedule.
+an event, then ignores the stream's events for SCORE_TRIGGER_WITHIN (a burst is one run;
+readings that run started too early to see wait for the next event or the schedule); and
+one score run at a time (concurrency limit 1) with ENQUEUE: a run that finds the slot taken
+waits for it rather than being cancelled, which would leave its readings to the schedule.
+The server retries a waiting run after `PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS`
+(Prefect's default 30 s; the README recommends 5).
 """
 from __future__ import annotations
 
