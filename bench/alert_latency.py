@@ -190,7 +190,8 @@ class PrefectApi:
         due = datetime.now(UTC) - timedelta(seconds=late_s)
         return len(self.client.read_flow_runs(flow_run_filter=FlowRunFilter(
             expected_start_time=FlowRunFilterExpectedStartTime(before_=due),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))),
+            # not PENDING: a run a stopped serve process left pending is run by no one
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
             limit=200))
 
     def score_runs(self) -> dict[str, int]:
