@@ -39,9 +39,13 @@ app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_he
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (default: $AEMON_CONFIG or ./aemon.toml).")
 
 # Prefect's ephemeral API needs ~20 s to start on 2 cores; anonymous usage analytics stay off.
+# `aemon serve` looks for runs to start every 2 s, not Prefect's 10: a score run that an
+# ingest's event triggered is created "now", and waits for that look (scheduled runs are
+# fetched ahead and start on time either way); one small API query per look.
 ENV_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_RUNNER_POLL_FREQUENCY": "2",
 }
 
 
@@ -428,6 +432,43 @@ def serve(config: Path | None = ConfigOption):
 
     quiet_libraries()
     serve_streams(cfg, str(config.resolve()) if config else None)
+
+
+RecordingArgument = typer.Argument(..., help="Recorded readings, CSV or Parquet, in the stream's schema.")
+
+
+@app.command()
+def replay(
+    file: Path = RecordingArgument,
+    stream: str = typer.Option(..., "--stream", "-s", help="The stream whose inbox receives the chunks."),
+    speed: float = typer.Option(1.0, min=0, help="Data seconds per wall second (60: an hour of data a minute); "
+                                "0 writes every chunk at once."),
+    chunk: float = typer.Option(60.0, min=0.001, help="Seconds of data per chunk (one inbox file each)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="--no-wait writes every chunk at once (as --speed 0)."),
+    shift: bool = typer.Option(True, "--shift-to-now/--keep-times",
+                               help="Move every time by one offset so the first reading is now (default), or keep "
+                                    "the recorded times (a recording the lake does not hold yet)."),
+    config: Path | None = ConfigOption,
+):
+    """Feed a recorded file into a stream's inbox in timed chunks, as a live sensor would."""
+    import pandas as pd
+
+    from flows.replay import ReplayedChunk, replay_file
+
+    cfg = load(config)
+    settings = cfg.stream(stream)
+    if not file.is_file():
+        fail(f"{file}: no such file; expected a recorded CSV or Parquet file")
+    inbox = cfg.inbox(stream)
+
+    def report(done: ReplayedChunk) -> None:
+        console.print(f"{done.written_s:8.1f} s  {done.path.name}  {done.rows} rows from {done.first}",
+                      highlight=False)
+
+    shift_to = pd.Timestamp.now("UTC").tz_localize(None).floor("s") if shift else None
+    written = replay_file(file, settings.stream_schema(), inbox, speed=speed if wait else 0.0, chunk_s=chunk,
+                          shift_to=shift_to, on_chunk=report)
+    console.print(f"{sum(c.rows for c in written)} rows in {len(written)} files written to {inbox}", highlight=False)
 
 
 @app.command()

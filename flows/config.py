@@ -205,6 +205,9 @@ class ScheduleSettings(Settings):
     score_every_s: float = Field(900.0, gt=0)
     train_cron: str = "0 3 * * 0"
     timezone: str = "UTC"
+    # also score as soon as an ingest run accepted rows (the `aemon.readings.ingested` event);
+    # score_every_s stays as the fallback
+    score_on_ingest: bool = True
 
     @field_validator("train_cron")
     @classmethod

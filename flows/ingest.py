@@ -1,11 +1,24 @@
-"""ingest-readings: every new file in a stream's inbox -> the stream's lake table."""
+"""ingest-readings: every new file in a stream's inbox -> the stream's lake table.
+
+A run that accepted at least one row emits the Prefect event `aemon.readings.ingested`
+(resource `aemon.stream.<stream>`, payload: the files with rows accepted and the count),
+which triggers the stream's score deployment (flows/serve.py, prefect.yaml): an alert need
+not wait for the score schedule. A run that found nothing new emits nothing."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.events import emit_event
 
 from flows import tasks
 from flows.config import load_config
 from flows.notify import alert_on_failure
+
+READINGS_INGESTED = "aemon.readings.ingested"
+
+
+def stream_resource(stream: str) -> dict[str, str]:
+    """The Prefect resource a stream's events are about."""
+    return {"prefect.resource.id": f"aemon.stream.{stream}", "prefect.resource.name": stream}
 
 
 @flow(name="ingest-readings", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
@@ -40,4 +53,10 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
         if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
             tasks.archive_file(path, archive)
         results.append(result.to_dict())
+    accepted = [r for r in results if r["rows_accepted"] > 0]
+    if accepted:
+        emit_event(READINGS_INGESTED, resource=stream_resource(stream), payload={
+            "stream": stream, "files": [r["file"] for r in accepted],
+            "rows_accepted": sum(r["rows_accepted"] for r in accepted),
+        })
     return results

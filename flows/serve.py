@@ -12,25 +12,52 @@ where that returns a coroutine nobody awaits, so a run in progress stays Running
 its slot until the lease expires (about 5 minutes); and on SIGINT asyncio cancels the
 runner without cancelling its runs. Here both signals are handled on the runner's event
 loop, which awaits `Runner.astop()` (cancel every run, stop polling).
+
+Scoring is event-driven as well as scheduled: an ingest run that accepted rows emits
+`aemon.readings.ingested` about `aemon.stream.<stream>`, and that event triggers the stream's
+score deployment, so an alert does not wait for the score interval (kept as the fallback).
+Runs do not pile up: the ingest emits at most one event per run; the trigger fires at once on
+an event, then ignores the stream's events for SCORE_TRIGGER_WITHIN (a burst is one run;
+readings that run started too early to see wait for the next event or the schedule); and
+one score run at a time (concurrency limit 1) with ENQUEUE: a run that finds the slot taken
+waits for it rather than being cancelled, which would leave its readings to the schedule.
+The server retries a waiting run after `PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS`
+(Prefect's default 30 s; the README recommends 5).
 """
 from __future__ import annotations
 
 import asyncio
 import signal
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 from prefect.logging import get_logger
 from prefect.runner import Runner
 from prefect.schedules import Cron, Interval
 
 from flows.config import AemonConfig
 from flows.drift import check_drift
-from flows.ingest import ingest_readings
+from flows.ingest import READINGS_INGESTED, ingest_readings, stream_resource
 from flows.maintain import maintain_warehouse
 from flows.score import score_stream
 from flows.train import train_detectors
+
+SCORE_TRIGGER_WITHIN = timedelta(seconds=10)
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
+def score_trigger(stream: str) -> DeploymentEventTrigger:
+    """Run the stream's score deployment when its readings were ingested."""
+    return DeploymentEventTrigger(
+        name=f"{stream}-score-on-ingest",
+        expect={READINGS_INGESTED},
+        match={"prefect.resource.id": stream_resource(stream)["prefect.resource.id"]},
+        posture="Reactive", threshold=1, within=SCORE_TRIGGER_WITHIN,
+    )
 
 
 def stream_deployments(config: AemonConfig, config_path: str | None = None) -> list[RunnerDeployment]:
@@ -44,8 +71,9 @@ def stream_deployments(config: AemonConfig, config_path: str | None = None) -> l
                 schedules=[Interval(plan.ingest_every_s, timezone=plan.timezone)],
             ),
             score_stream.to_deployment(
-                name=f"{stream}-score", parameters=params, concurrency_limit=1,
+                name=f"{stream}-score", parameters=params, concurrency_limit=ONE_AT_A_TIME,
                 schedules=[Interval(plan.score_every_s, timezone=plan.timezone)],
+                triggers=[score_trigger(stream)] if plan.score_on_ingest else [],
             ),
             train_detectors.to_deployment(
                 name=f"{stream}-train", parameters=params, concurrency_limit=1,

@@ -50,3 +50,40 @@ def test_drift_retrains_through_the_train_deployment_of_this_file():
     drift = next(d for d in DEPLOYMENTS if d["entrypoint"] == "flows/drift.py:check_drift")
     assert train_deployment_name(drift["parameters"]["stream"]) == f"train-detectors/{train['name']}"
     assert drift["schedules"][0]["interval"] == 3600
+
+
+def test_score_is_triggered_by_ingested_readings_as_aemon_serve_does(tmp_path, config_writer):
+    """The trigger in prefect.yaml validates as Prefect's deploy reads it, and is the one
+    `aemon serve` builds; the interval stays as the fallback, one run at a time, queued."""
+    from prefect.events import DeploymentTriggerTypes
+    from pydantic import TypeAdapter
+
+    from flows.config import load_config
+    from flows.ingest import READINGS_INGESTED
+    from flows.serve import stream_deployments
+
+    (deployment,) = [d for d in DEPLOYMENTS if d["name"] == "pumps-score"]
+    (spec,) = deployment["triggers"]
+    trigger = TypeAdapter(DeploymentTriggerTypes).validate_python(spec)
+    assert trigger.expect == {READINGS_INGESTED} and trigger.enabled
+    assert trigger.match.model_dump() == {"prefect.resource.id": "aemon.stream.pumps"}
+    assert deployment["schedules"] == [{"interval": 900}]
+    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert all(not d.get("triggers") for d in DEPLOYMENTS if d is not deployment)
+
+    served = {d.name: d for d in stream_deployments(load_config(config_writer(tmp_path / "home")))}
+    score = served["pumps-score"]
+    (built,) = score.triggers
+    assert built.model_dump(mode="json") == trigger.model_dump(mode="json")
+    assert score.concurrency_limit == 1 and score.concurrency_options.collision_strategy.value == "ENQUEUE"
+    assert [s.schedule.interval.total_seconds() for s in score.schedules] == [900.0]
+    assert all(not d.triggers for name, d in served.items() if name != "pumps-score")
+
+
+def test_the_score_trigger_can_be_turned_off_per_stream(tmp_path, config_writer):
+    from flows.config import load_config
+    from flows.serve import stream_deployments
+
+    path = config_writer(tmp_path / "home", extra="[streams.pumps.schedule]\nscore_on_ingest = false\n")
+    served = {d.name: d for d in stream_deployments(load_config(path))}
+    assert served["pumps-score"].triggers == [] and served["pumps-score"].concurrency_limit == 1
