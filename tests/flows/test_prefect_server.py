@@ -153,6 +153,66 @@ def test_deployments_run_on_a_real_server_with_a_process_worker(server, tmp_path
     champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
     assert champion.version == 1 and champion.threshold > 0
 
+    # a recording with a fault, replayed into the inbox as a live feed: the worker's ingest and
+    # score runs open an incident and its aemon.incident.opened event reaches the server
+    def opened_ids() -> set[str]:
+        with connect(config.warehouse) as con:
+            rows = con.execute("SELECT incident_id FROM incident_log WHERE event = 'opened' AND notify").fetchall()
+        return {r[0] for r in rows}
+
+    before = opened_ids()
+    recording = replay_recording(config, tmp_path / "recording.csv")
+    out = subprocess.run([str(BIN / "aemon"), "replay", str(recording), "--stream", "pumps", "--no-wait",
+                          "--chunk", "3600"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    run_deployment(env, "ingest-readings/pumps-ingest")
+    for _ in range(3):  # the trigger's run or this one: whichever the worker takes first scores the new files
+        run_deployment(env, "score-stream/pumps-score")
+        opened = opened_ids() - before
+        if opened:
+            break
+    assert len(opened) == 1, opened
+    (incident,) = opened
+    events = [e for e in server_events(env, "aemon.incident.opened", incident)
+              if e["payload"]["incident_id"] == incident]
+    assert len(events) == 1, events
+    assert events[0]["resource"]["prefect.resource.id"] == "aemon.stream.pumps.asset.pump-01"
+    assert events[0]["payload"]["top_sensors"][0]["sensor"] == "discharge_pressure"
+
+
+def replay_recording(config, path: Path) -> Path:
+    """Four hours of pump-01 from the lake with a discharge pressure surge in them."""
+    from features.synthetic import SENSORS
+    from monitoring.store.readings import read_readings
+
+    with connect(config.warehouse) as con:
+        lake = read_readings(con, "pumps", asset="pump-01")
+    tail = lake.tail(240)[["timestamp", "asset", *SENSORS, "label"]].reset_index(drop=True)
+    fault = tail.index[150:200]
+    tail.loc[fault, "discharge_pressure"] += 8 * lake["discharge_pressure"].std()
+    tail.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    return path
+
+
+def server_events(env, name: str, incident: str, timeout: float = 90) -> list[dict]:
+    """Events of that name the server holds (it persists them in batches: wait for the incident's)."""
+    code = (
+        "import json, sys\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.events.filters import EventFilter, EventNameFilter\n"
+        "with get_client(sync_client=True) as client:\n"
+        "    page = client.read_events(EventFilter(event=EventNameFilter(name=[sys.argv[1]])), limit=50)\n"
+        "    print(json.dumps([e.model_dump(mode='json') for e in page.events]))\n"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([sys.executable, "-c", code, name], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        events = json.loads(out.stdout.strip().splitlines()[-1])
+        if any(e["payload"].get("incident_id") == incident for e in events) or time.monotonic() > deadline:
+            return events
+        time.sleep(3)
+
 
 def test_aemon_serve_runs_the_flows_on_their_schedules(scheduling_server, tmp_path, config_writer, small_spec):
     config_path = config_writer(tmp_path / "home", extra="[streams.pumps.schedule]\ningest_every_s = 3\n")
