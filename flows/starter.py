@@ -76,6 +76,13 @@ NOTES: dict[str, str] = {
     "alerts.merge_gap_minutes": "flagged windows closer than this merge into one incident",
     "alerts.min_windows": "an incident needs at least this many flagged windows",
     "alerts.min_peak_severity": "... and a peak severity (score / threshold) of at least this",
+    "alerts.recover_after_minutes": "normal scores this long after the last flag: recovered (unset: gap / 3)",
+    "alerts.escalation_levels": "severities at which an incident escalates to major, then critical",
+    "alerts.stale_after_hours": "no new scored window for this long: the asset's incidents close (\"no data\")",
+    "alerts.stall_after_intervals": "no rows accepted for this many ingest intervals: the feed is stalled (0: never)",
+    "webhook.url": "POST every alert as signed JSON here (or url_env: a variable holding the URL, a secret)",
+    "webhook.secret_env": "environment variable holding the HMAC-SHA256 signing key",
+    "webhook.secret_block": "or a Prefect Secret block holding it",
     "schedule.ingest_every_s": "`aemon serve`: ingest the inbox this often",
     "schedule.score_every_s": "`aemon serve`: score new windows this often",
     "schedule.train_cron": "`aemon serve`: retrain (cron, in schedule.timezone)",
@@ -169,16 +176,17 @@ def starter_config() -> str:
     lines += _line("tracking_uri", None, NOTES["tracking_uri"]) + _line("artifact_root", None, NOTES["artifact_root"])
     warehouse: WarehouseSettings = defaults.warehouse_settings
     lines += _table("warehouse", _fields(warehouse), "warehouse.")
+    lines += _table("webhook", _fields(defaults.webhook), "webhook.")
     stream = defaults.streams[DEMO_NAME]
     assert stream == DEMO_STREAM, "the built-in streams are the demo stream"
-    tables = {"exclusions", "window", "detectors", "threshold", "train", "alerts", "schedule"}
+    tables = {"exclusions", "window", "detectors", "threshold", "train", "alerts", "schedule", "drift"}
     plain = [(k, v) for k, v in _fields(stream) if k not in tables]
     # only what the demo stream sets is written as a value; the rest are its defaults, shown
     set_here = {"sensors", "label_columns"}
     lines += _table(f"streams.{DEMO_NAME}", plain, "", commented=[k for k, _ in plain if k not in set_here])
     lines += _table(f"streams.{DEMO_NAME}.window", _fields(stream.window), "window.")
     lines += _detector_lines(DEMO_NAME, stream.detectors)
-    for name in ("threshold", "train", "alerts", "schedule", "exclusions"):
+    for name in ("threshold", "train", "alerts", "schedule", "drift", "exclusions"):
         items = _fields(getattr(stream, name))
         lines += _table(f"streams.{DEMO_NAME}.{name}", items, f"{name}.")
     return "\n".join(lines) + "\n"
