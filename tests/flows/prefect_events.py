@@ -1,10 +1,13 @@
 """Reading back the events a run emitted, through the Prefect API."""
 from __future__ import annotations
 
+from collections.abc import Callable
 
-def read_events(prefix: str, timeout: float = 60.0) -> list:
-    """Events whose name starts with `prefix`, read back from the Prefect API (the server
-    persists them in batches, so wait until the count stops growing)."""
+
+def read_events(prefix: str, timeout: float = 90.0, until: Callable[[list], bool] | None = None) -> list:
+    """Events whose name starts with `prefix`, read back from the Prefect API. The server
+    persists events in batches, and other tests of the session emit some too: wait until
+    `until(events)` holds (default: some events, their count stable for two reads)."""
     import time
 
     from prefect.client.orchestration import get_client
@@ -13,6 +16,7 @@ def read_events(prefix: str, timeout: float = 60.0) -> list:
 
     EventsWorker.drain_all()
     deadline, seen, stable = time.monotonic() + timeout, -1, 0
+    events: list = []
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             page = client.read_events(EventFilter(event=EventNameFilter(prefix=[prefix])), limit=50)
@@ -21,7 +25,7 @@ def read_events(prefix: str, timeout: float = 60.0) -> list:
                 page = client.read_events_page(str(page.next_page))
                 events += page.events
             stable = stable + 1 if len(events) == seen else 0
-            if stable >= 2 and events:
+            if until(events) if until is not None else (stable >= 2 and events):
                 return events
             seen = len(events)
             time.sleep(1.0)

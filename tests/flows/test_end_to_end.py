@@ -267,7 +267,10 @@ def test_a_fault_in_a_new_file_opens_an_incident_and_alerts_through_events_and_a
     assert opened_rows["asset"].tolist() == [live["asset"]], log[["asset", "event", "start"]]
     assert live["scored"]["alerts_sent"]["prefect-event"] == len(alerting)
     ids = set(alerting["incident_id"])
-    events = [e for e in read_events("aemon.incident.") if e.resource.get("aemon.incident.id") in ids]
+    def ours(found: list) -> list:
+        return [e for e in found if e.resource.get("aemon.incident.id") in ids]
+
+    events = ours(read_events("aemon.incident.", until=lambda found: len(ours(found)) >= len(alerting)))
     assert sorted((e.event, e.resource.id) for e in events) == sorted(
         (f"aemon.incident.{r.event}", f"aemon.stream.pumps.asset.{r.asset}") for r in alerting.itertuples())
     opened = next(e for e in events if e.event == "aemon.incident.opened")

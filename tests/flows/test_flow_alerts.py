@@ -12,7 +12,10 @@ def test_a_failed_score_run_emits_a_flow_failed_event(aemon_home, prefect_harnes
     _, config_path = aemon_home
     with pytest.raises(RegistryError):
         score_stream("pumps", config_path=str(config_path))  # nothing trained yet
-    events = [e for e in read_events("aemon.flow.failed") if e.payload.get("flow") == "score-stream"]
+    def ours(found: list) -> list:
+        return [e for e in found if e.payload.get("flow") == "score-stream"]
+
+    events = ours(read_events("aemon.flow.failed", until=lambda found: bool(ours(found))))
     assert events, "no aemon.flow.failed event"
     event = events[0]
     assert event.resource.id == "aemon.stream.pumps"
