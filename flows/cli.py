@@ -6,6 +6,7 @@ imported inside the commands, after the environment defaults below are in place.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -47,6 +48,9 @@ ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_RUNNER_POLL_FREQUENCY": "2",
 }
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES}
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -773,5 +777,15 @@ def main() -> None:
     except user_errors() as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        # the disk, not aemon: say so (and which file, when the OS names it); warehouse writes
+        # are transactions and lake files are staged, so the same command converges once there is room
+        where = f"{exc.filename}: " if exc.filename else ""
+        code_name = errno.errorcode.get(exc.errno, "")
+        err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc} (errno {code_name}): the disk is full or not writable; run the command again when it has room",
+                          highlight=False, soft_wrap=True)
+        sys.exit(3)
     if isinstance(code, int) and code:
         sys.exit(code)

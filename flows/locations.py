@@ -37,6 +37,7 @@ class WarehouseSettings(Settings):
     catalog: str | None = None
     data_path: str | None = None  # the Parquet files: a folder or object-store URI (default: <home>/warehouse)
     retries: int = Field(8, ge=0, le=100)  # commits that met another writer's are run again
+    lock_timeout_s: float = Field(300.0, gt=0)  # longest wait for another process's write
     snapshot_retention_days: float = Field(7.0, gt=0)  # older snapshots expire; their files are removed
     maintain_cron: str = "17 2 * * *"  # when `aemon serve` runs the upkeep (daily, 02:17 UTC)
 
@@ -60,7 +61,8 @@ class WarehouseSettings(Settings):
         under home (where a warehouse of an earlier release is looked for too)."""
         default = Warehouse.at(home)
         return Warehouse(self.catalog or default.catalog, self.data_path or default.data_path,
-                         default.legacy if self.catalog is None else None, retries=self.retries)
+                         default.legacy if self.catalog is None else None, retries=self.retries,
+                         lock_timeout_s=self.lock_timeout_s)
 
 
 def find_config_file(path: str | Path | None = None) -> Path | None:

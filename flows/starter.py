@@ -37,6 +37,7 @@ NOTES: dict[str, str] = {
     "warehouse.catalog": "sqlite:<path> (default: sqlite:<home>/warehouse.sqlite) or postgres:<libpq string>",
     "warehouse.data_path": "the Parquet files: a folder or object-store URI (default: <home>/warehouse)",
     "warehouse.retries": "commits that met another writer's are run again this many times",
+    "warehouse.lock_timeout_s": "longest wait (s) for another process's write before giving up with an error",
     "warehouse.snapshot_retention_days": "older snapshots expire; their files are removed",
     "warehouse.maintain_cron": "when `aemon serve` runs the warehouse upkeep (UTC)",
     "sensors": "the sensor columns of every file",

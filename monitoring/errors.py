@@ -13,6 +13,10 @@ class RegistryError(MonitoringError):
     """MLflow has no model, version or alias where one was expected."""
 
 
+class TrackingUnavailableError(RegistryError):
+    """The MLflow tracking store cannot be reached (server down, wrong address, no such file)."""
+
+
 class BundleInputError(MonitoringError, ValueError):
     """Readings given to a model bundle do not match its sensor schema."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,11 +34,22 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from monitoring.errors import GateError, RegistryError
+from monitoring.errors import GateError, RegistryError, TrackingUnavailableError
 from monitoring.models import plots
 from monitoring.models.bundle import BundleModel, ModelBundle
 from monitoring.models.fitting import Candidate, Evaluation, TrainingData
 from monitoring.models.gate import GateDecision, criterion_name
+
+# MLflow retries a request to an unreachable server for about four minutes by default (7
+# retries, backoff factor 2), and the task around it retries that again: a scheduled run
+# stopped for a quarter of an hour before saying why. aemon's defaults give up after ~15 s
+# (retries after 1, 2, 4 and 8 s); set the variables to choose otherwise.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+# What MLflow's errors say when the store is not there (requests/urllib3, SQLAlchemy).
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Name or service not known", "Read timed out", "unable to open database file")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -72,6 +84,27 @@ def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def public_uri(uri: str) -> str:
+    """A store URI as it may be shown: without the password of `user:password@host`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unreachable(tracking_uri: str, exc: BaseException) -> TrackingUnavailableError | None:
+    """The error to raise when `exc` says the tracking store cannot be reached, else None."""
+    text = f"{exc} {exc.__cause__ or ''}"
+    if not any(marker in text for marker in _UNREACHABLE):
+        return None
+    return TrackingUnavailableError(
+        f"the MLflow tracking store {public_uri(tracking_uri)} cannot be reached; nothing was written. Start "
+        "the tracking server or fix `tracking_uri` (MLflow's retries: MLFLOW_HTTP_REQUEST_MAX_RETRIES)")
 
 
 def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | None) -> str:
@@ -313,7 +346,8 @@ def _require_model(client: MlflowClient, stream: str) -> str:
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
-        raise RegistryError(f"no registered model '{name}'; run `aemon train {stream}` first") from exc
+        raise unreachable(client.tracking_uri, exc) or RegistryError(
+            f"no registered model '{name}'; run `aemon train {stream}` first") from exc
     return name
 
 
@@ -416,8 +450,8 @@ def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> Regi
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        raise RegistryError(
-            f"no model version '{name}@{alias}' in {tracking_uri}; run `aemon train {stream}` first"
+        raise unreachable(tracking_uri, exc) or RegistryError(
+            f"no model version '{name}@{alias}' in {public_uri(tracking_uri)}; run `aemon train {stream}` first"
         ) from exc
     threshold = mv.tags.get("threshold")
     return RegisteredVersion(

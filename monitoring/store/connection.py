@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import re
 import threading
 import time
@@ -48,6 +49,7 @@ class Warehouse:
     data_path: str
     legacy: Path | None = None
     retries: int = 8
+    lock_timeout_s: float = 300.0  # longest wait for another process's write (then a WarehouseError)
 
     @classmethod
     def at(cls, home: str | Path) -> Warehouse:
@@ -169,7 +171,12 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 def write_lock(warehouse: Warehouse) -> Iterator[None]:
     """One writer at a time on a SQLite catalog: an exclusive lock on `<catalog>.lock`,
     taken by writers only (readers never wait). Not needed on PostgreSQL, where commits
-    that conflict are retried (`write`)."""
+    that conflict are retried (`write`).
+
+    A writer waits at most `warehouse.lock_timeout_s` (polling with backoff, so a run that
+    hangs while it writes cannot stop every other flow for ever), then gets a WarehouseError
+    naming the process that holds the lock; the holder writes its pid into the lock file.
+    A process that dies (even by kill -9) releases its lock with its file descriptors."""
     path = warehouse.sqlite_path
     if path is None:
         yield
@@ -178,17 +185,50 @@ def write_lock(warehouse: Warehouse) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with _THREAD_LOCKS_GUARD:
         local = _THREAD_LOCKS.setdefault(lock_path, threading.Lock())
-    with local, open(lock_path, "a+b") as handle:
+    deadline = time.monotonic() + warehouse.lock_timeout_s
+    if not local.acquire(timeout=max(0.0, warehouse.lock_timeout_s)):
+        raise _lock_timeout(warehouse, lock_path, "another thread of this process")
+    try:
+        with open(lock_path, "a+b") as handle:
+            try:
+                import fcntl
+            except ImportError:  # no flock (Windows): conflicting commits are retried instead
+                yield
+                return
+            _flock_until(handle, deadline, warehouse, lock_path)
+            try:
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}\n".encode())
+                handle.flush()
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        local.release()
+
+
+def _flock_until(handle: Any, deadline: float, warehouse: Warehouse, lock_path: Path) -> None:
+    import fcntl
+
+    pause = 0.005
+    while True:
         try:
-            import fcntl
-        except ImportError:  # no flock (Windows): conflicting commits are retried instead
-            yield
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.seek(0)
+                holder = handle.read().decode(errors="replace").strip()
+                raise _lock_timeout(warehouse, lock_path, f"process {holder}" if holder else "another process"
+                                    ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def _lock_timeout(warehouse: Warehouse, lock_path: Path, holder: str) -> WarehouseError:
+    return WarehouseError(
+        f"the warehouse is being written by {holder} (lock {lock_path}) and was not free within "
+        f"{warehouse.lock_timeout_s:g} s (warehouse.lock_timeout_s); try again when that run has ended")
 
 
 class _Instance:
@@ -293,15 +333,23 @@ def is_transient(exc: BaseException) -> bool:
 
 def write(warehouse: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """Run `work(con)` in one write transaction: all of it commits, or none of it. A commit
-    that meets another writer's is retried with backoff (`warehouse.retries` times), so
-    `work` must be idempotent (every aemon write is)."""
+    that meets another writer's is retried with bounded exponential backoff (50 ms doubling
+    to 2 s, `warehouse.retries` times), so `work` must be idempotent (every aemon write is);
+    a conflict that persists ends in one WarehouseError saying so."""
+    started = time.monotonic()
     for attempt in range(warehouse.retries + 1):
         try:
             with connect(warehouse, write=True) as con, transaction(con):
                 return work(con)
         except (duckdb.Error, WarehouseError) as exc:
-            if not is_transient(exc) or attempt == warehouse.retries:
+            if not is_transient(exc):
                 raise
+            if attempt == warehouse.retries:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise WarehouseError(
+                    f"a write to the warehouse {warehouse.catalog} met another writer's {attempt + 1} times in "
+                    f"{time.monotonic() - started:.1f} s and was given up (warehouse.retries = {warehouse.retries}):"
+                    f" {first}") from exc
             time.sleep(min(0.05 * 2 ** attempt, 2.0))
     raise AssertionError("unreachable")
 

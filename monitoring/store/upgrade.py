@@ -9,6 +9,7 @@ open a DuckDB 2 file), from that file's `EXPORT DATABASE ... (FORMAT parquet)` f
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -37,7 +38,7 @@ def upgrade_legacy(warehouse: Warehouse, export_dir: Path | None = None) -> dict
         raise WarehouseError(f"--from-export {export_dir}: no such folder; expected the folder written by "
                              f"EXPORT DATABASE '{export_dir}' (FORMAT parquet)")
     # the catalog may not exist yet: connect creates it; the legacy check is skipped for it
-    fresh = Warehouse(warehouse.catalog, warehouse.data_path, None, warehouse.retries)
+    fresh = replace(warehouse, legacy=None)
     copied: dict[str, int] = {}
     with connect(fresh, write=True) as con:
         if export_dir is None:

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from monitoring.store.connection import Warehouse, client_sql, close_all, connect, write
+from monitoring.store.connection import Warehouse, client_sql, close_all, connect
 from monitoring.store.ingestion import ingest_file
 
 ROOT = Path(__file__).resolve().parents[2]
