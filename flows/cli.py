@@ -784,7 +784,8 @@ def main() -> None:
         # are transactions and lake files are staged, so the same command converges once there is room
         where = f"{exc.filename}: " if exc.filename else ""
         code_name = errno.errorcode.get(exc.errno, "")
-        err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc} (errno {code_name}): the disk is full or not writable; run the command again when it has room",
+        err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc} (errno {code_name}): "
+                          "the disk is full or not writable; run the command again when it has room",
                           highlight=False, soft_wrap=True)
         sys.exit(3)
     if isinstance(code, int) and code:
