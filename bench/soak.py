@@ -147,15 +147,15 @@ def soak(home: Path, feed: Path, hours: int) -> dict:
 
 
 def audit(home: Path) -> dict:
-    from monitoring.store.connection import connect, view_name
+    from monitoring.store.connection import connect, scalar, view_name
 
     warehouse, _, _ = locations(home)
     with connect(warehouse) as con:
-        lake = con.execute(f"SELECT count(*) FROM {view_name(STREAM)}").fetchone()[0]
-        quarantined = con.execute("SELECT count(*) FROM quarantine WHERE stream = ?", [STREAM]).fetchone()[0]
+        lake = scalar(con, f"SELECT count(*) FROM {view_name(STREAM)}")
+        quarantined = scalar(con, "SELECT count(*) FROM quarantine WHERE stream = ?", [STREAM])
         audited = con.execute("SELECT sum(rows_in), sum(rows_accepted), sum(rows_quarantined) FROM ingest_batches "
-                              "WHERE stream = ?", [STREAM]).fetchone()
-        incidents = con.execute("SELECT count(*) FROM incidents WHERE stream = ?", [STREAM]).fetchone()[0]
+                              "WHERE stream = ?", [STREAM]).fetchall()[0]
+        incidents = scalar(con, "SELECT count(*) FROM incidents WHERE stream = ?", [STREAM])
     return {"lake": lake, "quarantine": quarantined, "audit_in": audited[0], "audit_accepted": audited[1],
             "audit_quarantined": audited[2], "incidents": incidents}
 
