@@ -147,17 +147,18 @@ def soak(home: Path, feed: Path, hours: int) -> dict:
 
 
 def audit(home: Path) -> dict:
-    from monitoring.store.connection import connect, scalar, view_name
+    """The lake, quarantine and audit as a user's SQL sees them (`aemon sql`)."""
+    from monitoring.store.connection import query_rows, view_name
 
     warehouse, _, _ = locations(home)
-    with connect(warehouse) as con:
-        lake = scalar(con, f"SELECT count(*) FROM {view_name(STREAM)}")
-        quarantined = scalar(con, "SELECT count(*) FROM quarantine WHERE stream = ?", [STREAM])
-        audited = con.execute("SELECT sum(rows_in), sum(rows_accepted), sum(rows_quarantined) FROM ingest_batches "
-                              "WHERE stream = ?", [STREAM]).fetchall()[0]
-        incidents = scalar(con, "SELECT count(*) FROM incidents WHERE stream = ?", [STREAM])
-    return {"lake": lake, "quarantine": quarantined, "audit_in": audited[0], "audit_accepted": audited[1],
-            "audit_quarantined": audited[2], "incidents": incidents}
+    _, rows = query_rows(warehouse, f"""
+        SELECT (SELECT count(*) FROM {view_name(STREAM)}),
+               (SELECT count(*) FROM quarantine WHERE stream = ?),
+               (SELECT count(*) FROM incidents WHERE stream = ?),
+               sum(rows_in), sum(rows_accepted), sum(rows_quarantined)
+        FROM ingest_batches WHERE stream = ?""", [STREAM] * 3)
+    names = ["lake", "quarantine", "incidents", "audit_in", "audit_accepted", "audit_quarantined"]
+    return dict(zip(names, rows[0], strict=True))
 
 
 def child(*args: str) -> dict:
