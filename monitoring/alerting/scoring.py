@@ -68,22 +68,25 @@ def score_stream(
         assets = list_assets(con, stream) if assets is None else list(assets)
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
-        for asset in assets:
-            revisit = pending[pending["asset"] == asset]
-            scored = _score_asset(con, stream, asset, predict, spec, input_columns, model_name, model_version,
-                                  marks.get(asset), revisit, exclusions)
-            if scored is None or not (len(scored) or not revisit.empty):
-                continue
-            batches.append((asset, scored, list(revisit["batch_id"])))
+        revisits = {asset: pending[pending["asset"] == asset] for asset in assets}
+        recent = _recent_readings(con, stream, assets, marks, revisits, spec)
+    for asset in assets:
+        revisit = revisits[asset]
+        scored = _score_asset(stream, asset, recent.get(asset), predict, spec, input_columns, model_name,
+                              model_version, marks.get(asset), revisit, exclusions)
+        if scored is None or not (len(scored) or not revisit.empty):
+            continue
+        batches.append((asset, scored, list(revisit["batch_id"])))
     changed = {asset: scored["window_start"].min() for asset, scored, _ in batches if len(scored)}
     first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
 
     def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
-        written = {"scores": 0, "anomalies": 0}
-        for asset, scored, batch_ids in batches:
-            counts = write_window_results(con, stream, scored, model_name, model_version)
+        # every asset's windows in one write: one lookup of the stored keys, not one per asset
+        frames = [scored for _, scored, _ in batches if len(scored)]
+        written = (write_window_results(con, stream, pd.concat(frames, ignore_index=True), model_name,
+                                        model_version) if frames else {"scores": 0, "anomalies": 0})
+        for asset, _, batch_ids in batches:
             clear_rescore_ranges(con, stream, asset, batch_ids)
-            written = {k: written[k] + counts[k] for k in written}
         summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
                    if incidents is not None else IncidentSummary(0, 0, 0, 0))
         return ScoreResult(stream, model_version, sum(len(s) for _, s, _ in batches), written["scores"],
@@ -94,16 +97,41 @@ def score_stream(
     return write(warehouse, commit)
 
 
-def _score_asset(con: duckdb.DuckDBPyConnection, stream: str, asset: str,
+def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
+                     revisits: dict[str, pd.DataFrame], spec: WindowSpec) -> dict[str, pd.DataFrame]:
+    """The readings each asset's windows to score need: from one window before the earliest
+    of its watermark and its late ranges, or all of them for an asset never scored. Assets
+    with a watermark are read in one query from the earliest of their starts (one scan of
+    the recent files, not one per asset) and split here."""
+    lookback = pd.Timedelta(seconds=spec.size * spec.interval_s)
+    after: dict[str, pd.Timestamp | None] = {}
+    for asset in assets:
+        mark, revisit = marks.get(asset), revisits[asset]
+        lo = mark if mark is None or revisit.empty else min(mark, pd.Timestamp(revisit["start"].min()))
+        after[asset] = None if lo is None else lo - lookback
+    known = {a: t for a, t in after.items() if t is not None}
+    out: dict[str, pd.DataFrame] = {}
+    if known:
+        frame = read_readings(con, stream, after=min(known.values()))
+        for asset, rows in frame.groupby("asset", sort=False):
+            if asset in known:
+                rows = rows[rows["timestamp"] > known[str(asset)]]
+                out[str(asset)] = rows.reset_index(drop=True)
+    for asset in (a for a, t in after.items() if t is None):
+        out[asset] = read_readings(con, stream, asset=asset)
+    return out
+
+
+def _score_asset(stream: str, asset: str, readings: pd.DataFrame | None,
                  predict: Callable[[pd.DataFrame], pd.DataFrame], spec: WindowSpec, input_columns: list[str],
                  model_name: str, model_version: int, mark: pd.Timestamp | None, revisit: pd.DataFrame,
                  exclusions: Exclusions | None) -> pd.DataFrame | None:
     """The windows of one asset to write: those after its watermark `mark`, and those over
     late readings (`revisit`) marked to replace their stored rows; None when the asset has
-    fewer readings than a window."""
-    lo = mark if mark is None or revisit.empty else min(mark, pd.Timestamp(revisit["start"].min()))
-    after = None if lo is None else lo - pd.Timedelta(seconds=spec.size * spec.interval_s)
-    readings = read_readings(con, stream, asset=asset, after=after)
+    fewer readings than a window. `readings`: the asset's readings from a window before
+    the earliest of these (_recent_readings)."""
+    if readings is None:
+        return None
     if len(readings) < spec.size:
         return None
     missing = [c for c in input_columns if c not in readings.columns]

@@ -389,16 +389,25 @@ def query(warehouse: Warehouse, sql: str, params: list | None = None):
 
 
 def insert_missing(con: duckdb.DuckDBPyConnection, table: str, source: str, columns: list[str],
-                   keys: tuple[str, ...], select: dict[str, str] | None = None, params: list | None = None) -> int:
+                   keys: tuple[str, ...], select: dict[str, str] | None = None, params: list | None = None,
+                   since: tuple[str, Any] | None = None) -> int:
     """INSERT the rows of `source` (a registered frame or a subquery) whose key is not in
     `table` yet; returns the rows inserted. DuckLake has no primary keys, so this anti-join
     is what keeps every write idempotent. `select`: an expression per column (default: the
-    source's column of that name); `params`: the parameters of `source`."""
+    source's column of that name); `params`: the parameters of `source`. `since`: (a key
+    column, its least value in `source`): the lookup reads only the table's rows from there
+    on, so DuckLake skips the files of older history and a write's cost does not grow with it."""
     select = select or {}
     listed = ", ".join(quote_identifier(c) for c in columns)
     values = ", ".join(select.get(c, f"n.{quote_identifier(c)}") for c in columns)
     key_source = {c: select.get(c, f"n.{quote_identifier(c)}") for c in keys}
     same = " AND ".join(f"t.{quote_identifier(k)} = {key_source[k]}" for k in keys)
+    params = list(params or [])
+    if since is not None:
+        if since[0] not in keys:
+            raise WarehouseError(f"insert_missing: since={since[0]!r} is not a key of {table} {keys}")
+        same += f" AND t.{quote_identifier(since[0])} >= ?"
+        params.append(since[1])
     return int(scalar(con, f"INSERT INTO {quote_identifier(table)} ({listed}) SELECT {values} FROM {source} n "
                            f"WHERE NOT EXISTS (SELECT 1 FROM {quote_identifier(table)} t WHERE {same})", params))
 

@@ -70,10 +70,11 @@ def write_window_results(
                 "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
                 "t.model_version = n.model_version"
             )
-        n_scores = insert_missing(con, "scores", "new_windows", SCORE_COLUMNS, KEYS["scores"])
+        since = ("window_start", pd.Timestamp(frame["window_start"].min()).to_pydatetime()) if len(frame) else None
+        n_scores = insert_missing(con, "scores", "new_windows", SCORE_COLUMNS, KEYS["scores"], since=since)
         n_anomalies = insert_missing(
             con, "anomalies", "(SELECT * FROM new_windows WHERE is_anomaly AND NOT excluded)", ANOMALY_COLUMNS,
-            KEYS["anomalies"], select={"contributions": "n.contributions::JSON"})
+            KEYS["anomalies"], select={"contributions": "n.contributions::JSON"}, since=since)
         scalar(con,
             "MERGE INTO watermarks w USING (SELECT stream, asset, max(window_end) AS last_window_end, "
             "any_value(model_version) AS model_version FROM new_windows GROUP BY stream, asset) n "
