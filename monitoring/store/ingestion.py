@@ -36,6 +36,7 @@ from features.readers import (
     SUPPORTED_SUFFIXES,
     SourceFile,
     StreamSchema,
+    binary_format,
     file_digest,
     inspect_file,
     read_chunks,
@@ -435,8 +436,8 @@ def _reject(con, base: BatchResult, path: Path, reason: str) -> BatchResult:
 def _raw_rows(path: Path):
     """(first data row number, raw rows) batches of a file that is rejected whole."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head == b"PAR1":
+        head = fh.read(64)
+    if head.startswith(b"PAR1"):
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError):
@@ -447,10 +448,8 @@ def _raw_rows(path: Path):
             yield first, [raw_json(r) for r in records]
             first += len(records)
         return
-    with open(path, "rb") as fh:
-        head = fh.read(64 * 1024)
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return  # binary: there are no rows to keep
+    if binary_format(head) is not None:
+        return  # another format altogether (gzip, ZIP, an image): there are no rows to keep
     first = 1
     for lines in read_raw_lines(path):
         yield first, lines
