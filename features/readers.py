@@ -37,22 +37,22 @@ LAYOUTS = ("wide", "long")
 DUPLICATE_POLICIES = ("first", "last", "drop")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
 # Files that are another format altogether, known by their first bytes: rejected whole, named.
-MAGIC_FORMATS = (
-    (b"\x1f\x8b", "a gzip file, not CSV; decompress it first"),
-    (b"BZh", "a bzip2 file, not CSV; decompress it first"),
-    (b"\xfd7zXZ\x00", "an xz file, not CSV; decompress it first"),
-    (b"\x28\xb5\x2f\xfd", "a zstd file, not CSV; decompress it first"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive, not CSV; extract it first"),
-    (b"PK\x03\x04", "a ZIP archive (or an xlsx/ods workbook), not CSV; extract it, or save the sheet as CSV"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (OLE2 document), not CSV; save the sheet as CSV"),
-    (b"%PDF", "a PDF document, not CSV"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image, not CSV"),
-    (b"\xff\xd8\xff", "a JPEG image, not CSV"),
-    (b"GIF8", "a GIF image, not CSV"),
-    (b"\x7fELF", "an ELF executable, not CSV"),
-    (b"MZ", "a Windows executable, not CSV"),
-    (b"SQLite format 3\x00", "an SQLite database, not CSV; export the table as CSV"),
-    (b"ARROW1", "an Arrow IPC file, not CSV; write it as Parquet"),
+# Magic bytes are long enough (or patterns) that no CSV header starts with them.
+MAGIC_FORMATS: tuple[tuple[bytes | re.Pattern[bytes], str, str], ...] = (  # (first bytes, what it is, what to do)
+    (b"\x1f\x8b", "a gzip file", "decompress it first"),
+    (re.compile(rb"BZh[1-9]1AY&SY"), "a bzip2 file", "decompress it first"),
+    (b"\xfd7zXZ\x00", "an xz file", "decompress it first"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it first"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first"),
+    (b"PK\x03\x04", "a ZIP archive (or an xlsx/ods workbook)", "extract it, or save the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (OLE2 document)", "save the sheet as CSV"),
+    (b"%PDF-", "a PDF document", ""),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", ""),
+    (b"\xff\xd8\xff", "a JPEG image", ""),
+    (re.compile(rb"GIF8[79]a"), "a GIF image", ""),
+    (b"\x7fELF", "an ELF executable", ""),
+    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
+    (b"ARROW1", "an Arrow IPC file", "write it as Parquet"),
 )
 DEFAULT_ACCEPT_FROM = "1970-01-01"
 DEFAULT_ACCEPT_AHEAD_HOURS = 24.0
@@ -207,6 +207,9 @@ def inspect_file(path: str | Path, schema: StreamSchema) -> tuple[SourceFile, St
         raise SchemaError(f"{path}: file is empty; expected a header row and readings")
     aliases = dict(schema.column_aliases)
     if suffix in PARQUET_SUFFIXES or head.startswith(PARQUET_MAGIC):
+        what = binary_format(head, "Parquet")
+        if what is not None:
+            raise SchemaError(f"{path}: {what}")
         if not head.startswith(PARQUET_MAGIC):
             raise SchemaError(f"{path}: not a Parquet file (no PAR1 magic bytes); expected Parquet or CSV")
         try:
@@ -221,12 +224,12 @@ def inspect_file(path: str | Path, schema: StreamSchema) -> tuple[SourceFile, St
     return source, schema
 
 
-def binary_format(head: bytes) -> str | None:
+def binary_format(head: bytes, expected: str = "CSV") -> str | None:
     """What a file is when its first bytes are another format's magic bytes (gzip, ZIP,
-    PNG, PDF, ...), else None."""
-    for magic, what in MAGIC_FORMATS:
-        if head.startswith(magic):
-            return what
+    PNG, PDF, ...) and what to do: `a gzip file, not CSV; decompress it first`; else None."""
+    for magic, what, advice in MAGIC_FORMATS:
+        if head.startswith(magic) if isinstance(magic, bytes) else magic.match(head):
+            return f"{what}, not {expected}" + (f"; {advice}" if advice else "")
     return None
 
 
