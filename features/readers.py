@@ -334,7 +334,7 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             timestamp_parsers=[schema.timestamp_format] if schema.timestamp_format else None,
         )
         blank = np.empty(0, dtype=np.int64)
-        broken = []
+        broken: list = []
     else:
         convert = pacsv.ConvertOptions(
             column_types={c: pa.string() for c in names}, null_values=[""], strings_can_be_null=True,

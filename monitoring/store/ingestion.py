@@ -54,7 +54,13 @@ from monitoring.store.audit import (
     write_quarantine,
 )
 from monitoring.store.connection import Warehouse, connect, quote_identifier, write
-from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, register_parts
+from monitoring.store.readings import (
+    asset_time_ranges,
+    existing_times,
+    lake_columns,
+    register_parts,
+    registered_parts,
+)
 from monitoring.store.results import add_rescore_range, get_watermarks
 
 CHUNK_ROWS = 1 << 19
@@ -134,6 +140,21 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected
         else:
             (scan.unchanged if known[3] == "ok" else scan.rejected).append(path)
     return scan
+
+
+def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
+    """Remove what runs killed while staging left in the stream's folder: hidden quarantine
+    stages and lake parts never registered (store.lake.is_stale says whose run is gone).
+    Returns the files removed. Readers never saw them: a part is read once registered."""
+    quote_identifier(stream)
+    parts, stages = lake.stale_staging(warehouse.data_path, stream)
+    if parts:
+        with connect(warehouse) as con:
+            registered = registered_parts(con, stream)
+        parts = [p for p in parts if str(p) not in registered and str(p.resolve()) not in registered]
+    removed = [*parts, *stages]
+    lake.abort_parts(removed)
+    return removed
 
 
 def archive_file(path: Path, folder: Path) -> Path:

@@ -101,7 +101,8 @@ def test_the_accepted_range_is_set_per_stream(tmp_path):
     cfg = load_config(config)
     path = tmp_path / "x.csv"
     soon = (pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(hours=2)).floor("s")
-    path.write_text(HEADER + "1960-01-01T00:00:00,p1,1,2\n" + "\n".join(good_lines(6)) + f"\n{soon.isoformat()},p1,1,2\n")
+    path.write_text(HEADER + "1960-01-01T00:00:00,p1,1,2\n" + "\n".join(good_lines(6))
+                    + f"\n{soon.isoformat()},p1,1,2\n")
     old = ingest_file(cfg.warehouse, "old", cfg.stream("old").stream_schema(), path)
     assert (old.rows_accepted, old.rows_quarantined) == (8, 0)  # 2 hours ahead: inside the default day
     recent = ingest_file(cfg.warehouse, "recent", cfg.stream("recent").stream_schema(), path)
@@ -120,7 +121,7 @@ def test_the_accepted_range_is_set_per_stream(tmp_path):
 def test_a_bad_range_setting_is_named(tmp_path, setting, message):
     config = tmp_path / "aemon.toml"
     config.write_text(f'[streams.s]\nsensors = ["a"]\n{setting}\n')
-    with pytest.raises(ConfigError, match="streams.s") as caught:
+    with pytest.raises(ConfigError, match=r"streams\.s") as caught:
         load_config(config)
     assert message in str(caught.value).replace("\n", "")
 
