@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def test_timestamps_outside_the_range_are_quarantined_by_row(tmp_path, kind):
     assert reasons[1].startswith("data row 6, column 'timestamp': timestamp '1500-01-01")
     times = lake_times(warehouse, "s")
     assert times.min() >= pd.Timestamp("2026-01-01") and times.max() < pd.Timestamp("2026-03-01")
+
+
+def test_the_quality_report_counts_only_plausible_readings(tmp_path):
+    # year 9999 and 1500 once reached the lake and turned the missing share to "-0.00 %"
+    from monitoring.store.data_quality import assess_stream
+
+    times = [*pd.date_range("2026-01-01", periods=100, freq="60s").strftime("%Y-%m-%dT%H:%M:%S"),
+             "9999-12-31 23:59:59", "1500-01-01"]
+    pd.DataFrame({"timestamp": times, "asset": "p1", "a": 1.0, "b": 2.0}).to_csv(tmp_path / "x.csv", index=False)
+    warehouse = Warehouse.at(tmp_path / "home")
+    assert ingest_file(warehouse, "s", SCHEMA, tmp_path / "x.csv").rows_quarantined == 2
+    report = assess_stream(warehouse, "s", ["a", "b"], 60, 90)
+    assert report["n_readings"].tolist() == [100, 100]
+    assert [math.copysign(1.0, v) for v in report["missing_pct"]] == [1.0, 1.0]  # 0.0, not -0.0
+    assert report["missing_pct"].tolist() == [0.0, 0.0]
 
 
 def test_long_layout_quarantines_far_timestamps_too(tmp_path):
