@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,31 @@ PARQUET_MAGIC = b"PAR1"
 LAYOUTS = ("wide", "long")
 DUPLICATE_POLICIES = ("first", "last", "drop")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
+# Files that are another format altogether, known by their first bytes: rejected whole, named.
+# Magic bytes are long enough (or patterns) that no CSV header starts with them.
+MAGIC_FORMATS: tuple[tuple[bytes | re.Pattern[bytes], str, str], ...] = (  # (first bytes, what it is, what to do)
+    (b"\x1f\x8b", "a gzip file", "decompress it first"),
+    (re.compile(rb"BZh[1-9]1AY&SY"), "a bzip2 file", "decompress it first"),
+    (b"\xfd7zXZ\x00", "an xz file", "decompress it first"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it first"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first"),
+    (b"PK\x03\x04", "a ZIP archive (or an xlsx/ods workbook)", "extract it, or save the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (OLE2 document)", "save the sheet as CSV"),
+    (b"%PDF-", "a PDF document", ""),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", ""),
+    (b"\xff\xd8\xff", "a JPEG image", ""),
+    (re.compile(rb"GIF8[79]a"), "a GIF image", ""),
+    (b"\x7fELF", "an ELF executable", ""),
+    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
+    (b"ARROW1", "an Arrow IPC file", "write it as Parquet"),
+)
+DEFAULT_ACCEPT_FROM = "1970-01-01"
+DEFAULT_ACCEPT_AHEAD_HOURS = 24.0
+# the accepted range stays inside the span of nanosecond timestamps (1677-09-21 to 2262-04-11),
+# which time-grid and window arithmetic downstream use
+EARLIEST_ACCEPTED = pd.Timestamp("1678-01-01")
+LATEST_ACCEPTED = pd.Timestamp("2262-01-01")
+MAX_AHEAD_HOURS = 24.0 * 366 * 100
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,10 @@ class StreamSchema:
     duplicates: str = "first"  # which of rows sharing (asset, timestamp) is kept
     labels_optional: bool = False  # a file without the label columns is unlabelled (labels 0)
     id_column: str | None = None  # a record id kept in the lake as text (tabular records), not a sensor
+    # readings before `accept_from` (naive UTC) or later than `accept_ahead_hours` after now
+    # are quarantined: a clock reset to 1970 or a year-9999 sentinel is a fault, not a reading
+    accept_from: str = DEFAULT_ACCEPT_FROM
+    accept_ahead_hours: float = DEFAULT_ACCEPT_AHEAD_HOURS
 
     def __post_init__(self):
         if not self.sensors and not self.all_numeric:
@@ -92,6 +122,24 @@ class StreamSchema:
             pd.Timestamp("2026-01-01").tz_localize(self.timezone)
         except (KeyError, ValueError) as exc:
             raise SchemaError(f"timezone {self.timezone!r} is not a known time zone ({exc})") from exc
+        try:
+            start = pd.Timestamp(self.accept_from)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"accept_from {self.accept_from!r} is not a timestamp; expected ISO form like "
+                              f"{DEFAULT_ACCEPT_FROM}") from exc
+        if start is pd.NaT or start.tz is not None or not EARLIEST_ACCEPTED <= start < LATEST_ACCEPTED:
+            raise SchemaError(f"accept_from {self.accept_from!r}; expected a time without offset (UTC) from "
+                              f"{EARLIEST_ACCEPTED.date()} to before {LATEST_ACCEPTED.date()}")
+        if not 0 <= self.accept_ahead_hours <= MAX_AHEAD_HOURS:
+            raise SchemaError(f"accept_ahead_hours {self.accept_ahead_hours}; expected 0 to {MAX_AHEAD_HOURS:.0f} "
+                              "(readings later than now + this many hours are a clock fault)")
+
+    def accepted_range(self, now: pd.Timestamp | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """(earliest, latest) reading time accepted, naive UTC: `accept_from` to now plus
+        `accept_ahead_hours` (never past LATEST_ACCEPTED)."""
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else now
+        latest = min(now + pd.Timedelta(hours=self.accept_ahead_hours), LATEST_ACCEPTED)
+        return pd.Timestamp(self.accept_from), latest.floor("s")
 
     @property
     def fixed_columns(self) -> list[str]:
@@ -159,6 +207,9 @@ def inspect_file(path: str | Path, schema: StreamSchema) -> tuple[SourceFile, St
         raise SchemaError(f"{path}: file is empty; expected a header row and readings")
     aliases = dict(schema.column_aliases)
     if suffix in PARQUET_SUFFIXES or head.startswith(PARQUET_MAGIC):
+        what = binary_format(head, "Parquet")
+        if what is not None:
+            raise SchemaError(f"{path}: {what}")
         if not head.startswith(PARQUET_MAGIC):
             raise SchemaError(f"{path}: not a Parquet file (no PAR1 magic bytes); expected Parquet or CSV")
         try:
@@ -173,20 +224,36 @@ def inspect_file(path: str | Path, schema: StreamSchema) -> tuple[SourceFile, St
     return source, schema
 
 
+def binary_format(head: bytes, expected: str = "CSV") -> str | None:
+    """What a file is when its first bytes are another format's magic bytes (gzip, ZIP,
+    PNG, PDF, ...) and what to do: `a gzip file, not CSV; decompress it first`; else None."""
+    for magic, what, advice in MAGIC_FORMATS:
+        if head.startswith(magic) if isinstance(magic, bytes) else magic.match(head):
+            return f"{what}, not {expected}" + (f"; {advice}" if advice else "")
+    return None
+
+
 def _inspect_csv(path: Path, head: bytes, aliases: dict) -> SourceFile:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SchemaError(f"{path}: UTF-16 text; expected UTF-8 (re-export the file as UTF-8 CSV)")
-    if b"\x00" in head:
-        raise SchemaError(f"{path}: binary content (NUL bytes); expected a CSV text file or Parquet")
+    what = binary_format(head)
+    if what is not None:
+        raise SchemaError(f"{path}: {what}")
     skip = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    # NUL bytes in the header: binary content. NUL bytes in a data line are that line's
+    # problem, wherever it is: the line is quarantined (read_chunks), the others kept.
+    first = head[skip:].lstrip(b" \t\r\n").split(b"\n", 1)[0]
+    if b"\x00" in first:
+        raise SchemaError(f"{path}: binary content (NUL bytes in the header line); expected a CSV text file "
+                          "or Parquet")
     try:
-        text = head[skip:].decode("utf-8")
+        text = head[skip:].replace(b"\x00", b" ").decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - skip - 4:  # not just a multi-byte character cut by the 64 KiB read
             raise SchemaError(
                 f"{path}: not UTF-8 text at byte {exc.start + skip}; expected a UTF-8 CSV"
             ) from exc
-        text = head[skip: skip + exc.start].decode("utf-8")
+        text = head[skip: skip + exc.start].replace(b"\x00", b" ").decode("utf-8")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise SchemaError(f"{path}: file is empty; expected a header row and readings")
@@ -228,6 +295,7 @@ class Chunk:
     table: pa.Table  # the rows, with the stream's column names
     rows: np.ndarray  # data row number of each row: line number in the file - 1 (the header is line 1)
     invalid: list  # (data row, text, n_fields) of lines with the wrong number of fields
+    broken: list = field(default_factory=list)  # (data row, text, reason) of lines that are not text
 
 
 def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
@@ -266,12 +334,14 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             timestamp_parsers=[schema.timestamp_format] if schema.timestamp_format else None,
         )
         blank = np.empty(0, dtype=np.int64)
+        broken: list = []
     else:
         convert = pacsv.ConvertOptions(
             column_types={c: pa.string() for c in names}, null_values=[""], strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         )
-        blank = _blank_lines(source)
+        blank, broken = _scan_lines(source)
+        blank = np.union1d(blank, np.asarray([r for r, _, _ in broken], dtype=np.int64)).astype(np.int64)
     invalid: list = []  # lines with the wrong number of fields, not yet reported in a chunk
     skipped_lines: list = []  # every such line so far: later rows are numbered around them
 
@@ -297,8 +367,12 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
     parse = pacsv.ParseOptions(delimiter=source.delimiter, ignore_empty_lines=True, invalid_row_handler=on_invalid)
     next_row = 1  # data row number of the next line not yet accounted for
     # a native Arrow file: reads do not go through Python (and its lock)
-    with pa.OSFile(str(source.path), "rb") as fh:
-        fh.seek(source.skip_bytes)
+    # lines with NUL bytes reach pyarrow as blank lines (their rows are quarantined as broken)
+    opened = (_BlankedLines(source, {r for r, _, _ in broken}) if broken
+              else pa.OSFile(str(source.path), "rb"))
+    with opened as fh:
+        if not broken:
+            fh.seek(source.skip_bytes)
         reader = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
         pending: list[pa.RecordBatch] = []
         n_pending = 0
@@ -308,7 +382,8 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             table = _drop_unnamed(pa.Table.from_batches(pending, schema=reader.schema))
             skipped = np.union1d(blank, skipped_lines).astype(np.int64)
             rows = _row_numbers(next_row, table.num_rows, skipped)
-            chunk = Chunk(table, rows, list(invalid))
+            chunk = Chunk(table, rows, list(invalid), list(broken))
+            broken.clear()  # reported once, with the first chunk
             if table.num_rows:
                 next_row = int(rows[-1]) + 1
             invalid.clear()
@@ -325,7 +400,7 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
                 offset += take
                 if n_pending >= chunk_rows:
                     yield flush()
-        if pending or invalid:
+        if pending or invalid or broken:
             yield flush()
 
 
@@ -337,16 +412,58 @@ def _row_numbers(first: int, n: int, skipped: np.ndarray) -> np.ndarray:
     return np.setdiff1d(candidates, skipped, assume_unique=True)[:n]
 
 
-def _blank_lines(source: SourceFile) -> np.ndarray:
-    """Data row numbers of blank lines (pyarrow skips them; the row numbers must not)."""
+def _scan_lines(source: SourceFile) -> tuple[np.ndarray, list]:
+    """Data row numbers of blank lines (pyarrow skips them; the row numbers must not), and
+    (data row, text, reason) of lines with NUL bytes: binary garbage in a text file."""
     found = []
+    broken = []
     with open(source.path, "rb") as fh:
         fh.seek(source.skip_bytes)
         fh.readline()
         for i, line in enumerate(fh, start=1):
             if not line.strip():
                 found.append(i)
-    return np.asarray(found, dtype=np.int64)
+            elif b"\x00" in line:
+                broken.append((i, printable(line), f"data row {i}: NUL bytes in the line (binary content in a "
+                                                   "text file); expected a CSV line"))
+    return np.asarray(found, dtype=np.int64), broken
+
+
+def printable(line: bytes) -> str:
+    """A raw line as text to keep in quarantine: bytes that are not UTF-8 and NUL bytes escaped."""
+    text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+    return text.replace("\x00", "\\x00")
+
+
+class _BlankedLines(io.RawIOBase):
+    """A CSV file read from after its byte-order mark, with some data lines (numbered as
+    data rows: the header is row 0) given as empty lines."""
+
+    def __init__(self, source: SourceFile, rows: set[int]):
+        self._fh = open(source.path, "rb")  # noqa: SIM115 (closed with this stream)
+        self._fh.seek(source.skip_bytes)
+        self._rows = rows
+        self._row = -1
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            line = self._fh.readline()
+            if not line:
+                return 0
+            self._row += 1
+            self._buffer = b"\n" if self._row in self._rows else line
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def _drop_unnamed(table: pa.Table) -> pa.Table:
@@ -364,7 +481,7 @@ def read_raw_lines(path: Path, batch: int = 50_000) -> Iterator[list[str]]:
         fh.readline()
         lines: list[str] = []
         for line in fh:
-            text = line.rstrip("\r\n")
+            text = line.rstrip("\r\n").replace("\x00", "\\x00")
             if text.strip():
                 lines.append(text)
             if len(lines) >= batch:

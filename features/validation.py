@@ -48,6 +48,7 @@ class FileState:
     last_seen: dict = field(default_factory=dict)
     next_record_time: pd.Timestamp | None = None
     n_out_of_order: int = 0
+    accepted_range: tuple[pd.Timestamp, pd.Timestamp] | None = None  # fixed at the file's first chunk
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -125,6 +126,11 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
             column[idx] = name
             reason[idx] = [message(i) for i in idx] if callable(message) else message
 
+    for name in raw.columns:  # binary garbage in a text value (a Parquet string, a typed CSV read)
+        if _is_text(raw[name]):
+            nul = raw[name].astype("string").str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+            flag(nul, name, f"column '{name}': NUL bytes in the value (binary content); expected text")
+
     out = pd.DataFrame(index=raw.index)
     if schema.timestamp_column is None:
         start = state.next_record_time
@@ -144,6 +150,12 @@ def validate_frame(raw: pd.DataFrame, schema: StreamSchema, rows: np.ndarray, st
                 else f" in {schema.timezone} (ambiguous or nonexistent local times refused)")
         flag(bad, name, lambda i: f"column '{name}': value {str(ts_raw.iloc[i])!r} is not a timestamp "
                                   f"(expected {expected}{zone})")
+        if state.accepted_range is None:
+            state.accepted_range = schema.accepted_range()
+        lo, hi = state.accepted_range
+        outside = ~bad & ((ts < lo) | (ts > hi)).fillna(False).to_numpy()
+        flag(outside, name, lambda i: f"column '{name}': timestamp {str(ts_raw.iloc[i])!r} is outside the accepted "
+                                      f"range {lo} to {hi} (UTC; the stream's accept_from and accept_ahead_hours)")
         out["timestamp"] = ts
     if schema.asset_column:
         name = schema.asset_column
@@ -329,15 +341,16 @@ def validate_chunk(chunk: Chunk, schema: StreamSchema, state: FileState, path) -
     """Validate a chunk read by features.readers.read_chunks, lines with the wrong number
     of fields included (quarantined with their text)."""
     result = _validate_rows(chunk.table, chunk.rows, schema, state, path)
-    if not chunk.invalid:
+    if not chunk.invalid and not chunk.broken:
         return result
     n_columns = chunk.table.num_columns
     malformed = pd.DataFrame({
-        "row": np.array([r if r is not None else -1 for r, _, _ in chunk.invalid], dtype=np.int64),
-        "column": [None] * len(chunk.invalid),
+        "row": np.array([r if r is not None else -1 for r, _, _ in chunk.invalid]
+                        + [r for r, _, _ in chunk.broken], dtype=np.int64),
+        "column": [None] * (len(chunk.invalid) + len(chunk.broken)),
         "reason": [f"data row {r}: {n} fields, expected {n_columns} (a cut-off or malformed line)"
-                   for r, _, n in chunk.invalid],
-        "raw": [text for _, text, _ in chunk.invalid],
+                   for r, _, n in chunk.invalid] + [reason for _, _, reason in chunk.broken],
+        "raw": [text for _, text, _ in chunk.invalid] + [text for _, text, _ in chunk.broken],
     })
     quarantine = pd.concat([result.quarantine, malformed], ignore_index=True).sort_values("row").reset_index(drop=True)
     return ChunkResult(result.accepted, quarantine, result.n_in + len(malformed), result.n_duplicates,

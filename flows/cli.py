@@ -135,6 +135,7 @@ def ingest(
     from flows.ingest import ingest_readings
 
     quiet_libraries()
+    start_local_api()
 
     results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
     if not results:
@@ -359,6 +360,7 @@ def train(
     from flows.train import train_detectors
 
     quiet_libraries()
+    start_local_api()
 
     result = train_detectors(
         stream, config_path=str(config) if config else None,
@@ -383,6 +385,7 @@ def score(
     from flows.score import score_stream
 
     quiet_libraries()
+    start_local_api()
 
     result = score_stream(stream, config_path=str(config) if config else None, full=full)
     console.print(
@@ -412,6 +415,7 @@ def drift(
     from flows.drift import check_drift
 
     quiet_libraries()
+    start_local_api()
     result = check_drift(stream, config_path=str(config) if config else None, retrain=retrain)
     if as_json:
         print(json.dumps(result, default=str))
@@ -554,6 +558,7 @@ def demo(
     from flows.demo import run_demo
 
     quiet_libraries()
+    start_local_api()
 
     cfg = load(config)
     spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
@@ -730,6 +735,7 @@ def threshold_recalibrate(
     from flows.train import recalibrate_threshold
 
     quiet_libraries()
+    start_local_api()
     result = recalibrate_threshold(stream, config_path=str(config) if config else None,
                                    start=bounds.get("start"), end=bounds.get("end"))
     console.print(
@@ -747,6 +753,14 @@ class HideUserErrorTracebacks(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def start_local_api() -> None:
+    """Prefect's ephemeral API (no PREFECT_API_URL), started before the flow runs: its first
+    start on a machine sets up Prefect's database, one command at a time (flows.local_api)."""
+    from flows.local_api import start_local_api as start
+
+    start()
 
 
 def quiet_libraries() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from aemodels.detector import detector_kinds, param_defaults
 from aemodels.thresholds import ThresholdMethod, ThresholdRule
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions, parse_rule
-from features.readers import StreamSchema
+from features.readers import DEFAULT_ACCEPT_AHEAD_HOURS, DEFAULT_ACCEPT_FROM, StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from flows.locations import (
@@ -322,6 +322,9 @@ class StreamSettings(Settings):
     value_column: str = "value"  # long layout
     column_aliases: dict[str, str] = {}  # name in the files -> name in the stream (a renamed sensor)
     duplicates: str = Field("first", pattern="^(first|last|drop)$")  # which of repeated timestamps is kept
+    # readings outside [accept_from, now + accept_ahead_hours] (UTC) are quarantined
+    accept_from: str = DEFAULT_ACCEPT_FROM
+    accept_ahead_hours: float = DEFAULT_ACCEPT_AHEAD_HOURS
     inbox: Path | None = None  # default: <home>/inbox/<stream>
     archive: Path | None = None  # move each ingested file here (relative: under home); None: files stay
     exclusions: ExclusionSettings = ExclusionSettings()
@@ -346,6 +349,16 @@ class StreamSettings(Settings):
             if "timestamp_column" in data and data["timestamp_column"] is None:
                 data = _tabular_defaults(data)
         return data
+
+    @field_validator("accept_from", mode="before")
+    @classmethod
+    def _toml_date(cls, value):
+        """A TOML date or date-time (accept_from = 1990-01-01, unquoted) as ISO text."""
+        if isinstance(value, date | datetime):
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                raise ValueError(f"accept_from {value.isoformat()} has an offset; give it in UTC without one")
+            return value.isoformat()
+        return value
 
     @model_validator(mode="after")
     def _one_asset_source(self):
@@ -394,6 +407,8 @@ class StreamSettings(Settings):
             column_aliases=tuple(self.column_aliases.items()),
             duplicates=self.duplicates,
             id_column=self.id_column,
+            accept_from=self.accept_from,
+            accept_ahead_hours=self.accept_ahead_hours,
         )
 
 

@@ -31,6 +31,10 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
     settings = config.stream(stream)
     logger = get_run_logger()
     results = []
+    removed = tasks.remove_stale_staging(config.warehouse, stream)
+    if removed:
+        logger.info("removed %d files left by an interrupted ingest: %s", len(removed),
+                    ", ".join(p.name for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
     scan = tasks.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
     archive = config.archive(stream)
     if scan.n_unchanged:

@@ -32,17 +32,33 @@ def print_batches(title: str, results: list[dict[str, Any]]) -> str | None:
         table.add_row(str(path.relative_to(root)), r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
                       str(r["rows_quarantined"]), r["error"] or _batch_note(r))
     console.print(table)
+    return batch_summary(results)
+
+
+def plural(n: int, word: str) -> str:
+    """`1 row`, `2 rows`, `0 rows`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def batch_summary(results: list[dict[str, Any]]) -> str | None:
+    """One line on what an ingest did, when a file was rejected or rows were quarantined
+    (else None): files ingested / rejected / skipped, rows accepted, rows quarantined
+    (those of rejected files included: they are in the quarantine table too)."""
     rejected = [r for r in results if r["status"] == "rejected"]
-    n_quarantined = sum(r["rows_quarantined"] for r in results if r["status"] == "ok")
+    n_quarantined = sum(r["rows_quarantined"] for r in results)
     if not (rejected or n_quarantined):
         return None
-    parts = []
+    statuses = (("ok", "ingested"), ("rejected", "rejected"), ("skipped", "skipped (content seen before)"))
+    counts = [f"{n} {label}" for status, label in statuses
+              if (n := sum(1 for r in results if r["status"] == status))]
+    n_accepted = sum(r["rows_accepted"] for r in results)
+    line = (f"{plural(len(results), 'file')}: {', '.join(counts)}; {plural(n_accepted, 'row')} accepted, "
+            f"{plural(n_quarantined, 'row')} quarantined")
     if n_quarantined:
-        files = sum(1 for r in results if r["status"] == "ok" and r["rows_quarantined"])
-        parts.append(f"{n_quarantined} rows of {files} accepted files quarantined (see the quarantine table)")
+        line += " (see the quarantine table)"
     if rejected:
-        parts.append(f"{len(rejected)} of {len(results)} files rejected; first: {rejected[0]['error']}")
-    return "; ".join(parts)
+        line += f"; first rejected: {rejected[0]['error']}"
+    return line
 
 
 def _batch_note(r: dict) -> str:

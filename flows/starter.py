@@ -55,6 +55,8 @@ NOTES: dict[str, str] = {
     "value_column": "long layout: the column holding the reading",
     "column_aliases": "name in the files -> name in the stream, e.g. { \"Pressure\" = \"suction_pressure\" }",
     "duplicates": "which of repeated timestamps is kept: first, last or drop",
+    "accept_from": "readings before this time (UTC) are quarantined: a clock reset, not a reading",
+    "accept_ahead_hours": "readings later than now + this many hours are quarantined (a clock fault)",
     "inbox": "where the stream's files land (default: <home>/inbox/<stream>)",
     "archive": "move each ingested file here, e.g. \"archive/pumps\" (under home); unset: files stay in the inbox",
     "window.size": "readings per window",

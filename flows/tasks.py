@@ -65,6 +65,11 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, retry_rejected: b
     return ingestion.scan_inbox(warehouse, stream, inbox, retry_rejected=retry_rejected)
 
 
+@io_task("remove-stale-staging")
+def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
+    return ingestion.remove_stale_staging(warehouse, stream)
+
+
 @io_task("archive-file")
 def archive_file(path: Path, folder: Path) -> Path:
     return ingestion.archive_file(path, folder)

@@ -36,6 +36,7 @@ from features.readers import (
     SUPPORTED_SUFFIXES,
     SourceFile,
     StreamSchema,
+    binary_format,
     file_digest,
     inspect_file,
     read_chunks,
@@ -53,7 +54,13 @@ from monitoring.store.audit import (
     write_quarantine,
 )
 from monitoring.store.connection import Warehouse, connect, quote_identifier, write
-from monitoring.store.readings import asset_time_ranges, existing_times, lake_columns, register_parts
+from monitoring.store.readings import (
+    asset_time_ranges,
+    existing_times,
+    lake_columns,
+    register_parts,
+    registered_parts,
+)
 from monitoring.store.results import add_rescore_range, get_watermarks
 
 CHUNK_ROWS = 1 << 19
@@ -133,6 +140,21 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected
         else:
             (scan.unchanged if known[3] == "ok" else scan.rejected).append(path)
     return scan
+
+
+def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
+    """Remove what runs killed while staging left in the stream's folder: hidden quarantine
+    stages and lake parts never registered (store.lake.is_stale says whose run is gone).
+    Returns the files removed. Readers never saw them: a part is read once registered."""
+    quote_identifier(stream)
+    parts, stages = lake.stale_staging(warehouse.data_path, stream)
+    if parts:
+        with connect(warehouse) as con:
+            registered = registered_parts(con, stream)
+        parts = [p for p in parts if str(p) not in registered and str(p.resolve()) not in registered]
+    removed = [*parts, *stages]
+    lake.abort_parts(removed)
+    return removed
 
 
 def archive_file(path: Path, folder: Path) -> Path:
@@ -435,8 +457,8 @@ def _reject(con, base: BatchResult, path: Path, reason: str) -> BatchResult:
 def _raw_rows(path: Path):
     """(first data row number, raw rows) batches of a file that is rejected whole."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head == b"PAR1":
+        head = fh.read(64)
+    if head.startswith(b"PAR1"):
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError):
@@ -447,10 +469,8 @@ def _raw_rows(path: Path):
             yield first, [raw_json(r) for r in records]
             first += len(records)
         return
-    with open(path, "rb") as fh:
-        head = fh.read(64 * 1024)
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return  # binary: there are no rows to keep
+    if binary_format(head) is not None:
+        return  # another format altogether (gzip, ZIP, an image): there are no rows to keep
     first = 1
     for lines in read_raw_lines(path):
         yield first, lines

@@ -4,12 +4,16 @@ files live under the warehouse's data path.
 An ingest stages a file's rows as Parquet parts in the table's folder, then registers them
 (`ducklake_add_data_files`) in the same transaction as the file's audit row and quarantine:
 readers see all of a file or none of it, and the rows are written once (no copy). A part
-that was staged but never registered (a run killed mid-file) is invisible to every reader
-and is removed by the maintenance flow (`ducklake_delete_orphaned_files`).
+that was staged but never registered (a run killed mid-file) is invisible to every reader;
+the next ingest of the stream removes it with the run's other leftovers (`stale_staging`),
+and the maintenance flow's `ducklake_delete_orphaned_files` removes what is older still.
 """
 from __future__ import annotations
 
 import os
+import re
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +22,61 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.validation import QUARANTINE_COLUMNS
+
+# Every staged file names the run that wrote it: host and process id. A run killed while it
+# stages leaves its files behind; the next ingest removes them. Whether their run is gone is
+# known for certain only on the same host (is the process alive?), so a file of this host
+# whose process is gone is removed at once, whatever its age (a big file takes minutes to
+# stage, so age alone would either wait long or delete a part a live run is about to
+# register). A file of another host sharing the folder, or named by an earlier release
+# (no owner in the name), is removed only once it is older than FOREIGN_STALE_HOURS: no
+# ingest stages one file for that long.
+FOREIGN_STALE_HOURS = 24
+OWNER = re.compile(r"-(?P<host>[A-Za-z0-9]{1,32})\.(?P<pid>\d+)-[0-9a-f]{8}\.parquet$")
+
+
+def host_tag() -> str:
+    """This machine's name as it appears in staged file names."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def owner_tag() -> str:
+    return f"{host_tag()}.{os.getpid()}"
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def is_stale(path: Path, now: float | None = None) -> bool:
+    """Whether a staged file's run is gone (see the rule above)."""
+    match = OWNER.search(path.name)
+    if match is not None and match["host"] == host_tag():
+        return not process_alive(int(match["pid"]))
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:  # its run finished meanwhile
+        return False
+    return age > FOREIGN_STALE_HOURS * 3600
+
+
+def stale_staging(data_path: str | Path, stream: str) -> tuple[list[Path], list[Path]]:
+    """Files a dead run staged in the stream's folder: (lake parts, hidden quarantine stages).
+    Parts may have been registered before their run died: the caller keeps those."""
+    folder = stream_root(data_path, stream)
+    if not folder.is_dir():
+        return [], []
+    parts = sorted(p for p in folder.glob("part-*.parquet") if is_stale(p))
+    stages = sorted(p for p in folder.glob(".quarantine-*.parquet") if is_stale(p))
+    return parts, stages
 
 
 def stream_root(data_path: str | Path, stream: str) -> Path:
@@ -31,7 +90,7 @@ def stage_parts(frame: pd.DataFrame, data_path: str | Path, stream: str, batch_i
     so two runs ingesting the same file never touch each other's parts."""
     folder = stream_root(data_path, stream)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"part-{batch_id}-{seq:05d}-{uuid.uuid4().hex[:8]}.parquet"
+    path = folder / f"part-{batch_id}-{seq:05d}-{owner_tag()}-{uuid.uuid4().hex[:8]}.parquet"
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     # the table's timestamps are microseconds, DuckDB's TIMESTAMP
     index = table.schema.get_field_index("timestamp")
@@ -59,7 +118,7 @@ class QuarantineStage:
     def __init__(self, data_path: str | Path, stream: str, batch_id: str):
         folder = stream_root(data_path, stream)
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f".quarantine-{batch_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        self.path = folder / f".quarantine-{batch_id}-{owner_tag()}-{uuid.uuid4().hex[:8]}.parquet"
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, rows: pd.DataFrame) -> None:

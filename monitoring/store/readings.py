@@ -25,6 +25,15 @@ def register_parts(con: duckdb.DuckDBPyConnection, stream: str, parts: list[Path
                     [stream, str(part)]).fetchall()
 
 
+def registered_parts(con: duckdb.DuckDBPyConnection, stream: str) -> set[str]:
+    """Paths of the data files of the stream's readings table (as DuckLake records them)."""
+    if not has_view(con, stream):
+        return set()
+    rows = con.execute("SELECT data_file FROM ducklake_list_files(current_database(), ?, schema => 'lake')",
+                       [stream]).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def has_view(con: duckdb.DuckDBPyConnection, stream: str) -> bool:
     """Whether the stream has a readings table (its first file has been ingested)."""
     quote_identifier(stream)

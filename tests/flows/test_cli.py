@@ -63,7 +63,8 @@ def test_ingest_reports_rejected_files_and_exits_1(aemon_home, prefect_harness, 
     (inbox / "bad.csv").write_text("timestamp,asset\n2026-01-01,p1\n")
     result = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
     assert result.exit_code == 1, result.output
-    assert "1 of 2 files rejected; first:" in result.output
+    assert ("2 files: 1 ingested, 1 rejected; 500 rows accepted, 1 row quarantined (see the quarantine table); "
+            "first rejected:") in result.output
     assert "bad.csv" in result.output and "good.csv" in result.output
     assert "rejected" in result.output and "ok" in result.output
 
@@ -91,7 +92,7 @@ def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, s
     frame.to_csv(inbox / "one-bad-row.csv", index=False)
     result = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
     assert result.exit_code == 1, result.output
-    assert "1 rows of 1 accepted files quarantined (see the quarantine table)" in result.output
+    assert "1 file: 1 ingested; 99 rows accepted, 1 row quarantined (see the quarantine table)" in result.output
     again = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
     assert again.exit_code == 0 and "no new or changed files" in again.output
 

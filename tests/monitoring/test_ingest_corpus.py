@@ -49,7 +49,7 @@ CORPUS = [
      r"not UTF-8 text at byte 38; expected a UTF-8 CSV"),
     ("utf16.csv", (HEADER + GOOD).encode("utf-16"), "rejected", 2, 0, 2, r"UTF-16 text; expected UTF-8"),
     ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "rejected", 0, 0, 0,
-     r"binary content \(NUL bytes\); expected a CSV text file or Parquet"),
+     r"a PNG image, not CSV$"),
     ("text.parquet", HEADER + GOOD, "rejected", 2, 0, 2, r"not a Parquet file \(no PAR1 magic bytes\)"),
     ("truncated.parquet", PARQUET_NAN[: len(PARQUET_NAN) // 2], "rejected", 0, 0, 0, r"not a readable Parquet file"),
     ("notes.json", '{"a": 1}', "rejected", 0, 0, 0, r"unsupported file type '.json'"),

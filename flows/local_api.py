@@ -1,0 +1,49 @@
+"""Prefect's ephemeral API, started once per machine at a time on its first use.
+
+With no PREFECT_API_URL, every flow run starts a temporary Prefect server, which creates
+and migrates Prefect's database (SQLite under PREFECT_HOME) as it starts. Two commands
+started at once on a machine where that database does not exist yet would both migrate it
+together, and one of them prints a traceback from the half-migrated tables. So the first
+start of each Prefect release against a database is done under an exclusive file lock; a
+marker file then records that the database is set up, and later starts (whose migrations
+find nothing to do) take no lock and run side by side.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from pathlib import Path
+
+LOCK_NAME = ".aemon-api-setup.lock"
+
+
+def ready_marker(home: Path, version: str, database_url: str) -> Path:
+    """The file that says this Prefect release has set up this database."""
+    key = hashlib.sha256(f"{version}\n{database_url}".encode()).hexdigest()[:16]
+    return home / f".aemon-api-ready-{key}"
+
+
+def start_local_api() -> None:
+    """Start the ephemeral API now, one process at a time while the database is new; the
+    flow runs that follow in this process use it. Nothing to do with a PREFECT_API_URL."""
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_DATABASE_CONNECTION_URL,
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+    )
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    home = Path(PREFECT_HOME.value())
+    home.mkdir(parents=True, exist_ok=True)
+    marker = ready_marker(home, prefect.__version__, str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
+    if marker.exists():
+        return
+    with open(home / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process ends
+        # the server answers its health check only once its start-up (the migrations) is done
+        SubprocessASGIServer().start()
+        marker.touch()
