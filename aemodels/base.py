@@ -183,6 +183,7 @@ class BaseDetector:
         """Check the hyperparameters (ValueError naming the first bad one) without training;
         with a window size, also build the network once, which checks its own arguments."""
         self._check_params()
+        self._train_config()  # the training settings check themselves (TrainConfig)
         if window_size is not None:
             self._build_model(window_size, n_sensors)
 
@@ -192,6 +193,7 @@ class BaseDetector:
             raise ValueError(f"threshold={self.threshold!r}, expected an aemodels.thresholds.ThresholdRule")
         if self.error_scaling not in ERROR_SCALINGS:
             raise ValueError(f"error_scaling={self.error_scaling!r}, expected one of {list(ERROR_SCALINGS)}")
+        check_int("random_state", self.random_state, 0)  # TrainConfig's `seed`, named as the user sets it
 
     # -- hooks for subclasses ----------------------------------------------------------
 

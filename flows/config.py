@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from aemodels.detector import detector_kinds, param_defaults
+from aemodels.detector import detector_kinds, make_detector, param_defaults
 from aemodels.thresholds import ThresholdMethod, ThresholdRule
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions, parse_rule
@@ -48,7 +57,8 @@ STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no setting's value: a bound such as `gt=0` lets NaN through
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # -- detectors and thresholds ---------------------------------------------------------------
@@ -359,6 +369,21 @@ class StreamSettings(Settings):
         if unknown:
             raise ValueError(f"differenced: {unknown} are not among the stream's sensors {list(self.sensors)}")
         return self
+
+    @field_validator("detectors")
+    @classmethod
+    def _valid_detectors(cls, detectors: DetectorKinds, info: ValidationInfo) -> DetectorKinds:
+        """Each kind's arguments as the detector itself checks them, with this stream's window
+        and sensors when they are valid (a bad value stops here, not in a training run)."""
+        window = info.data.get("window")
+        n_sensors = max(1, len(info.data.get("sensors") or ()))
+        for kind in detectors.kinds:
+            try:
+                make_detector(kind, **detector_params(detectors, kind)).validate_params(
+                    window.size if window is not None else None, n_sensors)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{kind}: {exc}") from None
+        return detectors
 
     @model_validator(mode="after")
     def _valid_schema(self):

@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no setting's value: a bound such as `gt=0` lets NaN through
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WarehouseSettings(Settings):

@@ -1,0 +1,267 @@
+"""Hostile and broken input beyond ingestion: every setting malformed in turn, unknown
+streams, degenerate training data, odd names. Each ends in one line naming the setting,
+stream or sensor and what was expected, and a non-zero exit; never a traceback."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import sys
+import typing
+from pathlib import Path
+
+import annotated_types as at
+import pytest
+from pydantic import BaseModel
+
+from flows.config import AemonConfig
+
+STREAM = "pumps"
+BASE = {"streams": {STREAM: {"sensors": ["pressure", "flow"]}}}
+
+
+# -- a TOML writer for the generated files (tomllib only reads) --------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+    """A value written as is: TOML the writer would not produce (a table where a number goes)."""
+
+    text: str
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, Raw):
+        return value.text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def to_toml(data: dict, prefix: tuple[str, ...] = ()) -> str:
+    """Tables as [a.b] headers, everything else inline."""
+    scalars = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = ([f"[{'.'.join(_key(p) for p in prefix)}]"] if prefix and scalars else []) + scalars
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            text += "\n" + to_toml(v, (*prefix, k))
+    return text
+
+
+def with_setting(path: tuple[str, ...], value: object) -> dict:
+    """BASE with one setting replaced (or added)."""
+    data = json.loads(json.dumps(BASE))
+    table = data
+    for part in path[:-1]:
+        table = table.setdefault(part, {})
+    table[path[-1]] = value
+    return data
+
+
+# -- the cases, generated from the configuration model ----------------------------------------
+
+
+def _is_table(annotation: object) -> bool:
+    return isinstance(annotation, type) and (issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation))
+
+
+def _fields(table: type) -> list[tuple[str, object, list]]:
+    if issubclass(table, BaseModel):
+        return [(info.alias or name, info.annotation, list(info.metadata)) for name, info in table.model_fields.items()]
+    hints = typing.get_type_hints(table)
+    return [(f.name, hints[f.name], []) for f in dataclasses.fields(table)]
+
+
+def settings_tree(table: type = AemonConfig, prefix: tuple[str, ...] = ()):
+    """(path, annotation, constraints, is_table) of every table and setting of the configuration."""
+    yield prefix, table, [], True
+    for key, annotation, metadata in _fields(table):
+        path = (*prefix, key)
+        args = typing.get_args(annotation)
+        if _is_table(annotation):
+            yield from settings_tree(annotation, path)
+        elif typing.get_origin(annotation) is dict and args and _is_table(args[1]):
+            yield from settings_tree(args[1], (*path, STREAM))
+        else:
+            yield path, annotation, metadata, False
+
+
+def _base_type(annotation: object) -> object:
+    """int for `int | None`, tuple for `tuple[str, ...]`, the annotation otherwise."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, type(int | None)) and len(args) == 1:
+        return _base_type(args[0])
+    return typing.get_origin(annotation) or annotation
+
+
+def wrong_type(annotation: object) -> object | None:
+    """A value of the wrong kind for a setting, or None where any value is taken."""
+    base = _base_type(annotation)
+    if base is typing.Any:
+        return None
+    if base in (int, float):
+        return "many"
+    if base is bool:
+        return "maybe"
+    if base in (tuple, dict, list):
+        return Raw("true")
+    return Raw("{ bogus = 1 }")  # a table where a string, path, time or name goes
+
+
+def out_of_range(annotation: object, metadata: list) -> list[object]:
+    """Values beyond a number setting's bounds: just past each declared bound, and for every
+    real number NaN and infinity (which no bound check of the form `x < low` catches)."""
+    base = _base_type(annotation)
+    if base not in (int, float):
+        return []
+    values: list[object] = []
+    for bound in metadata:
+        if isinstance(bound, at.Gt):
+            values.append(bound.gt)
+        elif isinstance(bound, at.Ge):
+            values.append(bound.ge - 1)
+        elif isinstance(bound, at.Lt):
+            values.append(bound.lt)
+        elif isinstance(bound, at.Le):
+            values.append(bound.le + 1)
+    if base is float:
+        values += [math.nan, math.inf, -math.inf]
+    return values
+
+
+def config_cases() -> list:
+    cases = []
+    for path, annotation, metadata, is_table in settings_tree():
+        if is_table:
+            cases.append(pytest.param(with_setting((*path, "bogus_setting"), 1), ".".join((*path, "bogus_setting")),
+                                      "unknown setting", id=".".join((*path, "bogus_setting"))))
+            if path:
+                cases.append(pytest.param(with_setting(path, Raw("5")), ".".join(path), "",
+                                          id=".".join(path) + "=5"))
+            continue
+        dotted = ".".join(path)
+        wrong = wrong_type(annotation)
+        if wrong is not None:
+            cases.append(pytest.param(with_setting(path, wrong), dotted, "", id=f"{dotted}=wrong-type"))
+        for value in out_of_range(annotation, metadata):
+            cases.append(pytest.param(with_setting(path, value), dotted, "", id=f"{dotted}={value}"))
+    return cases
+
+
+# Values of the right type that no setting of that name takes: the checks behind the types.
+SEMANTIC_CASES = [
+    (("streams", STREAM, "detectors", "kinds"), ["mlp_ae", "forest"]),
+    (("streams", STREAM, "detectors", "kinds"), []),
+    (("streams", STREAM, "detectors", "epochs"), 0),
+    (("streams", STREAM, "detectors", "mlp_ae", "batch_size"), 0),
+    (("streams", STREAM, "detectors", "mlp_ae", "hidden"), [64, 0]),
+    (("streams", STREAM, "detectors", "cnn_ae", "kernel_size"), 4),
+    (("streams", STREAM, "detectors", "vae", "architecture"), "transformer"),
+    (("streams", STREAM, "detectors", "vae", "score_method"), "vibes"),
+    (("streams", STREAM, "detectors", "activation"), "sparkle"),
+    (("streams", STREAM, "detectors", "dropout"), 1.0),
+    (("streams", STREAM, "detectors", "device"), "quantum:0"),
+    (("streams", STREAM, "detectors", "denoise"), "blur"),
+    (("streams", STREAM, "detectors", "error_scaling"), "loud"),
+    (("streams", STREAM, "detectors", "random_state"), -1),
+    (("streams", STREAM, "detectors", "n_threads"), 0),
+    (("streams", STREAM, "detectors", "n_threads"), "many"),
+    (("streams", STREAM, "detectors", "progress"), "sometimes"),
+    (("streams", STREAM, "window", "size"), 0),
+    (("streams", STREAM, "window", "stride"), -3),
+    (("streams", STREAM, "window", "max_gap_s"), 1.0),
+    (("streams", STREAM, "threshold", "method"), "gut-feeling"),
+    (("streams", STREAM, "threshold", "percentile"), 100.5),
+    (("streams", STREAM, "threshold", "pot_risk"), 0.5),
+    (("streams", STREAM, "alerts", "escalation_levels"), [0.5]),
+    (("streams", STREAM, "schedule", "train_cron"), "every sunday"),
+    (("streams", STREAM, "train", "start"), "the beginning"),
+    (("streams", STREAM, "timezone"), "Mars/Olympus_Mons"),
+    (("streams", STREAM, "layout"), "diagonal"),
+    (("streams", STREAM, "duplicates"), "both"),
+    (("streams", STREAM, "differenced"), ["torque"]),
+    (("streams", STREAM, "exclusions", "rules"), ["pressure >>> 3"]),
+    (("streams", STREAM, "exclusions", "intervals"), [{"start": "2026-01-02T00:00:00", "end": "2026-01-01T00:00:00"}]),
+    (("streams", STREAM, "exclusions", "intervals"), [{"start": "2026-01-01T00:00:00"}]),
+    (("warehouse", "catalog"), "mysql:aemon"),
+    (("warehouse", "maintain_cron"), "daily"),
+    (("webhook", "url"), "ftp://alerts.example"),
+]
+
+
+def semantic_cases() -> list:
+    return [pytest.param(with_setting(path, value), ".".join(path), "", id=f"{'.'.join(path)}={value!r}")
+            for path, value in SEMANTIC_CASES]
+
+
+def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """`aemon ARGS` in this process (the same entry point as the installed command):
+    (exit code, stdout, stderr). An exception other than an exit is a traceback: it fails the test."""
+    from flows.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["aemon", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+def one_line_error(err: str) -> str:
+    """The error a command printed: one message starting `error: ` (rich may wrap it)."""
+    assert "Traceback" not in err, err
+    text = " ".join(line.strip() for line in err.splitlines() if line.strip())
+    assert text.startswith("error: ") and text.count("error: ") == 1, err
+    return text
+
+
+def names_setting(message: str, key: str) -> bool:
+    """The message names the setting: its whole dotted path, or the table a check sits on
+    (`streams.pumps.threshold: ...`) followed by the rest of the path's names."""
+    parts = key.split(".")
+    if key in message:
+        return True
+    for cut in range(len(parts) - 1, 0, -1):
+        table = ".".join(parts[:cut])
+        if f"{table}: " in message:
+            rest = message.split(f"{table}: ", 1)[1]
+            return all(part in rest for part in parts[cut:])
+    return False
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    monkeypatch.delenv("AEMON_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def write_config(path: Path, data: dict, home: Path) -> Path:
+    path.write_text(to_toml({"home": home.as_posix(), **data}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("data, key, expected", config_cases() + semantic_cases())
+def test_every_malformed_setting_is_one_line_naming_it(home, tmp_path, capsys, monkeypatch, data, key, expected):
+    config = write_config(tmp_path / "aemon.toml", data, home)
+    code, _, err = run_cli(capsys, monkeypatch, "quality", STREAM, "--config", str(config))
+    message = one_line_error(err)
+    assert code == 2
+    assert message.startswith(f"error: {config}: ") and expected in message, message
+    assert names_setting(message, key), (config.read_text(), message)
