@@ -83,9 +83,15 @@ def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Path, P
         if not source.exists():
             raise ConfigError(f"config file {source} does not exist")
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+            text = source.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML (not UTF-8 text: {exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from None
         base = source.resolve().parent
     if os.environ.get("AEMON_HOME"):
         data["home"] = os.environ["AEMON_HOME"]
@@ -120,4 +126,8 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
         raise ConfigError(describe(exc, source, "warehouse")) from None
     except TypeError:
         raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
-    return settings.warehouse(resolve_home(data.get("home", DEFAULT_HOME), base)), settings
+    home = data.get("home", DEFAULT_HOME)
+    if not isinstance(home, (str, Path)):
+        raise ConfigError(f"{source or 'default configuration'}: home: expected a folder path (a string), "
+                          f"got {home!r}")
+    return settings.warehouse(resolve_home(home, base)), settings

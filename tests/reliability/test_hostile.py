@@ -265,3 +265,68 @@ def test_every_malformed_setting_is_one_line_naming_it(home, tmp_path, capsys, m
     assert code == 2
     assert message.startswith(f"error: {config}: ") and expected in message, message
     assert names_setting(message, key), (config.read_text(), message)
+
+
+# The commands that read only the warehouse settings (no torch, no Prefect) check what they read.
+WAREHOUSE_COMMANDS = [("sql", "SELECT 1"), ("warehouse", "attach"), ("warehouse", "maintain"), ("incidents", "list")]
+
+
+@pytest.mark.parametrize("command", WAREHOUSE_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("text, named", [
+    ("home = 5\n", "home: expected a folder path"),
+    ("home = { a = 1 }\n", "home: expected a folder path"),
+    ("warehouse = 5\n", "warehouse: expected a table of settings"),
+    ("[warehouse]\nretries = -1\n", "warehouse.retries: Input should be greater than or equal to 0"),
+    ("[warehouse]\nsnapshot_retention_days = nan\n", "warehouse.snapshot_retention_days: Input should be a finite"),
+    ("[warehouse]\ncatalog = 'oracle:x'\n", "warehouse.catalog: 'oracle:x': expected 'sqlite:<path>'"),
+    ("[warehouse]\nshelf = 1\n", "warehouse.shelf: unknown setting"),
+], ids=["home-int", "home-table", "warehouse-int", "retries", "nan", "catalog", "unknown"])
+def test_warehouse_commands_name_a_bad_setting(home, tmp_path, capsys, monkeypatch, command, text, named):
+    config = tmp_path / "aemon.toml"
+    config.write_text(text, encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, *command, "--config", str(config))
+    assert code == 2 and one_line_error(err) .startswith(f"error: {config}: {named}"), err
+
+
+@pytest.mark.parametrize("command", [("quality", STREAM), ("sql", "SELECT 1")], ids=" ".join)
+def test_toml_syntax_error_names_the_file_and_line(home, tmp_path, capsys, monkeypatch, command):
+    config = tmp_path / "aemon.toml"
+    config.write_text('home = "x"\n\n[streams.pumps\nsensors = ["a"]\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, *command, "--config", str(config))
+    message = one_line_error(err)
+    assert code == 2 and message.startswith(f"error: {config}: not valid TOML") and "line 3" in message, message
+
+
+@pytest.mark.parametrize("command", [("quality", STREAM), ("sql", "SELECT 1"), ("models", "list")], ids=" ".join)
+def test_missing_config_file_is_one_line(home, tmp_path, capsys, monkeypatch, command):
+    missing = tmp_path / "nowhere" / "aemon.toml"
+    code, _, err = run_cli(capsys, monkeypatch, *command, "--config", str(missing))
+    assert code == 2 and one_line_error(err) == f"error: config file {missing} does not exist"
+
+
+def test_missing_config_file_from_the_environment_is_one_line(home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AEMON_CONFIG", str(tmp_path / "gone.toml"))
+    code, _, err = run_cli(capsys, monkeypatch, "quality", STREAM)
+    assert code == 2 and one_line_error(err) == f"error: config file {tmp_path / 'gone.toml'} does not exist"
+
+
+def test_config_file_that_is_a_folder_or_not_utf8_is_one_line(home, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    code, _, err = run_cli(capsys, monkeypatch, "quality", STREAM, "--config", str(folder))
+    assert code == 2 and one_line_error(err).startswith(f"error: {folder}: "), err
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[streams.pumps]\nsensors = ["Druck \xfc"]\n'.encode("latin-1"))
+    code, _, err = run_cli(capsys, monkeypatch, "quality", STREAM, "--config", str(latin))
+    assert code == 2 and one_line_error(err).startswith(f"error: {latin}: not valid TOML"), err
+
+
+def test_empty_config_file_means_the_defaults(home, tmp_path, capsys, monkeypatch):
+    """An empty file is valid TOML with no settings: the built-in defaults and demo stream."""
+    config = tmp_path / "aemon.toml"
+    config.write_text("", encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, "quality", "pumps", "--config", str(config))
+    assert code == 2 and one_line_error(err).startswith("error: stream 'pumps' has no readings yet"), err
+    code, _, err = run_cli(capsys, monkeypatch, "quality", "valves", "--config", str(config))
+    assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured; "
+                                                 "configured streams: ['pumps']")
