@@ -30,6 +30,7 @@ from flows.render import (
     print_query,
     print_training,
 )
+from monitoring.store.redaction import redact
 
 if TYPE_CHECKING:  # imported by the commands that need it: it loads torch
     from flows.config import AemonConfig
@@ -64,8 +65,16 @@ def report_batches(title: str, results: list[dict]) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
+
+
+def print_error(message: object) -> None:
+    """One line on stderr; a password in a URI or connection string it names is masked."""
+    from rich.markup import escape
+
+    # escaped: a name in the message such as "[/x]" is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
 
 
 def load(config: Path | None):
@@ -190,8 +199,8 @@ def _import(dataset: str, data: Path, stream: str | None, config: Path | None) -
     cfg = load(config)
     name = stream or dataset
     results = [r.to_dict() for r in import_dataset(cfg.warehouse, dataset, data, stream=name)]
-    console.print(f"lake table lake.{name} in {cfg.warehouse.catalog}; to train on it, declare it in the config "
-                  f"(see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
+    console.print(f"lake table lake.{name} in {redact(cfg.warehouse.catalog)}; to train on it, declare it in the "
+                  f"config (see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
     report_batches(f"import {dataset} -> {name}", results)
 
 
@@ -518,7 +527,7 @@ def warehouse_upgrade(config: Path | None = ConfigOption, from_export: Path | No
     copied = upgrade_legacy(warehouse, from_export)
     for table, n in copied.items():
         console.print(f"{table}: {n} rows", highlight=False)
-    console.print(f"upgraded into {warehouse.catalog}; the old file is kept as {warehouse.legacy}.upgraded",
+    console.print(f"upgraded into {redact(warehouse.catalog)}; the old file is kept as {warehouse.legacy}.upgraded",
                   highlight=False, soft_wrap=True)
 
 
@@ -666,7 +675,7 @@ def models_list(config: Path | None = ConfigOption):
     quiet_libraries()
     frame = registry.list_models(cfg.mlflow_tracking_uri)
     if frame.empty:
-        console.print(f"no registered models in {cfg.mlflow_tracking_uri}; run `aemon train STREAM` first")
+        console.print(f"no registered models in {redact(cfg.mlflow_tracking_uri)}; run `aemon train STREAM` first")
         return
     print_frame(frame)
 
@@ -771,7 +780,7 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except user_errors() as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -248,6 +248,13 @@ class DriftSettings(Settings):
         return DriftRule(**{f.name: getattr(self, f.name) for f in fields(DriftRule)})
 
 
+def _no_nul(folder: Path | None) -> Path | None:
+    """A folder setting the file system can take (a NUL byte would fail at the first use)."""
+    if folder is not None and "\x00" in str(folder):
+        raise ValueError(f"{str(folder)!r} contains a NUL byte; expected a folder path")
+    return folder
+
+
 def _naive_utc(value: datetime) -> pd.Timestamp:
     """A config time in the lake's form: naive UTC (a time written without an offset is UTC)."""
     stamp = pd.Timestamp(value)
@@ -357,6 +364,11 @@ class StreamSettings(Settings):
                 data = _tabular_defaults(data)
         return data
 
+    @field_validator("inbox", "archive")
+    @classmethod
+    def _folder(cls, value: Path | None) -> Path | None:
+        return _no_nul(value)
+
     @model_validator(mode="after")
     def _one_asset_source(self):
         if (self.asset_column is None) == (self.asset_id is None):
@@ -458,11 +470,17 @@ class AemonConfig(Settings):
     webhook: WebhookSettings = WebhookSettings()
     streams: dict[str, StreamSettings] = {"pumps": DEMO_STREAM}
 
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        _no_nul(value)
+        return value
+
     @field_validator("streams")
     @classmethod
     def _stream_names(cls, streams: dict) -> dict:
         for name in streams:
-            if not STREAM_NAME.match(name):
+            if not STREAM_NAME.fullmatch(name):
                 raise ValueError(f"stream name {name!r}: use letters, digits, '_' and '-' (max 64)")
         return streams
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from monitoring.errors import WarehouseError
+from monitoring.store.redaction import redact
 from monitoring.store.schema import TABLES, ensure_schema
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
@@ -121,7 +122,7 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
 
 def quote_identifier(name: str) -> str:
     """Validate a stream or column name and quote it for SQL."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):  # fullmatch: "$" would let "x\n" through
         raise WarehouseError(
             f"identifier {name!r} is not allowed; expected letters, digits, '_' or '-' (max 128, not starting with '-')"
         )
@@ -154,7 +155,8 @@ def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection
         con.execute(f"USE {CATALOG_ALIAS}")
     except duckdb.Error as exc:
         con.close()
-        raise WarehouseError(f"cannot open the warehouse catalog {warehouse.catalog}: {exc}") from exc
+        raise WarehouseError(redact(f"cannot open the warehouse catalog {warehouse.catalog}: {_first_line(exc)}")
+                             ) from None
     except BaseException:
         con.close()
         raise
@@ -320,16 +322,44 @@ def query_rows(warehouse: Warehouse, sql: str, params: list | None = None) -> tu
     committed snapshot: flows writing meanwhile neither wait for it nor show half a run."""
     _refuse_legacy(warehouse)  # an earlier release's home: say so, not "no warehouse"
     if not warehouse.exists():
-        raise WarehouseError(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` first")
+        raise WarehouseError(redact(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` "
+                                    "first"))
     con = _open(warehouse, read_only=True)
     try:
+        _only_reads(con, warehouse, sql)
         result = con.execute(sql, params or [])
         columns = [d[0] for d in result.description or []]
         return columns, result.fetchall()
     except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from exc
+        raise WarehouseError(f"query failed: {_first_line(exc)}") from exc
     finally:
         con.close()
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's message without the query excerpt and caret it adds on further lines."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+READ_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
+def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) -> None:
+    """Users' SQL reads and nothing else: only SELECT-like statements (a second ATTACH of
+    the catalog could write it; COPY or a file function could write or read any file), and
+    no file outside the warehouse's data path, with the settings locked so the query cannot
+    undo that."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"query failed: {_first_line(exc)}") from exc
+    for statement in statements:
+        if statement.type not in READ_STATEMENTS:
+            raise WarehouseError(f"query failed: {statement.type.name} statements are not allowed; `aemon sql` "
+                                 "runs read-only queries (SELECT, DESCRIBE, SHOW, EXPLAIN)")
+    con.execute("SET allowed_directories = ?", [[warehouse.data_path.rstrip("/") + "/"]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def query(warehouse: Warehouse, sql: str, params: list | None = None):

@@ -18,10 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.validation import QUARANTINE_COLUMNS
+from monitoring.store.connection import quote_identifier
 
 
 def stream_root(data_path: str | Path, stream: str) -> Path:
-    """The folder of a stream's readings table (DuckLake's layout: <data path>/<schema>/<table>)."""
+    """The folder of a stream's readings table (DuckLake's layout: <data path>/<schema>/<table>).
+    The stream name is an identifier (letters, digits, '_', '-'): never a path out of the lake."""
+    quote_identifier(stream)
     return Path(data_path) / "lake" / stream
 
 
