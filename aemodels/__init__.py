@@ -18,6 +18,6 @@ from aemodels.training import TrainConfig
 from aemodels.vae import VAE
 
 __all__ = ["DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder", "Conv1dDetector",
-           "DetectorInputError", "MLPAutoencoder", "ModelFileError", "NotFittedError", "ThresholdFitError", "ThresholdRule",
-           "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds", "make_detector",
+           "DetectorInputError", "MLPAutoencoder", "ModelFileError", "NotFittedError", "ThresholdFitError",
+           "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds", "make_detector",
            "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
