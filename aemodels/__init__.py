@@ -19,5 +19,5 @@ from aemodels.vae import VAE
 
 __all__ = ["DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder", "Conv1dDetector",
            "DetectorInputError", "MLPAutoencoder", "ModelFileError", "NotFittedError", "ThresholdFitError",
-           "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds", "make_detector",
-           "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
+           "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds",
+           "make_detector", "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
