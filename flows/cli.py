@@ -430,7 +430,7 @@ def drift(
 def serve(config: Path | None = ConfigOption):
     """Run every stream's ingest, score, train and drift-check flows on their schedules until stopped.
 
-    Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start`)."""
+    Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start --host 127.0.0.1`)."""
     from prefect.settings import get_current_settings
 
     cfg = load(config)

@@ -127,7 +127,10 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
     except TypeError:
         raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
     home = data.get("home", DEFAULT_HOME)
-    if not isinstance(home, (str, Path)) or "\x00" in str(home):
+    if not isinstance(home, (str, Path)):
         raise ConfigError(f"{source or 'default configuration'}: home: expected a folder path (a string), "
                           f"got {home!r}")
+    if "\x00" in str(home):
+        raise ConfigError(f"{source or 'default configuration'}: home: {str(home)!r} contains a NUL byte; "
+                          "expected a folder path")
     return settings.warehouse(resolve_home(home, base)), settings

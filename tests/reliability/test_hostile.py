@@ -216,10 +216,13 @@ def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     from flows.cli import main
 
     monkeypatch.setattr(sys, "argv", ["aemon", *args])
-    with pytest.raises(SystemExit) as exited:
+    code = 0
+    try:
         main()
+    except SystemExit as exited:
+        code = int(exited.code or 0)
     out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+    return code, out, err
 
 
 def one_line_error(err: str) -> str:
