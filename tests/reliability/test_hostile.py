@@ -333,3 +333,152 @@ def test_empty_config_file_means_the_defaults(home, tmp_path, capsys, monkeypatc
     code, _, err = run_cli(capsys, monkeypatch, "quality", "valves", "--config", str(config))
     assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured; "
                                                  "configured streams: ['pumps']")
+
+
+# -- degenerate training data: train and score work with a sane result, or stop in one line ----
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from aemodels.thresholds import ThresholdRule  # noqa: E402
+from features.errors import FeaturesError, SchemaError, WindowError  # noqa: E402
+from features.windows import WindowSpec  # noqa: E402
+
+SPEC = WindowSpec(size=20, stride=10)
+FAST = {"epochs": 2, "n_threads": 1, "progress": False}
+
+
+def sensor_frame(n: int = 1500, b=None) -> pd.DataFrame:
+    """Two sensors, one asset, a reading a minute; `b` replaces sensor b (a value or n -> values)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=n, freq="60s"), "asset": "p1",
+                          "a": np.sin(np.arange(n) / 20) + rng.normal(0, 0.05, n), "b": rng.normal(size=n)})
+    if b is not None:
+        frame["b"] = b(n) if callable(b) else b
+    return frame
+
+
+def train(frame: pd.DataFrame):
+    from monitoring.models.fitting import fit_candidate, prepare_training
+
+    data = prepare_training(frame, stream="s", sensors=["a", "b"], spec=SPEC, train_stride=2)
+    return data, fit_candidate(data, "mlp_ae", FAST, ThresholdRule())
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train(sensor_frame())
+
+
+@pytest.mark.parametrize("name, b", [
+    ("constant", 5.0),
+    ("denormal", lambda n: np.random.default_rng(1).normal(size=n) * 1e-308),
+    ("float32-max", lambda n: np.random.default_rng(1).normal(size=n) * 1e38),
+    ("huge-constant-offset", lambda n: 1e300 + np.zeros(n)),
+])
+def test_degenerate_sensors_train_to_a_finite_threshold(name, b):
+    """A zero-variance sensor keeps scale 1 (it counts only when it moves); tiny and huge
+    but finite readings scale like any other."""
+    data, candidate = train(sensor_frame(b=b))
+    assert np.isfinite(data.train.X).all() and np.isfinite(data.calibration.X).all()
+    assert np.isfinite(candidate.bundle.threshold) and candidate.bundle.threshold > 0
+    assert all(np.isfinite(v) for v in candidate.bundle.thresholds.values())
+    assert np.isfinite(data.scaler.scale_).all() and (data.scaler.scale_ > 0).all()
+    if name in ("constant", "huge-constant-offset"):
+        assert data.scaler.scale_[1] == 1.0
+
+
+@pytest.mark.parametrize("b, message", [
+    (np.nan, "sensors ['b'] have no finite readings in the"),
+    (lambda n: np.random.default_rng(1).normal(1e308, 1e306, n), "sensors ['b']: readings up to 1.0"),
+    (lambda n: np.full(n, -1e308), "sensors ['b']: readings up to 1e+308 in magnitude overflow"),
+    (lambda n: np.where(np.arange(n) % 2, 1e308, -1e308), "sensors ['b']: readings up to 1e+308"),
+], ids=["all-nan", "1e308", "-1e308", "alternating-1e308"])
+def test_unscalable_sensors_stop_training_naming_the_sensor(b, message):
+    with pytest.raises(SchemaError) as raised:
+        train(sensor_frame(b=b))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_fewer_readings_than_one_window_stops_in_one_line():
+    with pytest.raises(WindowError, match=r"only 0 training windows .*need >= 20 \(window size 20"):
+        train(sensor_frame(n=15))
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 3.5e38, 1e30])
+def test_an_extreme_reading_scores_finite_and_flags_only_its_windows(trained, value):
+    """Readings beyond float32 after scaling used to stop the scoring of the whole batch (or
+    score inf); they are clipped at Z_LIMIT standard deviations: flagged, finite."""
+    _, candidate = trained
+    frame = sensor_frame(n=400)
+    frame.loc[200:205, "b"] = value
+    result = candidate.bundle.score_readings(frame[["timestamp", "asset", "a", "b"]])
+    assert np.isfinite(result["score"]).all() and np.isfinite(result["severity"]).all()
+    hit = (result["window_start"] <= frame["timestamp"][205]) & (result["window_end"] >= frame["timestamp"][200])
+    assert result.loc[hit, "is_anomaly"].all()
+    assert result.loc[~hit, "is_anomaly"].mean() < 0.2
+
+
+def test_training_on_too_few_readings_is_one_line_from_the_cli(aemon_home, prefect_harness, capsys, monkeypatch,
+                                                              small_stream):
+    """End to end: `aemon train` on a stream holding less than one window of readings."""
+    from flows.config import load_config
+    from monitoring.store.ingestion import ingest_file
+
+    home, config = aemon_home
+    cfg = load_config(config)
+    small_stream.readings.head(10).to_csv(home / "few.csv", index=False)
+    ingest_file(cfg.warehouse, "pumps", cfg.stream("pumps").stream_schema(), home / "few.csv")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "pumps", "--config", str(config))
+    assert "Traceback" not in err
+    (message,) = [line for line in err.splitlines() if line.startswith("error: ")]  # after Prefect's run log
+    assert code == 2 and "training windows" in message and "window size 30" in message, message
+    assert issubclass(WindowError, FeaturesError)
+
+
+# -- names: unicode and spaces -----------------------------------------------------------------
+
+
+def test_asset_ids_with_unicode_and_spaces_are_data(aemon_home, small_stream):
+    from flows.config import load_config
+    from monitoring.store.connection import connect
+    from monitoring.store.ingestion import ingest_file
+
+    home, config = aemon_home
+    cfg = load_config(config)
+    frame = small_stream.readings.head(200).copy()
+    frame["asset"] = np.where(np.arange(len(frame)) % 2, "pump 1", "Pumpe-ü (Halle 2)")
+    frame.to_csv(home / "u.csv", index=False, encoding="utf-8")
+    result = ingest_file(cfg.warehouse, "pumps", cfg.stream("pumps").stream_schema(), home / "u.csv")
+    assert (result.status, result.rows_accepted) == ("ok", 200), result
+    with connect(cfg.warehouse) as con:
+        assets = sorted(r[0] for r in con.execute('SELECT DISTINCT asset FROM lake."pumps"').fetchall())
+    assert assets == ["Pumpe-ü (Halle 2)", "pump 1"]
+
+
+def test_sensor_names_with_unicode_and_spaces_are_mapped_or_refused(home, tmp_path, capsys, monkeypatch):
+    """A sensor name is an identifier (letters, digits, '_', '-'); a header such as
+    `Druck (bar) ü` is mapped to one with column_aliases, else refused in one line."""
+    config = tmp_path / "aemon.toml"
+    config.write_text('[streams.pumps]\nsensors = ["Druck (bar) ü"]\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, "quality", "pumps", "--config", str(config))
+    assert code == 2
+    assert one_line_error(err) == (f"error: {config}: streams.pumps: column name 'Druck (bar) ü' cannot be a lake "
+                                   "column; use letters, digits, '_' or '-' (map it with column_aliases), and not "
+                                   "timestamp, asset or date")
+    config.write_text('[streams.pumps]\nsensors = ["druck_bar"]\ncolumn_aliases = { "Druck (bar) ü" = "druck_bar" }\n',
+                      encoding="utf-8")
+    from flows.config import load_config
+
+    assert load_config(config).stream("pumps").stream_schema().column_aliases == (("Druck (bar) ü", "druck_bar"),)
+
+
+@pytest.mark.parametrize("name", ["pümpe", "pump 1", "pumps.v2", "Ωmega"])
+def test_stream_names_with_unicode_or_spaces_are_refused_in_one_line(home, tmp_path, capsys, monkeypatch, name):
+    """The rule: a stream name is ASCII letters, digits, '_' and '-' (it names a folder, a SQL
+    table and an MLflow model)."""
+    config = tmp_path / "aemon.toml"
+    config.write_text(f'[streams."{name}"]\nsensors = ["a"]\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, "quality", name, "--config", str(config))
+    assert code == 2 and one_line_error(err) == (f"error: {config}: streams: stream name {name!r}: use letters, "
+                                                 "digits, '_' and '-' (max 64)")
