@@ -607,12 +607,17 @@ def incidents_list(
 ):
     """Incidents by stream, asset and start: id, status, level, severity, top sensors (arrow: reading above or
     below what the model expects)."""
+    from flows.locations import stream_names
     from flows.render import print_incidents
     from monitoring.store.connection import connect
     from monitoring.store.incident_records import ACTIVE, read_incidents
 
     with connect(_incidents_warehouse(config)) as con:
         rows = read_incidents(con, stream, statuses=None if all_ else ACTIVE)
+        known = stream is None or stream in stream_names(config) or bool(len(read_incidents(con, stream)))
+    if not known:  # a typo, not a quiet stream: a stream no longer configured still lists its incidents
+        fail(f"stream {stream!r} is not configured and has no incidents; configured streams: "
+             f"{stream_names(config)}")
     print_incidents(rows, "incidents" if all_ else "active incidents")
 
 

@@ -36,6 +36,7 @@ from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from flows.locations import (
     DEFAULT_HOME,
+    DEMO_STREAM_NAME,
     ConfigError,
     WarehouseSettings,
     describe,
@@ -468,7 +469,7 @@ class AemonConfig(Settings):
     artifact_root: str | None = None  # default: <home>/mlartifacts
     warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
     webhook: WebhookSettings = WebhookSettings()
-    streams: dict[str, StreamSettings] = {"pumps": DEMO_STREAM}
+    streams: dict[str, StreamSettings] = {DEMO_STREAM_NAME: DEMO_STREAM}
 
     @field_validator("home")
     @classmethod

@@ -18,6 +18,7 @@ from monitoring.store.connection import Warehouse
 
 DEFAULT_HOME = Path(".aemon")
 CONFIG_FILE = "aemon.toml"
+DEMO_STREAM_NAME = "pumps"  # the built-in stream (flows.config.DEMO_STREAM)
 
 
 class ConfigError(ValueError):
@@ -115,6 +116,13 @@ def describe(exc: ValidationError, source: Path | None, prefix: str = "") -> str
             message = "unknown setting"
         problems.append(f"{location}: {message}")
     return f"{where}: " + "; ".join(problems)
+
+
+def stream_names(path: str | Path | None = None) -> list[str]:
+    """The configured streams' names, read without the rest of the configuration (the
+    built-in demo stream when the file declares none)."""
+    streams = read_config(path)[0].get("streams")
+    return sorted(streams) if isinstance(streams, dict) else [DEMO_STREAM_NAME]
 
 
 def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, WarehouseSettings]:

@@ -482,3 +482,37 @@ def test_stream_names_with_unicode_or_spaces_are_refused_in_one_line(home, tmp_p
     code, _, err = run_cli(capsys, monkeypatch, "quality", name, "--config", str(config))
     assert code == 2 and one_line_error(err) == (f"error: {config}: streams: stream name {name!r}: use letters, "
                                                  "digits, '_' and '-' (max 64)")
+
+
+# -- unknown stream names, on every command that takes one ------------------------------------
+
+STREAM_COMMANDS = [("ingest", "{s}"), ("quality", "{s}"), ("evaluate", "{s}"), ("train", "{s}"), ("score", "{s}"),
+                   ("drift", "{s}"), ("replay", "{file}", "--stream", "{s}"), ("models", "compare", "{s}"),
+                   ("models", "promote", "{s}", "1"), ("models", "rollback", "{s}"),
+                   ("threshold", "recalibrate", "{s}")]
+
+
+@pytest.mark.parametrize("command", STREAM_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_unknown_stream_is_one_line_on_every_command(home, tmp_path, capsys, monkeypatch, command):
+    config = write_config(tmp_path / "aemon.toml", BASE, home)
+    (tmp_path / "rec.csv").write_text("timestamp,asset,pressure,flow\n")
+    args = [a.format(s="valves", file=tmp_path / "rec.csv") for a in command]
+    code, _, err = run_cli(capsys, monkeypatch, *args, "--config", str(config))
+    assert code == 2
+    assert one_line_error(err) == "error: stream 'valves' is not configured; configured streams: ['pumps']"
+
+
+def test_unknown_stream_of_incidents_list_is_one_line(aemon_home, capsys, monkeypatch):
+    """`incidents list STREAM` lists a stream's incidents, also of a stream no longer in the
+    config; a name that is neither configured nor in the warehouse is a mistake."""
+    from flows.config import load_config
+    from monitoring.store.connection import connect
+
+    _, config = aemon_home
+    with connect(load_config(config).warehouse):
+        pass  # the warehouse exists, without incidents
+    code, out, _ = run_cli(capsys, monkeypatch, "incidents", "list", "pumps", "--config", str(config))
+    assert code == 0 and "no active incidents" in out
+    code, _, err = run_cli(capsys, monkeypatch, "incidents", "list", "valves", "--config", str(config))
+    assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured and has no incidents; "
+                                                 "configured streams: ['pumps']")

@@ -146,8 +146,9 @@ def test_payload_arguments_change_no_table(stocked, capsys, monkeypatch, payload
     for args in (("incidents", "show", payload), ("incidents", "ack", payload), ("incidents", "close", payload)):
         code, _, err = run_cli(capsys, monkeypatch, *args, "--config", str(config))
         assert code == 2 and one_line_error(err).startswith(f"error: no incident has an id starting with {payload!r}")
-    code, out, _ = run_cli(capsys, monkeypatch, "incidents", "list", payload, "--config", str(config))
-    assert code == 0 and "no active incidents" in out
+    code, _, err = run_cli(capsys, monkeypatch, "incidents", "list", payload, "--config", str(config))
+    assert code == 2 and one_line_error(err) == (f"error: stream {payload!r} is not configured and has no "
+                                                 "incidents; configured streams: ['pumps']")
     code, _, err = run_cli(capsys, monkeypatch, "import", "skab", "--data", str(config.parent), "--stream", payload,
                            "--config", str(config))
     assert code == 2 and one_line_error(err).startswith("error: "), err
