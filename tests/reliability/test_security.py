@@ -468,3 +468,99 @@ def test_a_tracking_uri_password_never_reaches_the_cli_output(home, tmp_path):
                             timeout=300)
     assert result.returncode != 0
     assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (no auth of its own: credentials in the URI are
+    sent and ignored, as behind a proxy that checks them)."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = tmp_path / "mlflow-server"
+    server.mkdir()
+    with open(server / "server.log", "w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{server / 'server.db'}",
+             "--artifacts-destination", str(server / "artifacts")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, (server / "server.log").read_text()
+                time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_no_secret_in_output_logs_mlflow_or_any_file(tmp_path, tracking_server, small_stream):
+    """The tracking URI's password, the webhook URL's token and its signing key, through
+    ingest, score (no model yet), train, score, models list: none is printed, logged
+    (Prefect's run logs in its database), recorded in MLflow (params, tags, artifacts: the
+    server's files) or written anywhere else."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    secrets = {"track": "s3cret-track-pw", "token": "s3cret-hook-token", "key": "s3cret-signing-key"}
+    posts: list[bytes] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    home = tmp_path / "home"
+    config = tmp_path / "aemon.toml"
+    from features.synthetic import SENSORS as PUMP_SENSORS
+
+    sensors = ", ".join(f'"{s}"' for s in PUMP_SENSORS)
+    config.write_text(
+        f'home = "{home.as_posix()}"\ntracking_uri = "http://aemon:{secrets["track"]}@127.0.0.1:{tracking_server}"\n'
+        f'[webhook]\nurl_env = "AEMON_TEST_HOOK_URL"\nsecret_env = "AEMON_TEST_HOOK_KEY"\n'
+        f'[streams.pumps]\nsensors = [{sensors}]\nlabel_columns = ["label"]\n'
+        '[streams.pumps.detectors]\nkinds = ["mlp_ae"]\nepochs = 2\nn_threads = 1\n', encoding="utf-8")
+    (home / "inbox" / "pumps").mkdir(parents=True)
+    small_stream.readings.to_csv(home / "inbox" / "pumps" / "readings.csv", index=False)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "INFO",
+           "AEMON_TEST_HOOK_URL": f"http://127.0.0.1:{hook.server_port}/hooks/{secrets['token']}",
+           "AEMON_TEST_HOOK_KEY": secrets["key"], "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    for name in ("AEMON_HOME", "AEMON_CONFIG", "PREFECT_API_URL"):
+        env.pop(name, None)
+    printed = []
+    try:
+        for args, code in ((("ingest", "pumps"), 0), (("score", "pumps"), 2), (("train", "pumps"), 0),
+                           (("score", "pumps"), 0), (("models", "list"), 0)):
+            result = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args, "--config",
+                                     str(config)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            printed.append(result.stdout + result.stderr)
+            assert result.returncode == code, (args, result.stdout, result.stderr)
+    finally:
+        hook.shutdown()
+    assert "aemon:***@127.0.0.1" in printed[1]  # the store is named, its password masked
+    assert posts, "the scoring sent its alerts"
+    leaks = [(name, line) for text in printed for line in text.splitlines() for name, secret in secrets.items()
+             if secret in line]
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != config:
+            data = path.read_bytes()
+            leaks += [(name, str(path)) for name, secret in secrets.items() if secret.encode() in data]
+    assert leaks == []
