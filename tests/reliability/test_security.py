@@ -401,10 +401,13 @@ def test_every_server_command_we_print_or_document_binds_localhost():
     for path in files:
         if not path.is_file():
             continue
-        for line in path.read_text().splitlines():
-            if re.search(r"(prefect server start|mlflow\W+(server|ui))", line) and "--help" not in line:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r"(prefect server start|mlflow\W+(server|ui))", line):
                 found += 1
-                if "127.0.0.1" not in line and "--host" not in line and "BIN" not in line:
+                # `--host 127.0.0.1`, or prose saying so; it may follow on the next line of wrapped prose
+                near = " ".join(lines[i:i + 2])
+                if "127.0.0.1" not in near or "0.0.0.0" in near:
                     unbound.append(f"{path.name}: {line.strip()}")
     assert found >= 5 and unbound == [], unbound
 
@@ -455,19 +458,6 @@ def test_a_catalog_password_never_reaches_the_error(home, capsys, monkeypatch):
         code, out, err = run_cli(capsys, monkeypatch, *args, "--config", str(config))
         assert code == 2 and "s3cret" not in out + err, err
         assert "password=***" in one_line_error(err)
-
-
-def test_a_tracking_uri_password_never_reaches_the_cli_output(home, tmp_path):
-    """A subprocess, as users run it: the message of an unreachable tracking server."""
-    _, config = home
-    config.write_text('tracking_uri = "postgresql://aemon:s3cret@127.0.0.1:1/mlflow"\n', encoding="utf-8")
-    env = {**os.environ, "AEMON_HOME": str(tmp_path / "h")}
-    env.pop("AEMON_CONFIG", None)
-    result = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "models", "list",
-                             "--config", str(config)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode != 0
-    assert "s3cret" not in result.stdout + result.stderr
 
 
 @pytest.fixture
