@@ -13,6 +13,7 @@ The rules these tests hold:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -357,6 +358,30 @@ def test_a_planted_score_file_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match=VAL_SCORES_FILE):
         BaseDetector.load(tmp_path / "detector")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="registry.load_model loads the champion with mlflow.pyfunc.load_model, which "
+                   "unpickles the logged python_model.pkl (CloudPickle); the bundle folder beside it (JSON and "
+                   "weights_only tensors) is all scoring needs")
+def test_a_pickle_planted_in_a_registered_model_is_never_run(tmp_path, small_stream):
+    from aemodels.thresholds import ThresholdRule
+    from features.synthetic import SENSORS as PUMP_SENSORS
+    from features.windows import WindowSpec
+    from monitoring.models import promotion, registry
+    from monitoring.models.fitting import fit_candidate, prepare_training
+
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "artifacts").as_uri()
+    data = prepare_training(small_stream.readings, stream="pumps", sensors=list(PUMP_SENSORS),
+                            spec=WindowSpec(size=20, stride=10), label_columns=["label"], train_stride=4)
+    candidate = fit_candidate(data, "mlp_ae", {"epochs": 1, "n_threads": 1, "progress": False}, ThresholdRule())
+    promotion.register_training(uri, artifacts, data, [candidate])
+    marker = tmp_path / "pwned"
+    planted = list((tmp_path / "artifacts").rglob("*.pkl"))
+    for path in planted:
+        path.write_bytes(pickle.dumps(Planted(marker)))
+    with contextlib.suppress(Exception):  # refusing the file is fine; running it is not
+        registry.load_model(uri, "pumps")
+    assert not marker.exists(), f"loading the champion ran the pickle planted in {planted}"
 
 
 @pytest.mark.parametrize("name", ["evil.pkl", "evil.csv", "evil.parquet"])
