@@ -186,7 +186,8 @@ class BaseDetector:
         self._check_params()
         self._train_config()  # the training settings check themselves (TrainConfig)
         if window_size is not None:
-            self._build_model(window_size, n_sensors)
+            with torch.device("meta"):  # shapes only: no memory for the weights, however large
+                self._build_model(window_size, n_sensors)
 
     def _check_params(self) -> None:
         """Validate hyperparameters before any training (raises ValueError)."""

@@ -199,6 +199,8 @@ SEMANTIC_CASES = [
     (("streams", STREAM, "exclusions", "rules"), ["pressure >>> 3"]),
     (("streams", STREAM, "exclusions", "intervals"), [{"start": "2026-01-02T00:00:00", "end": "2026-01-01T00:00:00"}]),
     (("streams", STREAM, "exclusions", "intervals"), [{"start": "2026-01-01T00:00:00"}]),
+    (("streams",), 5),
+    (("streams",), ["pumps"]),
     (("warehouse", "catalog"), "mysql:aemon"),
     (("warehouse", "maintain_cron"), "daily"),
     (("webhook", "url"), "ftp://alerts.example"),
@@ -516,3 +518,14 @@ def test_unknown_stream_of_incidents_list_is_one_line(aemon_home, capsys, monkey
     code, _, err = run_cli(capsys, monkeypatch, "incidents", "list", "valves", "--config", str(config))
     assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured and has no incidents; "
                                                  "configured streams: ['pumps']")
+
+
+def test_a_config_asking_for_an_enormous_network_loads_without_building_it(tmp_path):
+    """The detector arguments are checked at load on shapes only (torch's meta device): a
+    network of 8e10 weights is not allocated to check a config file."""
+    from flows.config import load_config
+
+    config = tmp_path / "aemon.toml"
+    config.write_text('[streams.pumps]\nsensors = ["a", "b"]\n[streams.pumps.detectors.mlp_ae]\n'
+                      'hidden = [200000, 200000]\n', encoding="utf-8")
+    assert load_config(config).stream("pumps").detectors.mlp_ae.hidden == (200000, 200000)
