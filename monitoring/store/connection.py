@@ -346,9 +346,10 @@ READ_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
 def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) -> None:
     """Users' SQL reads and nothing else: only SELECT-like statements (a second ATTACH of
-    the catalog could write it; COPY or a file function could write or read any file), and
-    no file outside the warehouse's data path, with the settings locked so the query cannot
-    undo that."""
+    the catalog could write it; COPY could write any file) and, on a local warehouse (SQLite
+    catalog, data files in a folder), no file outside its data path (`read_text('/etc/...')`),
+    with the settings locked so the query cannot undo that. A PostgreSQL catalog or
+    object-store data keep DuckDB's external access: their connections may need it."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
@@ -357,8 +358,9 @@ def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) 
         if statement.type not in READ_STATEMENTS:
             raise WarehouseError(f"query failed: {statement.type.name} statements are not allowed; `aemon sql` "
                                  "runs read-only queries (SELECT, DESCRIBE, SHOW, EXPLAIN)")
-    con.execute("SET allowed_directories = ?", [[warehouse.data_path.rstrip("/") + "/"]])
-    con.execute("SET enable_external_access = false")
+    if warehouse.sqlite_path is not None and "://" not in warehouse.data_path:
+        con.execute("SET allowed_directories = ?", [[warehouse.data_path.rstrip("/") + "/"]])
+        con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
 
