@@ -11,13 +11,13 @@ from aemodels.detector import (
     make_detector,
     param_defaults,
 )
-from aemodels.errors import DetectorInputError, NotFittedError, ThresholdFitError, UnknownParameterError
+from aemodels.errors import DetectorInputError, ModelFileError, NotFittedError, ThresholdFitError, UnknownParameterError
 from aemodels.mlp import MLPAutoencoder
 from aemodels.thresholds import ThresholdRule, percentile_threshold, persistence, pot_threshold
 from aemodels.training import TrainConfig
 from aemodels.vae import VAE
 
 __all__ = ["DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder", "Conv1dDetector",
-           "DetectorInputError", "MLPAutoencoder", "NotFittedError", "ThresholdFitError", "ThresholdRule",
-           "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds", "make_detector",
-           "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
+           "DetectorInputError", "MLPAutoencoder", "ModelFileError", "NotFittedError", "ThresholdFitError",
+           "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds",
+           "make_detector", "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]

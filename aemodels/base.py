@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -29,7 +30,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from aemodels.checks import check_int
-from aemodels.errors import DetectorInputError, NotFittedError
+from aemodels.errors import DetectorInputError, ModelFileError, NotFittedError
 from aemodels.network import Autoencoder
 from aemodels.thresholds import ThresholdRule
 from aemodels.training import TrainConfig, TrainResult, train_autoencoder
@@ -183,8 +184,10 @@ class BaseDetector:
         """Check the hyperparameters (ValueError naming the first bad one) without training;
         with a window size, also build the network once, which checks its own arguments."""
         self._check_params()
+        self._train_config()  # the training settings check themselves (TrainConfig)
         if window_size is not None:
-            self._build_model(window_size, n_sensors)
+            with torch.device("meta"):  # shapes only: no memory for the weights, however large
+                self._build_model(window_size, n_sensors)
 
     def _check_params(self) -> None:
         """Validate hyperparameters before any training (raises ValueError)."""
@@ -192,6 +195,7 @@ class BaseDetector:
             raise ValueError(f"threshold={self.threshold!r}, expected an aemodels.thresholds.ThresholdRule")
         if self.error_scaling not in ERROR_SCALINGS:
             raise ValueError(f"error_scaling={self.error_scaling!r}, expected one of {list(ERROR_SCALINGS)}")
+        check_int("random_state", self.random_state, 0)  # TrainConfig's `seed`, named as the user sets it
 
     # -- hooks for subclasses ----------------------------------------------------------
 
@@ -464,7 +468,7 @@ class BaseDetector:
         detector = cls(**params)
         fitted = config["fitted"]
         model = detector._build_model(fitted["window_size_"], fitted["n_features_in_"])
-        model.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model.load_state_dict(_load_weights(path / WEIGHTS_FILE))
         detector.model_ = model.cpu().float().eval()
         detector.window_size_ = fitted["window_size_"]
         detector.n_features_in_ = fitted["n_features_in_"]
@@ -473,9 +477,22 @@ class BaseDetector:
         detector.history_ = fitted["history_"]
         scale = fitted.get("sensor_scale_")  # absent in detectors saved before error_scaling existed
         detector.sensor_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
-        detector.val_scores_ = np.load(path / VAL_SCORES_FILE, allow_pickle=False)
+        try:
+            detector.val_scores_ = np.load(path / VAL_SCORES_FILE, allow_pickle=False)
+        except ValueError as exc:  # an object array: a pickle inside, never loaded
+            raise ModelFileError(f"{path / VAL_SCORES_FILE}: not the scores save() writes ({exc})") from None
         # saved before thresholds_ was fitted state: recomputed from the calibration scores
         thresholds = fitted.get("thresholds_")
         detector.thresholds_ = (dict(thresholds) if thresholds is not None
                                 else detector.threshold.all_thresholds(detector.val_scores_))
         return detector
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict written by save(): tensors only (`weights_only`), so a file that holds any
+    other pickled object is refused, never run."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: not a weights file save() wrote; refused to load it ({reason})") from None

@@ -15,3 +15,7 @@ class ThresholdFitError(ValueError):
 
 class UnknownParameterError(TypeError, ValueError):
     """A detector parameter that the detector kind does not have."""
+
+
+class ModelFileError(ValueError):
+    """A saved detector's file is not what save() writes (damaged, or an arbitrary pickle)."""

@@ -10,6 +10,7 @@ the regular grid of `interval_s` (features.grid): readings snapped to the grid, 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +33,11 @@ class WindowSpec:
             raise WindowError(f"window size={self.size}, must be >= 1")
         if self.stride < 1:
             raise WindowError(f"window stride={self.stride}, must be >= 1")
-        if self.interval_s <= 0:
-            raise WindowError(f"window interval_s={self.interval_s}, must be > 0")
-        if self.max_gap_s is not None and self.max_gap_s < self.interval_s:
+        if not (math.isfinite(self.interval_s) and self.interval_s > 0):
+            raise WindowError(f"window interval_s={self.interval_s}, must be a finite number > 0")
+        if self.max_gap_s is not None and not (math.isfinite(self.max_gap_s) and self.max_gap_s >= self.interval_s):
             raise WindowError(
-                f"window max_gap_s={self.max_gap_s}, must be >= interval_s={self.interval_s}"
+                f"window max_gap_s={self.max_gap_s}, must be a finite number >= interval_s={self.interval_s}"
             )
 
     @property

@@ -31,6 +31,7 @@ from flows.render import (
     print_query,
     print_training,
 )
+from monitoring.store.redaction import redact
 
 if TYPE_CHECKING:  # imported by the commands that need it: it loads torch
     from flows.config import AemonConfig
@@ -43,10 +44,12 @@ ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (defa
 # `aemon serve` looks for runs to start every 2 s, not Prefect's 10: a score run that an
 # ingest's event triggered is created "now", and waits for that look (scheduled runs are
 # fetched ahead and start on time either way); one small API query per look.
+# MLflow prints every run's URL on a tracking server, the URI's credentials included.
 ENV_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -68,8 +71,16 @@ def report_batches(title: str, results: list[dict]) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
+
+
+def print_error(message: object) -> None:
+    """One line on stderr; a password in a URI or connection string it names is masked."""
+    from rich.markup import escape
+
+    # escaped: a name in the message such as "[/x]" is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
 
 
 def load(config: Path | None):
@@ -195,8 +206,8 @@ def _import(dataset: str, data: Path, stream: str | None, config: Path | None) -
     cfg = load(config)
     name = stream or dataset
     results = [r.to_dict() for r in import_dataset(cfg.warehouse, dataset, data, stream=name)]
-    console.print(f"lake table lake.{name} in {cfg.warehouse.catalog}; to train on it, declare it in the config "
-                  f"(see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
+    console.print(f"lake table lake.{name} in {redact(cfg.warehouse.catalog)}; to train on it, declare it in the "
+                  f"config (see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
     report_batches(f"import {dataset} -> {name}", results)
 
 
@@ -429,7 +440,7 @@ def drift(
 def serve(config: Path | None = ConfigOption):
     """Run every stream's ingest, score, train and drift-check flows on their schedules until stopped.
 
-    Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start`)."""
+    Needs a Prefect API with a scheduler (PREFECT_API_URL, e.g. `prefect server start --host 127.0.0.1`)."""
     from prefect.settings import get_current_settings
 
     cfg = load(config)
@@ -526,7 +537,7 @@ def warehouse_upgrade(config: Path | None = ConfigOption, from_export: Path | No
     copied = upgrade_legacy(warehouse, from_export)
     for table, n in copied.items():
         console.print(f"{table}: {n} rows", highlight=False)
-    console.print(f"upgraded into {warehouse.catalog}; the old file is kept as {warehouse.legacy}.upgraded",
+    console.print(f"upgraded into {redact(warehouse.catalog)}; the old file is kept as {warehouse.legacy}.upgraded",
                   highlight=False, soft_wrap=True)
 
 
@@ -607,12 +618,17 @@ def incidents_list(
 ):
     """Incidents by stream, asset and start: id, status, level, severity, top sensors (arrow: reading above or
     below what the model expects)."""
+    from flows.locations import stream_names
     from flows.render import print_incidents
     from monitoring.store.connection import connect
     from monitoring.store.incident_records import ACTIVE, read_incidents
 
     with connect(_incidents_warehouse(config)) as con:
         rows = read_incidents(con, stream, statuses=None if all_ else ACTIVE)
+        known = stream is None or stream in stream_names(config) or bool(len(read_incidents(con, stream)))
+    if not known:  # a typo, not a quiet stream: a stream no longer configured still lists its incidents
+        fail(f"stream {stream!r} is not configured and has no incidents; configured streams: "
+             f"{stream_names(config)}")
     print_incidents(rows, "incidents" if all_ else "active incidents")
 
 
@@ -675,7 +691,7 @@ def models_list(config: Path | None = ConfigOption):
     quiet_libraries()
     frame = registry.list_models(cfg.mlflow_tracking_uri)
     if frame.empty:
-        console.print(f"no registered models in {cfg.mlflow_tracking_uri}; run `aemon train STREAM` first")
+        console.print(f"no registered models in {redact(cfg.mlflow_tracking_uri)}; run `aemon train STREAM` first")
         return
     print_frame(frame)
 
@@ -789,7 +805,7 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except user_errors() as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(2)
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:

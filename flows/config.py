@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from aemodels.detector import detector_kinds, param_defaults
+from aemodels.detector import detector_kinds, make_detector, param_defaults
 from aemodels.thresholds import ThresholdMethod, ThresholdRule
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions, parse_rule
@@ -27,6 +36,7 @@ from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from flows.locations import (
     DEFAULT_HOME,
+    DEMO_STREAM_NAME,
     ConfigError,
     WarehouseSettings,
     describe,
@@ -48,7 +58,8 @@ STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no setting's value: a bound such as `gt=0` lets NaN through
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # -- detectors and thresholds ---------------------------------------------------------------
@@ -238,6 +249,13 @@ class DriftSettings(Settings):
         return DriftRule(**{f.name: getattr(self, f.name) for f in fields(DriftRule)})
 
 
+def _no_nul(folder: Path | None) -> Path | None:
+    """A folder setting the file system can take (a NUL byte would fail at the first use)."""
+    if folder is not None and "\x00" in str(folder):
+        raise ValueError(f"{str(folder)!r} contains a NUL byte; expected a folder path")
+    return folder
+
+
 def _naive_utc(value: datetime) -> pd.Timestamp:
     """A config time in the lake's form: naive UTC (a time written without an offset is UTC)."""
     stamp = pd.Timestamp(value)
@@ -360,6 +378,11 @@ class StreamSettings(Settings):
             return value.isoformat()
         return value
 
+    @field_validator("inbox", "archive")
+    @classmethod
+    def _folder(cls, value: Path | None) -> Path | None:
+        return _no_nul(value)
+
     @model_validator(mode="after")
     def _one_asset_source(self):
         if (self.asset_column is None) == (self.asset_id is None):
@@ -372,6 +395,21 @@ class StreamSettings(Settings):
         if unknown:
             raise ValueError(f"differenced: {unknown} are not among the stream's sensors {list(self.sensors)}")
         return self
+
+    @field_validator("detectors")
+    @classmethod
+    def _valid_detectors(cls, detectors: DetectorKinds, info: ValidationInfo) -> DetectorKinds:
+        """Each kind's arguments as the detector itself checks them, with this stream's window
+        and sensors when they are valid (a bad value stops here, not in a training run)."""
+        window = info.data.get("window")
+        n_sensors = max(1, len(info.data.get("sensors") or ()))
+        for kind in detectors.kinds:
+            try:
+                make_detector(kind, **detector_params(detectors, kind)).validate_params(
+                    window.size if window is not None else None, n_sensors)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{kind}: {exc}") from None
+        return detectors
 
     @model_validator(mode="after")
     def _valid_schema(self):
@@ -446,13 +484,19 @@ class AemonConfig(Settings):
     artifact_root: str | None = None  # default: <home>/mlartifacts
     warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
     webhook: WebhookSettings = WebhookSettings()
-    streams: dict[str, StreamSettings] = {"pumps": DEMO_STREAM}
+    streams: dict[str, StreamSettings] = {DEMO_STREAM_NAME: DEMO_STREAM}
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        _no_nul(value)
+        return value
 
     @field_validator("streams")
     @classmethod
     def _stream_names(cls, streams: dict) -> dict:
         for name in streams:
-            if not STREAM_NAME.match(name):
+            if not STREAM_NAME.fullmatch(name):
                 raise ValueError(f"stream name {name!r}: use letters, digits, '_' and '-' (max 64)")
         return streams
 

@@ -18,6 +18,7 @@ from monitoring.store.connection import Warehouse
 
 DEFAULT_HOME = Path(".aemon")
 CONFIG_FILE = "aemon.toml"
+DEMO_STREAM_NAME = "pumps"  # the built-in stream (flows.config.DEMO_STREAM)
 
 
 class ConfigError(ValueError):
@@ -25,7 +26,8 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no setting's value: a bound such as `gt=0` lets NaN through
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WarehouseSettings(Settings):
@@ -84,9 +86,15 @@ def read_config(path: str | Path | None = None) -> tuple[dict[str, Any], Path, P
         if not source.exists():
             raise ConfigError(f"config file {source} does not exist")
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+            text = source.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML (not UTF-8 text: {exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from None
         base = source.resolve().parent
     if os.environ.get("AEMON_HOME"):
         data["home"] = os.environ["AEMON_HOME"]
@@ -112,6 +120,13 @@ def describe(exc: ValidationError, source: Path | None, prefix: str = "") -> str
     return f"{where}: " + "; ".join(problems)
 
 
+def stream_names(path: str | Path | None = None) -> list[str]:
+    """The configured streams' names, read without the rest of the configuration (the
+    built-in demo stream when the file declares none)."""
+    streams = read_config(path)[0].get("streams")
+    return sorted(streams) if isinstance(streams, dict) else [DEMO_STREAM_NAME]
+
+
 def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, WarehouseSettings]:
     """The warehouse of the configuration, reading only `home` and `[warehouse]`."""
     data, base, source = read_config(path)
@@ -121,4 +136,11 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
         raise ConfigError(describe(exc, source, "warehouse")) from None
     except TypeError:
         raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
-    return settings.warehouse(resolve_home(data.get("home", DEFAULT_HOME), base)), settings
+    home = data.get("home", DEFAULT_HOME)
+    if not isinstance(home, (str, Path)):
+        raise ConfigError(f"{source or 'default configuration'}: home: expected a folder path (a string), "
+                          f"got {home!r}")
+    if "\x00" in str(home):
+        raise ConfigError(f"{source or 'default configuration'}: home: {str(home)!r} contains a NUL byte; "
+                          "expected a folder path")
+    return settings.warehouse(resolve_home(home, base)), settings

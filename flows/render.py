@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from monitoring.store.redaction import redact
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without pandas
     import pandas as pd
@@ -29,8 +32,8 @@ def print_batches(title: str, results: list[dict[str, Any]]) -> str | None:
     # names relative to the folder all files share, so valve1/3.csv and valve2/3.csv differ
     root = Path(os.path.commonpath(paths)) if len(paths) > 1 else (paths[0].parent if paths else Path())
     for r, path in zip(results, paths, strict=True):
-        table.add_row(str(path.relative_to(root)), r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
-                      str(r["rows_quarantined"]), r["error"] or _batch_note(r))
+        table.add_row(Text(str(path.relative_to(root))), r["status"], str(r["rows_in"]), str(r["rows_accepted"]),
+                      str(r["rows_quarantined"]), Text(r["error"] or _batch_note(r)))
     console.print(table)
     return batch_summary(results)
 
@@ -91,10 +94,18 @@ def print_quality(stream: str, report: pd.DataFrame) -> None:
             console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
 
 
+def _plain_table(columns, title: str | None = None) -> Table:
+    """A table of data: headers and cells are text as stored (a value such as "[/]" is no markup)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(Text(str(column)))
+    return table
+
+
 def print_query(columns: list[str], rows: list[tuple]) -> None:
-    table = Table(*[str(c) for c in columns])
+    table = _plain_table(columns)
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[Text("" if v is None else str(v)) for v in row])
     console.print(table)
 
 
@@ -260,7 +271,7 @@ def print_demo(cfg, result, elapsed: float) -> None:
     version = result.train["version"]
     console.print("\nLook further:")
     # Commands are printed unwrapped (soft_wrap) so they can be copied as they are.
-    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {cfg.mlflow_tracking_uri} --host 127.0.0.1",
+    console.print(f"  {_tool('mlflow')} ui --backend-store-uri {redact(cfg.mlflow_tracking_uri)} --host 127.0.0.1",
                   highlight=False, soft_wrap=True)
     console.print(
         f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
@@ -289,9 +300,9 @@ def _minutes(delta) -> str:
 
 
 def print_frame(frame, title: str | None = None) -> None:
-    table = Table(*[str(c) for c in frame.columns], title=title)
+    table = _plain_table(frame.columns, title=title)
     for row in frame.itertuples(index=False):
-        table.add_row(*[_cell(v) for v in row])
+        table.add_row(*[Text(_cell(v)) for v in row])
     console.print(table)
 
 
@@ -318,9 +329,9 @@ def print_incidents(rows, title: str) -> None:
                   title=f"{title} ({len(rows)})")
     levels = ("warning", "major", "critical")
     for r in rows.itertuples(index=False):
-        table.add_row(r.incident_id, r.stream, r.asset, r.status, levels[min(int(r.severity_level), 3) - 1],
-                      f"{r.peak_severity:.2f}", str(r.start), str(r.end), str(r.n_windows),
-                      sensors_with_direction(r.top_sensors, r.directions))
+        table.add_row(Text(r.incident_id), Text(r.stream), Text(r.asset), r.status,
+                      levels[min(int(r.severity_level), 3) - 1], f"{r.peak_severity:.2f}", str(r.start), str(r.end),
+                      str(r.n_windows), Text(sensors_with_direction(r.top_sensors, r.directions)))
     console.print(table)
 
 
@@ -330,11 +341,11 @@ def print_incident(state: dict, log) -> None:
               "closed_reason", "revision"]
     summary = Table("field", "value", title=f"incident {state['incident_id']}", show_header=False)
     for name in fields:
-        summary.add_row(name, _cell(state.get(name)))
-    summary.add_row("top_sensors", sensors_with_direction(state["top_sensors"], state["directions"]))
+        summary.add_row(name, Text(_cell(state.get(name))))
+    summary.add_row("top_sensors", Text(sensors_with_direction(state["top_sensors"], state["directions"])))
     console.print(summary)
     history = Table("rev", "at", "event", "status", "severity", "end", "windows", "by", "reason", title="history")
     for r in log.itertuples(index=False):
         history.add_row(str(r.revision), str(r.logged_at), r.event, r.status, f"{r.peak_severity:.2f}", str(r.end),
-                        str(r.n_windows), r.actor, _cell(r.reason))
+                        str(r.n_windows), Text(str(r.actor)), Text(_cell(r.reason)))
     console.print(history)

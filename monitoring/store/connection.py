@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from monitoring.errors import WarehouseError
+from monitoring.store.redaction import redact
 from monitoring.store.schema import TABLES, ensure_schema
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
@@ -123,7 +124,7 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
 
 def quote_identifier(name: str) -> str:
     """Validate a stream or column name and quote it for SQL."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):  # fullmatch: "$" would let "x\n" through
         raise WarehouseError(
             f"identifier {name!r} is not allowed; expected letters, digits, '_' or '-' (max 128, not starting with '-')"
         )
@@ -156,7 +157,8 @@ def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection
         con.execute(f"USE {CATALOG_ALIAS}")
     except duckdb.Error as exc:
         con.close()
-        raise WarehouseError(f"cannot open the warehouse catalog {warehouse.catalog}: {exc}") from exc
+        raise WarehouseError(redact(f"cannot open the warehouse catalog {warehouse.catalog}: {_first_line(exc)}")
+                             ) from None
     except BaseException:
         con.close()
         raise
@@ -368,16 +370,46 @@ def query_rows(warehouse: Warehouse, sql: str, params: list | None = None) -> tu
     committed snapshot: flows writing meanwhile neither wait for it nor show half a run."""
     _refuse_legacy(warehouse)  # an earlier release's home: say so, not "no warehouse"
     if not warehouse.exists():
-        raise WarehouseError(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` first")
+        raise WarehouseError(redact(f"no warehouse at {warehouse.catalog}; run `aemon ingest STREAM` or `aemon demo` "
+                                    "first"))
     con = _open(warehouse, read_only=True)
     try:
+        _only_reads(con, warehouse, sql)
         result = con.execute(sql, params or [])
         columns = [d[0] for d in result.description or []]
         return columns, result.fetchall()
     except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from exc
+        raise WarehouseError(f"query failed: {_first_line(exc)}") from exc
     finally:
         con.close()
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's message without the query excerpt and caret it adds on further lines."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+READ_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
+def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) -> None:
+    """Users' SQL reads and nothing else: only SELECT-like statements (a second ATTACH of
+    the catalog could write it; COPY could write any file) and, on a local warehouse (SQLite
+    catalog, data files in a folder), no file outside its data path (`read_text('/etc/...')`),
+    with the settings locked so the query cannot undo that. A PostgreSQL catalog or
+    object-store data keep DuckDB's external access: their connections may need it."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"query failed: {_first_line(exc)}") from exc
+    for statement in statements:
+        if statement.type not in READ_STATEMENTS:
+            raise WarehouseError(f"query failed: {statement.type.name} statements are not allowed; `aemon sql` "
+                                 "runs read-only queries (SELECT, DESCRIBE, SHOW, EXPLAIN)")
+    if warehouse.sqlite_path is not None and "://" not in warehouse.data_path:
+        con.execute("SET allowed_directories = ?", [[warehouse.data_path.rstrip("/") + "/"]])
+        con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def query(warehouse: Warehouse, sql: str, params: list | None = None):

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.validation import QUARANTINE_COLUMNS
+from monitoring.store.connection import quote_identifier
 
 # Every staged file names the run that wrote it: host and process id. A run killed while it
 # stages leaves its files behind; the next ingest removes them. Whether their run is gone is
@@ -80,7 +81,9 @@ def stale_staging(data_path: str | Path, stream: str) -> tuple[list[Path], list[
 
 
 def stream_root(data_path: str | Path, stream: str) -> Path:
-    """The folder of a stream's readings table (DuckLake's layout: <data path>/<schema>/<table>)."""
+    """The folder of a stream's readings table (DuckLake's layout: <data path>/<schema>/<table>).
+    The stream name is an identifier (letters, digits, '_', '-'): never a path out of the lake."""
+    quote_identifier(stream)
     return Path(data_path) / "lake" / stream
 
 
