@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
-from mlflow.pyfunc import PyFuncModel
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun, TaskRun
@@ -150,7 +149,7 @@ def resolve_champion(tracking_uri: str, stream: str) -> registry.RegisteredVersi
 
 
 @io_task("load-champion")
-def load_champion(tracking_uri: str, stream: str) -> tuple[PyFuncModel, registry.RegisteredVersion]:
+def load_champion(tracking_uri: str, stream: str) -> tuple[registry.LoadedModel, registry.RegisteredVersion]:
     return registry.load_model(tracking_uri, stream)
 
 
@@ -171,7 +170,7 @@ def publish_scoring(config: AemonConfig, stream: str, result: scoring.ScoreResul
 
 
 @io_task("score-windows")
-def score_windows(warehouse: Warehouse, stream: str, model: PyFuncModel, version: registry.RegisteredVersion,
+def score_windows(warehouse: Warehouse, stream: str, model: registry.LoadedModel, version: registry.RegisteredVersion,
                   full: bool = False, exclusions: Exclusions | None = None,
                   incidents: IncidentRule | None = None) -> scoring.ScoreResult:
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,

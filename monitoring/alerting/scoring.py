@@ -19,14 +19,13 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PyFuncModel
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.lifecycle import IncidentSummary, store_incidents
 from monitoring.errors import BundleInputError
-from monitoring.models.registry import RegisteredVersion, loaded_bundle
+from monitoring.models.registry import LoadedModel, RegisteredVersion, loaded_bundle
 from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import list_assets, read_readings
 from monitoring.store.results import clear_rescore_ranges, get_rescore_ranges, get_watermarks, write_window_results
@@ -157,7 +156,7 @@ def _score_asset(stream: str, asset: str, readings: pd.DataFrame | None,
     return scored
 
 
-def score_model(warehouse: Warehouse, stream: str, model: PyFuncModel, version: RegisteredVersion, *,
+def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,
                 full: bool = False, exclusions: Exclusions | None = None,
                 incidents: IncidentRule | None = None) -> ScoreResult:
     """score_stream with a registered version loaded from MLflow (registry.load_model): its

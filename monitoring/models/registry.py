@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -460,15 +461,42 @@ def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> Regi
     )
 
 
-def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[PyFuncModel, RegisteredVersion]:
-    """The pyfunc model behind `models:/<stream>-detector@alias`, pinned to the resolved version."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered version as scoring uses it: its bundle (network, scaler, window spec,
+    sensors, thresholds), read from the version's `artifacts/bundle` folder, JSON and
+    weights-only tensors. MLflow's `pyfunc.load_model` would unpickle the version's
+    `python_model.pkl` (CloudPickle) first, running whatever code a tampered artifact
+    store put there; nothing in it is needed to score, so it is never read."""
+
+    bundle: ModelBundle
+
+    def predict(self, readings: pd.DataFrame) -> pd.DataFrame:
+        return self.bundle.score_readings(readings)
+
+
+def load_model(tracking_uri: str, stream: str, alias: str = CHAMPION) -> tuple[LoadedModel, RegisteredVersion]:
+    """The version behind `models:/<stream>-detector@alias`, pinned to the resolved version
+    (a promotion meanwhile cannot mix two versions), loaded without unpickling anything."""
     version = resolve_alias(tracking_uri, stream, alias)
-    with tracking(tracking_uri):
-        model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
-    return model, version
+    with tracking(tracking_uri), tempfile.TemporaryDirectory(prefix="aemon-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=tmp)
+        except MlflowException as exc:
+            raise unreachable(tracking_uri, exc) or RegistryError(
+                f"cannot read the files of {version.name} v{version.version}: {exc}") from exc
+        folder = Path(local) / "artifacts" / "bundle"
+        if not (folder / "bundle.json").exists():
+            raise RegistryError(f"{version.name} v{version.version} has no bundle (artifacts/bundle/bundle.json); "
+                                "it was not registered by aemon, or its files are incomplete")
+        bundle = ModelBundle.load(folder)
+    return LoadedModel(bundle), version
 
 
-def loaded_bundle(model: PyFuncModel) -> ModelBundle:
+def loaded_bundle(model: LoadedModel | PyFuncModel) -> ModelBundle:
+    """The bundle of a loaded version (load_model), or of a pyfunc model loaded by MLflow itself."""
+    if isinstance(model, LoadedModel):
+        return model.bundle
     return model.unwrap_python_model().bundle
 
 

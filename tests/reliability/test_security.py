@@ -360,9 +360,6 @@ def test_a_planted_score_file_is_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="registry.load_model loads the champion with mlflow.pyfunc.load_model, which "
-                   "unpickles the logged python_model.pkl (CloudPickle); the bundle folder beside it (JSON and "
-                   "weights_only tensors) is all scoring needs")
 def test_a_pickle_planted_in_a_registered_model_is_never_run(tmp_path, small_stream):
     from aemodels.thresholds import ThresholdRule
     from features.synthetic import SENSORS as PUMP_SENSORS
