@@ -35,7 +35,6 @@ from monitoring.alerting import scoring
 from monitoring.evaluation import stream_drift
 from monitoring.models import fitting, promotion, registry
 from monitoring.store import data_quality, ingestion, readings, results
-from monitoring.store.connection import connect
 
 STREAM = "pumps"
 # The phases each step reports, in order; a trial's kill moment is counted from one of them.

@@ -28,6 +28,7 @@ scheduler retries a crashed run and not a finished one.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -87,7 +88,7 @@ def lab(tmp_path_factory):
 
 def kill_moment(lab, step: str, seed: int) -> dict:
     rng = random.Random(f"{step}-{seed}")
-    phases, weights = zip(*KILL_PHASES[step])
+    phases, weights = zip(*KILL_PHASES[step], strict=True)
     phase = rng.choices(phases, weights)[0]
     return {"phase": phase, "delay": round(rng.uniform(0, 1.2 * lab.durations[step][phase]), 3)}
 
@@ -123,6 +124,10 @@ def assert_registry_converged(reference: dict, state: dict, step: str) -> None:
         if "gate.role" not in version["tags"]:
             assert version["tags"].get("aemon.incomplete") == "true", f"v{number} has no gate tags and is not " \
                                                                       f"marked incomplete: {version['tags']}"
+    history = [int(v) for v in json.loads(registry["model_tags"].get("champion_history", "[]"))]
+    for number, version in versions.items():  # a "promoted" verdict took effect, unless marked incomplete
+        if version["tags"].get("gate.role") == "champion" and complete(version):
+            assert number in history or registry["aliases"]["champion"] == number, f"v{number} promoted, never champion"
     compare = registry["compare"]
     assert (compare["gate"] != "").all(), f"`models compare` shows versions without a verdict:\n{compare}"
 
