@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import subprocess
 import time
 
 import pandas as pd
@@ -37,10 +39,10 @@ import pytest
 
 from flows.config import load_config
 from flows.demo import write_inbox
+from monitoring.errors import RegistryError
+from monitoring.models import registry
 from tests.conftest import FAST_DETECTOR, SMALL_SPEC, write_config
 from tests.reliability.crash_trials import Lab
-
-pytestmark = pytest.mark.slow
 
 N_TRIALS = 20
 # one detector kind, few epochs: a training costs seconds, most of it MLflow's model logging
@@ -132,6 +134,7 @@ def assert_registry_converged(reference: dict, state: dict, step: str) -> None:
     assert (compare["gate"] != "").all(), f"`models compare` shows versions without a verdict:\n{compare}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", list(KILL_PHASES))
 @pytest.mark.parametrize("seed", range(N_TRIALS))
 def test_kill_then_rerun_converges(lab, step, seed):
@@ -148,3 +151,53 @@ def test_kill_then_rerun_converges(lab, step, seed):
     lab.trials.append({"step": step, "seed": seed, "wall_s": time.monotonic() - started, **kill})
     assert_warehouse_converged(lab.reference[step], state)
     assert_registry_converged(lab.reference[step], state, step)
+
+
+def ended_process_tag() -> str:
+    """The PROCESS_TAG of a process that has ended (run and reaped here)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:12345"
+
+
+def test_what_an_ended_process_left_is_recovered_by_the_next_run(tmp_path):
+    """A run RUNNING and a version never judged by the gate, both of a process that ended:
+    compare shows the version incomplete, promote refuses it; the next aemon run in the
+    experiment ends the run KILLED and tags the version. This process's own run and
+    version (a training in progress) are left alone, shown as pending."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry.client_for(uri)
+    experiment = registry.ensure_experiment(client, "pumps", str(tmp_path / "artifacts"))
+    dead = {registry.PROCESS_TAG: ended_process_tag()}
+    killed_run = client.create_run(experiment, tags=dead).info.run_id
+    live_run = client.create_run(experiment, tags=registry.process_tags()).info.run_id
+    name = registry.model_name("pumps")
+    client.create_registered_model(name)
+    client.create_model_version(name, source=f"runs:/{killed_run}/model", run_id=killed_run, tags=dead)
+    client.create_model_version(name, source=f"runs:/{live_run}/model", run_id=live_run,
+                                tags=registry.process_tags())
+
+    gates = registry.compare_versions(uri, "pumps").set_index("version")["gate"]
+    assert gates.to_dict() == {1: "incomplete", 2: "pending"}
+    with pytest.raises(RegistryError, match="version 1 is incomplete"):
+        registry.promote(uri, "pumps", 1)
+
+    registry.ensure_experiment(client, "pumps", str(tmp_path / "artifacts"))
+    assert client.get_run(killed_run).info.status == "KILLED"
+    assert client.get_run(live_run).info.status == "RUNNING"
+    assert client.get_model_version(name, "1").tags[registry.INCOMPLETE_TAG] == "true"
+    assert registry.INCOMPLETE_TAG not in client.get_model_version(name, "2").tags
+
+
+def test_the_tracking_store_is_made_whole_in_a_temporary_file(tmp_path):
+    """The store appears complete or not at all; a temporary one a killed process left is removed."""
+    path = tmp_path / "mlflow.db"
+    process = subprocess.Popen(["true"])
+    process.wait()
+    stale = tmp_path / f".mlflow.db.{process.pid}.tmp"
+    stale.write_bytes(b"half a database")
+    registry.ensure_store(f"sqlite:///{path}")
+    assert path.exists() and not stale.exists()
+    assert list(tmp_path.iterdir()) == [path]
+    client = registry.client_for(f"sqlite:///{path}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
