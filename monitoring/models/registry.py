@@ -18,11 +18,13 @@ A process killed mid-way (kill -9, a lost machine) cannot close what it opened: 
 no transaction across runs, versions and aliases. So every run and version aemon creates
 carries the tag `aemon.process` (host, pid and the process's start time), and the next
 aemon run in the stream's experiment (ensure_experiment) recovers what a process that no
-longer exists left behind: its runs still RUNNING end as KILLED, and its versions the gate
-never judged (no `gate.role`; registration writes the version, then the gate's tags, then
-the aliases) are tagged `aemon.incomplete`. `compare_versions` shows such a version as
-incomplete, `promote` refuses it, and no alias ever points at one. A process on another
-host cannot be checked from here: its leftovers are left alone.
+longer exists left behind: its runs still RUNNING end as KILLED (the models they were
+logging, left PENDING, as FAILED), and its versions the gate never judged (no `gate.role`;
+registration writes the version, then the gate's tags, then the aliases) are tagged
+`aemon.incomplete`. `compare_versions` shows such a version as incomplete, `promote`
+refuses it, and no alias ever points at one. A process on another host cannot be checked
+from here: its leftovers are left alone. The SQLite store itself is made in one step
+(ensure_store).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
@@ -183,12 +186,18 @@ def interrupted(tags: dict[str, str], aliases: dict[int, list[str]], history: li
 
 def recover_interrupted(client: MlflowClient, experiment_id: str, name: str) -> None:
     """End the runs of the experiment left RUNNING by a process that has ended (status
-    KILLED) and tag the versions of `name` such a process left half-registered
-    INCOMPLETE_TAG (see `interrupted`)."""
+    KILLED), mark the models such a run was logging FAILED (MLflow leaves them PENDING), and
+    tag the versions of `name` such a process left half-registered INCOMPLETE_TAG (see
+    `interrupted`)."""
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
                                   max_results=1000):
         if process_ended(run.data.tags.get(PROCESS_TAG)):
             client.set_terminated(run.info.run_id, "KILLED")
+    # a model whose logging was cut short stays PENDING; its run has ended without it
+    for logged in client.search_logged_models([experiment_id]):
+        if (logged.status == LoggedModelStatus.PENDING and logged.source_run_id
+                and client.get_run(logged.source_run_id).info.status in ("KILLED", "FAILED")):
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
     try:
         model = client.get_registered_model(name)
     except MlflowException:

@@ -75,16 +75,19 @@ def read_registry(config, load: bool) -> dict[str, Any]:
 
     uri = config.mlflow_tracking_uri
     if not (config.home / "mlflow.db").exists():
-        return {"runs": [], "versions": [], "aliases": {}, "model_tags": {}, "loaded": {}, "compare": None}
+        return {"runs": [], "logged_models": [], "versions": [], "aliases": {}, "model_tags": {}, "loaded": {},
+                "compare": None}
     client = registry.client_for(uri)
     name = registry.model_name(STREAM)
-    runs = []
+    runs, logged = [], []
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
             runs.append({"run_id": run.info.run_id, "status": run.info.status, "name": run.info.run_name,
                          "tags": dict(run.data.tags)})
-    state: dict[str, Any] = {"runs": runs, "versions": [], "aliases": {}, "model_tags": {}, "loaded": {},
-                             "compare": None}
+        logged += [{"model_id": m.model_id, "status": str(m.status), "run_id": m.source_run_id}
+                   for m in client.search_logged_models([experiment.experiment_id])]
+    state: dict[str, Any] = {"runs": runs, "logged_models": logged, "versions": [], "aliases": {},
+                             "model_tags": {}, "loaded": {}, "compare": None}
     try:
         model = client.get_registered_model(name)
     except MlflowException:

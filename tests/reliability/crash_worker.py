@@ -160,11 +160,10 @@ def run_request(request: dict) -> dict[str, Any]:
         for line in pipe:
             phase, at = line.split()
             marks[phase] = float(at)
-            if kill and phase == kill["phase"]:
+            if kill and phase == kill["phase"] and not killed:
                 time.sleep(kill["delay"])
                 os.kill(pid, signal.SIGKILL)  # an exited child is a zombie until reaped: the pid is still its own
-                killed = True
-                break
+                killed = True  # then read on: the marks it wrote before it died (`done` if it finished)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return {"pid": pid, "killed": killed and code == -signal.SIGKILL, "exit": code, "marks": marks,
