@@ -34,13 +34,14 @@ from flows.config import detector_params, load_config
 from monitoring.alerting import scoring
 from monitoring.evaluation import stream_drift
 from monitoring.models import fitting, promotion, registry
+from monitoring.models.gate import Contender, decide
 from monitoring.store import data_quality, ingestion, readings, results
 
 STREAM = "pumps"
 # The phases each step reports, in order; a trial's kill moment is counted from one of them.
 PHASES = {
     "ingest": ["ingest"],
-    "train": ["prepare", "fit", "register"],
+    "train": ["prepare", "fit", "register", "gate"],
     "score": ["score"],
     "drift": ["check"],
     "inspect": ["inspect"],
@@ -86,10 +87,17 @@ def train(config_path: str, mark: Mark, args: dict) -> None:
         params = detector_params(settings.detectors, kind)
         params.setdefault("progress", False)
         candidates.append(fitting.fit_candidate(data, kind, params, rule))
+    # promotion.register_training, its calls one by one so that a kill can aim between the
+    # registration of the versions and the gate's decision
     mark("register")
-    promotion.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data, candidates,
-                                quality=quality)
-    registry.resolve_alias(config.mlflow_tracking_uri, STREAM)
+    uri = config.mlflow_tracking_uri
+    run_id, versions = registry.log_training(uri, config.mlflow_artifact_root, data, candidates, quality=quality)
+    mark("gate")
+    contenders = [Contender(versions[c.kind].version, c.kind, c.evaluation.metrics, c.val_loss) for c in candidates]
+    labeled = bool(candidates[0].evaluation.anomalous.any())
+    decision = decide(contenders, promotion.champion_contender(uri, data.stream, data.evaluation), labeled)
+    registry.record_decision(uri, data.stream, decision, run_id)
+    registry.resolve_alias(uri, STREAM)
 
 
 def score(config_path: str, mark: Mark, args: dict) -> None:

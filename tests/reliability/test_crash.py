@@ -6,7 +6,7 @@ uninterrupted run.
 Each trial starts from the same prepared home (tests/reliability/crash_trials.Lab): the
 synthetic stream in the inbox (ingest), ingested (train), trained (score), scored (drift).
 The kill moment: a phase of the step (the one that writes; for train, the data preparation
-with its quality report or the registration) and a delay drawn uniformly in
+with its quality report, the registration of the versions, or the gate's decision) and a delay drawn uniformly in
 [0, 1.2 x that phase's duration in the uninterrupted reference run], so some kills land
 after the step finished. The test id carries the seed; the moment is printed.
 
@@ -51,7 +51,7 @@ TRAIN_CONFIG = FAST_DETECTOR + "epochs = 3\nkinds = [\"mlp_ae\"]\n"
 # (phase, weight) where a step's kill moment is counted from
 KILL_PHASES = {
     "ingest": [("ingest", 1)],
-    "train": [("prepare", 1), ("register", 3)],
+    "train": [("prepare", 1), ("register", 2), ("gate", 1)],
     "score": [("score", 1)],
     "drift": [("check", 1)],
 }
@@ -92,6 +92,8 @@ def lab(tmp_path_factory):
         trials = [t for t in lab.trials if t["step"] == step]
         print(f"  {step}: {len(trials)} trials, {sum(t['killed'] for t in trials)} killed mid-step, "
               f"{sum(bool(t['unlisted']) for t in trials)} left unlisted files, "
+              f"{sum(t['recovered_runs'] > 0 for t in trials)} left runs ended KILLED, "
+              f"{sum(t['incomplete'] > 0 for t in trials)} left versions marked incomplete, "
               f"{sum(t['wall_s'] for t in trials):.1f} s")
     lab.close()
 
@@ -168,7 +170,10 @@ def test_kill_then_rerun_converges(lab, step, seed):
     unlisted = sorted(unlisted_files(state) - unlisted_files(lab.snapshot_state[BEFORE[step]]))
     extra = len(unlisted_files(state)) - len(unlisted_files(lab.reference[step]))
     lab.trials.append({"step": step, "seed": seed, "wall_s": time.monotonic() - started, **kill,
-                       "killed": killed["killed"], "unlisted": unlisted if extra > 0 else []})
+                       "killed": killed["killed"], "unlisted": unlisted if extra > 0 else [],
+                       "incomplete": sum(v["tags"].get("aemon.incomplete") == "true"
+                                         for v in state["registry"]["versions"]),
+                       "recovered_runs": sum(r["status"] == "KILLED" for r in state["registry"]["runs"])})
     if extra > 0:
         print(f"  {extra} more files than the reference that the catalog does not list: {unlisted}")
     assert_warehouse_converged(lab.reference[step], state)
