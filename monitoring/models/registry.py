@@ -13,12 +13,25 @@ Layout:
 
 The scoring side resolves an alias to a version number first, then loads that exact
 version, so a promotion that happens mid-run cannot mix two versions.
+
+A process killed mid-way (kill -9, a lost machine) cannot close what it opened: MLflow has
+no transaction across runs, versions and aliases. So every run and version aemon creates
+carries the tag `aemon.process` (host, pid and the process's start time), and the next
+aemon run in the stream's experiment (ensure_experiment) recovers what a process that no
+longer exists left behind: its runs still RUNNING end as KILLED (the models they were
+logging, left PENDING, as FAILED), and its versions the gate never judged (no `gate.role`;
+registration writes the version, then the gate's tags, then the aliases) are tagged
+`aemon.incomplete`. `compare_versions` shows such a version as incomplete, `promote`
+refuses it, and no alias ever points at one. A process on another host cannot be checked
+from here: its leftovers are left alone. The SQLite store itself is made in one step
+(ensure_store).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +42,7 @@ import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
@@ -40,6 +54,7 @@ from monitoring.models import plots
 from monitoring.models.bundle import BundleModel, ModelBundle
 from monitoring.models.fitting import Candidate, Evaluation, TrainingData
 from monitoring.models.gate import GateDecision, criterion_name
+from monitoring.store.redaction import redact
 
 # MLflow retries a request to an unreachable server for about four minutes by default (7
 # retries, backoff factor 2), and the task around it retries that again: a scheduled run
@@ -55,6 +70,8 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establi
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+PROCESS_TAG = "aemon.process"  # host:pid:start of the process that created a run or version
+INCOMPLETE_TAG = "aemon.incomplete"  # a version whose registration its process did not finish
 # Explicit requirements: MLflow's inference of them imports and probes the model, which is slow.
 PIP_REQUIREMENTS = [
     "torch==2.13.0", "mlflow==3.17.2", "numpy", "pandas", "scipy", "pyarrow",
@@ -78,24 +95,15 @@ class RegisteredVersion:
 @contextlib.contextmanager
 def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's fluent API (process-wide) at `tracking_uri` and give a client for it."""
+    ensure_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     yield client_for(tracking_uri)
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
+    ensure_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def public_uri(uri: str) -> str:
-    """A store URI as it may be shown: without the password of `user:password@host`."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def unreachable(tracking_uri: str, exc: BaseException) -> TrackingUnavailableError | None:
@@ -104,18 +112,131 @@ def unreachable(tracking_uri: str, exc: BaseException) -> TrackingUnavailableErr
     if not any(marker in text for marker in _UNREACHABLE):
         return None
     return TrackingUnavailableError(
-        f"the MLflow tracking store {public_uri(tracking_uri)} cannot be reached; nothing was written. Start "
+        f"the MLflow tracking store {redact(tracking_uri)} cannot be reached; nothing was written. Start "
         "the tracking server or fix `tracking_uri` (MLflow's retries: MLFLOW_HTTP_REQUEST_MAX_RETRIES)")
 
 
+def ensure_store(tracking_uri: str) -> None:
+    """Create a SQLite tracking store whole or not at all. MLflow creates its tables in a
+    chain of migrations on first use, and a process killed during them leaves a database
+    that no later run can open ("table _alembic_tmp_params already exists"): the tables are
+    made in a temporary file that is then linked into place, so the store either does not
+    exist yet or is complete."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while it made them
+        pid = stale.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.unlink(missing_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    engine = create_sqlalchemy_engine(f"sqlite:///{temporary}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    try:
+        os.link(temporary, path)  # never replaces a store another process completed first
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+
+
 def ensure_experiment(client: MlflowClient, stream: str, artifact_root: str | None) -> str:
+    """The stream's experiment (created on first use), after recovering what killed aemon
+    processes left in it (recover_interrupted)."""
     experiment = client.get_experiment_by_name(stream)
     if experiment is not None:
+        recover_interrupted(client, experiment.experiment_id, model_name(stream))
         return experiment.experiment_id
     location = None
     if artifact_root:
         location = artifact_root.rstrip("/") + "/" + stream
     return client.create_experiment(stream, artifact_location=location)
+
+
+def _start_ticks(pid: int | str) -> str:
+    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): with the
+    pid it names one process, as pids are reused. '' where /proc is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return "" if fields[0] == "Z" else fields[19]  # a zombie has ended
+
+
+def process_tags() -> dict[str, str]:
+    """This process as the PROCESS_TAG value `host:pid:start`."""
+    pid = os.getpid()
+    return {PROCESS_TAG: f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"}
+
+
+def process_ended(tag: str | None) -> bool:
+    """Whether the process a PROCESS_TAG names has ended. False when unknown: no tag (made by
+    an earlier release or another tool), or a process on another host."""
+    if not tag or tag.count(":") < 2:
+        return False
+    host, pid, start = tag.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: it runs
+        pass
+    return bool(start) and _start_ticks(pid) != start  # the pid now names another process, or a zombie
+
+
+def interrupted(tags: dict[str, str], aliases: dict[int, list[str]], history: list[int], version: int) -> bool:
+    """Whether a version's registration was cut short: its process ended before the gate
+    judged it, or before the champion alias its verdict implied was set."""
+    if tags.get(INCOMPLETE_TAG) == "true":
+        return True
+    if not process_ended(tags.get(PROCESS_TAG)):
+        return False
+    role = tags.get("gate.role")
+    return role is None or (role == CHAMPION and version not in history and CHAMPION not in aliases.get(version, []))
+
+
+def recover_interrupted(client: MlflowClient, experiment_id: str, name: str) -> None:
+    """End the runs of the experiment left RUNNING by a process that has ended (status
+    KILLED), mark the models such a run was logging FAILED (MLflow leaves them PENDING), and
+    tag the versions of `name` such a process left half-registered INCOMPLETE_TAG (see
+    `interrupted`)."""
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000):
+        if process_ended(run.data.tags.get(PROCESS_TAG)):
+            client.set_terminated(run.info.run_id, "KILLED")
+    # a model whose logging was cut short stays PENDING; its run has ended without it
+    for logged in client.search_logged_models([experiment_id]):
+        if (logged.status == LoggedModelStatus.PENDING and logged.source_run_id
+                and client.get_run(logged.source_run_id).info.status in ("KILLED", "FAILED")):
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return
+    aliases = _aliases_by_version(model.aliases)
+    history = [int(v) for v in json.loads(model.tags.get(HISTORY_TAG, "[]"))]
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get(INCOMPLETE_TAG) != "true" and interrupted(mv.tags, aliases, history, int(mv.version)):
+            client.set_model_version_tag(name, str(mv.version), INCOMPLETE_TAG, "true")
+
+
+def _aliases_by_version(aliases: dict[str, str] | None) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for alias, version in (aliases or {}).items():
+        out.setdefault(int(version), []).append(alias)
+    return out
 
 
 def _ms(seconds: float) -> int:
@@ -158,8 +279,8 @@ def _log_bundle_model(client: MlflowClient, bundle: ModelBundle, example: pd.Dat
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=f"aemon detectors of stream '{bundle.stream}'")
-    mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
-                                     model_id=info.model_id)
+    mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id,
+                                     tags={**tags, **process_tags()}, model_id=info.model_id)
     return int(mv.version)
 
 
@@ -209,7 +330,8 @@ def log_training(
         # first fit did, each child run is the interval of its own fit.
         fit_starts = [c.fit_started for c in candidates if c.fit_started is not None]
         parent_id = client.create_run(experiment_id, start_time=_ms(min(fit_starts)) if fit_starts else None,
-                                      tags=resolve_tags(), run_name=f"train {data.end:%Y-%m-%d %H:%M}").info.run_id
+                                      tags=resolve_tags(process_tags()),
+                                      run_name=f"train {data.end:%Y-%m-%d %H:%M}").info.run_id
         with mlflow.start_run(run_id=parent_id) as parent:
             mlflow.set_tags({"role": "training", "stream": data.stream, "detectors": ",".join(kinds)})
             mlflow.log_params({k: _param(v) for k, v in data.params.items()})
@@ -218,7 +340,8 @@ def log_training(
             example = input_example(candidates[0].bundle, data.evaluation.readings)
             for cand in candidates:
                 child_id = client.create_run(
-                    experiment_id, run_name=cand.kind, tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent_id}),
+                    experiment_id, run_name=cand.kind,
+                    tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent_id, **process_tags()}),
                     start_time=_ms(cand.fit_started) if cand.fit_started is not None else None).info.run_id
                 with mlflow.start_run(run_id=child_id, nested=True) as child:
                     mlflow.set_tags({"role": "candidate", "stream": data.stream, "detector": cand.kind})
@@ -260,7 +383,8 @@ def log_recalibration(
     name = model_name(stream)
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, stream, artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibrate v{source.version}") as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"recalibrate v{source.version}",
+                              tags=process_tags()) as run:
             mlflow.set_tags({"role": "recalibration", "stream": stream, "detector": bundle.detector.kind,
                              "recalibrated_from": str(source.version)})
             mlflow.log_params({"recalibrated_from": source.version, "threshold.rule": bundle.threshold_rule,
@@ -305,10 +429,11 @@ def _apply_decision(client: MlflowClient, name: str, decision: GateDecision) -> 
     for rank, contender in enumerate(decision.ranking, start=1):
         role = ("champion" if decision.promoted and contender is decision.nominee
                 else "challenger" if contender is decision.challenger else "registered")
-        tags = {"gate.rank": str(rank), "gate.criterion": criterion, "gate.role": role,
+        tags = {"gate.rank": str(rank), "gate.criterion": criterion,
                 "gate.score": ", ".join(f"{v:.6g}" for v in contender.key(decision.labeled))}
         if contender is decision.nominee:
             tags["gate.reason"] = decision.reason
+        tags["gate.role"] = role  # last: a version with a role has all its gate tags
         for key, value in tags.items():
             client.set_model_version_tag(name, str(contender.version), key, value)
     if decision.challenger is not None:
@@ -357,9 +482,13 @@ def promote(tracking_uri: str, stream: str, version: int) -> RegisteredVersion:
     client = client_for(tracking_uri)
     name = _require_model(client, stream)
     try:
-        client.get_model_version(name, str(version))
+        mv = client.get_model_version(name, str(version))
     except MlflowException as exc:
         raise RegistryError(f"'{name}' has no version {version}") from exc
+    model = client.get_registered_model(name)
+    if interrupted(mv.tags, _aliases_by_version(model.aliases), _history(client, name), int(version)):
+        raise RegistryError(f"'{name}' version {version} is incomplete: the training that registered it was "
+                            "interrupted; promote a complete version (see `aemon models compare`)")
     _set_champion(client, name, int(version))
     return resolve_alias(tracking_uri, stream)
 
@@ -409,8 +538,20 @@ COMPARE_METRICS = (("threshold", "threshold"), ("val_far", "val_far"), ("f1", "f
 
 # The gate's verdict on a version when it was registered (its tag gate.role), as compare
 # shows it: a verdict of that day, not a role now. Who is champion now is the alias: a
-# version promoted then ("champion" in its tag) may have been replaced since.
+# version promoted then ("champion" in its tag) may have been replaced since. A version whose
+# registration was cut short (`interrupted`) is "incomplete"; one being registered now, "pending".
 GATE_VERDICTS = {"champion": "promoted", "challenger": "runner-up", "registered": "not promoted"}
+INCOMPLETE = "incomplete"
+PENDING = "pending"
+
+
+def gate_verdict(tags: dict[str, str], aliases: dict[int, list[str]], history: list[int], version: int) -> str:
+    if interrupted(tags, aliases, history, version):
+        return INCOMPLETE
+    role = tags.get("gate.role", "")
+    if not role and PROCESS_TAG in tags:
+        return PENDING
+    return GATE_VERDICTS.get(role, role)
 
 
 def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
@@ -419,10 +560,9 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
     was registered, newest first."""
     client = client_for(tracking_uri)
     name = _require_model(client, stream)
-    aliases: dict[int, list[str]] = {}
-    # search results carry no aliases; the registered model has them all
-    for alias, version in (client.get_registered_model(name).aliases or {}).items():
-        aliases.setdefault(int(version), []).append(alias)
+    model = client.get_registered_model(name)
+    aliases = _aliases_by_version(model.aliases)  # search results carry no aliases; the registered model has them all
+    history = [int(v) for v in json.loads(model.tags.get(HISTORY_TAG, "[]"))]
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'"):
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
@@ -431,7 +571,7 @@ def compare_versions(tracking_uri: str, stream: str) -> pd.DataFrame:
             "detector": mv.tags.get("detector", ""),
             "rule": mv.tags.get("threshold_method", ""),
             **{column: metrics.get(metric, float("nan")) for column, metric in COMPARE_METRICS},
-            "gate": GATE_VERDICTS.get(mv.tags.get("gate.role", ""), mv.tags.get("gate.role", "")),
+            "gate": gate_verdict(mv.tags, aliases, history, int(mv.version)),
             "training range": _short_range(mv.tags.get("training_range", "")),
         })
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
@@ -452,7 +592,7 @@ def resolve_alias(tracking_uri: str, stream: str, alias: str = CHAMPION) -> Regi
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise unreachable(tracking_uri, exc) or RegistryError(
-            f"no model version '{name}@{alias}' in {public_uri(tracking_uri)}; run `aemon train {stream}` first"
+            f"no model version '{name}@{alias}' in {redact(tracking_uri)}; run `aemon train {stream}` first"
         ) from exc
     threshold = mv.tags.get("threshold")
     return RegisteredVersion(
@@ -507,7 +647,7 @@ def log_evaluation(tracking_uri: str, artifact_root: str | None, stream: str, me
     and, when given, the per-event detection table as evaluation/events.csv. Returns the run id."""
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, stream, artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate", tags=process_tags()) as run:
             mlflow.set_tags({"role": "evaluation", "stream": stream, **tags})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
             if events is not None:
@@ -542,7 +682,7 @@ def log_drift_check(tracking_uri: str, artifact_root: str | None, stream: str, m
     Returns the run id."""
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, stream, artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name="drift-check") as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name="drift-check", tags=process_tags()) as run:
             mlflow.set_tags({"role": "drift-check", "stream": stream, **tags})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
             mlflow.log_text(table.to_csv(index=False), "drift/check.csv")
@@ -556,13 +696,15 @@ def log_benchmark(tracking_uri: str, artifact_root: str | None, dataset: str, da
     compared in the MLflow UI. Returns the parent run id."""
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, f"bench-{dataset}", artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}") as parent:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench {dataset}",
+                              tags=process_tags()) as parent:
             mlflow.set_tags({"role": "benchmark", "dataset": dataset, "data": data_dir})
             mlflow.log_params(params)
             mlflow.log_metric("seconds", seconds)
             for row in rows:
                 detector = str(row["detector"])
-                with mlflow.start_run(experiment_id=experiment_id, run_name=detector, nested=True):
+                with mlflow.start_run(experiment_id=experiment_id, run_name=detector, nested=True,
+                                      tags=process_tags()):
                     mlflow.set_tags({"role": "benchmark-detector", "dataset": dataset, "detector": detector})
                     mlflow.log_metrics({k: float(v) for k, v in row.items()
                                         if isinstance(v, (int, float)) and np.isfinite(v)})
