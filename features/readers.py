@@ -105,7 +105,7 @@ class StreamSchema:
         if self.duplicates not in DUPLICATE_POLICIES:
             raise SchemaError(f"duplicates policy {self.duplicates!r}; expected one of {DUPLICATE_POLICIES}")
         for name in (*self.sensors, *self.label_columns, *([self.id_column] if self.id_column else [])):
-            if not NAME.match(name) or name in ("timestamp", "asset", "date"):
+            if not NAME.fullmatch(name) or name in ("timestamp", "asset", "date"):
                 raise SchemaError(
                     f"column name {name!r} cannot be a lake column; use letters, digits, '_' or '-' "
                     "(map it with column_aliases), and not timestamp, asset or date"

@@ -44,12 +44,10 @@ ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (defa
 # `aemon serve` looks for runs to start every 2 s, not Prefect's 10: a score run that an
 # ingest's event triggered is created "now", and waits for that look (scheduled runs are
 # fetched ahead and start on time either way); one small API query per look.
-# MLflow prints every run's URL on a tracking server, the URI's credentials included.
 ENV_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 

@@ -62,6 +62,9 @@ from monitoring.store.redaction import redact
 # (retries after 1, 2, 4 and 8 s); set the variables to choose otherwise.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+# MLflow prints "View run at <tracking URI>/..." after each run, credentials included when the
+# URI carries them; in every process that logs to MLflow (CLI, `aemon serve`, a Prefect worker)
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 # What MLflow's errors say when the store is not there (requests/urllib3, SQLAlchemy).
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
