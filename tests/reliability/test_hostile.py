@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import re
-import sys
 import typing
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from flows.config import AemonConfig
+from tests.reliability.cli_runs import one_line_error, run_cli
 
 STREAM = "pumps"
 BASE = {"streams": {STREAM: {"sensors": ["pressure", "flow"]}}}
@@ -210,29 +210,6 @@ SEMANTIC_CASES = [
 def semantic_cases() -> list:
     return [pytest.param(with_setting(path, value), ".".join(path), "", id=f"{'.'.join(path)}={value!r}")
             for path, value in SEMANTIC_CASES]
-
-
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """`aemon ARGS` in this process (the same entry point as the installed command):
-    (exit code, stdout, stderr). An exception other than an exit is a traceback: it fails the test."""
-    from flows.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["aemon", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exited:
-        code = int(exited.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    """The error a command printed: one message starting `error: ` (rich may wrap it)."""
-    assert "Traceback" not in err, err
-    text = " ".join(line.strip() for line in err.splitlines() if line.strip())
-    assert text.startswith("error: ") and text.count("error: ") == 1, err
-    return text
 
 
 def names_setting(message: str, key: str) -> bool:

@@ -26,32 +26,12 @@ import pandas as pd
 import pytest
 
 from monitoring.store.connection import connect, table_counts
+from tests.reliability.cli_runs import one_line_error, run_cli
 
 PAYLOADS = ['"; DROP TABLE incidents; --', "' OR '1'='1", 'a"b', "x); DELETE FROM ingest_batches; --",
             "pumps; DROP TABLE scores", "[/]"]
 SENSORS = ["pressure", "flow"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """`aemon ARGS` in this process: (exit code, stdout, stderr); any other exception fails the test."""
-    from flows.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["aemon", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exited:
-        code = int(exited.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err, err
-    text = " ".join(line.strip() for line in err.splitlines() if line.strip())
-    assert text.startswith("error: ") and text.count("error: ") == 1, err
-    return text
 
 
 def readings(assets: list[str], n: int = 120) -> pd.DataFrame:
