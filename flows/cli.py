@@ -51,6 +51,10 @@ ENV_DEFAULTS = {
 }
 
 
+# Usage errors (an unknown option, an extra argument): click's, or those of the click that
+# typer releases from 0.20 on vendor (typer._click), which derive from typer.TyperException.
+USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, typer.TyperException)
+
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES}
 
 
@@ -794,13 +798,13 @@ def main() -> None:
         os.environ.setdefault(key, value)
     # User mistakes become one line; any other error keeps its traceback.
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="aemon")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:  # usage errors: click's own message
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except USAGE_ERRORS as exc:  # usage errors: click's own message
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except (click.exceptions.Abort, typer.Abort):
         sys.exit(130)
     except user_errors() as exc:
         print_error(exc)

@@ -42,6 +42,7 @@ from flows.locations import (
     describe,
     read_config,
     resolve_home,
+    validate_cron,
 )
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.evaluation.drift_detection import DriftRule
@@ -223,10 +224,7 @@ class ScheduleSettings(Settings):
     @field_validator("train_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from prefect.schedules import validate_cron_string
-
-        validate_cron_string(value)
-        return value
+        return validate_cron(value)
 
 
 class DriftSettings(Settings):

@@ -7,9 +7,12 @@ when it exists, else nothing. $AEMON_HOME, when set, overrides `home`.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -53,10 +56,7 @@ class WarehouseSettings(Settings):
     @field_validator("maintain_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from prefect.schedules import validate_cron_string
-
-        validate_cron_string(value)
-        return value
+        return validate_cron(value)
 
     def warehouse(self, home: Path) -> Warehouse:
         """The warehouse these settings name; by default a SQLite catalog and Parquet files
@@ -65,6 +65,33 @@ class WarehouseSettings(Settings):
         return Warehouse(self.catalog or default.catalog, self.data_path or default.data_path,
                          default.legacy if self.catalog is None else None, retries=self.retries,
                          lock_timeout_s=self.lock_timeout_s)
+
+
+@cache
+def _croniter() -> ModuleType:
+    """The cron parser Prefect's schedules use (its vendored croniter), loaded from its file:
+    importing it the usual way imports all of Prefect first (0.7 s), and every command reads
+    the cron settings, including those that never start a flow (`aemon sql`)."""
+    package = importlib.util.find_spec("prefect")  # locates the package without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("prefect is not installed")
+    path = Path(next(iter(package.submodule_search_locations))) / "_vendor" / "croniter" / "croniter.py"
+    spec = importlib.util.spec_from_file_location("aemon_vendored_croniter", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no cron parser at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def validate_cron(value: str) -> str:
+    """A cron string Prefect's CronSchedule accepts, by its rules (prefect's
+    validate_cron_string): five valid fields, no random ("R") or hashed ("H") expressions."""
+    if not _croniter().croniter.is_valid(value):
+        raise ValueError(f'Invalid cron string: "{value}"')
+    if any(field.casefold() in ("r", "h") for field in value.split()):
+        raise ValueError(f'Random and Hashed expressions are unsupported, received: "{value}"')
+    return value
 
 
 def find_config_file(path: str | Path | None = None) -> Path | None:

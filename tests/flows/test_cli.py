@@ -39,6 +39,19 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
 
 
+@pytest.mark.parametrize("args, message", [
+    (("models", "list", "pumps"), "Got unexpected extra argument(s) (pumps)"),
+    (("sql",), "Missing argument 'query'"),
+    (("--bogus",), "No such option: --bogus"),
+    (("ingest", "pumps", "--since", "x"), "No such option: --since"),
+])
+def test_usage_errors_are_the_parsers_message_and_exit_2(tmp_path, args, message):
+    result = aemon(*args, home=tmp_path / "home", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Usage: aemon" in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
 def test_bad_config_file_is_named(tmp_path):
     config = tmp_path / "aemon.toml"
     config.write_text("[streams.pumps]\nsensors = []\nwindow = {size = -1}\n")
