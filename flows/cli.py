@@ -687,13 +687,18 @@ app.add_typer(threshold_app, name="threshold")
 @models_app.command("list")
 def models_list(config: Path | None = ConfigOption):
     """Every stream's registered model: versions, champion, challenger, champion history."""
-    from monitoring.models import registry
+    from flows.locations import load_tracking_uri
+    from monitoring.models.listing import list_models_from_store
 
-    cfg = load(config)
-    quiet_libraries()
-    frame = registry.list_models(cfg.mlflow_tracking_uri)
+    tracking_uri = load_tracking_uri(config)
+    frame = list_models_from_store(tracking_uri)  # a SQLite store without importing MLflow
+    if frame is None:
+        from monitoring.models import registry
+
+        quiet_libraries()
+        frame = registry.list_models(tracking_uri)
     if frame.empty:
-        console.print(f"no registered models in {redact(cfg.mlflow_tracking_uri)}; run `aemon train STREAM` first")
+        console.print(f"no registered models in {redact(tracking_uri)}; run `aemon train STREAM` first")
         return
     print_frame(frame)
 

@@ -163,6 +163,10 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
         raise ConfigError(describe(exc, source, "warehouse")) from None
     except TypeError:
         raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
+    return settings.warehouse(_home(data, base, source)), settings
+
+
+def _home(data: dict[str, Any], base: Path, source: Path | None) -> Path:
     home = data.get("home", DEFAULT_HOME)
     if not isinstance(home, (str, Path)):
         raise ConfigError(f"{source or 'default configuration'}: home: expected a folder path (a string), "
@@ -170,4 +174,14 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
     if "\x00" in str(home):
         raise ConfigError(f"{source or 'default configuration'}: home: {str(home)!r} contains a NUL byte; "
                           "expected a folder path")
-    return settings.warehouse(resolve_home(home, base)), settings
+    return resolve_home(home, base)
+
+
+def load_tracking_uri(path: str | Path | None = None) -> str:
+    """The MLflow tracking URI of the configuration (flows.config.AemonConfig.mlflow_tracking_uri),
+    reading only `home` and `tracking_uri`."""
+    data, base, source = read_config(path)
+    uri = data.get("tracking_uri")
+    if uri is not None and not isinstance(uri, str):
+        raise ConfigError(f"{source or 'default configuration'}: tracking_uri: expected a URI (a string), got {uri!r}")
+    return uri or f"sqlite:///{(_home(data, base, source) / 'mlflow.db').as_posix()}"

@@ -58,10 +58,20 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("aemon.alerts")
 
 
-def emit(alert: Alert) -> bool:
+def event_id(alert: Alert, warehouse: Warehouse | None) -> uuid.UUID:
+    """The alert's event id: the same each time the alert is delivered again (Prefect keeps
+    one event per id), and different for the same alert of another warehouse. Two
+    warehouses can hold the same incident (the demo in two homes), and a Prefect server
+    that already holds all of a batch of event ids fails to store that batch (its SQLite
+    writer inserts an empty row list), logging a traceback at every flush."""
+    scope = "" if warehouse is None else f"{warehouse.catalog}\n{warehouse.data_path}\n"
+    return uuid.uuid5(ALERT_NAMESPACE, scope + alert.alert_id)
+
+
+def emit(alert: Alert, warehouse: Warehouse | None) -> bool:
     """The alert as a Prefect event; False when no event could be emitted."""
     event = emit_event(alert.event, resource=alert.resource, related=alert.related, payload=alert.payload,
-                       id=uuid.uuid5(ALERT_NAMESPACE, alert.alert_id))
+                       id=event_id(alert, warehouse))
     return event is not None
 
 
@@ -110,7 +120,7 @@ def post(settings: WebhookSettings, alert: Alert) -> None:
 
 def send(config: AemonConfig, alert: Alert) -> dict[str, bool]:
     """One alert (not from the outbox: a stalled feed, a failed flow) on every channel."""
-    sent = {EVENT_CHANNEL: emit(alert)}
+    sent = {EVENT_CHANNEL: emit(alert, config.warehouse)}
     if config.webhook.enabled:
         try:
             post(config.webhook, alert)
@@ -131,7 +141,7 @@ def deliver_pending(config: AemonConfig, stream: str | None = None) -> dict[str,
         done: list[str] = []
         for alert in pending_incident_alerts(warehouse, channel, stream):
             if channel == EVENT_CHANNEL:
-                if not emit(alert):
+                if not emit(alert, warehouse):
                     break
             else:
                 try:
@@ -205,6 +215,6 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         config = load_config(params.get("config_path"))
     except ConfigError:  # a broken config is what failed: still emit the event
-        emit(alert)
+        emit(alert, None)
         return
     send(config, alert)

@@ -54,6 +54,8 @@ from monitoring.models import plots
 from monitoring.models.bundle import BundleModel, ModelBundle
 from monitoring.models.fitting import Candidate, Evaluation, TrainingData
 from monitoring.models.gate import GateDecision, criterion_name
+from monitoring.models.listing import CHALLENGER, CHAMPION, HISTORY_TAG, MODEL_SUFFIX, model_name, models_table
+from monitoring.store.mlflow_tables import RegisteredModelRow
 from monitoring.store.redaction import redact
 
 # MLflow retries a request to an unreachable server for about four minutes by default (7
@@ -70,19 +72,12 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
                 "Name or service not known", "Read timed out", "unable to open database file")
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-HISTORY_TAG = "champion_history"
 PROCESS_TAG = "aemon.process"  # host:pid:start of the process that created a run or version
 INCOMPLETE_TAG = "aemon.incomplete"  # a version whose registration its process did not finish
 # Explicit requirements: MLflow's inference of them imports and probes the model, which is slow.
 PIP_REQUIREMENTS = [
     "torch==2.13.0", "mlflow==3.17.2", "numpy", "pandas", "scipy", "pyarrow",
 ]
-
-
-def model_name(stream: str) -> str:
-    return f"{stream}-detector"
 
 
 @dataclass(frozen=True)
@@ -520,18 +515,17 @@ def rollback(tracking_uri: str, stream: str) -> tuple[int, RegisteredVersion]:
 
 
 def list_models(tracking_uri: str) -> pd.DataFrame:
-    """One row per registered aemon model: name, number of versions, champion, challenger."""
+    """One row per registered aemon model: name, number of versions, champion, challenger
+    (listing.models_table), through MLflow's client."""
     client = client_for(tracking_uri)
     rows = []
     for rm in client.search_registered_models():
-        if not rm.name.endswith("-detector"):
+        if not rm.name.endswith(MODEL_SUFFIX):
             continue
         versions = client.search_model_versions(f"name = '{rm.name}'")
-        aliases = rm.aliases or {}
-        rows.append({"model": rm.name, "versions": len(versions), "champion": aliases.get(CHAMPION, ""),
-                     "challenger": aliases.get(CHALLENGER, ""),
-                     "champion_history": " ".join(str(v) for v in json.loads(rm.tags.get(HISTORY_TAG, "[]")))})
-    return pd.DataFrame(rows, columns=["model", "versions", "champion", "challenger", "champion_history"])
+        aliases = {str(alias): int(v) for alias, v in (rm.aliases or {}).items()}
+        rows.append(RegisteredModelRow(rm.name, len(versions), aliases, dict(rm.tags or {})))
+    return models_table(rows)
 
 
 # (column, metric of the version's run)
