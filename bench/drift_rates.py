@@ -28,7 +28,8 @@ from aemodels.thresholds import ThresholdRule
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
 from monitoring.evaluation.drift_detection import DriftRule, decide, detect_drift, drift_inputs, drift_streak
-from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, train_bundle
+from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.models.fitting import train_bundle
 
 
 def shifted(readings: pd.DataFrame, reference: pd.DataFrame, scenario: str, sensor: str, start: pd.Timestamp,

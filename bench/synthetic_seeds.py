@@ -26,11 +26,8 @@ from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
 from monitoring.alerting.incidents import IncidentRule, merge_incidents
 from monitoring.evaluation.labeled import evaluate_incidents
-from monitoring.models.fitting import (
-    STREAM_DETECTOR_DEFAULTS,
-    TrainingSplit,
-    train_bundle,
-)
+from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.models.fitting import train_bundle
 from monitoring.models.gate import Contender, decide
 
 

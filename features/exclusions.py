@@ -67,6 +67,23 @@ def parse_rule(text: str) -> ExclusionRule:
     return ExclusionRule(match["column"].strip("`"), match["op"], float(match["value"]))
 
 
+# The column that marks excluded readings in frames passed between training steps.
+EXCLUDED = "_aemon_excluded"
+
+
+def exclusion_mask(frame: pd.DataFrame, exclusions: Exclusions | None = None,
+                   intervals: pd.DataFrame | None = None) -> np.ndarray:
+    """Rows of `frame` that are never normal data.
+
+    `exclusions`: the stream's features.exclusions.Exclusions (machine-off rules, maintenance
+    intervals). `intervals`: a frame with columns start, end and optionally asset (past
+    incidents, or any other interval); an interval without an asset covers every asset."""
+    mask = np.zeros(len(frame), dtype=bool)
+    if exclusions:
+        mask |= exclusions.mask(frame).to_numpy(dtype=bool)
+    return mask | rows_in_intervals(frame, intervals)
+
+
 def rows_in_intervals(frame: pd.DataFrame, intervals: pd.DataFrame | None) -> np.ndarray:
     """True for each row of `frame` (timestamp, optional asset) inside any [start, end] of
     `intervals` (columns start, end, optional asset; an interval without an asset covers

@@ -29,8 +29,6 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from scipy.signal import lfilter
 
 SENSORS: tuple[str, ...] = ("vibration_rms", "motor_current", "suction_pressure",
                             "discharge_pressure", "flow_rate", "bearing_temp", "motor_temp")
@@ -158,12 +156,16 @@ def generate_stream(spec: SyntheticSpec = SyntheticSpec()) -> SyntheticStream:
 
 def _lag(x: np.ndarray, dt: int, tau_s: float) -> np.ndarray:
     """First-order lag with time constant tau_s, starting in steady state."""
+    from scipy.signal import lfilter  # here: the configuration imports this module for SENSORS
+
     a = math.exp(-dt / tau_s)
     return lfilter([1 - a], [1, -a], x, zi=[a * x[0]])[0]
 
 
 def _slow_noise(rng: np.random.Generator, n: int, dt: int, tau_s: float, std: float):
     """Stationary low-pass filtered Gaussian noise with standard deviation `std`."""
+    from scipy.signal import lfilter
+
     a = math.exp(-dt / tau_s)
     unit = math.sqrt((1 - a) / (1 + a))  # stationary std of the filter driven by N(0, 1)
     y0 = rng.normal(0, unit)
@@ -247,6 +249,8 @@ def _inject_faults(rng, spec, truth, noise, values):
 
 def _break_correlation(rng, truth, noise, values, lo, hi, starts, dur):
     """Scale one sensor by 30-40 % where it stays in its clean range; return (start, sensors)."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
     target = rng.uniform(0.30, 0.40)
     order = (0, 1) if rng.random() < 0.5 else (1, 0)
     rooms = []

@@ -141,16 +141,29 @@ def ingest(
     stream: str,
     config: Path | None = ConfigOption,
     retry_rejected: bool = typer.Option(False, help="Try again files whose content was rejected before."),
+    flow_run: bool | None = typer.Option(
+        None, "--flow-run/--in-process",
+        help="Run as a Prefect flow run (Prefect's temporary local API when no PREFECT_API_URL is set), or the "
+             "same steps in this process. Default: a flow run when a Prefect API is configured, else in-process."),
 ):
     """Ingest every new file in the stream's inbox into the lake."""
     cfg = load(config)
     cfg.stream(stream)
-    from flows.ingest import ingest_readings
+    from flows.local_api import api_configured
 
-    quiet_libraries()
-    start_local_api()
+    if flow_run is None:
+        flow_run = api_configured()
+    if flow_run:
+        from flows.ingest import ingest_readings
 
-    results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
+        quiet_libraries()
+        start_local_api()
+        results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
+    else:  # no server to record the run or act on its event: the flow's steps, without Prefect's temporary API
+        from flows import tasks
+        from flows.ingest import ingest_inbox
+
+        results = ingest_inbox(cfg, stream, retry_rejected, tasks.IN_PROCESS, command_logger("ingest"))
     if not results:
         console.print(f"no new or changed files in {cfg.inbox(stream)} (files already ingested are not read again)")
         return
@@ -784,6 +797,20 @@ def start_local_api() -> None:
     from flows.local_api import start_local_api as start
 
     start()
+
+
+def command_logger(name: str) -> logging.Logger:
+    """The log of a command's steps run in-process (no flow run to log to): lines on
+    stderr in the form of Prefect's run logs."""
+    logger = logging.getLogger(f"aemon.{name}")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s",
+                                               datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
 
 
 def quiet_libraries() -> None:

@@ -46,7 +46,7 @@ from flows.locations import (
 )
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.evaluation.drift_detection import DriftRule
-from monitoring.models.fitting import (
+from monitoring.models.defaults import (
     STREAM_DETECTOR_DEFAULTS,
     TABULAR_DETECTOR_DEFAULTS,
     TABULAR_SPEC,
@@ -169,7 +169,7 @@ class ThresholdSettings(Settings):
 
 
 class TrainSettings(Settings):
-    """The training range and how it is split (defaults: monitoring.models.fitting.TrainingSplit)."""
+    """The training range and how it is split (defaults: monitoring.models.defaults.TrainingSplit)."""
 
     start: datetime | None = None  # training range, inclusive; None: from the first reading
     end: datetime | None = None  # None: up to the last reading

@@ -6,12 +6,18 @@ which triggers the stream's score deployment (flows/serve.py, prefect.yaml): an 
 not wait for the score schedule. A run that found nothing new emits nothing."""
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING, Any
+
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
 from flows import tasks
 from flows.config import load_config
 from flows.notify import alert_on_failure
+
+if TYPE_CHECKING:
+    from flows.config import AemonConfig
 
 READINGS_INGESTED = "aemon.readings.ingested"
 
@@ -27,24 +33,37 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
     per file ingested. Files unchanged since their last ingest (same name, size and
     modification time) are not read again: they are one summary line in the log. With the
     stream's `archive` set, every file whose content is in the lake is moved there."""
-    config = load_config(config_path)
+    results = ingest_inbox(load_config(config_path), stream, retry_rejected, tasks, get_run_logger())
+    accepted = [r for r in results if r["rows_accepted"] > 0]
+    if accepted:
+        emit_event(READINGS_INGESTED, resource=stream_resource(stream), payload={
+            "stream": stream, "files": [r["file"] for r in accepted],
+            "rows_accepted": sum(r["rows_accepted"] for r in accepted),
+        })
+    return results
+
+
+def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: Any,
+                 logger: logging.Logger | logging.LoggerAdapter) -> list[dict]:
+    """The ingest flow's steps: `steps` is flows.tasks (each step a Prefect task of the flow
+    run) or flows.tasks.IN_PROCESS (the same functions called directly: `aemon ingest`
+    with no Prefect API configured, where no server would record the run or act on its event)."""
     settings = config.stream(stream)
-    logger = get_run_logger()
     results = []
-    removed = tasks.remove_stale_staging(config.warehouse, stream)
+    removed = steps.remove_stale_staging(config.warehouse, stream)
     if removed:
         logger.info("removed %d files left by an interrupted ingest: %s", len(removed),
                     ", ".join(p.name for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
-    scan = tasks.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
+    scan = steps.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
     archive = config.archive(stream)
     if scan.n_unchanged:
         logger.info("%d files unchanged since their last ingest", scan.n_unchanged)
     if archive is not None:
         for path in scan.unchanged:  # ingested before the archive was set
-            tasks.archive_file(path, archive)
+            steps.archive_file(path, archive)
     for path in scan.pending:
         # A bad file never stops the others: its problem is recorded in its batch row.
-        result = tasks.ingest_file(
+        result = steps.ingest_file(
             config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
         )
         if result.status == "rejected":
@@ -55,12 +74,6 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
         else:
             logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
         if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
-            tasks.archive_file(path, archive)
+            steps.archive_file(path, archive)
         results.append(result.to_dict())
-    accepted = [r for r in results if r["rows_accepted"] > 0]
-    if accepted:
-        emit_event(READINGS_INGESTED, resource=stream_resource(stream), payload={
-            "stream": stream, "files": [r["file"] for r in accepted],
-            "rows_accepted": sum(r["rows_accepted"] for r in accepted),
-        })
     return results

@@ -23,6 +23,14 @@ def ready_marker(home: Path, version: str, database_url: str) -> Path:
     return home / f".aemon-api-ready-{key}"
 
 
+def api_configured() -> bool:
+    """Whether a Prefect API is configured (PREFECT_API_URL in the environment or the active
+    Prefect profile): a server that records flow runs and acts on their events."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
 def start_local_api() -> None:
     """Start the ephemeral API now, one process at a time while the database is new; the
     flow runs that follow in this process use it. Nothing to do with a PREFECT_API_URL."""

@@ -184,6 +184,18 @@ def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | No
                                      label_columns=label_columns, exclusions=exclusions, retrain=retrain)
 
 
+class InProcess:
+    """The tasks' own functions, called directly (attribute access mirrors this module):
+    a flow's steps run in this process without a Prefect API (flows.ingest.ingest_inbox)."""
+
+    def __getattr__(self, name: str) -> Any:
+        step = globals()[name]
+        return step.fn if isinstance(step, Task) else step
+
+
+IN_PROCESS = InProcess()
+
+
 # Not retried: a retry after the API accepted the run would schedule a second training.
 @compute_task("run-train-deployment")
 def run_train_deployment(name: str) -> str:

@@ -48,14 +48,8 @@ from monitoring.errors import BenchSettingError
 from monitoring.evaluation.benchmarks import DetectorGrid
 from monitoring.evaluation.metrics import best_f1, point_counts, roc_auc
 from monitoring.evaluation.ranking import friedman_p, holm, wilcoxon_p
-from monitoring.models.fitting import (
-    TABULAR_DETECTOR_DEFAULTS,
-    TABULAR_SPEC,
-    TABULAR_THRESHOLD,
-    TrainingSplit,
-    fit_bundle,
-    prepare_training,
-)
+from monitoring.models.defaults import TABULAR_DETECTOR_DEFAULTS, TABULAR_SPEC, TABULAR_THRESHOLD, TrainingSplit
+from monitoring.models.fitting import fit_bundle, prepare_training
 from monitoring.models.gate import average_precision
 from monitoring.models.registry import log_benchmark
 from monitoring.store.connection import Warehouse, connect

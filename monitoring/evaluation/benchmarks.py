@@ -51,7 +51,8 @@ from monitoring.evaluation.metrics import (
     point_counts,
 )
 from monitoring.models.bundle import ModelBundle
-from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, TrainingSplit, fit_bundle, prepare_training
+from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.models.fitting import fit_bundle, prepare_training
 from monitoring.models.registry import log_benchmark
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.datasets import import_file

@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from features.differencing import difference
+from features.exclusions import EXCLUDED, exclusion_mask
 from features.shift_tests import excess_p_value, finite, ks_test, population_stability
 from features.training_set import labeled_mask
 from monitoring.errors import DriftInputError
-from monitoring.models.bundle import ModelBundle
-from monitoring.models.fitting import EXCLUDED, exclusion_mask
+
+if TYPE_CHECKING:  # the bundle module imports MLflow; the configuration reads DriftRule
+    from monitoring.models.bundle import ModelBundle
 
 SCORE = "__score__"
 ALERT_RATE = "__alert_rate__"

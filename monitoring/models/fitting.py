@@ -32,66 +32,24 @@ from aemodels.base import BaseDetector
 from aemodels.detector import make_detector
 from aemodels.thresholds import ThresholdRule
 from features.differencing import difference
-from features.exclusions import Exclusions, rows_in_intervals
+from features.exclusions import EXCLUDED, exclusion_mask
 from features.scaling import StandardScaler
 from features.training_set import labeled_mask, make_training_set
 from features.windows import WindowSet, WindowSpec
 from monitoring.errors import TrainingDataError
 from monitoring.models.bundle import ModelBundle
+from monitoring.models.defaults import (
+    TrainingSplit,
+)
 from monitoring.models.gate import window_metrics
 
-# Where a stream's detectors differ from the library's defaults (aemodels), and why:
-# error_scaling "sensor" (each sensor's error over its calibration spread) lifted SKAB's F1
-# from 0.80 to 0.86 at a lower false-alarm rate, and on the synthetic pumps the gate's
-# champions' incident precision from 0.941 to 0.949 and the VAE's from 0.69 to 0.85
-# (README, Benchmarks). The stream configuration and the benchmarks both start from here.
-STREAM_DETECTOR_DEFAULTS: dict[str, object] = {"error_scaling": "sensor"}
-
-# Tabular streams (records with no time order): windows of one record, every record scored
-# and every training record used. Their detector settings and threshold rule were chosen
-# out-of-fold on ADBench's 18 classical sets (bench/adbench_defaults.py; README, "How good is it
-# on tabular data"): of 12 configurations (error_scaling sensor / none, latent 8 / 2, three
-# kinds) error_scaling "sensor" with mlp_ae had the best mean ROC AUC, and the 97.5th
-# percentile of the calibration scores the best mean F1 of p90 ... p99.5.
-TABULAR_SPEC = WindowSpec(size=1, stride=1, align=False)
-TABULAR_DETECTOR_DEFAULTS: dict[str, object] = {**STREAM_DETECTOR_DEFAULTS}
-TABULAR_THRESHOLD = ThresholdRule(percentile=97.5)
-
-
-
-@dataclass(frozen=True)
-class TrainingSplit:
-    """The default split of a stream's training range (see the module docstring):
-    `val_fraction` of it calibrates and is held out, the last `holdout_fraction` of that
-    compares versions; training windows start every `stride` samples (denser than
-    scoring's: overlapping windows are extra examples for free)."""
-
-    val_fraction: float = 0.2
-    holdout_fraction: float = 0.5
-    stride: int | None = 2
-
-
 LABELED = "_aemon_labeled"
-EXCLUDED = "_aemon_excluded"
 MIN_CALIBRATION_WINDOWS = 10
 
 
 def data_hash(frame: pd.DataFrame) -> str:
     """A content hash of the training readings, to tell later which data a version saw."""
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
-
-
-def exclusion_mask(frame: pd.DataFrame, exclusions: Exclusions | None = None,
-                   intervals: pd.DataFrame | None = None) -> np.ndarray:
-    """Rows of `frame` that are never normal data.
-
-    `exclusions`: the stream's features.exclusions.Exclusions (machine-off rules, maintenance
-    intervals). `intervals`: a frame with columns start, end and optionally asset (past
-    incidents, or any other interval); an interval without an asset covers every asset."""
-    mask = np.zeros(len(frame), dtype=bool)
-    if exclusions:
-        mask |= exclusions.mask(frame).to_numpy(dtype=bool)
-    return mask | rows_in_intervals(frame, intervals)
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ def test_the_threshold_table_is_the_threshold_rule():
 
 
 def test_a_tabular_stream_gets_the_tabular_defaults_unless_it_sets_them(tmp_path):
-    from monitoring.models.fitting import TABULAR_DETECTOR_DEFAULTS, TABULAR_SPEC, TABULAR_THRESHOLD
+    from monitoring.models.defaults import TABULAR_DETECTOR_DEFAULTS, TABULAR_SPEC, TABULAR_THRESHOLD
 
     path = tmp_path / "aemon.toml"
     path.write_text("[streams.r]\nsensors = ['a', 'b']\ntimestamp_column = ''\nid_column = 'id'\nasset_id = 'x'\n"

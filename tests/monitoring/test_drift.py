@@ -25,7 +25,8 @@ from monitoring.evaluation.drift_detection import (
     drift_streak,
     implied_alert_rate,
 )
-from monitoring.models.fitting import STREAM_DETECTOR_DEFAULTS, train_bundle
+from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS
+from monitoring.models.fitting import train_bundle
 from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.drift_checks import COLUMNS, read_check_history, read_drift_check, write_drift_check
 from monitoring.store.schema import SCHEMA_VERSION, schema_version

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.exclusions import EXCLUDED
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.errors import TrainingDataError
-from monitoring.models.fitting import EXCLUDED, prepare_training
+from monitoring.models.fitting import prepare_training
 
 SPEC = WindowSpec(size=20, stride=10)
 
