@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from monitoring.store.audit import read_quality
 from monitoring.store.connection import connect
+from tests.conftest import write_config
 
 
 def aemon(*args: str, home, cwd) -> subprocess.CompletedProcess:
@@ -142,3 +143,43 @@ def test_import_skab_reads_the_folder_in_place(aemon_home):
                                      "--config", str(config)])
     assert again.exit_code == 0 and again.output.count("skipped") == 21
     assert not list(home.rglob("*.csv"))  # read in place, never copied
+
+
+def test_ingest_without_a_prefect_api_runs_in_process_and_stores_what_the_flow_run_stores(
+        tmp_path, small_stream, prefect_harness):
+    """With no PREFECT_API_URL, `aemon ingest` runs the flow's steps in its own process (no
+    temporary Prefect server to start and stop); `--flow-run` runs the flow. Both store the
+    same lake rows, audit and quarantine."""
+    from flows.locations import load_warehouse
+    from monitoring.store.connection import query_rows
+
+    def inbox_of(name: str):
+        home = tmp_path / name / "home"
+        inbox = home / "inbox" / "pumps"
+        inbox.mkdir(parents=True)
+        small_stream.readings.head(700).to_csv(inbox / "good.csv", index=False)
+        frame = small_stream.readings.iloc[700:900].copy().astype({"flow_rate": object})
+        frame.loc[frame.index[3], "flow_rate"] = "n/a?"
+        frame.to_csv(inbox / "one-bad-row.csv", index=False)
+        return home
+
+    def tables(home) -> list:
+        warehouse, _ = load_warehouse(write_config(home))
+        return [query_rows(warehouse, sql)[1] for sql in (
+            "SELECT count(*), count(DISTINCT asset), min(timestamp), max(timestamp), round(sum(flow_rate), 6) FROM lake.pumps",
+            "SELECT parse_filename(file), status, rows_in, rows_accepted, rows_quarantined FROM ingest_batches ORDER BY 1",
+            "SELECT reason FROM quarantine")]
+
+    local, flow = inbox_of("local"), inbox_of("flow")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    in_process = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "ingest", "pumps",
+                                 "--config", str(write_config(local))], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+    assert in_process.returncode == 1, in_process.stderr  # one row quarantined
+    assert "one-bad-row.csv: 199 rows accepted, 1 quarantined" in in_process.stderr
+    assert "temporary server" not in in_process.stderr + in_process.stdout
+    assert "Created flow run" not in in_process.stderr + in_process.stdout
+    result = CliRunner().invoke(app, ["ingest", "pumps", "--flow-run", "--config", str(write_config(flow))])
+    assert result.exit_code == 1, result.output
+    assert tables(local) == tables(flow)
+    assert tables(local)[0][0][0] == 899
