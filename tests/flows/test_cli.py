@@ -166,8 +166,10 @@ def test_ingest_without_a_prefect_api_runs_in_process_and_stores_what_the_flow_r
     def tables(home) -> list:
         warehouse, _ = load_warehouse(write_config(home))
         return [query_rows(warehouse, sql)[1] for sql in (
-            "SELECT count(*), count(DISTINCT asset), min(timestamp), max(timestamp), round(sum(flow_rate), 6) FROM lake.pumps",
-            "SELECT parse_filename(file), status, rows_in, rows_accepted, rows_quarantined FROM ingest_batches ORDER BY 1",
+            "SELECT count(*), count(DISTINCT asset), min(timestamp), max(timestamp), round(sum(flow_rate), 6) "
+            "FROM lake.pumps",
+            "SELECT parse_filename(file), status, rows_in, rows_accepted, rows_quarantined FROM ingest_batches "
+            "ORDER BY 1",
             "SELECT reason FROM quarantine")]
 
     local, flow = inbox_of("local"), inbox_of("flow")
@@ -183,3 +185,27 @@ def test_ingest_without_a_prefect_api_runs_in_process_and_stores_what_the_flow_r
     assert result.exit_code == 1, result.output
     assert tables(local) == tables(flow)
     assert tables(local)[0][0][0] == 899
+
+
+@pytest.mark.slow
+def test_a_training_without_a_prefect_api_starts_one_temporary_server(tmp_path, small_stream):
+    """The fits run as tasks in threads; Prefect's lazy start of its temporary server, reached
+    by each thread at once, used to start one server per detector kind."""
+    home = tmp_path / "home"
+    inbox = home / "inbox" / "pumps"
+    inbox.mkdir(parents=True)
+    small_stream.readings.to_csv(inbox / "all.csv", index=False)
+    config = write_config(home)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # a new Prefect database: set up by the first command
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args, "--config",
+                               str(config)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    assert run("ingest", "pumps", "--flow-run").count("Starting temporary server") == 1
+    trained = run("train", "pumps")
+    assert trained.count("Starting temporary server") == 1, trained
+    assert "champion" in trained
