@@ -29,7 +29,7 @@ def test_commands_started_at_once_on_a_fresh_machine_all_succeed(tmp_path, small
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AEMON_"))}
     env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     runs = [subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "ingest", stream,
-                              "--config", str(config)],
+                              "--flow-run", "--config", str(config)],
                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for stream in STREAMS]
     outputs = [run.communicate(timeout=400) for run in runs]
