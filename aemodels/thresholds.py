@@ -9,7 +9,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 import numpy as np
-from scipy.stats import genpareto
 
 from aemodels.checks import check_int, check_real
 from aemodels.errors import ThresholdFitError
@@ -119,6 +118,9 @@ def pot_threshold(scores: np.ndarray, risk: float, initial_quantile: float = 0.9
     if risk >= n_t / n:
         raise ValueError(f"POT risk={risk} is not in the tail: {n_t} of {n} scores ({n_t / n:.4g}) exceed the "
                          f"initial quantile; expected risk < {n_t / n:.4g} (or use percentile_threshold)")
+    # imported here: scipy.stats takes 0.5 s to import, and rules are read far more often than fitted
+    from scipy.stats import genpareto
+
     xi, _, sigma = genpareto.fit(peaks, floc=0.0)
     ratio = risk * n / n_t
     if abs(xi) < 1e-9:

@@ -18,7 +18,7 @@ import re
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -38,9 +38,11 @@ from monitoring.alerting.alerts import (
     record_delivered,
 )
 from monitoring.alerting.lifecycle import level_name
-from monitoring.alerting.scoring import ScoreResult
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.incident_records import ACTIVE, read_incidents
+
+if TYPE_CHECKING:  # scoring imports the model registry (MLflow), which sending an alert never needs
+    from monitoring.alerting.scoring import ScoreResult
 
 EVENT_CHANNEL = "prefect-event"
 WEBHOOK_CHANNEL = "webhook"

@@ -1,5 +1,8 @@
 """Prefect tasks: each a thin wrapper of one library call.
 
+The training, registry and scoring code (torch, MLflow) is imported by the tasks that use
+it, so a flow that needs none of them (ingest) starts without it.
+
 Tasks pass frames and models in memory, so Prefect's input hashing for caching is
 turned off (NO_CACHE). Tasks that touch the warehouse or MLflow retry transient failures;
 the usual one is a busy tracking server, or a warehouse commit that met another writer's
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pandas as pd
 from prefect import Task, task
@@ -18,21 +21,23 @@ from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.deployments import run_deployment
 from prefect.states import State
 
-from aemodels.thresholds import ThresholdRule
-from features.exclusions import Exclusions
-from features.readers import StreamSchema
 from flows import notify
-from flows.config import AemonConfig
 from flows.errors import DOMAIN_ERRORS
-from monitoring.alerting import scoring
-from monitoring.alerting.alerts import Alert
-from monitoring.alerting.incidents import IncidentRule
-from monitoring.evaluation import stream_drift
-from monitoring.evaluation.drift_detection import DriftRule
-from monitoring.models import fitting, promotion, registry
-from monitoring.models.gate import GateDecision
 from monitoring.store import data_quality, ingestion, maintenance, readings, results
-from monitoring.store.connection import Warehouse
+
+if TYPE_CHECKING:
+    from aemodels.thresholds import ThresholdRule
+    from features.exclusions import Exclusions
+    from features.readers import StreamSchema
+    from flows.config import AemonConfig
+    from monitoring.alerting import scoring
+    from monitoring.alerting.alerts import Alert
+    from monitoring.alerting.incidents import IncidentRule
+    from monitoring.evaluation import stream_drift
+    from monitoring.evaluation.drift_detection import DriftRule
+    from monitoring.models import fitting, promotion, registry
+    from monitoring.models.gate import GateDecision
+    from monitoring.store.connection import Warehouse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,12 +99,16 @@ def load_recent_readings(warehouse: Warehouse, stream: str, days: float, start: 
 
 @compute_task("prepare-training-data")
 def prepare_training(frame: pd.DataFrame, **kwargs: Any) -> fitting.TrainingData:
+    from monitoring.models import fitting
+
     return fitting.prepare_training(frame, **kwargs)
 
 
 @compute_task("fit-detector", task_run_name="fit-{kind}")
 def fit_detector(data: fitting.TrainingData, kind: str, params: dict[str, Any],
                  rule: ThresholdRule) -> fitting.Candidate:
+    from monitoring.models import fitting
+
     return fitting.fit_candidate(data, kind, params, rule)
 
 
@@ -107,6 +116,8 @@ def fit_detector(data: fitting.TrainingData, kind: str, params: dict[str, Any],
 def register_training(tracking_uri: str, artifact_root: str | None, data: fitting.TrainingData,
                       candidates: list[fitting.Candidate],
                       quality: pd.DataFrame | None = None) -> promotion.TrainingOutcome:
+    from monitoring.models import promotion
+
     return promotion.register_training(tracking_uri, artifact_root, data, candidates, quality=quality)
 
 
@@ -137,6 +148,8 @@ def recalibrate_threshold(tracking_uri: str, artifact_root: str | None, stream: 
                           stride: int | None, exclusions: Exclusions | None = None,
                           excluded_intervals: pd.DataFrame | None = None,
                           ) -> tuple[registry.RegisteredVersion, GateDecision]:
+    from monitoring.models import promotion
+
     return promotion.recalibrate_champion(
         tracking_uri, artifact_root, stream, frame, rule, label_columns=label_columns,
         holdout_fraction=holdout_fraction, stride=stride, exclusions=exclusions, excluded_intervals=excluded_intervals,
@@ -145,11 +158,15 @@ def recalibrate_threshold(tracking_uri: str, artifact_root: str | None, stream: 
 
 @io_task("resolve-champion")
 def resolve_champion(tracking_uri: str, stream: str) -> registry.RegisteredVersion:
+    from monitoring.models import registry
+
     return registry.resolve_alias(tracking_uri, stream)
 
 
 @io_task("load-champion")
 def load_champion(tracking_uri: str, stream: str) -> tuple[registry.LoadedModel, registry.RegisteredVersion]:
+    from monitoring.models import registry
+
     return registry.load_model(tracking_uri, stream)
 
 
@@ -173,6 +190,8 @@ def publish_scoring(config: AemonConfig, stream: str, result: scoring.ScoreResul
 def score_windows(warehouse: Warehouse, stream: str, model: registry.LoadedModel, version: registry.RegisteredVersion,
                   full: bool = False, exclusions: Exclusions | None = None,
                   incidents: IncidentRule | None = None) -> scoring.ScoreResult:
+    from monitoring.alerting import scoring
+
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
                                incidents=incidents)
 
@@ -180,6 +199,8 @@ def score_windows(warehouse: Warehouse, stream: str, model: registry.LoadedModel
 @io_task("check-drift")
 def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | None, stream: str, rule: DriftRule, *,
                 label_columns: list[str], exclusions: Exclusions | None, retrain: bool) -> stream_drift.DriftCheck:
+    from monitoring.evaluation import stream_drift
+
     return stream_drift.check_stream(warehouse, tracking_uri, artifact_root, stream, rule,
                                      label_columns=label_columns, exclusions=exclusions, retrain=retrain)
 
