@@ -85,10 +85,10 @@ def print_error(message: object) -> None:
     err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
 
 
-def load(config: Path | None):
+def load(config: Path | None, *, detectors: bool = True):
     from flows.config import load_config
 
-    return load_config(config)
+    return load_config(config, detectors=detectors)
 
 
 def require_readings(cfg: AemonConfig, stream: str) -> None:
@@ -147,7 +147,7 @@ def ingest(
              "same steps in this process. Default: a flow run when a Prefect API is configured, else in-process."),
 ):
     """Ingest every new file in the stream's inbox into the lake."""
-    cfg = load(config)
+    cfg = load(config, detectors=False)  # the stream's files, not its detectors (no torch)
     cfg.stream(stream)
     from flows.local_api import api_configured
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ from pydantic import (
     model_validator,
 )
 
-from aemodels.detector import detector_kinds, make_detector, param_defaults
 from aemodels.thresholds import ThresholdMethod, ThresholdRule
 from features.errors import SchemaError
 from features.exclusions import ExclusionInterval, Exclusions, parse_rule
@@ -69,6 +69,9 @@ class Settings(BaseModel):
 # `threshold` argument is the stream's [threshold] table, one rule for every kind.
 # [streams.<s>.detectors] holds `kinds` (which to train) and settings shared by every
 # kind (e.g. epochs, n_threads); [streams.<s>.detectors.<kind>] overrides them per kind.
+# The detector classes import torch (a second of start-up), so the model of the table is
+# built on first use, and a command that neither trains nor scores (`aemon ingest`) loads
+# the configuration without it: load_config(..., detectors=False).
 
 
 def _annotation(default: object) -> Any:
@@ -85,6 +88,8 @@ THRESHOLD_PARAM = "threshold"  # a detector argument set by the stream's [thresh
 
 
 def _kind_settings(kind: str) -> type[Settings]:
+    from aemodels.detector import param_defaults
+
     defaults = {**param_defaults(kind), **{k: v for k, v in STREAM_DETECTOR_DEFAULTS.items()
                                             if k in param_defaults(kind)}}
     fields: dict[str, Any] = {name: (_annotation(default), default) for name, default in defaults.items()
@@ -95,17 +100,26 @@ def _kind_settings(kind: str) -> type[Settings]:
 
 def _shared_settings() -> dict[str, Any]:
     """Settings every installed kind accepts, optional at the [detectors] level."""
+    from aemodels.detector import detector_kinds, param_defaults
+
     per_kind = [param_defaults(kind) for kind in detector_kinds()]
     shared = [name for name in per_kind[0] if all(name in d for d in per_kind) and name != THRESHOLD_PARAM]
     return {name: (_annotation(per_kind[0][name]) | None, None) for name in shared}
 
 
+def _all_kinds() -> tuple[str, ...]:
+    from aemodels.detector import detector_kinds
+
+    return detector_kinds()
+
+
 def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
+    kinds = _all_kinds()
     if not value:
         raise ValueError("list at least one detector kind")
-    unknown = [k for k in value if k not in detector_kinds()]
+    unknown = [k for k in value if k not in kinds]
     if unknown:
-        raise ValueError(f"unknown detector kinds {unknown}; expected some of {list(detector_kinds())}")
+        raise ValueError(f"unknown detector kinds {unknown}; expected some of {list(kinds)}")
     if len(set(value)) != len(value):
         raise ValueError(f"detector kinds {list(value)} repeat a kind")
     return tuple(value)
@@ -114,7 +128,7 @@ def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
 class DetectorKinds(Settings):
     """The part of [streams.<s>.detectors] that does not depend on the installed kinds."""
 
-    kinds: tuple[str, ...] = detector_kinds()
+    kinds: tuple[str, ...] = Field(default_factory=_all_kinds)
 
     @field_validator("kinds")
     @classmethod
@@ -122,25 +136,29 @@ class DetectorKinds(Settings):
         return _kinds_field(value)
 
 
-_per_kind: dict[str, Any] = {kind: (_kind_settings(kind), _kind_settings(kind)()) for kind in detector_kinds()}
-DetectorsSettings = create_model(
-    "DetectorsSettings",
-    __base__=DetectorKinds,
-    __doc__="Which detectors a training fits, and their arguments.",
-    **_shared_settings(),
-    **_per_kind,
-)
-if TYPE_CHECKING:  # a type checker sees the static part; pydantic validates the whole table
+@cache
+def detectors_model() -> type[DetectorKinds]:
+    """The model of a [detectors] table (DetectorKinds and every kind's arguments), built
+    from the detector classes on first use."""
+    per_kind: dict[str, Any] = {kind: (_kind_settings(kind), _kind_settings(kind)()) for kind in _all_kinds()}
+    return create_model("DetectorsSettings", __base__=DetectorKinds,
+                        __doc__="Which detectors a training fits, and their arguments.",
+                        **_shared_settings(), **per_kind)
+
+
+if TYPE_CHECKING:  # a type checker sees the static part; _valid_detectors validates the whole table
     DetectorsTable = DetectorKinds
 else:
-    DetectorsTable = DetectorsSettings
+    DetectorsTable = Any
 
 
 def detector_params(settings: DetectorKinds, kind: str) -> dict[str, Any]:
     """The arguments a kind is built with: the stream defaults (STREAM_DETECTOR_DEFAULTS),
     shared settings given in [detectors], then the kind's own table; only settings written
     there, so the detector's own defaults apply to the rest."""
-    shared = {k: getattr(settings, k) for k in settings.model_fields_set if k not in ("kinds", *detector_kinds())}
+    from aemodels.detector import param_defaults
+
+    shared = {k: getattr(settings, k) for k in settings.model_fields_set if k not in ("kinds", *_all_kinds())}
     own = getattr(settings, kind)
     stream_defaults = {k: v for k, v in STREAM_DETECTOR_DEFAULTS.items() if k in param_defaults(kind)}
     return {**stream_defaults, **shared, **{k: getattr(own, k) for k in own.model_fields_set}}
@@ -318,6 +336,13 @@ def _tabular_defaults(data: dict) -> dict:
     return data
 
 
+CHECK_DETECTORS = "check_detectors"  # validation context: False keeps [detectors] tables unchecked
+
+
+def _empty_table() -> Any:
+    return {}
+
+
 class StreamSettings(Settings):
     """A stream: where its files land and what they look like (features.readers.StreamSchema)."""
 
@@ -345,7 +370,9 @@ class StreamSettings(Settings):
     archive: Path | None = None  # move each ingested file here (relative: under home); None: files stay
     exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
-    detectors: DetectorsTable = DetectorsSettings()
+    # the [detectors] table: a detectors_model() instance, or the table as written when the
+    # configuration was loaded with detectors=False (typed by its static part, DetectorKinds)
+    detectors: DetectorsTable = Field(default_factory=_empty_table, validate_default=True)
     threshold: ThresholdSettings = ThresholdSettings()
     train: TrainSettings = TrainSettings()
     alerts: AlertSettings = AlertSettings()
@@ -394,11 +421,19 @@ class StreamSettings(Settings):
             raise ValueError(f"differenced: {unknown} are not among the stream's sensors {list(self.sensors)}")
         return self
 
-    @field_validator("detectors")
+    @field_validator("detectors", mode="before")
     @classmethod
-    def _valid_detectors(cls, detectors: DetectorKinds, info: ValidationInfo) -> DetectorKinds:
-        """Each kind's arguments as the detector itself checks them, with this stream's window
-        and sensors when they are valid (a bad value stops here, not in a training run)."""
+    def _valid_detectors(cls, detectors: Any, info: ValidationInfo) -> Any:
+        """The table validated by detectors_model(), then each kind's arguments as the detector
+        itself checks them, with this stream's window and sensors when they are valid (a bad
+        value stops here, not in a training run). Kept as written, unchecked, when the
+        configuration is loaded with detectors=False."""
+        if info.context and info.context.get(CHECK_DETECTORS) is False:
+            return detectors
+        from aemodels.detector import make_detector
+
+        if not isinstance(detectors, DetectorKinds):
+            detectors = detectors_model().model_validate(detectors)
         window = info.data.get("window")
         n_sensors = max(1, len(info.data.get("sensors") or ()))
         for kind in detectors.kinds:
@@ -473,7 +508,13 @@ class WebhookSettings(Settings):
         return self.url is not None or self.url_env is not None
 
 
-DEMO_STREAM = StreamSettings(sensors=SENSORS, label_columns=("label",))
+DEMO_STREAM_TABLE: dict[str, Any] = {"sensors": SENSORS, "label_columns": ("label",)}
+
+
+@cache
+def demo_stream() -> StreamSettings:
+    """The built-in stream: the demo's pumps."""
+    return StreamSettings(**DEMO_STREAM_TABLE)
 
 
 class AemonConfig(Settings):
@@ -482,7 +523,7 @@ class AemonConfig(Settings):
     artifact_root: str | None = None  # default: <home>/mlartifacts
     warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
     webhook: WebhookSettings = WebhookSettings()
-    streams: dict[str, StreamSettings] = {DEMO_STREAM_NAME: DEMO_STREAM}
+    streams: dict[str, StreamSettings] = Field(default_factory=lambda: {DEMO_STREAM_NAME: demo_stream()})
 
     @field_validator("home")
     @classmethod
@@ -532,11 +573,15 @@ class AemonConfig(Settings):
         return self.streams[name]
 
 
-def load_config(path: str | Path | None = None) -> AemonConfig:
-    """Load and validate the configuration; every problem is one ConfigError naming the setting."""
+def load_config(path: str | Path | None = None, *, detectors: bool = True) -> AemonConfig:
+    """Load and validate the configuration; every problem is one ConfigError naming the setting.
+    `detectors=False` leaves the streams' [detectors] tables as written, unchecked, and
+    imports no detector code (torch): for commands that neither train nor score."""
     data, base, source = read_config(path)
+    if "streams" not in data:  # the built-in stream, checked like a declared one
+        data = {**data, "streams": {DEMO_STREAM_NAME: DEMO_STREAM_TABLE}}
     try:
-        config = AemonConfig(**data)
+        config = AemonConfig.model_validate(data, context={CHECK_DETECTORS: detectors})
     except ValidationError as exc:
         raise ConfigError(describe(exc, source)) from None
     return config.model_copy(update={"home": resolve_home(config.home, base)})

@@ -33,7 +33,8 @@ def ingest_readings(stream: str, config_path: str | None = None, retry_rejected:
     per file ingested. Files unchanged since their last ingest (same name, size and
     modification time) are not read again: they are one summary line in the log. With the
     stream's `archive` set, every file whose content is in the lake is moved there."""
-    results = ingest_inbox(load_config(config_path), stream, retry_rejected, tasks, get_run_logger())
+    config = load_config(config_path, detectors=False)  # an ingest never builds a detector
+    results = ingest_inbox(config, stream, retry_rejected, tasks, get_run_logger())
     accepted = [r for r in results if r["rows_accepted"] > 0]
     if accepted:
         emit_event(READINGS_INGESTED, resource=stream_resource(stream), payload={

@@ -19,10 +19,10 @@ from typing import Any
 
 from aemodels.detector import detector_kinds, param_defaults
 from flows.config import (
-    DEMO_STREAM,
     THRESHOLD_PARAM,
     AemonConfig,
     DetectorKinds,
+    demo_stream,
     detector_params,
 )
 from flows.locations import CONFIG_FILE, DEFAULT_HOME, WarehouseSettings
@@ -181,7 +181,7 @@ def starter_config() -> str:
     lines += _table("warehouse", _fields(warehouse), "warehouse.")
     lines += _table("webhook", _fields(defaults.webhook), "webhook.")
     stream = defaults.streams[DEMO_NAME]
-    assert stream == DEMO_STREAM, "the built-in streams are the demo stream"
+    assert stream == demo_stream(), "the built-in streams are the demo stream"
     tables = {"exclusions", "window", "detectors", "threshold", "train", "alerts", "schedule", "drift"}
     plain = [(k, v) for k, v in _fields(stream) if k not in tables]
     # only what the demo stream sets is written as a value; the rest are its defaults, shown

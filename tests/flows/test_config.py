@@ -1,4 +1,6 @@
 import re
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,10 +12,10 @@ from flows.config import (
     STREAM_DETECTOR_DEFAULTS,
     AemonConfig,
     ConfigError,
-    DetectorsSettings,
     DriftSettings,
     ThresholdSettings,
     detector_params,
+    detectors_model,
     load_config,
 )
 from monitoring.evaluation.drift_detection import DriftRule
@@ -44,8 +46,28 @@ def test_home_from_environment_and_relative_to_the_file(tmp_path, monkeypatch):
     assert load_config(path).home == tmp_path / "elsewhere"
 
 
+def test_a_configuration_loaded_without_detectors_imports_no_torch_and_checks_the_rest(tmp_path):
+    """`aemon ingest` loads the configuration with detectors=False: no detector code (torch)
+    is imported, the [detectors] tables stay as written, every other setting is checked."""
+    import json
+
+    path = tmp_path / "aemon.toml"
+    path.write_text('[streams.pumps]\nsensors = ["a"]\n[streams.pumps.detectors]\nkinds = ["nonsense"]\n'
+                    '[streams.pumps.window]\nsize = 7\n')
+    code = ("import json, sys; from flows.config import load_config; "
+            f"c = load_config({str(path)!r}, detectors=False).stream('pumps'); "
+            "print(json.dumps([c.detectors, c.window.size, 'torch' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(done.stdout) == [{"kinds": ["nonsense"]}, 7, False]
+    with pytest.raises(ConfigError, match=r"streams\.pumps\.detectors\.kinds: .*unknown detector kinds"):
+        load_config(path)
+    path.write_text('[streams.pumps]\nsensors = ["a"]\n[streams.pumps.window]\nsize = -1\n')
+    with pytest.raises(ConfigError, match=r"streams\.pumps\.window"):
+        load_config(path, detectors=False)
+
+
 def test_detector_settings_mirror_each_detector_constructor():
-    settings = DetectorsSettings()
+    settings = detectors_model()()
     assert settings.kinds == detector_kinds()  # every installed kind by default
     for kind in detector_kinds():
         own = getattr(settings, kind).model_dump()
