@@ -128,11 +128,11 @@ def run_aemon(path: Path, work: Path, profile: bool) -> dict:
         clock.wrap(lake, "stage_parts", "write Parquet parts (writer thread)")
         clock.wrap(ingestion, "write", "commit: register parts + audit")
     schema = StreamSchema(sensors=tuple(SENSORS), asset_column=None, asset_id="m1")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = ingestion.ingest_file(warehouse, "bench", schema, path)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.status == "ok" and result.rows_quarantined == 0, result
-    return {"seconds": seconds, "rows": result.rows_accepted, "stages": clock.seconds}
+    return {"seconds": seconds, "cpu_s": cpu, "rows": result.rows_accepted, "stages": clock.seconds}
 
 
 def run_pandas(path: Path, work: Path, parse_dates: bool) -> dict:
@@ -140,12 +140,12 @@ def run_pandas(path: Path, work: Path, parse_dates: bool) -> dict:
 
     from monitoring.store.lake import PART_CODEC
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     dates = {"parse_dates": ["timestamp"], "date_format": "ISO8601"} if parse_dates else {}
     frame = pd.read_csv(path, **dates)
     frame.to_parquet(work / "baseline.parquet", index=False, compression=PART_CODEC)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": len(frame), "timestamp_dtype": str(frame["timestamp"].dtype)}
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_s": cpu, "rows": len(frame), "timestamp_dtype": str(frame["timestamp"].dtype)}
 
 
 def peak_rss_mb() -> float:
@@ -206,7 +206,7 @@ def main() -> None:
     print(f"1-minute load average before the run: {load1:.2f} on {os.cpu_count()} cores; "
           f"best of {args.rounds} interleaved rounds; Parquet codec for both sides: {PART_CODEC}")
     print(f"{'rows':>11} {'file MB':>8} {'threads':>7} {'contender':<26} {'seconds':>8} {'rows/s':>12} "
-          f"{'peak RSS MB':>12}")
+          f"{'peak RSS MB':>12} {'CPU s':>6}")
     summary = []
     for n_rows in args.rows:
         with tempfile.TemporaryDirectory(prefix="aemon-bench-") as tmp_name:
@@ -231,7 +231,7 @@ def main() -> None:
                 for kind, label in CONTENDERS.items():
                     r = best[kind]
                     print(f"{n_rows:>11,} {size_mb:>8.0f} {threads:>7} {label:<26} {r['seconds']:>8.2f} "
-                          f"{n_rows / r['seconds']:>12,.0f} {r['peak_rss_mb']:>12.0f}", flush=True)
+                          f"{n_rows / r['seconds']:>12,.0f} {r['peak_rss_mb']:>12.0f} {r['cpu_s']:>6.2f}", flush=True)
                 if args.profile:
                     print(f"{'':>11} aemon's stages in its best round ({best['aemon']['seconds']:.2f} s):")
                     for stage, seconds in best["aemon"]["stages"].items():

@@ -481,20 +481,51 @@ def _row_numbers(first: int, n: int, skipped: np.ndarray) -> np.ndarray:
     return np.setdiff1d(candidates, skipped, assume_unique=True)[:n]
 
 
-def _scan_lines(source: SourceFile) -> tuple[np.ndarray, list]:
+_BLANK = np.zeros(256, dtype=bool)
+_BLANK[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.strip() strips
+
+
+def _scan_lines(source: SourceFile, block_bytes: int = 8 << 20) -> tuple[np.ndarray, list]:
     """Data row numbers of blank lines (pyarrow skips them; the row numbers must not), and
-    (data row, text, reason) of lines with NUL bytes: binary garbage in a text file."""
-    found = []
+    (data row, text, reason) of lines with NUL bytes: binary garbage in a text file. Lines
+    end at a newline; a blank line holds nothing that bytes.strip() keeps. Scanned a block
+    at a time with numpy: only lines that start with whitespace or hold a NUL byte are
+    looked at one by one."""
+    found: list[int] = []
     broken = []
+
+    def scan(block: bytes, first: int) -> None:
+        """The lines of `block` (each ending at a newline but maybe the last), data row `first` on."""
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == 10) + 1
+        if not len(ends) or ends[-1] != len(data):
+            ends = np.append(ends, len(data))
+        starts = np.concatenate([[0], ends[:-1]])
+        maybe_blank = np.flatnonzero(_BLANK[data[starts]])
+        with_nul = np.searchsorted(ends, np.flatnonzero(data == 0), side="right")
+        for line in np.union1d(maybe_blank, with_nul):
+            text = block[starts[line]:ends[line]]
+            row = first + int(line)
+            if not text.strip():
+                found.append(row)
+            elif b"\x00" in text:
+                broken.append((row, printable(text), f"data row {row}: NUL bytes in the line (binary content in a "
+                                                     "text file); expected a CSV line"))
+
     with open(source.path, "rb") as fh:
         fh.seek(source.skip_bytes)
         fh.readline()
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                found.append(i)
-            elif b"\x00" in line:
-                broken.append((i, printable(line), f"data row {i}: NUL bytes in the line (binary content in a "
-                                                   "text file); expected a CSV line"))
+        row = 1
+        tail = b""
+        while data := fh.read(block_bytes):
+            data = tail + data if tail else data
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            if cut:
+                scan(data[:cut], row)
+                row += data.count(b"\n", 0, cut)
+        if tail:
+            scan(tail, row)
     return np.asarray(found, dtype=np.int64), broken
 
 

@@ -168,3 +168,38 @@ def test_lake_parts_are_encoded_for_readings(tmp_path):
     assert any("DICT" in e for e in columns["asset"].encodings)
     assert not any("DICT" in e for e in columns["a"].encodings)  # float readings: plain
     assert all(c.is_stats_set for c in columns.values())  # DuckLake prunes files by these
+
+
+def test_numbers_read_from_text_are_those_pandas_reads(tmp_path):
+    # pyarrow's cast reads most of them; what it refuses, or reads otherwise ("-0": pandas
+    # reads the integer 0), goes to pd.to_numeric
+    odd = ["1e5", "+1", ".5", "5.", "-0", "-0.0", "00012", "9007199254740993", "1e-400", "1e400", " 2.5 ",
+           "1_000", "0x10", "1,5", "Infinity", "-inf", "nan", "12345678901234567890123", "4.9e-324"]
+    times = pd.date_range("2026-01-01", periods=len(odd), freq="s")
+    text = "\n".join([HEADER, *[f'{t.isoformat()},m1,"{v}",1,0' for t, v in zip(times, odd, strict=True)]])
+    path = write(tmp_path, "odd.csv", text + "\n")
+    for chunk_rows in (1, 4, 100):  # chunks pyarrow reads whole, and chunks that need pandas
+        accepted, quarantined = read_readings(path, SCHEMA, chunk_rows=chunk_rows)
+        # pandas reads a chunk at a time, and how depends on the chunk ("-0" alone is 0.0, beside 1.5 -0.0)
+        expected = np.concatenate([
+            pd.to_numeric(pd.Series(odd[i:i + chunk_rows], dtype="string").str.strip(), errors="coerce")
+            .astype("float64").to_numpy() for i in range(0, len(odd), chunk_rows)])
+        keep = np.isfinite(expected)
+        got = accepted["a"].to_numpy()
+        np.testing.assert_array_equal(got, expected[keep])
+        assert (np.signbit(got) == np.signbit(expected[keep])).all()
+        assert sorted(quarantined["row"]) == [i + 1 for i in np.flatnonzero(~keep)]
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 1 << 20])
+def test_blank_and_binary_lines_are_found_where_they_are(tmp_path, block):
+    lines = [b"h,a", b"1,2", b"", b"  \t", b"\r", b"3,4", b"x\x00y", b"\x00", b" \x00", b"\x0b\x0c", b"5,6", b"\x1c"]
+    raw = b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n \n7,\x008"  # the last line has no newline
+    path = write(tmp_path, "lines.csv", raw)
+    source = readers.SourceFile(path, "csv", ["h", "a"], ["h", "a"], skip_bytes=3)
+    blank, broken = readers._scan_lines(source, block_bytes=block)
+    data_lines = raw[3:].split(b"\n")[1:]
+    assert list(blank) == [i for i, line in enumerate(data_lines, start=1) if not line.strip()]
+    assert [(row, text) for row, text, _ in broken] == [
+        (i, readers.printable(line)) for i, line in enumerate(data_lines, start=1) if line.strip() and b"\x00" in line]
+    assert [row for row, _, _ in broken] == [6, 7, 8, 13]
