@@ -4,13 +4,14 @@ raw chunks, in bounded memory.
 A file is first checked as a whole (is it CSV or Parquet at all, is it UTF-8 text, is it
 empty, do its columns match the stream schema); a problem there rejects the file. Then
 its rows come out in chunks of `chunk_rows` for `features.validation` to check row by
-row. CSV is read with pyarrow's streaming reader (`pyarrow.csv.open_csv`), Parquet one
-row group batch at a time, so a 10 GB export never sits in memory whole.
+row. CSV is read a block at a time, Parquet one row group batch at a time, so a 10 GB
+export never sits in memory whole.
 
-Two CSV modes: `typed` lets pyarrow parse numbers and timestamps while reading (fast,
-multi-threaded); `text` reads every field as text so a bad value can be quarantined with
-its raw content. The ingest tries `typed` first and re-reads the file as `text` as soon
-as anything in it needs a row-level verdict.
+Two CSV modes: `typed` lets pyarrow parse numbers and timestamps while reading, blocks of
+whole lines each parsed on all cores (`pyarrow.csv.read_csv`); `text` reads every field
+as text with pyarrow's streaming reader, on one thread so that malformed lines are met in
+order, so a bad value can be quarantined with its raw content. The ingest tries `typed`
+first and re-reads the file as `text` as soon as anything in it needs a row-level verdict.
 """
 from __future__ import annotations
 
