@@ -99,9 +99,10 @@ def stream_root(data_path: str | Path, stream: str) -> Path:
 
 def stage_parts(frame: pd.DataFrame | pa.Table, data_path: str | Path, stream: str, batch_id: str,
                 seq: int) -> list[Path]:
-    """Write a readings frame as one Parquet part in the stream's folder; the part stays
-    invisible until `ducklake_add_data_files` registers it. Names are unique per attempt,
-    so two runs ingesting the same file never touch each other's parts."""
+    """Write readings (a frame, or an Arrow table in the lake layout) as one Parquet part in
+    the stream's folder; the part stays invisible until `ducklake_add_data_files` registers
+    it. Names are unique per attempt, so two runs ingesting the same file never touch each
+    other's parts."""
     folder = stream_root(data_path, stream)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{batch_id}-{seq:05d}-{owner_tag()}-{uuid.uuid4().hex[:8]}.parquet"
