@@ -4,21 +4,24 @@ raw chunks, in bounded memory.
 A file is first checked as a whole (is it CSV or Parquet at all, is it UTF-8 text, is it
 empty, do its columns match the stream schema); a problem there rejects the file. Then
 its rows come out in chunks of `chunk_rows` for `features.validation` to check row by
-row. CSV is read with pyarrow's streaming reader (`pyarrow.csv.open_csv`), Parquet one
-row group batch at a time, so a 10 GB export never sits in memory whole.
+row. CSV is read a block at a time, Parquet one row group batch at a time, so a 10 GB
+export never sits in memory whole.
 
-Two CSV modes: `typed` lets pyarrow parse numbers and timestamps while reading (fast,
-multi-threaded); `text` reads every field as text so a bad value can be quarantined with
-its raw content. The ingest tries `typed` first and re-reads the file as `text` as soon
-as anything in it needs a row-level verdict.
+Two CSV modes: `typed` lets pyarrow parse numbers and timestamps while reading, blocks of
+whole lines each parsed on all cores (`pyarrow.csv.read_csv`); `text` reads every field
+as text with pyarrow's streaming reader, on one thread so that malformed lines are met in
+order, so a bad value can be quarantined with its raw content. The ingest tries `typed`
+first and re-reads the file as `text` as soon as anything in it needs a row-level verdict.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -61,6 +64,10 @@ DEFAULT_ACCEPT_AHEAD_HOURS = 24.0
 EARLIEST_ACCEPTED = pd.Timestamp("1678-01-01")
 LATEST_ACCEPTED = pd.Timestamp("2262-01-01")
 MAX_AHEAD_HOURS = 24.0 * 366 * 100
+# The typed CSV read takes the file in blocks of whole lines of TYPED_BLOCK_BYTES, and pyarrow
+# parses each in parallel pieces of TYPED_PARSE_BYTES (sizes measured by bench/ingest_throughput.py)
+TYPED_BLOCK_BYTES = 32 << 20
+TYPED_PARSE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -359,27 +366,33 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             skipped_lines.append(number)
         return "skip"
 
-    # The text read is single-threaded so that lines reach the handler in order. Blocks are
-    # small (1 MiB): the streaming reader parses several ahead, so its memory is a multiple of
-    # the block size (16 MiB blocks cost ~500 MB, 1 MiB blocks ~60 MB, and read as fast).
-    block = int(min(1 << 20, max(1 << 14, chunk_rows * source.line_bytes)))
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block, use_threads=mode == "typed")
     parse = pacsv.ParseOptions(delimiter=source.delimiter, ignore_empty_lines=True, invalid_row_handler=on_invalid)
     next_row = 1  # data row number of the next line not yet accounted for
-    # a native Arrow file: reads do not go through Python (and its lock)
-    # lines with NUL bytes reach pyarrow as blank lines (their rows are quarantined as broken)
-    opened = (_BlankedLines(source, {r for r, _, _ in broken}) if broken
-              else pa.OSFile(str(source.path), "rb"))
-    with opened as fh:
-        if not broken:
-            fh.seek(source.skip_bytes)
-        reader = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+    with contextlib.ExitStack() as stack:
+        reader: Iterator[pa.RecordBatch]
+        if mode == "typed":
+            reader = _typed_batches(source, names, parse, convert)
+            batch_schema = pa.schema([(c, convert.column_types[c]) for c in names])
+        else:
+            # The text read is single-threaded so that lines reach the handler in order. Blocks
+            # are small (1 MiB): the streaming reader parses several ahead, so its memory is a
+            # multiple of the block size (16 MiB blocks cost ~500 MB, 1 MiB blocks ~60 MB, and
+            # read as fast). A native Arrow file: reads do not go through Python (and its lock);
+            # lines with NUL bytes reach pyarrow as blank lines (quarantined as broken).
+            block = int(min(1 << 20, max(1 << 14, chunk_rows * source.line_bytes)))
+            read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block, use_threads=False)
+            fh = stack.enter_context(_BlankedLines(source, {r for r, _, _ in broken}) if broken
+                                     else pa.OSFile(str(source.path), "rb"))
+            if not broken:
+                fh.seek(source.skip_bytes)
+            stream = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+            reader, batch_schema = stream, stream.schema
         pending: list[pa.RecordBatch] = []
         n_pending = 0
 
         def flush() -> Chunk:
             nonlocal next_row, n_pending
-            table = _drop_unnamed(pa.Table.from_batches(pending, schema=reader.schema))
+            table = _drop_unnamed(pa.Table.from_batches(pending, schema=batch_schema))
             skipped = np.union1d(blank, skipped_lines).astype(np.int64)
             rows = _row_numbers(next_row, table.num_rows, skipped)
             chunk = Chunk(table, rows, list(invalid), list(broken))
@@ -404,28 +417,116 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
             yield flush()
 
 
+def _typed_batches(source: SourceFile, names: list[str], parse: pacsv.ParseOptions,
+                   convert: pacsv.ConvertOptions, block_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The typed read: the file in blocks of whole lines, each parsed by pyarrow's
+    multithreaded table reader (all cores on one block; pyarrow's streaming reader parses
+    on one), the next block read and parsed on a background thread while the caller works
+    on this one. Two block buffers, reused (fresh memory for each block costs as much as
+    reading it): one being parsed while the other is filled."""
+    options = [pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=TYPED_PARSE_BYTES)
+               for skip in (1, 0)]  # the header is in the first block only
+    size = block_bytes or TYPED_BLOCK_BYTES
+    buffers = [bytearray(size), bytearray(size)]
+
+    def parsed(block: memoryview, first: bool) -> pa.Table:
+        return pacsv.read_csv(pa.py_buffer(block), read_options=options[0 if first else 1], parse_options=parse,
+                              convert_options=convert)
+
+    with open(source.path, "rb", buffering=0) as fh, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-csv") as pool:
+        fh.seek(source.skip_bytes)
+        ahead: Future | None = None
+        tail = b""  # the start of a line cut by the end of the previous block
+        n_blocks = 0
+        at_end = False
+        while not at_end:
+            slot = n_blocks % 2  # the other buffer's block may still be parsing
+            buf = buffers[slot]
+            if len(buf) < 2 * len(tail):  # a line longer than half a block
+                buf = buffers[slot] = bytearray(4 * len(tail))
+            buf[:len(tail)] = tail
+            end = len(tail) + _fill(fh, memoryview(buf)[len(tail):])
+            at_end = end < len(buf)
+            cut = end if at_end else (buf.rfind(b"\n", 0, end) + 1 or buf.rfind(b"\r", 0, end) + 1)
+            tail = bytes(buf[cut:end])
+            if cut == 0:
+                continue  # no line end in the whole buffer: a larger one next
+            future = pool.submit(parsed, memoryview(buf)[:cut], n_blocks == 0)
+            n_blocks += 1
+            if ahead is not None:
+                yield from ahead.result().to_batches()
+            ahead = future
+        if ahead is not None:
+            yield from ahead.result().to_batches()
+
+
+def _fill(fh, view: memoryview) -> int:
+    """Read into `view` until it is full or the file ends; the number of bytes read."""
+    n = 0
+    while n < len(view):
+        got = fh.readinto(view[n:])
+        if not got:
+            break
+        n += got
+    return n
+
+
 def _row_numbers(first: int, n: int, skipped: np.ndarray) -> np.ndarray:
     """Data row numbers of n rows read in order from row `first` on, stepping over the
     rows in `skipped` (blank lines and lines with the wrong number of fields)."""
     skipped = skipped[skipped >= first]
+    if not len(skipped):
+        return np.arange(first, first + n, dtype=np.int64)
     candidates = np.arange(first, first + n + len(skipped), dtype=np.int64)
     return np.setdiff1d(candidates, skipped, assume_unique=True)[:n]
 
 
-def _scan_lines(source: SourceFile) -> tuple[np.ndarray, list]:
+_BLANK = np.zeros(256, dtype=bool)
+_BLANK[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.strip() strips
+
+
+def _scan_lines(source: SourceFile, block_bytes: int = 8 << 20) -> tuple[np.ndarray, list]:
     """Data row numbers of blank lines (pyarrow skips them; the row numbers must not), and
-    (data row, text, reason) of lines with NUL bytes: binary garbage in a text file."""
-    found = []
+    (data row, text, reason) of lines with NUL bytes: binary garbage in a text file. Lines
+    end at a newline; a blank line holds nothing that bytes.strip() keeps. Scanned a block
+    at a time with numpy: only lines that start with whitespace or hold a NUL byte are
+    looked at one by one."""
+    found: list[int] = []
     broken = []
+
+    def scan(block: bytes, first: int) -> None:
+        """The lines of `block` (each ending at a newline but maybe the last), data row `first` on."""
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == 10) + 1
+        if not len(ends) or ends[-1] != len(data):
+            ends = np.append(ends, len(data))
+        starts = np.concatenate([[0], ends[:-1]])
+        maybe_blank = np.flatnonzero(_BLANK[data[starts]])
+        with_nul = np.searchsorted(ends, np.flatnonzero(data == 0), side="right")
+        for line in np.union1d(maybe_blank, with_nul):
+            text = block[starts[line]:ends[line]]
+            row = first + int(line)
+            if not text.strip():
+                found.append(row)
+            elif b"\x00" in text:
+                broken.append((row, printable(text), f"data row {row}: NUL bytes in the line (binary content in a "
+                                                     "text file); expected a CSV line"))
+
     with open(source.path, "rb") as fh:
         fh.seek(source.skip_bytes)
         fh.readline()
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                found.append(i)
-            elif b"\x00" in line:
-                broken.append((i, printable(line), f"data row {i}: NUL bytes in the line (binary content in a "
-                                                   "text file); expected a CSV line"))
+        row = 1
+        tail = b""
+        while data := fh.read(block_bytes):
+            data = tail + data if tail else data
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            if cut:
+                scan(data[:cut], row)
+                row += data.count(b"\n", 0, cut)
+        if tail:
+            scan(tail, row)
     return np.asarray(found, dtype=np.int64), broken
 
 

@@ -42,7 +42,17 @@ from features.readers import (
     read_chunks,
     read_raw_lines,
 )
-from features.validation import ChunkResult, FileState, label_intervals, move_to_quarantine, raw_json, validate_chunk
+from features.validation import (
+    ChunkResult,
+    CleanChunk,
+    FileState,
+    accept_clean,
+    label_intervals,
+    move_to_quarantine,
+    raw_json,
+    validate_chunk,
+    validate_clean,
+)
 from monitoring.store import lake
 from monitoring.store.audit import (
     batch_status,
@@ -197,21 +207,23 @@ def ingest_file(
     path = Path(path)
     schema = file_schema(schema, path, asset)
     stat = path.stat()  # before the hash: a file changed while it is read differs from its manifest row
-    digest = file_digest(path)
+    problem = None
+    # Rows are read and staged as Parquet parts with no write lock held; one short write
+    # transaction then registers the parts with the file's audit row, quarantine and late
+    # ranges: a file is in the lake whole, with its audit, or not at all.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-hash") as pool:
+        hashing = pool.submit(file_digest, path)  # hashed while the warehouse opens (hashlib frees the GIL)
+        with connect(warehouse) as con:
+            digest = hashing.result()
+            seen, attempts = batch_status(con, stream, digest)
+            known = seen == "ok" or (seen == "rejected" and not retry_rejected)
+            noted = inbox_manifest(con, stream, str(path)).get(str(path), ())[:3] == (
+                stat.st_size, stat.st_mtime_ns, digest)
 
     def note_file(con: duckdb.DuckDBPyConnection) -> None:
         record_inbox_file(con, stream, str(path), stat.st_size, stat.st_mtime_ns, digest)
 
     batch_id = digest[:16]
-    problem = None
-    # Rows are read and staged as Parquet parts with no write lock held; one short write
-    # transaction then registers the parts with the file's audit row, quarantine and late
-    # ranges: a file is in the lake whole, with its audit, or not at all.
-    with connect(warehouse) as con:
-        seen, attempts = batch_status(con, stream, digest)
-        known = seen == "ok" or (seen == "rejected" and not retry_rejected)
-        noted = inbox_manifest(con, stream, str(path)).get(str(path), ())[:3] == (
-            stat.st_size, stat.st_mtime_ns, digest)
     if known:
         if not noted:
             write(warehouse, note_file)  # known content under a name not in the manifest yet
@@ -315,6 +327,14 @@ def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, wa
             for seq, chunk in enumerate(read_chunks(source, schema, mode=mode, chunk_rows=chunk_rows)):
                 if mode == "typed" and chunk.invalid:
                     raise RetryAsText
+                clean = validate_clean(chunk, schema, state)
+                if clean is not None and labels is None and not _needs_lookup(clean, ranges, marks):
+                    # the common chunk: nothing to quarantine, check in the lake or rescore; Arrow throughout
+                    accept_clean(clean, state)
+                    writer.submit(clean.table, seq)
+                    counts["in"] += clean.table.num_rows
+                    counts["accepted"] += clean.table.num_rows
+                    continue
                 before = dict(state.last_seen)
                 result = validate_chunk(chunk, schema, state, source.path)
                 result = _drop_known(lookup, result, stream, ranges, before, lambda: writer.staged_paths)
@@ -355,7 +375,7 @@ class PartWriter:
         self.pending: list[Future] = []
         self.staged: list[Path] = []
 
-    def submit(self, frame: pd.DataFrame, seq: int) -> None:
+    def submit(self, frame: pd.DataFrame | pa.Table, seq: int) -> None:
         # one chunk being written while the next is read: memory stays at about two chunks
         while len(self.pending) >= 1:
             done = self.pending.pop(0)
@@ -388,6 +408,16 @@ class PartWriter:
         finally:
             self.pool.shutdown()
             lake.abort_parts(self.staged)
+
+
+def _needs_lookup(clean: CleanChunk, ranges: dict, marks: dict) -> bool:
+    """Whether a clean chunk's times meet the lake's range of its asset (a stored reading may
+    repeat: `_drop_known` looks) or its scoring watermark (`_note_late` notes a rescore)."""
+    stored = ranges.get(clean.asset)
+    if stored is not None and not (clean.last < stored[0] or clean.first > stored[1]):
+        return True
+    mark = marks.get(clean.asset)
+    return mark is not None and clean.first <= mark
 
 
 def _next_record_time(ranges: dict) -> pd.Timestamp:

@@ -36,6 +36,16 @@ FOREIGN_STALE_HOURS = 24
 OWNER = re.compile(r"-(?P<host>[A-Za-z0-9]{1,32})\.(?P<pid>\d+)-[0-9a-f]{8}\.parquet$")
 
 
+# How parts are encoded (measured by bench/ingest_throughput.py): Snappy, which keeps real
+# sensor readings to about a third of their size for little CPU; dictionary encoding for the
+# asset id only (it costs float readings time and saves nothing); timestamps, which mostly
+# step by a fixed period, delta-encoded (a tenth of the plain size, and faster to write).
+# Statistics stay on every column: DuckLake keeps them to prune files by range.
+PART_CODEC = "snappy"
+PART_OPTIONS: dict = {"compression": PART_CODEC, "use_dictionary": ["asset"],
+                      "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"}}
+
+
 def host_tag() -> str:
     """This machine's name as it appears in staged file names."""
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
@@ -87,20 +97,22 @@ def stream_root(data_path: str | Path, stream: str) -> Path:
     return Path(data_path) / "lake" / stream
 
 
-def stage_parts(frame: pd.DataFrame, data_path: str | Path, stream: str, batch_id: str, seq: int) -> list[Path]:
-    """Write a readings frame as one Parquet part in the stream's folder; the part stays
-    invisible until `ducklake_add_data_files` registers it. Names are unique per attempt,
-    so two runs ingesting the same file never touch each other's parts."""
+def stage_parts(frame: pd.DataFrame | pa.Table, data_path: str | Path, stream: str, batch_id: str,
+                seq: int) -> list[Path]:
+    """Write readings (a frame, or an Arrow table in the lake layout) as one Parquet part in
+    the stream's folder; the part stays invisible until `ducklake_add_data_files` registers
+    it. Names are unique per attempt, so two runs ingesting the same file never touch each
+    other's parts."""
     folder = stream_root(data_path, stream)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{batch_id}-{seq:05d}-{owner_tag()}-{uuid.uuid4().hex[:8]}.parquet"
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    table = (frame if isinstance(frame, pa.Table)
+             else pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False))
     # the table's timestamps are microseconds, DuckDB's TIMESTAMP
     index = table.schema.get_field_index("timestamp")
     if index >= 0 and table.schema.field(index).type != pa.timestamp("us"):
         table = table.set_column(index, "timestamp", table.column(index).cast(pa.timestamp("us")))
-    # dictionary encoding pays off for the asset id, not for float readings
-    pq.write_table(table, path, use_dictionary=["asset"])
+    pq.write_table(table, path, **PART_OPTIONS)
     return [path]
 
 
