@@ -173,7 +173,8 @@ def test_ingest_without_a_prefect_api_runs_in_process_and_stores_what_the_flow_r
             "SELECT reason FROM quarantine")]
 
     local, flow = inbox_of("local"), inbox_of("flow")
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AEMON_"))}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO")
     in_process = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "ingest", "pumps",
                                  "--config", str(write_config(local))], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=300)
@@ -196,8 +197,11 @@ def test_a_training_without_a_prefect_api_starts_one_temporary_server(tmp_path, 
     inbox.mkdir(parents=True)
     small_stream.readings.to_csv(inbox / "all.csv", index=False)
     config = write_config(home)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # a new Prefect database: set up by the first command
+    # no Prefect setting of this test process (a demo run before sets the log level), and
+    # a new Prefect database: set up by the first command
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AEMON_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_LOGGING_LEVEL="INFO")
 
     def run(*args: str) -> str:
         done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args, "--config",
