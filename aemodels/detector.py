@@ -107,7 +107,7 @@ class VAEDetector(BaseDetector):
 
     def __init__(self, architecture: str = "mlp", hidden: tuple[int, ...] = (64, 32),
                  channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8, beta: float = 1.0,
-                 kl_warmup_epochs: int = 10, score_method: str = "elbo", n_score_samples: int = 16,
+                 kl_warmup_epochs: int = 10, score_method: str = "mean", n_score_samples: int = 16,
                  **kwargs: Any) -> None:
         self.architecture = architecture
         self.hidden = hidden
