@@ -88,11 +88,17 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
 
 def residual_sums(flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sensor sums over each window of the residual x_hat - x (b, L, C) and of its square:
-    two (b, C) float32 tensors.
+    two (b, C) float32 tensors; the residual is squared in place.
 
-    Two reading passes over the residual, in torch, in float32: no float64 copies of the
-    windows (which would cost more than the network) and no pass per window in Python."""
-    return flipped.sum(dim=1), torch.linalg.vector_norm(flipped, dim=1).square_()
+    In torch, in float32, while the batch is in cache: no float64 copies of the windows (which
+    would cost more than the network) and no pass per window in Python. The sums over the
+    window are matmuls with a (L * C, C) 0/1 matrix: faster than a reduction over the middle
+    axis (sum(dim=1): 1.4x; linalg.vector_norm: 15x)."""
+    batch, steps, sensors = flipped.shape
+    per_sensor = torch.eye(sensors, dtype=flipped.dtype).repeat(steps, 1)  # (L * C, C)
+    flat = flipped.reshape(batch, steps * sensors)
+    sums = flat @ per_sensor
+    return sums, flat.square_() @ per_sensor
 
 
 ERROR_SCALINGS = ("none", "sensor")
@@ -269,7 +275,15 @@ class BaseDetector:
         return (mse if scale is None else mse / scale), np.where(sums.numpy() > 0, -1.0, 1.0)
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
-        return self._sensor_errors(X)[0].mean(axis=1)  # (b, C) -> (b,)
+        """The mean over sensors of _sensor_errors' errors, (b,) float64, without the signs:
+        the squared residual times a (L * C,) weight vector, one matmul."""
+        x = torch.from_numpy(X)
+        flipped = self._reconstruct_windows(x).sub_(x)  # (b, L, C)
+        batch, steps, sensors = flipped.shape
+        scale = getattr(self, "sensor_scale_", None)
+        per_sensor = 1.0 / (steps * sensors * (np.ones(sensors) if scale is None else scale))  # (C,)
+        weights = torch.from_numpy(np.tile(per_sensor, steps).astype(np.float32))  # (L * C,)
+        return (flipped.reshape(batch, steps * sensors).square_() @ weights).double().numpy()
 
     def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
         mse, sign = self._sensor_errors(X)

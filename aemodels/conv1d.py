@@ -111,12 +111,15 @@ def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     assert isinstance(padding, int), "channels-last convolutions take an int padding"
     l_out = (length + 2 * padding - k) // stride + 1
     padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
-    patches = padded.unfold(1, k, stride)  # (B, L_out, C_in, k): the input of each output step
-    weight = conv.weight.reshape(conv.out_channels, c_in * k)  # (C_out, C_in, k) -> (C_out, C_in * k)
-    out = patches.reshape(batch * l_out, c_in * k) @ weight.t()
-    if conv.bias is not None:
-        out = out + conv.bias
-    return out.view(batch, l_out, conv.out_channels)
+    # (B, L_out, k, C_in): the input of each output step, k consecutive steps, contiguous in memory
+    patches = padded.unfold(1, k, stride).transpose(2, 3)
+    weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (C_out, k * C_in)
+    return _affine(patches.reshape(batch * l_out, k * c_in), weight.t(), conv.bias).view(batch, l_out, -1)
+
+
+def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight (+ bias), the bias added by the matmul itself."""
+    return x @ weight if bias is None else torch.addmm(bias, x, weight)
 
 
 def _phase_taps(k: int, padding: int) -> dict[tuple[int, int], int]:
@@ -146,12 +149,11 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     blocks = [[conv.weight.new_zeros(c_in, c_out)] * 2 for _ in range(n_taps)]
     for (phase, j), d in taps.items():
         blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
-    weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks], dim=1)  # (C_in, taps, 2, C_out)
+    weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
     padded = nn.functional.pad(x, (0, 0, -low, high))  # (B, L + taps - 1, C_in)
-    patches = padded.unfold(1, n_taps, 1)  # (B, L, C_in, taps)
-    out = patches.reshape(batch * length, c_in * n_taps) @ weight.reshape(c_in * n_taps, 2 * c_out)
-    if conv.bias is not None:
-        out = out + conv.bias.repeat(2)
+    patches = padded.unfold(1, n_taps, 1).transpose(2, 3)  # (B, L, taps, C_in), contiguous in memory
+    out = _affine(patches.reshape(batch * length, n_taps * c_in), weight.reshape(n_taps * c_in, 2 * c_out),
+                  None if conv.bias is None else conv.bias.repeat(2))
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
 
 
