@@ -107,8 +107,8 @@ def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last: (B, L_out, C_out), the same values as
     conv(x.transpose(1, 2)).transpose(1, 2) for any stride and an int padding."""
     batch, length, c_in = x.shape
-    (k,), (stride,), (padding,) = conv.kernel_size, conv.stride, conv.padding
-    assert isinstance(padding, int), "channels-last convolutions take an int padding"
+    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
+    k, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     l_out = (length + 2 * padding - k) // stride + 1
     padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
     # (B, L_out, k, C_in): the input of each output step, k consecutive steps, contiguous in memory
@@ -137,11 +137,10 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     kernel reaches: one matmul of the unfolded input (B * L, taps * C_in) by a (taps * C_in,
     2 * C_out) matrix of the kernel's taps gives both phases, already interleaved in time."""
     batch, length, c_in = x.shape
-    (k,), (stride,), (padding,), (output_padding,) = (conv.kernel_size, conv.stride, conv.padding,
-                                                      conv.output_padding)
-    assert stride == 2 and isinstance(padding, int), "channels-last transposed convolutions are stride 2"
+    assert not isinstance(conv.padding, str) and conv.stride[0] == 2, "channels-last transposed convolutions: stride 2"
+    k, padding, output_padding = conv.kernel_size[0], conv.padding[0], conv.output_padding[0]
     c_out = conv.out_channels
-    l_out = (length - 1) * stride - 2 * padding + k + output_padding
+    l_out = (length - 1) * 2 - 2 * padding + k + output_padding
     taps = _phase_taps(k, padding)
     low, high = min(taps.values()), max(taps.values())
     n_taps = high - low + 1
@@ -183,7 +182,8 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
             flat_from = (channels, steps)
         elif isinstance(module, nn.Linear):
-            weight, bias = module.weight, module.bias
+            weight: torch.Tensor = module.weight
+            bias: torch.Tensor | None = module.bias
             if flat_from is not None:  # columns (C, L) -> (L, C)
                 channels, steps = flat_from
                 weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)

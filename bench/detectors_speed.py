@@ -188,12 +188,17 @@ def main() -> None:
     ours = {kind: ours_fit(kind, []) for kind in kinds}  # warm-up, and the models that are scored
     pyod = {kind: pyod_fit(kind, []) for kind in kinds}
     batch = {kind: ours[kind]._score_batch_size() for kind in kinds}
-    scorers: dict[tuple[str, str], Callable[[], object]] = {}
-    for kind in kinds:
-        scorers[kind, "ours"] = lambda kind=kind: ours[kind].score(X_score)
-        scorers[kind, "pyod"] = lambda kind=kind: pyod[kind].decision_function(flat_score, batch_size=batch[kind])
-        scorers[kind, "pyod default"] = lambda kind=kind: pyod[kind].decision_function(flat_score)
-        scorers[kind, "torch loop"] = lambda kind=kind: torch_loop_scores(pyod[kind].model, flat_score, batch[kind])
+    def scorer(kind: str, side: str) -> Callable[[], object]:
+        if side == "ours":
+            return lambda: ours[kind].score(X_score)
+        if side == "pyod":
+            return lambda: pyod[kind].decision_function(flat_score, batch_size=batch[kind])
+        if side == "pyod default":
+            return lambda: pyod[kind].decision_function(flat_score)
+        return lambda: torch_loop_scores(pyod[kind].model, flat_score, batch[kind])
+
+    sides = ("ours", "pyod", "pyod default", "torch loop")
+    scorers = {(kind, side): scorer(kind, side) for kind in kinds for side in sides}
     epoch_best: dict[tuple[str, str], float] = {}
     score_best = {key: float("inf") for key in scorers}
     flops = 0.0
@@ -204,7 +209,7 @@ def main() -> None:
                 stamps: list[float] = []
                 fit(kind, stamps)
                 epoch_best[kind, side] = min(epoch_best.get((kind, side), float("inf")), float(np.min(np.diff(stamps))))
-            for side in ("ours", "pyod", "pyod default", "torch loop"):
+            for side in sides:
                 score_best[kind, side] = min(score_best[kind, side], seconds(scorers[kind, side]))
     load_after = os.getloadavg()[0]
 
