@@ -270,20 +270,24 @@ class BaseDetector:
     def _sensor_arrays(self, sums: torch.Tensor, squares: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(per-sensor mean squared error, scaled by sensor_scale_ if any; sign of the mean residual
         x - x_hat), two (b, C) float64 arrays, from residual_sums."""
+        return self._sensor_mse(squares), np.where(sums.numpy() > 0, -1.0, 1.0)
+
+    def _sensor_mse(self, squares: torch.Tensor) -> np.ndarray:
+        """Per-sensor sums of squared residuals (b, C) -> mean squared errors, scaled by
+        sensor_scale_ if any, (b, C) float64."""
         mse = squares.double().numpy() / self.window_size_
         scale = getattr(self, "sensor_scale_", None)
-        return (mse if scale is None else mse / scale), np.where(sums.numpy() > 0, -1.0, 1.0)
+        return mse if scale is None else mse / scale
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
-        """The mean over sensors of _sensor_errors' errors, (b,) float64, without the signs:
-        the squared residual times a (L * C,) weight vector, one matmul."""
+        """The mean over sensors of _sensor_errors' errors, (b,) float64, without the signs
+        (the same values, so abs(contributions).mean(axis=1) stays the score exactly)."""
         x = torch.from_numpy(X)
         flipped = self._reconstruct_windows(x).sub_(x)  # (b, L, C)
         batch, steps, sensors = flipped.shape
-        scale = getattr(self, "sensor_scale_", None)
-        per_sensor = 1.0 / (steps * sensors * (np.ones(sensors) if scale is None else scale))  # (C,)
-        weights = torch.from_numpy(np.tile(per_sensor, steps).astype(np.float32))  # (L * C,)
-        return (flipped.reshape(batch, steps * sensors).square_() @ weights).double().numpy()
+        per_sensor = torch.eye(sensors, dtype=flipped.dtype).repeat(steps, 1)  # (L * C, C), as residual_sums
+        squares = flipped.reshape(batch, steps * sensors).square_() @ per_sensor
+        return self._sensor_mse(squares).mean(axis=1)  # (b, C) -> (b,)
 
     def _contributions_batch(self, X: np.ndarray) -> np.ndarray:
         mse, sign = self._sensor_errors(X)
