@@ -182,3 +182,14 @@ def test_scoring_runs_on_score_threads_and_fitting_on_n_threads(tmp_path):
 def test_score_threads_must_be_a_count(value):
     with pytest.raises(ValueError, match="score_threads"):
         make_detector("mlp_ae", score_threads=value, **FAST).fit(windows(50))
+
+
+def test_score_threads_is_a_stream_setting_shared_or_per_kind():
+    from flows.config import DetectorsSettings, detector_params
+
+    settings = DetectorsSettings(**{"score_threads": 2, "vae": {"score_threads": 1}})
+    assert detector_params(settings, "mlp_ae")["score_threads"] == 2
+    assert detector_params(settings, "vae")["score_threads"] == 1
+    assert make_detector("cnn_ae", **detector_params(DetectorsSettings(), "cnn_ae")).score_threads == 0
+    with pytest.raises(ValueError, match="score_threads=-1, must be an int >= 0"):
+        make_detector("mlp_ae", **detector_params(DetectorsSettings(score_threads=-1), "mlp_ae")).validate_params()
