@@ -29,8 +29,8 @@ class AutoencoderDetector(BaseDetector):
     """Scores a window by the reconstruction error of an MLP autoencoder over the flattened window.
 
     hidden: encoder layer widths (the decoder mirrors them); latent: code size.
-    `n_threads` caps torch's CPU threads while training and scoring (restored after);
-    small models run fastest on 1 thread, especially when several processes share the CPUs.
+    `n_threads` caps torch's CPU threads while training, `score_threads` while scoring (both
+    restored after); several fits sharing the CPUs run fastest on a thread each.
     """
 
     kind = "mlp_ae"
