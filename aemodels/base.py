@@ -86,6 +86,12 @@ def point_scores(window_scores, window_starts, window_length: int, n_points: int
     return np.where(counts > 0, out, np.nan)
 
 
+def windows_tensor(X: np.ndarray) -> torch.Tensor:
+    """Checked windows as a tensor sharing their memory (a copy only of a read-only array:
+    torch tensors are writable)."""
+    return torch.from_numpy(np.require(X, np.float32, ["C", "W"]))
+
+
 def residual_sums(flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sensor sums over each window of the residual x_hat - x (b, L, C) and of its square:
     two (b, C) float32 tensors; the residual is squared in place.
@@ -264,7 +270,7 @@ class BaseDetector:
 
     def _sensor_errors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sensor mean squared residual x - x_hat and the sign of its mean: two (b, C) float64 arrays."""
-        x = torch.from_numpy(X)
+        x = windows_tensor(X)
         return self._sensor_arrays(*residual_sums(self._reconstruct_windows(x).sub_(x)))
 
     def _sensor_arrays(self, sums: torch.Tensor, squares: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +288,7 @@ class BaseDetector:
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
         """The mean over sensors of _sensor_errors' errors, (b,) float64, without the signs
         (the same values, so abs(contributions).mean(axis=1) stays the score exactly)."""
-        x = torch.from_numpy(X)
+        x = windows_tensor(X)
         flipped = self._reconstruct_windows(x).sub_(x)  # (b, L, C)
         batch, steps, sensors = flipped.shape
         per_sensor = torch.eye(sensors, dtype=flipped.dtype).repeat(steps, 1)  # (L * C, C), as residual_sums

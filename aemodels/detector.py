@@ -13,7 +13,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from aemodels.base import BaseDetector, residual_sums
+from aemodels.base import BaseDetector, residual_sums, windows_tensor
 from aemodels.checks import check_int, check_real
 from aemodels.conv1d import Conv1dAutoencoder
 from aemodels.errors import DetectorInputError, UnknownParameterError
@@ -84,7 +84,7 @@ class Conv1dDetector(BaseDetector):
         return self._forward(self.model_, x)
 
     def _encode_batch(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.encode_windows(torch.from_numpy(X)).numpy()  # (b, L, C) -> (b, latent)
+        return self.model_.encode_windows(windows_tensor(X)).numpy()  # (b, L, C) -> (b, latent)
 
 
 class VAEDetector(BaseDetector):
@@ -165,7 +165,7 @@ class VAEDetector(BaseDetector):
     def _mean_decoding(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """score_method "mean" with the per-sensor errors of the same decoding: the score (b,)
         and the two (b, C) arrays of _sensor_errors, from one encode and one decode per window."""
-        x, model = torch.from_numpy(X), self.model_
+        x, model = windows_tensor(X), self.model_
         mu, logvar = model.posterior(x)
         x_mean = model.decode(mu)
         nll = -model.log_px_z(x, x_mean) if model.bernoulli else None

@@ -193,3 +193,22 @@ def test_score_threads_is_a_stream_setting_shared_or_per_kind():
     assert make_detector("cnn_ae", **detector_params(DetectorsSettings(), "cnn_ae")).score_threads == 0
     with pytest.raises(ValueError, match="score_threads=-1, must be an int >= 0"):
         make_detector("mlp_ae", **detector_params(DetectorsSettings(score_threads=-1), "mlp_ae")).validate_params()
+
+
+@pytest.mark.parametrize("kind", ["mlp_ae", "cnn_ae", "vae"])
+def test_read_only_windows_score_without_warnings_and_stay_unchanged(kind):
+    import warnings
+
+    X = windows()
+    detector = make_detector(kind, **FAST).fit(X[:200])
+    expected = detector.score_with_contributions(X[200:])
+    frozen = X[200:].copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only array
+        got = detector.score_with_contributions(frozen)
+        np.testing.assert_array_equal(detector.score(frozen), expected[0])
+        detector.encode(frozen)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(frozen, X[200:])  # the windows are never written
