@@ -84,3 +84,131 @@ class Conv1dAutoencoder(Autoencoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))  # (B, C, L) -> (B, latent) -> (B, C, L)
+
+    def encode_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """encode() on windows as they are, (B, L, C) -> (B, latent), the convolutions run channels last."""
+        return channels_last_forward(self.encoder, x)
+
+    def forward_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """forward() on windows as they are, (B, L, C) -> (B, L, C): the same values, computed
+        channels last (convolutions as matmuls, no transposes of the windows)."""
+        return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x))
+
+
+# -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
+# oneDNN runs these small 1-D convolutions (a few channels, kernel 5) far below matmul speed,
+# and the transposed ones slower still. With the time axis outer and the channels inner, a
+# convolution is one matmul over the unfolded input (im2col), and a stride-2 transposed
+# convolution one matmul that writes each pair of output steps (its two phases) at once.
+# The weights are the modules' own, read on every call, so training and scoring share them.
+
+
+def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last: (B, L_out, C_out), the same values as
+    conv(x.transpose(1, 2)).transpose(1, 2) for any stride and an int padding."""
+    batch, length, c_in = x.shape
+    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
+    k, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    l_out = (length + 2 * padding - k) // stride + 1
+    padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
+    # (B, L_out, k, C_in): the input of each output step, k consecutive steps, contiguous in memory
+    patches = padded.unfold(1, k, stride).transpose(2, 3)
+    weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (C_out, k * C_in)
+    return _affine(patches.reshape(batch * l_out, k * c_in), weight.t(), conv.bias).view(batch, l_out, -1)
+
+
+def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight (+ bias), the bias added by the matmul itself."""
+    return x @ weight if bias is None else torch.addmm(bias, x, weight)
+
+
+def _phase_taps(k: int, padding: int) -> dict[tuple[int, int], int]:
+    """{(phase, tap j): offset d}: output step 2m + phase of a stride-2 transposed convolution
+    takes tap j from input step m + d."""
+    return {(phase, j): (phase + padding - j) // 2 for phase in (0, 1) for j in range(k)
+            if (phase + padding - j) % 2 == 0}
+
+
+def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
+    the same values as conv(x.transpose(1, 2)).transpose(1, 2).
+
+    Output steps 2m and 2m + 1 depend on the input steps m + d for the few offsets d the
+    kernel reaches: one matmul of the unfolded input (B * L, taps * C_in) by a (taps * C_in,
+    2 * C_out) matrix of the kernel's taps gives both phases, already interleaved in time."""
+    batch, length, c_in = x.shape
+    assert not isinstance(conv.padding, str) and conv.stride[0] == 2, "channels-last transposed convolutions: stride 2"
+    k, padding, output_padding = conv.kernel_size[0], conv.padding[0], conv.output_padding[0]
+    c_out = conv.out_channels
+    l_out = (length - 1) * 2 - 2 * padding + k + output_padding
+    taps = _phase_taps(k, padding)
+    low, high = min(taps.values()), max(taps.values())
+    n_taps = high - low + 1
+    # (taps, C_in, phase, C_out), zero where a phase does not use an offset
+    blocks = [[conv.weight.new_zeros(c_in, c_out)] * 2 for _ in range(n_taps)]
+    for (phase, j), d in taps.items():
+        blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
+    weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
+    padded = nn.functional.pad(x, (0, 0, -low, high))  # (B, L + taps - 1, C_in)
+    patches = padded.unfold(1, n_taps, 1).transpose(2, 3)  # (B, L, taps, C_in), contiguous in memory
+    out = _affine(patches.reshape(batch * length, n_taps * c_in), weight.reshape(n_taps * c_in, 2 * c_out),
+                  None if conv.bias is None else conv.bias.repeat(2))
+    return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
+
+
+class WindowTranspose(nn.Module):
+    """(B, L, C) <-> (B, C, L), between window layout and Conv1d layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
+def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The layers of conv_encoder / conv_decoder (and the window transposes around them) on
+    channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
+    give in their own (B, C, L) layout, every step kept in (B, L, C).
+
+    A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
+    whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
+    modules = list(layers)
+    flat_from: tuple[int, int] | None = None  # (C, L) of the last Flatten, for the Linear after it
+    for i, module in enumerate(modules):
+        if isinstance(module, nn.Conv1d):
+            x = conv1d_channels_last(x, module)
+        elif isinstance(module, nn.ConvTranspose1d):
+            x = conv_transpose1d_channels_last(x, module)
+        elif isinstance(module, nn.Flatten):
+            steps, channels = x.shape[1:]
+            x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
+            flat_from = (channels, steps)
+        elif isinstance(module, nn.Linear):
+            weight: torch.Tensor = module.weight
+            bias: torch.Tensor | None = module.bias
+            if flat_from is not None:  # columns (C, L) -> (L, C)
+                channels, steps = flat_from
+                weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)
+                flat_from = None
+            unflatten = _unflatten_after(modules, i)
+            if unflatten is not None:  # rows (C, L) -> (L, C)
+                channels, steps = unflatten.unflattened_size
+                weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
+                bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
+            x = nn.functional.linear(x, weight, bias)
+        elif isinstance(module, nn.Unflatten):
+            channels, steps = module.unflattened_size
+            x = x.view(len(x), steps, channels)  # the Linear before wrote (L, C) order
+        elif isinstance(module, WindowTranspose):
+            continue  # windows already are (B, L, C)
+        else:
+            x = module(x)  # element-wise: activation, dropout, output activation
+    return x
+
+
+def _unflatten_after(modules: list[nn.Module], i: int) -> nn.Unflatten | None:
+    """The Unflatten the output of modules[i] reaches through element-wise layers only, if any."""
+    for module in modules[i + 1:]:
+        if isinstance(module, nn.Unflatten):
+            return module
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d, nn.Flatten)):
+            return None
+    return None

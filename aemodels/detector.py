@@ -13,24 +13,24 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from aemodels.base import BaseDetector
+from aemodels.base import BaseDetector, residual_sums, windows_tensor
 from aemodels.checks import check_int, check_real
 from aemodels.conv1d import Conv1dAutoencoder
 from aemodels.errors import DetectorInputError, UnknownParameterError
 from aemodels.mlp import MLPAutoencoder
 from aemodels.network import Autoencoder
-from aemodels.vae import ARCHITECTURES, VAE
+from aemodels.vae import ARCHITECTURES, VAE, gaussian_kl
 
 DETECTOR_KINDS = ("mlp_ae", "cnn_ae", "vae")
-VAE_SCORE_METHODS = ("elbo", "iwae")
+VAE_SCORE_METHODS = ("mean", "elbo", "iwae")
 
 
 class AutoencoderDetector(BaseDetector):
     """Scores a window by the reconstruction error of an MLP autoencoder over the flattened window.
 
     hidden: encoder layer widths (the decoder mirrors them); latent: code size.
-    `n_threads` caps torch's CPU threads while training and scoring (restored after);
-    small models run fastest on 1 thread, especially when several processes share the CPUs.
+    `n_threads` caps torch's CPU threads while training, `score_threads` while scoring (both
+    restored after); several fits sharing the CPUs run fastest on a thread each.
     """
 
     kind = "mlp_ae"
@@ -51,9 +51,13 @@ class Conv1dDetector(BaseDetector):
 
     channels: output channels of the stride-2 Conv1d blocks (each halves the window);
     kernel_size: odd; latent: size of the dense bottleneck.
+
+    The network trains and scores on the windows as they are, channels last
+    (Conv1dAutoencoder.forward_windows: the convolutions as matmuls, no transposed copies).
     """
 
     kind = "cnn_ae"
+    model_: Conv1dAutoencoder
 
     def __init__(self, channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8,
                  **kwargs: Any) -> None:
@@ -67,10 +71,20 @@ class Conv1dDetector(BaseDetector):
                                  self.activation, self.dropout, self.output_activation)
 
     def _to_model_input(self, X: np.ndarray) -> np.ndarray:
-        return X.transpose(0, 2, 1)  # (n, L, C) -> (n, C, L)
+        return X  # windows as they are, (n, L, C): forward_windows runs channels last
 
     def _from_model_output(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        return out.transpose(0, 2, 1)  # (n, C, L) -> (n, L, C)
+        return out
+
+    def _forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        assert isinstance(model, Conv1dAutoencoder), "a Conv1dDetector trains the network its _build_model made"
+        return model.forward_windows(inputs)
+
+    def _reconstruct_windows(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.model_, x)
+
+    def _encode_batch(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.encode_windows(windows_tensor(X)).numpy()  # (b, L, C) -> (b, latent)
 
 
 class VAEDetector(BaseDetector):
@@ -80,11 +94,12 @@ class VAEDetector(BaseDetector):
     latent: size of z; beta: weight of the KL term (beta-VAE); kl_warmup_epochs: the KL weight
     rises linearly from beta / kl_warmup_epochs to beta over these first epochs (0: none;
     validation losses always use the full beta). The score is -log p(x) in nats per window:
-    score_method "elbo" = the negative ELBO averaged over n_score_samples draws of z, "iwae" =
-    minus the importance-weighted log-likelihood with n_score_samples samples. The draws are the
-    same for every window and call (seeded by random_state), so scores are deterministic and do
-    not depend on how windows are batched. contributions() use the reconstruction at the
-    posterior mean.
+    score_method "mean" = -log p(x|z) + KL(q(z|x) || p(z)) at z = the posterior mean (one decode
+    per window, the one contributions() use: the fastest), "elbo" = the negative ELBO averaged
+    over n_score_samples draws of z, "iwae" = minus the importance-weighted log-likelihood with
+    n_score_samples samples. The draws are the same for every window and call (seeded by
+    random_state), so every score is deterministic and does not depend on how windows are
+    batched. contributions() use the reconstruction at the posterior mean.
     """
 
     kind = "vae"
@@ -92,7 +107,7 @@ class VAEDetector(BaseDetector):
 
     def __init__(self, architecture: str = "mlp", hidden: tuple[int, ...] = (64, 32),
                  channels: tuple[int, ...] = (16, 32), kernel_size: int = 5, latent: int = 8, beta: float = 1.0,
-                 kl_warmup_epochs: int = 10, score_method: str = "elbo", n_score_samples: int = 16,
+                 kl_warmup_epochs: int = 10, score_method: str = "mean", n_score_samples: int = 16,
                  **kwargs: Any) -> None:
         self.architecture = architecture
         self.hidden = hidden
@@ -144,9 +159,27 @@ class VAEDetector(BaseDetector):
         generator = torch.Generator().manual_seed(self.random_state)
         return torch.randn(n_samples, self.model_.latent, generator=generator)
 
+    def _reconstruct_windows(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model_(x)  # the decoder mean at the posterior mean, (b, L, C)
+
+    def _mean_decoding(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """score_method "mean" with the per-sensor errors of the same decoding: the score (b,)
+        and the two (b, C) arrays of _sensor_errors, from one encode and one decode per window."""
+        x, model = windows_tensor(X), self.model_
+        mu, logvar = model.posterior(x)
+        x_mean = model.decode(mu)
+        nll = -model.log_px_z(x, x_mean) if model.bernoulli else None
+        sums, squares = residual_sums(x_mean.sub_(x))
+        if nll is None:
+            nll = model.nll_from_squares(squares)
+        mse, sign = self._sensor_arrays(sums, squares)
+        return (nll + gaussian_kl(mu, logvar)).double().numpy(), mse, sign
+
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
         if self.error_scaling == "sensor":  # scaled reconstruction errors of the mean decoding
             return super()._score_batch(X)
+        if self.score_method == "mean":
+            return self._mean_decoding(X)[0]
         x, eps = self._model_input(X), self._eps(self.n_score_samples)
         if self.score_method == "elbo":
             return self.model_.negative_elbo(x, eps).double().numpy()
@@ -155,6 +188,9 @@ class VAEDetector(BaseDetector):
     def _score_and_contributions_batch(self, X: np.ndarray) -> np.ndarray:
         if self.error_scaling == "sensor":
             return super()._score_and_contributions_batch(X)
+        if self.score_method == "mean":
+            score, mse, sign = self._mean_decoding(X)
+            return np.column_stack([score, sign * mse])
         return np.column_stack([self._score_batch(X), self._contributions_batch(X)])
 
     def _sample_batch_size(self, n_samples: int) -> int:
@@ -162,7 +198,9 @@ class VAEDetector(BaseDetector):
         return max(1, self.inference_batch_size // n_samples)
 
     def _score_batch_size(self) -> int:
-        # the score (-log p(x) in nats, see score_method) decodes each window n_score_samples times
+        # the sampled scores (-log p(x) in nats, see score_method) decode each window n_score_samples times
+        if self.error_scaling == "sensor" or self.score_method == "mean":
+            return self.inference_batch_size
         return self._sample_batch_size(self.n_score_samples)
 
     def log_likelihood(self, X: ArrayLike, n_samples: int = 100) -> np.ndarray:

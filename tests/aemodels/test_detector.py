@@ -187,7 +187,7 @@ def test_get_params_are_the_constructor_arguments():
     assert list(params) == AutoencoderDetector.param_names()
     assert set(params) == {"hidden", "latent", "activation", "dropout", "output_activation", "epochs", "batch_size",
                            "learning_rate", "weight_decay", "patience", "grad_clip", "denoise", "noise_level",
-                           "threshold", "error_scaling", "random_state", "n_threads", "device",
+                           "threshold", "error_scaling", "random_state", "n_threads", "score_threads", "device",
                            "progress"}
     json.dumps({**params, "threshold": params["threshold"].to_dict()})  # plain values, the rule as its fields
     assert AutoencoderDetector(**params).get_params() == params
