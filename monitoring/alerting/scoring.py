@@ -42,6 +42,7 @@ class ScoreResult:
     open_incidents: int = 0  # of which not yet recovered
     incident_changes: int = 0  # incident_log rows the run appended
     alerts: int = 0  # of which raise an alert
+    flagged_read: int = 0  # flagged windows the incident refresh read back (what it cost)
 
 
 def score_stream(
@@ -89,7 +90,8 @@ def score_stream(
         summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
                    if incidents is not None else IncidentSummary(0, 0, 0, 0))
         return ScoreResult(stream, model_version, sum(len(s) for _, s, _ in batches), written["scores"],
-                           written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts)
+                           written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts,
+                           summary.windows_read)
 
     if not batches and incidents is None:
         return ScoreResult(stream, model_version, 0, 0, 0)
@@ -99,25 +101,29 @@ def score_stream(
 def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
                      revisits: dict[str, pd.DataFrame], spec: WindowSpec) -> dict[str, pd.DataFrame]:
     """The readings each asset's windows to score need: from one window before the earliest
-    of its watermark and its late ranges, or all of them for an asset never scored. Assets
-    with a watermark are read in one query from the earliest of their starts (one scan of
-    the recent files, not one per asset) and split here."""
+    of its watermark and its late ranges, or all of them for an asset never scored. Every
+    asset is read in one query from the earliest of their starts (one scan of the files,
+    not one per asset) and split here."""
     lookback = pd.Timedelta(seconds=spec.size * spec.interval_s)
     after: dict[str, pd.Timestamp | None] = {}
     for asset in assets:
         mark, revisit = marks.get(asset), revisits[asset]
         lo = mark if mark is None or revisit.empty else min(mark, pd.Timestamp(revisit["start"].min()))
         after[asset] = None if lo is None else lo - lookback
-    known = {a: t for a, t in after.items() if t is not None}
+    if not after:
+        return {}
+    starts = list(after.values())
+    earliest = None if any(t is None for t in starts) else min(t for t in starts if t is not None)
+    if len(after) == 1:  # one asset: let the query filter it
+        asset = next(iter(after))
+        return {asset: read_readings(con, stream, asset=asset, after=after[asset])}
+    frame = read_readings(con, stream, after=earliest)
     out: dict[str, pd.DataFrame] = {}
-    if known:
-        frame = read_readings(con, stream, after=min(known.values()))
-        for asset, rows in frame.groupby("asset", sort=False):
-            if asset in known:
-                rows = rows[rows["timestamp"] > known[str(asset)]]
-                out[str(asset)] = rows.reset_index(drop=True)
-    for asset in (a for a, t in after.items() if t is None):
-        out[asset] = read_readings(con, stream, asset=asset)
+    for asset, rows in frame.groupby("asset", sort=False):
+        name = str(asset)
+        if name in after:
+            lo = after[name]
+            out[name] = (rows if lo is None else rows[rows["timestamp"] > lo]).reset_index(drop=True)
     return out
 
 

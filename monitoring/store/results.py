@@ -24,6 +24,15 @@ def watermark_updates(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, 
     rows = con.execute("SELECT asset, updated_at FROM watermarks WHERE stream = ?", [stream]).fetchall()
     return {asset: pd.Timestamp(at) for asset, at in rows}
 
+def watermark_rows(con: duckdb.DuckDBPyConnection, stream: str) -> tuple[dict[str, pd.Timestamp],
+                                                                         dict[str, pd.Timestamp]]:
+    """get_watermarks and watermark_updates in one query."""
+    rows = con.execute("SELECT asset, last_window_end, updated_at FROM watermarks WHERE stream = ?",
+                       [stream]).fetchall()
+    return ({asset: pd.Timestamp(end) for asset, end, _ in rows},
+            {asset: pd.Timestamp(at) for asset, _, at in rows})
+
+
 def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
     columns = ["stream", "asset", "start", "end", "batch_id"]
     source = "(SELECT " + ", ".join(f"? AS {quote_identifier(c)}" for c in columns) + ")"
@@ -64,7 +73,7 @@ def write_window_results(
     frame["model_version"] = int(model_version)
     with transaction(con):
         con.register("new_windows", frame)
-        for table in ("scores", "anomalies"):
+        for table in ("scores", "anomalies") if frame["rescore"].any() else ():
             scalar(con,
                 f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
                 "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
@@ -124,8 +133,9 @@ def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str, since: p
         "FROM scores WHERE stream = ? AND (?::TIMESTAMP IS NULL OR window_end >= ?) "
         f"AND (?::TIMESTAMP IS NULL OR window_end < ?) {LATEST_SCORING}) "
         "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
-        "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
-        [stream, lo, lo, hi, hi],
+        "WHERE l.is_anomaly AND NOT l.excluded AND a.stream = ? AND (?::TIMESTAMP IS NULL OR a.window_end >= ?) "
+        "AND (?::TIMESTAMP IS NULL OR a.window_end < ?) ORDER BY a.asset, a.window_start",
+        [stream, lo, lo, hi, hi, stream, lo, lo, hi, hi],
     ).df()
 
 def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,
