@@ -76,8 +76,9 @@ def existing_incident_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set
 
 
 def _plain_time(value: pd.Timestamp):
-    stamp = pd.Timestamp(value)
-    return stamp.to_pydatetime() if stamp < pd.Timestamp.max.floor("s") else pd.Timestamp.max.floor("s").to_pydatetime()
+    """`value` as a Python datetime for a bound `>= value`: floored to the microsecond (a
+    bound no later than asked), at most pd.Timestamp.max."""
+    return min(pd.Timestamp(value), pd.Timestamp.max).floor("us").to_pydatetime()
 
 
 def find_incidents(con: duckdb.DuckDBPyConnection, prefix: str) -> pd.DataFrame:
