@@ -51,6 +51,7 @@ from monitoring.store.results import latest_flagged_windows, watermark_rows
 ALERTING_EVENTS = ("opened", "escalated", "recovered", "reopened", "acknowledged", "closed")
 STATS = ["start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors", "directions", "model_versions"]
 MAX_CHAIN_STEPS = 1000
+CHAIN_MARGIN = pd.Timedelta(hours=2)  # read before `since` with the merge gap: where a run of flags usually begins
 
 
 @dataclass(frozen=True)
@@ -211,23 +212,31 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 def flagged_since(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None,
                   gap: pd.Timedelta) -> pd.DataFrame:
     """The latest flagged windows ending at or after `since`, and the earlier ones that merge
-    with them (a run of flags that began before `since`), so runs are never cut."""
-    windows = latest_flagged_windows(con, stream, since=since)
+    with them (a run of flags that began before `since`), so runs are never cut. One query
+    reads a margin before `since` as well, where the run usually begins; only a run that
+    reaches further back costs another."""
+    if since is None:
+        return latest_flagged_windows(con, stream)
+    fetched = since - (2 * gap + CHAIN_MARGIN)
+    pool = latest_flagged_windows(con, stream, since=fetched)
+    ends = pd.to_datetime(pool["window_end"])
+    windows = pool[ends >= since]
     lo = since
     for _ in range(MAX_CHAIN_STEPS):
-        if lo is None or windows.empty:
+        if windows.empty:
             break
         firsts = windows.groupby("asset")["window_start"].min()
         reach = pd.Timestamp(firsts.min()) - gap
         if reach >= lo:
             break
-        earlier = latest_flagged_windows(con, stream, since=reach, until=lo)
+        earlier = (pool[(ends >= reach) & (ends < lo)] if reach >= fetched
+                   else latest_flagged_windows(con, stream, since=reach, until=lo))
         chained = earlier[pd.to_datetime(earlier["asset"].map(firsts)) - gap <= earlier["window_end"]]
         if chained.empty:
             break
         windows = pd.concat([chained, windows], ignore_index=True)
         lo = reach
-    return windows
+    return windows.reset_index(drop=True)
 
 
 def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentRule = IncidentRule(), *,

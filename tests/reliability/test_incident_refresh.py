@@ -32,11 +32,19 @@ def severity(i: int, asset: int) -> float:
     return 1.2 if k in (20, 31) else 0.0
 
 
-def history() -> pd.DataFrame:
+def long_fault(i: int, asset: int) -> float:
+    """A run of 60 weak flags (10 h, too weak for an incident, longer than a refresh reads
+    ahead of its first change) that then rises past the alarm level: the incident it makes
+    begins where the weak run began."""
+    k = (i + 13 * asset) % 100
+    return 1.2 if 10 <= k < 70 else 2.5 if 70 <= k < 73 else 0.0
+
+
+def history(pattern=severity, n: int = CHUNK * RUNS) -> pd.DataFrame:
     rows = []
     for asset in range(2):
-        for i in range(CHUNK * RUNS):
-            sev = severity(i, asset)
+        for i in range(n):
+            sev = pattern(i, asset)
             start = T + i * STRIDE
             rows.append({"asset": f"p{asset}", "window_start": start, "window_end": start + SIZE,
                          "score": max(sev, 0.5), "threshold": 1.0, "severity": max(sev, 0.5), "is_anomaly": sev >= 1,
@@ -44,9 +52,9 @@ def history() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def chunks(frame: pd.DataFrame):
+def chunks(frame: pd.DataFrame, size: int = CHUNK):
     for run in range(RUNS):
-        lo, hi = T + run * CHUNK * STRIDE, T + (run + 1) * CHUNK * STRIDE
+        lo, hi = T + run * size * STRIDE, T + (run + 1) * size * STRIDE
         yield frame[(frame["window_start"] >= lo) & (frame["window_start"] < hi)]
 
 
@@ -75,13 +83,14 @@ class FullRefresh:
         self.events += [(r["incident_id"], r["revision"], r["event"], r["status"]) for r in log.to_dict("records")]
 
 
-def test_incremental_refresh_equals_a_full_refresh_and_reads_a_bounded_history(tmp_path):
-    db = Warehouse.at(tmp_path / "w")
-    frame = history()
+def replay(db: Warehouse, frame: pd.DataFrame, size: int) -> tuple[list[int], pd.DataFrame, FullRefresh]:
+    """Score `frame` in runs of `size` windows, incidents refreshed incrementally, and the
+    same runs with the full refresh in memory; (flagged windows each run read, stored
+    incidents, the reference)."""
     reference = FullRefresh()
     seen = frame.iloc[0:0]
-    reads, events = [], []
-    for n, chunk in enumerate(chunks(frame)):
+    reads = []
+    for n, chunk in enumerate(chunks(frame, size)):
         def run(con, chunk=chunk, first=n == 0):
             write_window_results(con, "s", chunk, "s-detector", 1)
             changed = {a: g["window_start"].min() for a, g in chunk.groupby("asset")}
@@ -94,6 +103,11 @@ def test_incremental_refresh_equals_a_full_refresh_and_reads_a_bounded_history(t
         with connect(db) as con:
             stored = read_incidents(con, "s")
         assert summary.active == int(stored["status"].isin(ACTIVE).sum())
+    assert_same(db, reference)
+    return reads, stored, reference
+
+
+def assert_same(db: Warehouse, reference: FullRefresh) -> None:
     with connect(db) as con:
         stored = read_incidents(con, "s")
         events = con.sql("SELECT incident_id, revision, event, status FROM incident_log ORDER BY ALL").fetchall()
@@ -104,11 +118,23 @@ def test_incremental_refresh_equals_a_full_refresh_and_reads_a_bounded_history(t
     want["start"], want["end"] = pd.to_datetime(want["start"]), pd.to_datetime(want["end"])
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert sorted(events) == sorted(reference.events)
+
+
+def test_incremental_refresh_equals_a_full_refresh_and_reads_a_bounded_history(tmp_path):
+    frame = history()
+    reads, stored, _ = replay(Warehouse.at(tmp_path / "w"), frame, CHUNK)
     assert len(stored) == len(merge_incidents(frame[frame["is_anomaly"]], RULE)) >= 2 * RUNS * CHUNK // PERIOD
     # what a run reads repeats with the pattern (every 4 runs) instead of growing with history
     flagged_total = int(frame["is_anomaly"].sum())
     assert reads[4:8] == reads[-4:], reads
     assert max(reads) <= 2 * 2 * 8 < flagged_total / 5, (reads, flagged_total)  # per asset: a run and a chunk
+
+
+def test_runs_of_flags_longer_than_a_read_ahead_are_followed_back_as_a_full_refresh_does(tmp_path):
+    frame = history(long_fault, 5 * RUNS)
+    reads, stored, _ = replay(Warehouse.at(tmp_path / "w"), frame, 5)
+    assert len(stored) == len(merge_incidents(frame[frame["is_anomaly"]], RULE))
+    assert max(reads) >= 60  # the weak run was read back when the alarm came
 
 
 def test_a_refresh_reads_from_the_earliest_change_not_from_the_first_window(tmp_path):
