@@ -163,8 +163,11 @@ def top_sensors(contrib: np.ndarray, sensors: list[str], n: int = N_TOP_SENSORS)
     """Per window, the names of the `n` sensors with the largest |contribution|, joined by
     commas, (n_windows,) object. Each distinct ranking is joined once: a stream has few."""
     order = np.argsort(-np.abs(contrib), axis=1)[:, :n]  # (n_windows, n)
-    rankings, which = np.unique(order, axis=0, return_inverse=True)
-    names = np.asarray([",".join(sensors[i] for i in ranking) for ranking in rankings], dtype=object)
+    base = max(len(sensors), 1)
+    codes = (order * base ** np.arange(order.shape[1])[::-1]).sum(axis=1)  # one integer per ranking
+    distinct, which = np.unique(codes, return_inverse=True)
+    names = np.asarray([",".join(sensors[int(code) // base ** k % base] for k in range(order.shape[1] - 1, -1, -1))
+                        for code in distinct], dtype=object)
     return names[np.asarray(which).reshape(-1)]
 
 
