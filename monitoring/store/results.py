@@ -7,6 +7,7 @@ import math
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import Warehouse, connect, insert_missing, quote_identifier, scalar, transaction
@@ -71,8 +72,12 @@ def write_window_results(
     frame["stream"] = stream
     frame["model_name"] = model_name
     frame["model_version"] = int(model_version)
+    # scores through Arrow without the text columns only anomalies keep (no Python object per
+    # window to scan); anomalies as the few flagged rows
+    flagged = frame.loc[frame["is_anomaly"].astype(bool) & ~frame["excluded"], ANOMALY_COLUMNS]
     with transaction(con):
-        con.register("new_windows", frame)
+        con.register("new_windows", pa.Table.from_pandas(frame[[*SCORE_COLUMNS, "rescore"]], preserve_index=False))
+        con.register("new_anomalies", flagged)
         for table in ("scores", "anomalies") if frame["rescore"].any() else ():
             scalar(con,
                 f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
@@ -82,7 +87,7 @@ def write_window_results(
         since = ("window_start", pd.Timestamp(frame["window_start"].min()).to_pydatetime()) if len(frame) else None
         n_scores = insert_missing(con, "scores", "new_windows", SCORE_COLUMNS, KEYS["scores"], since=since)
         n_anomalies = insert_missing(
-            con, "anomalies", "(SELECT * FROM new_windows WHERE is_anomaly AND NOT excluded)", ANOMALY_COLUMNS,
+            con, "anomalies", "new_anomalies", ANOMALY_COLUMNS,
             KEYS["anomalies"], select={"contributions": "n.contributions::JSON"}, since=since)
         scalar(con,
             "MERGE INTO watermarks w USING (SELECT stream, asset, max(window_end) AS last_window_end, "
@@ -95,6 +100,7 @@ def write_window_results(
             "VALUES (n.stream, n.asset, n.last_window_end, n.model_version)"
         )
         con.unregister("new_windows")
+        con.unregister("new_anomalies")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
 
 SCORE_COLUMNS = ["stream", "asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "model_name",
