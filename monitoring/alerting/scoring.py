@@ -63,36 +63,37 @@ def score_stream(
     read and scored with no lock held; then one transaction writes every asset's scores,
     anomalies and watermark, clears the late ranges it revisited and, with an `incidents`
     rule, merges the stream's incidents: a reader sees the whole run or none of it."""
-    with connect(warehouse) as con:
+    with connect(warehouse) as con:  # one connection for the run: it reads, then writes under the lock
         assets = list_assets(con, stream) if assets is None else list(assets)
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
         pending = pending[pending["asset"].isin(assets)]
         recent = _recent_readings(con, stream, assets, marks, pending, spec)
-    # every asset's windows in one pass of the model, one frame: no per-asset Python
-    scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version, marks,
-                                  pending, exclusions)
-    counts = scored["asset"].value_counts()
-    batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
-               if counts.get(asset, 0) or (pending["asset"] == asset).any()]
-    changed = {str(a): pd.Timestamp(t) for a, t in scored.groupby("asset", sort=True)["window_start"].min().items()}
-    first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
+        # every asset's windows in one pass of the model, one frame: no per-asset Python
+        scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
+                                      marks, pending, exclusions)
+        counts = scored["asset"].value_counts()
+        batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
+                   if counts.get(asset, 0) or (pending["asset"] == asset).any()]
+        changed = {str(a): pd.Timestamp(t)
+                   for a, t in scored.groupby("asset", sort=True)["window_start"].min().items()}
+        first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
 
-    def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
-        # every asset's windows in one write: one lookup of the stored keys, not one per asset
-        written = (write_window_results(con, stream, scored, model_name, model_version) if len(scored)
-                   else {"scores": 0, "anomalies": 0})
-        for asset, batch_ids in batches:
-            clear_rescore_ranges(con, stream, asset, batch_ids)
-        summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
-                   if incidents is not None else IncidentSummary(0, 0, 0, 0))
-        return ScoreResult(stream, model_version, len(scored), written["scores"],
-                           written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts,
-                           summary.windows_read)
+        def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
+            # every asset's windows in one write: one lookup of the stored keys, not one per asset
+            written = (write_window_results(con, stream, scored, model_name, model_version) if len(scored)
+                       else {"scores": 0, "anomalies": 0})
+            for asset, batch_ids in batches:
+                clear_rescore_ranges(con, stream, asset, batch_ids)
+            summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
+                       if incidents is not None else IncidentSummary(0, 0, 0, 0))
+            return ScoreResult(stream, model_version, len(scored), written["scores"],
+                               written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts,
+                               summary.windows_read)
 
-    if not batches and incidents is None:
-        return ScoreResult(stream, model_version, 0, 0, 0)
-    return write(warehouse, commit)
+        if not batches and incidents is None:
+            return ScoreResult(stream, model_version, 0, 0, 0)
+        return write(warehouse, commit, con=con)
 
 
 def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
