@@ -283,19 +283,33 @@ def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.Duc
     _refuse_legacy(warehouse)
     instance = _instance(warehouse)
     try:
-        with write_lock(warehouse) if write or not instance.ready else contextlib.nullcontext():
+        if not instance.ready and not write:  # the schema under the lock, then read without it
+            with write_lock(warehouse):
+                _prepare(instance)
+        with write_lock(warehouse) if write else contextlib.nullcontext():
+            if not instance.ready:
+                _prepare(instance)
             cursor = instance.con.cursor()
             try:
                 cursor.execute(f"USE {CATALOG_ALIAS}")
-                if not instance.ready:
-                    ensure_schema(cursor)
-                    instance.ready = True
                 yield cursor
             finally:
                 cursor.close()
     finally:
         with _INSTANCES_GUARD:
             instance.users -= 1
+
+
+def _prepare(instance: _Instance) -> None:
+    """Bring the catalog to the schema version (once per process and warehouse); the caller
+    holds the write lock."""
+    cursor = instance.con.cursor()
+    try:
+        cursor.execute(f"USE {CATALOG_ALIAS}")
+        ensure_schema(cursor)
+        instance.ready = True
+    finally:
+        cursor.close()
 
 
 _IN_TRANSACTION: set[int] = set()

@@ -157,3 +157,16 @@ def test_the_nth_incident_born_at_one_start_has_its_own_id():
     first, second = incident_id("s", "p1", T), incident_id("s", "p1", T, 2)
     assert first != second and len(second) == 12
     assert incident_id("s", "p1", T, 2) == second
+
+
+def test_a_run_reads_and_writes_through_one_connection_of_a_process_new_to_the_warehouse(tmp_path):
+    from dataclasses import replace
+
+    from monitoring.store.connection import close_all, scalar
+
+    db = replace(Warehouse.at(tmp_path / "w"), lock_timeout_s=5.0)
+    with connect(db):
+        pass
+    close_all()  # as a new process: the catalog exists, this process has not opened it yet
+    with connect(db) as con:  # a reading connection that brought the schema up holds no lock after
+        assert write(db, lambda c: scalar(c, "SELECT count(*) FROM scores"), con=con) == 0
