@@ -251,7 +251,7 @@ def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentR
     closed incidents (after the rule changed)."""
     if changed is None:
         near = incidents_near(con, stream, None)
-        since = None
+        windows = flagged_since(con, stream, None, rule.merge_gap)
     else:  # the incidents the changed windows can reach (nothing changed: the active ones)
         reach = min((pd.Timestamp(t) for t in changed.values()), default=pd.Timestamp.max) - rule.merge_gap
         near = incidents_near(con, stream, reach)
@@ -259,11 +259,10 @@ def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentR
                                                                  near.loc[near["status"].isin(ACTIVE), "start"]]
         if not starts:
             return IncidentSummary(0, 0, 0, 0)
-        since = min(starts) - rule.merge_gap
-        first = _first_start(flagged := flagged_since(con, stream, since, rule.merge_gap))
+        windows = flagged_since(con, stream, min(starts) - rule.merge_gap, rule.merge_gap)
+        first = _first_start(windows)
         if first is not None and first < reach:  # a run of flags reached further back: so do its neighbours
             near = incidents_near(con, stream, first)
-    windows = flagged_since(con, stream, since, rule.merge_gap) if changed is None else flagged
     active = near[near["status"].isin(ACTIVE)].reset_index(drop=True)
     closed = near.loc[near["status"] == "closed", ["asset", "start", "end"]].sort_values(["asset", "end"])
     candidates = merge_incidents(windows, rule, closed=closed.reset_index(drop=True))
