@@ -107,10 +107,16 @@ def window_frame(
     if missing:
         raise WindowError(f"frame lacks columns {missing}; has {list(frame.columns)}")
     parts_X, parts_asset, parts_start, parts_end = [], [], [], []
-    for asset, group in frame.groupby(asset_column, sort=True):
-        group = group.sort_values(timestamp_column)
-        ts = group[timestamp_column].to_numpy(dtype="datetime64[ns]")
-        values = group[sensors].to_numpy(dtype=np.float64)
+    # one sort of the whole frame by (asset, time), then each asset is a contiguous slice
+    codes, names = pd.factorize(frame[asset_column], sort=True)  # NaN asset: -1, left out as groupby does
+    times = frame[timestamp_column].to_numpy(dtype="datetime64[ns]")
+    order = np.lexsort((times, codes))
+    codes, times = codes[order], times[order]
+    values_all = frame[sensors].to_numpy(dtype=np.float64)[order]
+    bounds = np.searchsorted(codes, np.arange(len(names) + 1), side="left")
+    for k, asset in enumerate(names):
+        lo, hi = bounds[k], bounds[k + 1]
+        ts, values = times[lo:hi], values_all[lo:hi]
         if spec.align and spec.size > 1:  # records of a tabular stream (size 1) are not a series
             ts, values = align_to_grid(ts, values, spec.interval_s, spec.gap_limit_s)
         X, starts = make_windows(values, ts, spec)

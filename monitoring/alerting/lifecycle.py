@@ -39,18 +39,19 @@ from monitoring.store.incident_records import (
     ACTIVE,
     INCIDENT_FIELDS,
     LOG_FIELDS,
-    closed_spans,
+    existing_incident_ids,
     find_incidents,
     incident_id,
+    incidents_near,
     now,
-    read_incidents,
     save_incident_changes,
 )
-from monitoring.store.results import get_watermarks, latest_flagged_windows, watermark_updates
+from monitoring.store.results import latest_flagged_windows, watermark_rows
 
 ALERTING_EVENTS = ("opened", "escalated", "recovered", "reopened", "acknowledged", "closed")
 STATS = ["start", "end", "n_windows", "peak_score", "peak_severity", "top_sensors", "directions", "model_versions"]
 MAX_CHAIN_STEPS = 1000
+CHAIN_MARGIN = pd.Timedelta(hours=2)  # read before `since` with the merge gap: where a run of flags usually begins
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class IncidentSummary:
     open: int  # open or acknowledged (not yet recovered)
     changes: int  # incident_log rows the run appended
     alerts: int  # of which raise an alert
+    windows_read: int = 0  # flagged windows the refresh read back from the warehouse
 
 
 def level_name(level: int) -> str:
@@ -172,12 +174,29 @@ def _append(state: dict, events: list[tuple[str, str, str | None, bool]], at: pd
 
 
 def _fresh_id(stream: str, asset: str, start, used: set[str]) -> str:
-    new_id = incident_id(stream, asset, start)
     n = 1
+    new_id = _nth_id(stream, asset, start, n)
     while new_id in used:  # another incident was born at the same start (then closed): keep ids unique
         n += 1
-        new_id = incident_id(stream, asset, f"{pd.Timestamp(start).isoformat()}#{n}")
+        new_id = _nth_id(stream, asset, start, n)
     return new_id
+
+
+def _nth_id(stream: str, asset: str, start, n: int) -> str:
+    """The id of the n-th incident born at `start` on `asset`."""
+    return incident_id(stream, asset, start, n)
+
+
+def _taken_ids(con: duckdb.DuckDBPyConnection, stream: str, candidates: pd.DataFrame, known: set[str]) -> frozenset:
+    """`known` and the stored ids a fresh id of a candidate could collide with (_fresh_id's
+    chain of ids for its asset and start), found by id, whatever the incident's span now."""
+    taken = set(known)
+    depth = {(str(a), pd.Timestamp(s)): 1 for a, s in zip(candidates["asset"], candidates["start"], strict=True)}
+    while depth:
+        ids = {key: _nth_id(stream, key[0], key[1], n) for key, n in depth.items()}
+        taken |= existing_incident_ids(con, sorted(i for i in set(ids.values()) if i not in taken))
+        depth = {key: n + 1 for key, n in depth.items() if ids[key] in taken}
+    return frozenset(taken)
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -193,23 +212,31 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 def flagged_since(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None,
                   gap: pd.Timedelta) -> pd.DataFrame:
     """The latest flagged windows ending at or after `since`, and the earlier ones that merge
-    with them (a run of flags that began before `since`), so runs are never cut."""
-    windows = latest_flagged_windows(con, stream, since=since)
+    with them (a run of flags that began before `since`), so runs are never cut. One query
+    reads a margin before `since` as well, where the run usually begins; only a run that
+    reaches further back costs another."""
+    if since is None:
+        return latest_flagged_windows(con, stream)
+    fetched = since - (2 * gap + CHAIN_MARGIN)
+    pool = latest_flagged_windows(con, stream, since=fetched)
+    ends = pd.to_datetime(pool["window_end"])
+    windows = pool[ends >= since]
     lo = since
     for _ in range(MAX_CHAIN_STEPS):
-        if lo is None or windows.empty:
+        if windows.empty:
             break
         firsts = windows.groupby("asset")["window_start"].min()
         reach = pd.Timestamp(firsts.min()) - gap
         if reach >= lo:
             break
-        earlier = latest_flagged_windows(con, stream, since=reach, until=lo)
+        earlier = (pool[(ends >= reach) & (ends < lo)] if reach >= fetched
+                   else latest_flagged_windows(con, stream, since=reach, until=lo))
         chained = earlier[pd.to_datetime(earlier["asset"].map(firsts)) - gap <= earlier["window_end"]]
         if chained.empty:
             break
         windows = pd.concat([chained, windows], ignore_index=True)
         lo = reach
-    return windows
+    return windows.reset_index(drop=True)
 
 
 def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentRule = IncidentRule(), *,
@@ -222,24 +249,36 @@ def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentR
     only flagged windows from there on, and those of active incidents, are merged again, so
     the cost follows what changed, not the length of history. None: every window after the
     closed incidents (after the rule changed)."""
-    active = read_incidents(con, stream, statuses=ACTIVE)
     if changed is None:
-        since = None
-    else:
-        starts = [pd.Timestamp(t) for t in changed.values()] + [pd.Timestamp(t) for t in active["start"]]
+        near = incidents_near(con, stream, None)
+        windows = flagged_since(con, stream, None, rule.merge_gap)
+    else:  # the incidents the changed windows can reach (nothing changed: the active ones)
+        reach = min((pd.Timestamp(t) for t in changed.values()), default=pd.Timestamp.max) - rule.merge_gap
+        near = incidents_near(con, stream, reach)
+        starts = [pd.Timestamp(t) for t in changed.values()] + [pd.Timestamp(t) for t in
+                                                                 near.loc[near["status"].isin(ACTIVE), "start"]]
         if not starts:
             return IncidentSummary(0, 0, 0, 0)
-        since = min(starts) - rule.merge_gap
-    windows = flagged_since(con, stream, since, rule.merge_gap)
-    candidates = merge_incidents(windows, rule, closed=closed_spans(con, stream))
-    taken = frozenset(read_incidents(con, stream)["incident_id"])
-    states, log = reconcile(stream, candidates, active, rule, marks=get_watermarks(con, stream),
-                            updated=watermark_updates(con, stream), at=now(con), first_assets=first_assets,
-                            taken=taken, span=_span(windows))
+        windows = flagged_since(con, stream, min(starts) - rule.merge_gap, rule.merge_gap)
+        first = _first_start(windows)
+        if first is not None and first < reach:  # a run of flags reached further back: so do its neighbours
+            near = incidents_near(con, stream, first)
+    active = near[near["status"].isin(ACTIVE)].reset_index(drop=True)
+    closed = near.loc[near["status"] == "closed", ["asset", "start", "end"]].sort_values(["asset", "end"])
+    candidates = merge_incidents(windows, rule, closed=closed.reset_index(drop=True))
+    marks, updated = watermark_rows(con, stream)
+    taken = _taken_ids(con, stream, candidates, set(near["incident_id"]))
+    states, log = reconcile(stream, candidates, active, rule, marks=marks, updated=updated, at=now(con),
+                            first_assets=first_assets, taken=taken, span=_span(windows))
     save_incident_changes(con, states, log)
-    after = read_incidents(con, stream, statuses=ACTIVE)
+    after = pd.concat([active.loc[~active["incident_id"].isin(states["incident_id"]), ["status"]],
+                       states.loc[states["status"].isin(ACTIVE), ["status"]]], ignore_index=True)
     return IncidentSummary(len(after), int(after["status"].isin(["open", "acknowledged"]).sum()), len(log),
-                           int(log["notify"].sum()) if len(log) else 0)
+                           int(log["notify"].sum()) if len(log) else 0, len(windows))
+
+
+def _first_start(windows: pd.DataFrame) -> pd.Timestamp | None:
+    return None if windows.empty else pd.Timestamp(windows["window_start"].min())
 
 
 def _span(windows: pd.DataFrame) -> pd.Timedelta:

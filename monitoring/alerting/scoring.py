@@ -42,6 +42,7 @@ class ScoreResult:
     open_incidents: int = 0  # of which not yet recovered
     incident_changes: int = 0  # incident_log rows the run appended
     alerts: int = 0  # of which raise an alert
+    flagged_read: int = 0  # flagged windows the incident refresh read back (what it cost)
 
 
 def score_stream(
@@ -62,98 +63,105 @@ def score_stream(
     read and scored with no lock held; then one transaction writes every asset's scores,
     anomalies and watermark, clears the late ranges it revisited and, with an `incidents`
     rule, merges the stream's incidents: a reader sees the whole run or none of it."""
-    batches = []
-    with connect(warehouse) as con:
+    with connect(warehouse) as con:  # one connection for the run: it reads, then writes under the lock
         assets = list_assets(con, stream) if assets is None else list(assets)
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
-        revisits = {asset: pending[pending["asset"] == asset] for asset in assets}
-        recent = _recent_readings(con, stream, assets, marks, revisits, spec)
-    for asset in assets:
-        revisit = revisits[asset]
-        scored = _score_asset(stream, asset, recent.get(asset), predict, spec, input_columns, model_name,
-                              model_version, marks.get(asset), revisit, exclusions)
-        if scored is None or not (len(scored) or not revisit.empty):
-            continue
-        batches.append((asset, scored, list(revisit["batch_id"])))
-    changed = {asset: scored["window_start"].min() for asset, scored, _ in batches if len(scored)}
-    first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
+        pending = pending[pending["asset"].isin(assets)]
+        recent = _recent_readings(con, stream, assets, marks, pending, spec)
+        # every asset's windows in one pass of the model, one frame: no per-asset Python
+        scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
+                                      marks, pending, exclusions)
+        counts = scored["asset"].value_counts()
+        batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
+                   if counts.get(asset, 0) or (pending["asset"] == asset).any()]
+        changed = {str(a): pd.Timestamp(t)
+                   for a, t in scored.groupby("asset", sort=True)["window_start"].min().items()}
+        first_assets = frozenset(a for a in changed if a not in marks) if not full else frozenset()
 
-    def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
-        # every asset's windows in one write: one lookup of the stored keys, not one per asset
-        frames = [scored for _, scored, _ in batches if len(scored)]
-        written = (write_window_results(con, stream, pd.concat(frames, ignore_index=True), model_name,
-                                        model_version) if frames else {"scores": 0, "anomalies": 0})
-        for asset, _, batch_ids in batches:
-            clear_rescore_ranges(con, stream, asset, batch_ids)
-        summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
-                   if incidents is not None else IncidentSummary(0, 0, 0, 0))
-        return ScoreResult(stream, model_version, sum(len(s) for _, s, _ in batches), written["scores"],
-                           written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts)
+        def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
+            # every asset's windows in one write: one lookup of the stored keys, not one per asset
+            written = (write_window_results(con, stream, scored, model_name, model_version) if len(scored)
+                       else {"scores": 0, "anomalies": 0})
+            for asset, batch_ids in batches:
+                clear_rescore_ranges(con, stream, asset, batch_ids)
+            summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
+                       if incidents is not None else IncidentSummary(0, 0, 0, 0))
+            return ScoreResult(stream, model_version, len(scored), written["scores"],
+                               written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts,
+                               summary.windows_read)
 
-    if not batches and incidents is None:
-        return ScoreResult(stream, model_version, 0, 0, 0)
-    return write(warehouse, commit)
+        if not batches and incidents is None:
+            return ScoreResult(stream, model_version, 0, 0, 0)
+        return write(warehouse, commit, con=con)
 
 
 def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
-                     revisits: dict[str, pd.DataFrame], spec: WindowSpec) -> dict[str, pd.DataFrame]:
+                     pending: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
     """The readings each asset's windows to score need: from one window before the earliest
-    of its watermark and its late ranges, or all of them for an asset never scored. Assets
-    with a watermark are read in one query from the earliest of their starts (one scan of
-    the recent files, not one per asset) and split here."""
+    of its watermark and its late ranges (`pending`), or all of them for an asset never
+    scored. Every asset is read in one query from the earliest of their starts (one scan of
+    the files, not one per asset), in no particular order (the windowing sorts each asset)."""
     lookback = pd.Timedelta(seconds=spec.size * spec.interval_s)
+    late = pending.groupby("asset")["start"].min()
     after: dict[str, pd.Timestamp | None] = {}
     for asset in assets:
-        mark, revisit = marks.get(asset), revisits[asset]
-        lo = mark if mark is None or revisit.empty else min(mark, pd.Timestamp(revisit["start"].min()))
+        mark = marks.get(asset)
+        lo = mark if mark is None or asset not in late.index else min(mark, pd.Timestamp(late[asset]))
         after[asset] = None if lo is None else lo - lookback
+    if not after:
+        return pd.DataFrame(columns=["timestamp", "asset"])
     known = {a: t for a, t in after.items() if t is not None}
-    out: dict[str, pd.DataFrame] = {}
-    if known:
-        frame = read_readings(con, stream, after=min(known.values()))
-        for asset, rows in frame.groupby("asset", sort=False):
-            if asset in known:
-                rows = rows[rows["timestamp"] > known[str(asset)]]
-                out[str(asset)] = rows.reset_index(drop=True)
-    for asset in (a for a, t in after.items() if t is None):
-        out[asset] = read_readings(con, stream, asset=asset)
-    return out
+    earliest = min(known.values()) if len(known) == len(after) else None
+    only = next(iter(after)) if len(after) == 1 else None  # one asset: the query keeps only it
+    frame = read_readings(con, stream, asset=only, after=earliest, ordered=False)
+    if only is None:
+        frame = frame[frame["asset"].isin(list(after))]
+    if known and (earliest is None or len(set(known.values())) > 1):
+        bounds = pd.to_datetime(frame["asset"].map(known))
+        frame = frame[bounds.isna().to_numpy() | (frame["timestamp"] > bounds).to_numpy()]
+    return frame.reset_index(drop=True)
 
 
-def _score_asset(stream: str, asset: str, readings: pd.DataFrame | None,
-                 predict: Callable[[pd.DataFrame], pd.DataFrame], spec: WindowSpec, input_columns: list[str],
-                 model_name: str, model_version: int, mark: pd.Timestamp | None, revisit: pd.DataFrame,
-                 exclusions: Exclusions | None) -> pd.DataFrame | None:
-    """The windows of one asset to write: those after its watermark `mark`, and those over
-    late readings (`revisit`) marked to replace their stored rows; None when the asset has
-    fewer readings than a window. `readings`: the asset's readings from a window before
-    the earliest of these (_recent_readings)."""
-    if readings is None:
-        return None
-    if len(readings) < spec.size:
-        return None
+def _score_assets(stream: str, readings: pd.DataFrame, predict: Callable[[pd.DataFrame], pd.DataFrame],
+                  spec: WindowSpec, input_columns: list[str], model_name: str, model_version: int, marks: dict,
+                  pending: pd.DataFrame, exclusions: Exclusions | None) -> tuple[pd.DataFrame, list[str]]:
+    """The windows to write, of every asset with at least a window of readings (the second
+    value, sorted): those after the asset's watermark, and those over its late readings
+    (`pending`) marked to replace their stored rows. `readings`: each asset's readings from
+    a window before the earliest of these (_recent_readings)."""
+    counts = readings["asset"].value_counts()
+    ready = sorted(str(a) for a in counts.index[counts >= spec.size])
+    if not ready:
+        return pd.DataFrame(columns=["asset", "window_start", "window_end", "is_anomaly"]), []
     missing = [c for c in input_columns if c not in readings.columns]
     if missing:
         raise BundleInputError(
             f"the lake of stream '{stream}' lacks columns {missing} that model {model_name} v{model_version} "
             f"needs; it has {list(readings.columns)}"
         )
+    if len(ready) < len(counts):
+        readings = readings[readings["asset"].isin(ready)].reset_index(drop=True)
     scored = predict(readings[input_columns]).copy()
     scored["rescore"] = False
-    if mark is not None:
+    mark = pd.to_datetime(scored["asset"].map({a: marks[a] for a in ready if a in marks}))
+    if mark.notna().any():
+        start, end = scored["window_start"].to_numpy(), scored["window_end"].to_numpy()
+        asset = scored["asset"].to_numpy()
         again = np.zeros(len(scored), dtype=bool)
-        for r in revisit.itertuples(index=False):
-            again |= (scored["window_end"] >= r.start).to_numpy() & (scored["window_start"] <= r.end).to_numpy()
-        scored["rescore"] = again & (scored["window_end"] <= mark).to_numpy()
-        scored = scored[(scored["window_end"] > mark) | scored["rescore"]]
+        for r in pending.itertuples(index=False):
+            again |= (asset == r.asset) & (end >= np.datetime64(r.start)) & (start <= np.datetime64(r.end))
+        marked = mark.notna().to_numpy()
+        old = marked & (scored["window_end"] <= mark).to_numpy()
+        scored["rescore"] = again & old
+        scored = scored[~old | again].reset_index(drop=True)
     scored["excluded"] = False
     if exclusions and len(scored):
         excluded = exclusions.mask(readings)
         scored["excluded"] = windows_touching(readings, excluded, scored["asset"].to_numpy(),
                                               scored["window_start"].to_numpy(), scored["window_end"].to_numpy())
         scored["is_anomaly"] = scored["is_anomaly"] & ~scored["excluded"]
-    return scored
+    return scored, ready
 
 
 def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,

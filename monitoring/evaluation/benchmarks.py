@@ -197,7 +197,7 @@ class EnsembleBundle:
     members: list[ModelBundle]
 
     def score_readings(self, frame: pd.DataFrame) -> pd.DataFrame:
-        scored = [m.score_readings(frame) for m in self.members]
+        scored = [m.score_readings(frame, all_contributions=True) for m in self.members]
         base = scored[0].copy()
         for other in scored[1:]:
             if not np.array_equal(other["window_end"].to_numpy(), base["window_end"].to_numpy()):

@@ -94,31 +94,36 @@ class ModelBundle:
         n = len(self.sensors)
         return WindowSet(np.ascontiguousarray(both.X[:, :, :n]), both.asset, both.start, both.end), both.X[:, :, n:]
 
-    def score_readings(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """One row per complete window in `frame`: score, threshold, flag, severity and the
-        signed per-sensor contributions (positive: reading above its reconstruction)."""
+    def score_readings(self, frame: pd.DataFrame, *, all_contributions: bool = False) -> pd.DataFrame:
+        """One row per complete window in `frame`: score, threshold, flag, severity, the three
+        sensors that contribute most and the signed per-sensor contributions as JSON (positive:
+        reading above its reconstruction). Scoring stores contributions of flagged windows only,
+        so only theirs are written out (None for the others) unless `all_contributions`."""
         self.check_input(frame)
         windows, _ = self.windows(frame)
         if len(windows) == 0:
             return _empty_result(self.sensors)
         scores, contrib = self.detector.score_with_contributions(windows.X)  # (n,), (n, n_sensors) signed
-        order = np.argsort(-np.abs(contrib), axis=1)[:, :N_TOP_SENSORS]
-        names = np.asarray(self.sensors, dtype=object)
+        scores = scores.astype(np.float64)
         threshold = self.threshold
-        result = pd.DataFrame({
+        flagged = scores > threshold
+        described = np.arange(len(scores)) if all_contributions else np.flatnonzero(flagged)
+        contributions = np.full(len(scores), None, dtype=object)
+        contributions[described] = [
+            json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row, strict=True)})
+            for row in contrib[described]
+        ]
+        return pd.DataFrame({
             "asset": windows.asset.astype(str),
             "window_start": windows.start,
             "window_end": windows.end,
-            "score": scores.astype(np.float64),
+            "score": scores,
             "threshold": np.full(len(scores), threshold),
-            "is_anomaly": scores > threshold,
-            "severity": self.severity(scores.astype(np.float64)),
-            "top_sensors": [",".join(row) for row in names[order]],
-            "contributions": [
-                json.dumps({s: round(float(v), 6) for s, v in zip(self.sensors, row, strict=True)}) for row in contrib
-            ],
+            "is_anomaly": flagged,
+            "severity": self.severity(scores),
+            "top_sensors": top_sensors(contrib, self.sensors),
+            "contributions": contributions,
         })
-        return result
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -154,6 +159,18 @@ class ModelBundle:
         )
 
 
+def top_sensors(contrib: np.ndarray, sensors: list[str], n: int = N_TOP_SENSORS) -> np.ndarray:
+    """Per window, the names of the `n` sensors with the largest |contribution|, joined by
+    commas, (n_windows,) object. Each distinct ranking is joined once: a stream has few."""
+    order = np.argsort(-np.abs(contrib), axis=1)[:, :n]  # (n_windows, n)
+    base = max(len(sensors), 1)
+    codes = (order * base ** np.arange(order.shape[1])[::-1]).sum(axis=1)  # one integer per ranking
+    distinct, which = np.unique(codes, return_inverse=True)
+    names = np.asarray([",".join(sensors[int(code) // base ** k % base] for k in range(order.shape[1] - 1, -1, -1))
+                        for code in distinct], dtype=object)
+    return names[np.asarray(which).reshape(-1)]
+
+
 def _empty_result(sensors: list[str]) -> pd.DataFrame:
     return pd.DataFrame({
         "asset": pd.Series(dtype=str),
@@ -182,4 +199,4 @@ class BundleModel(PythonModel):
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input, params=None):
-        return self.bundle.score_readings(model_input)
+        return self.bundle.score_readings(model_input, all_contributions=True)

@@ -283,19 +283,33 @@ def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.Duc
     _refuse_legacy(warehouse)
     instance = _instance(warehouse)
     try:
-        with write_lock(warehouse) if write or not instance.ready else contextlib.nullcontext():
+        if not instance.ready and not write:  # the schema under the lock, then read without it
+            with write_lock(warehouse):
+                _prepare(instance)
+        with write_lock(warehouse) if write else contextlib.nullcontext():
+            if not instance.ready:
+                _prepare(instance)
             cursor = instance.con.cursor()
             try:
                 cursor.execute(f"USE {CATALOG_ALIAS}")
-                if not instance.ready:
-                    ensure_schema(cursor)
-                    instance.ready = True
                 yield cursor
             finally:
                 cursor.close()
     finally:
         with _INSTANCES_GUARD:
             instance.users -= 1
+
+
+def _prepare(instance: _Instance) -> None:
+    """Bring the catalog to the schema version (once per process and warehouse); the caller
+    holds the write lock."""
+    cursor = instance.con.cursor()
+    try:
+        cursor.execute(f"USE {CATALOG_ALIAS}")
+        ensure_schema(cursor)
+        instance.ready = True
+    finally:
+        cursor.close()
 
 
 _IN_TRANSACTION: set[int] = set()
@@ -333,16 +347,19 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error | WarehouseError) and any(t in text for t in _TRANSIENT)
 
 
-def write(warehouse: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+def write(warehouse: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T], *,
+          con: duckdb.DuckDBPyConnection | None = None) -> T:
     """Run `work(con)` in one write transaction: all of it commits, or none of it. A commit
     that meets another writer's is retried with bounded exponential backoff (50 ms doubling
     to 2 s, `warehouse.retries` times), so `work` must be idempotent (every aemon write is);
-    a conflict that persists ends in one WarehouseError saying so."""
+    a conflict that persists ends in one WarehouseError saying so. `con`: a connection of
+    this warehouse the caller holds (from `connect`, out of any transaction), used under
+    the write lock instead of a new one: a run that read through it writes through it."""
     started = time.monotonic()
     for attempt in range(warehouse.retries + 1):
         try:
-            with connect(warehouse, write=True) as con, transaction(con):
-                return work(con)
+            with _writing(warehouse, con) as cursor, transaction(cursor):
+                return work(cursor)
         except (duckdb.Error, WarehouseError) as exc:
             if not is_transient(exc):
                 raise
@@ -354,6 +371,16 @@ def write(warehouse: Warehouse, work: Callable[[duckdb.DuckDBPyConnection], T]) 
                     f" {first}") from exc
             time.sleep(min(0.05 * 2 ** attempt, 2.0))
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def _writing(warehouse: Warehouse, con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    if con is None:
+        with connect(warehouse, write=True) as cursor:
+            yield cursor
+    else:
+        with write_lock(warehouse):
+            yield con
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

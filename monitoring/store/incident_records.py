@@ -25,11 +25,12 @@ LOG_FIELDS = ["incident_id", "revision", "stream", "asset", "event", "status", "
 ACTIVE = ("open", "acknowledged", "recovered")
 
 
-def incident_id(stream: str, asset: str, start) -> str:
+def incident_id(stream: str, asset: str, start, n: int = 1) -> str:
     """The id an incident is born with: a hash of its stream, asset and first window's start
     (the same in SQL: schema.MIGRATIONS[2]), so scoring the same history again gives the
-    same ids; later changes of its start keep the id it was born with."""
-    stamp = pd.Timestamp(start).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    same ids; later changes of its start keep the id it was born with. `n`: the n-th
+    incident born at that start (an earlier one was closed), whose hash also takes `#n`."""
+    stamp = pd.Timestamp(start).strftime("%Y-%m-%dT%H:%M:%S.%f") + (f"#{n}" if n > 1 else "")
     return hashlib.md5(f"{stream}\x1f{asset}\x1f{stamp}".encode()).hexdigest()[:12]
 
 
@@ -54,6 +55,30 @@ def read_incidents(con: duckdb.DuckDBPyConnection, stream: str | None = None, *,
         params.append(asset)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return con.execute(f"SELECT * FROM incidents {where} ORDER BY stream, asset, start", params).df()
+
+
+def incidents_near(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None) -> pd.DataFrame:
+    """The stream's active incidents and every other one ending at or after `since` (all of
+    them when None), by asset and start: what a refresh of the windows from `since` on can
+    touch (an incident born at a window's start holds that start between its start and end)."""
+    if since is None:
+        return read_incidents(con, stream)
+    return con.execute("SELECT * FROM incidents WHERE stream = ? AND (list_contains(?, status) OR \"end\" >= ?) "
+                       "ORDER BY stream, asset, start", [stream, list(ACTIVE), _plain_time(since)]).df()
+
+
+def existing_incident_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
+    """Which of `ids` the incidents table holds."""
+    if not ids:
+        return set()
+    rows = con.execute("SELECT incident_id FROM incidents WHERE list_contains(?, incident_id)", [ids]).fetchall()
+    return {r[0] for r in rows}
+
+
+def _plain_time(value: pd.Timestamp):
+    """`value` as a Python datetime for a bound `>= value`: floored to the microsecond (a
+    bound no later than asked), at most pd.Timestamp.max."""
+    return min(pd.Timestamp(value), pd.Timestamp.max).floor("us").to_pydatetime()
 
 
 def find_incidents(con: duckdb.DuckDBPyConnection, prefix: str) -> pd.DataFrame:

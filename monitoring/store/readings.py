@@ -104,13 +104,17 @@ def read_readings(
     after: pd.Timestamp | None = None,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    ordered: bool = True,
 ) -> pd.DataFrame:
-    """Readings of a stream ordered by asset and time. `after` is exclusive, `start`/`end` inclusive."""
+    """Readings of a stream ordered by asset and time (in no particular order unless
+    `ordered`: sorting costs more than reading). `after` is exclusive, `start`/`end` inclusive."""
     if not has_view(con, stream):
         raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
     where, params = _reading_filter(asset=asset, after=after, start=start, end=end)
-    sql = f"SELECT * FROM {view_name(stream)}{where} ORDER BY asset, timestamp"
-    return con.execute(sql, params).df()
+    if ordered:
+        return con.execute(f"SELECT * FROM {view_name(stream)}{where} ORDER BY asset, timestamp", params).df()
+    # through Arrow: about twice as fast as .df() for wide reads (strings are not made one by one)
+    return con.execute(f"SELECT * FROM {view_name(stream)}{where}", params).to_arrow_table().to_pandas()
 
 def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_columns: list[str],
                           start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import math
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import Warehouse, connect, insert_missing, quote_identifier, scalar, transaction
@@ -23,6 +24,15 @@ def watermark_updates(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, 
     """When each asset's watermark last moved (wall time): when it last had new windows scored."""
     rows = con.execute("SELECT asset, updated_at FROM watermarks WHERE stream = ?", [stream]).fetchall()
     return {asset: pd.Timestamp(at) for asset, at in rows}
+
+def watermark_rows(con: duckdb.DuckDBPyConnection, stream: str) -> tuple[dict[str, pd.Timestamp],
+                                                                         dict[str, pd.Timestamp]]:
+    """get_watermarks and watermark_updates in one query."""
+    rows = con.execute("SELECT asset, last_window_end, updated_at FROM watermarks WHERE stream = ?",
+                       [stream]).fetchall()
+    return ({asset: pd.Timestamp(end) for asset, end, _ in rows},
+            {asset: pd.Timestamp(at) for asset, _, at in rows})
+
 
 def add_rescore_range(con: duckdb.DuckDBPyConnection, stream: str, asset: str, start, end, batch_id: str) -> None:
     columns = ["stream", "asset", "start", "end", "batch_id"]
@@ -62,9 +72,13 @@ def write_window_results(
     frame["stream"] = stream
     frame["model_name"] = model_name
     frame["model_version"] = int(model_version)
+    # scores through Arrow without the text columns only anomalies keep (no Python object per
+    # window to scan); anomalies as the few flagged rows
+    flagged = frame.loc[frame["is_anomaly"].astype(bool) & ~frame["excluded"], ANOMALY_COLUMNS]
     with transaction(con):
-        con.register("new_windows", frame)
-        for table in ("scores", "anomalies"):
+        con.register("new_windows", pa.Table.from_pandas(frame[[*SCORE_COLUMNS, "rescore"]], preserve_index=False))
+        con.register("new_anomalies", flagged)
+        for table in ("scores", "anomalies") if frame["rescore"].any() else ():
             scalar(con,
                 f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
                 "t.asset = n.asset AND t.window_start = n.window_start AND t.model_name = n.model_name AND "
@@ -73,7 +87,7 @@ def write_window_results(
         since = ("window_start", pd.Timestamp(frame["window_start"].min()).to_pydatetime()) if len(frame) else None
         n_scores = insert_missing(con, "scores", "new_windows", SCORE_COLUMNS, KEYS["scores"], since=since)
         n_anomalies = insert_missing(
-            con, "anomalies", "(SELECT * FROM new_windows WHERE is_anomaly AND NOT excluded)", ANOMALY_COLUMNS,
+            con, "anomalies", "new_anomalies", ANOMALY_COLUMNS,
             KEYS["anomalies"], select={"contributions": "n.contributions::JSON"}, since=since)
         scalar(con,
             "MERGE INTO watermarks w USING (SELECT stream, asset, max(window_end) AS last_window_end, "
@@ -86,6 +100,7 @@ def write_window_results(
             "VALUES (n.stream, n.asset, n.last_window_end, n.model_version)"
         )
         con.unregister("new_windows")
+        con.unregister("new_anomalies")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
 
 SCORE_COLUMNS = ["stream", "asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "model_name",
@@ -124,8 +139,9 @@ def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str, since: p
         "FROM scores WHERE stream = ? AND (?::TIMESTAMP IS NULL OR window_end >= ?) "
         f"AND (?::TIMESTAMP IS NULL OR window_end < ?) {LATEST_SCORING}) "
         "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
-        "WHERE l.is_anomaly AND NOT l.excluded ORDER BY a.asset, a.window_start",
-        [stream, lo, lo, hi, hi],
+        "WHERE l.is_anomaly AND NOT l.excluded AND a.stream = ? AND (?::TIMESTAMP IS NULL OR a.window_end >= ?) "
+        "AND (?::TIMESTAMP IS NULL OR a.window_end < ?) ORDER BY a.asset, a.window_start",
+        [stream, lo, lo, hi, hi, stream, lo, lo, hi, hi],
     ).df()
 
 def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,

@@ -112,7 +112,7 @@ class _Fixed:
         self.severity = np.asarray(severity, dtype=float)
         self.sensors = ["a"]
 
-    def score_readings(self, frame):
+    def score_readings(self, frame, all_contributions=False):
         ends = pd.date_range("2026-01-01", periods=3, freq="s")
         return pd.DataFrame({"asset": "x", "window_start": ends, "window_end": ends, "score": self.severity,
                              "threshold": 1.0, "is_anomaly": self.severity > 1, "severity": self.severity,
