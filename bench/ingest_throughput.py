@@ -115,8 +115,8 @@ def run_aemon(path: Path, work: Path, profile: bool) -> dict:
 
     warehouse = Warehouse.at(work)
     started = time.perf_counter()
-    with connect(warehouse) as con:  # load the extensions, create the catalog: once per process and home
-        con.execute("SELECT 1").fetchall()
+    with connect(warehouse):  # load the extensions, create the catalog: once per process and home
+        pass
     clock = StageClock()
     clock.add("open warehouse (not timed)", time.perf_counter() - started)
     if profile:

@@ -36,7 +36,9 @@ def score(config, stream: str, until: Path | None, runs: int) -> None:
     settings = config.stream(stream)
     done = 0
     while True:
-        finished = until is not None and until.exists()  # read before the run: one more run after it
+        # read before the run (one more run after it), and only after a first run: a loop
+        # that starts after the flag was raised still scores, then once more
+        finished = until is not None and done > 0 and until.exists()
         model, version = registry.load_model(config.mlflow_tracking_uri, stream)
         result = score_model(config.warehouse, stream, model, version, exclusions=settings.exclusions.build(),
                              incidents=settings.alerts.rule())

@@ -185,7 +185,9 @@ def test_score_threads_must_be_a_count(value):
 
 
 def test_score_threads_is_a_stream_setting_shared_or_per_kind():
-    from flows.config import DetectorsSettings, detector_params
+    from flows.config import detector_params, detectors_model
+
+    DetectorsSettings = detectors_model()
 
     settings = DetectorsSettings(**{"score_threads": 2, "vae": {"score_threads": 1}})
     assert detector_params(settings, "mlp_ae")["score_threads"] == 2
