@@ -334,11 +334,18 @@ CHECK = """SELECT
      AND s.asset = a.asset AND s.window_start = a.window_start AND s.model_version = a.model_version)),
   (SELECT count(*) FROM incidents)
 """
+DETAIL = ["SELECT batch_id, file, rows_in, rows_accepted, rows_quarantined, status FROM ingest_batches ORDER BY 1",
+          "SELECT batch_id, count(*) FROM quarantine GROUP BY 1 ORDER BY 1",
+          "SELECT snapshot_id, changes FROM ducklake_snapshots(current_database()) ORDER BY 1 DESC LIMIT 4"]
 while not stop.exists():
+    con.execute("BEGIN TRANSACTION")  # the check and, when it fails, its detail: one snapshot
     try:
-        row = con.execute(CHECK).fetchall()[0]
+        row = list(con.execute(CHECK).fetchall()[0])
+        if row[0] != row[1] or row[2] != row[3]:  # what the reader saw, for the failure's message
+            row.append([[list(map(str, r)) for r in con.execute(q).fetchall()] for q in DETAIL])
     except duckdb.CatalogException:  # no readings table before the first ingest
         row = None
+    con.execute("ROLLBACK")
     out.write(json.dumps(row) + "\\n")
     out.flush()
     time.sleep(0.05)
@@ -406,7 +413,7 @@ def test_flows_in_other_processes_share_the_warehouse_with_a_reader_holding_it_o
         if shell.poll() is None:
             shell.kill()
     seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
-    states = [dict(zip(COUNTS, row, strict=True)) for row in seen if row is not None]
+    states = [dict(zip([*COUNTS, "detail"][:len(row)], row, strict=True)) for row in seen if row is not None]
     for state in states:
         assert state["readings"] == state["accepted"], state  # a file's rows and its audit row: together
         assert state["quarantined"] == state["audited_quarantine"], state
