@@ -171,8 +171,9 @@ def pin(threads: int) -> None:
 def child(kind: str, path: Path, work: Path, threads: int, profile: bool) -> dict:
     """Run one contender in a child process; return its timing and peak RSS."""
     command = [sys.executable, __file__, "--child", kind, str(path), str(work), str(threads)]
+    path_entries = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout first
     proc = subprocess.run(command + (["--profile"] if profile else []), capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)})
     if proc.returncode:
         raise SystemExit(f"{kind} child failed with exit code {proc.returncode}:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
