@@ -20,6 +20,11 @@ its snapshot and file lists from the catalog (about 8-15 ms each here, whatever 
 a run makes about fifteen (reads, three inserts, the incident refresh) and a commit; the
 MLP's forward pass over the demo's 6k windows takes under 10 ms.
 
+(b0) the same end-to-end run with the model's outputs replayed: the detector's scores and
+    contributions for those windows computed once beforehand and handed back at no cost, so
+    the run is the store, the windows and the incidents alone. (b) minus (b0) is what the
+    model costs inside a run; (b0) is the floor any model's scoring run stands on.
+
 (c) incident refresh as history grows: a fixed day of new readings scored (with incidents)
 after 1x and 10x history already scored; the run's time and the flagged windows its
 incident refresh read should stay flat.
@@ -34,7 +39,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -87,6 +94,25 @@ def forward_rate(bundle: ModelBundle, readings: pd.DataFrame, repeats: int) -> t
     best = min(_timed(lambda: bundle.detector.score(X)) for _ in range(max(repeats, 3)))
     both = min(_timed(lambda: bundle.detector.score_with_contributions(X)) for _ in range(max(repeats, 3)))
     return len(X), len(X) / best, len(X) / both
+
+
+class Replayed:
+    """The detector with its `score_with_contributions` answered from a cache: the first call
+    for a batch of windows runs the real model, later calls with the same windows return
+    its outputs (checked by shape and a sample of values). Everything else is the detector's."""
+
+    def __init__(self, detector):
+        self._detector = detector
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+    def score_with_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = (X.shape, float(X[:: max(1, len(X) // 64)].sum()))
+        if key not in self._cache:
+            self._cache[key] = self._detector.score_with_contributions(X)
+        return self._cache[key]
 
 
 def _timed(work) -> float:
@@ -173,15 +199,20 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="aemon-scoring-e2e-"))
     try:
+        replayed = replace(bundle, detector=cast(Any, Replayed(bundle.detector)))
         print(f"{'pumps':>5} {'windows':>8} {'forward w/s':>12} {'with contributions':>19} {'end-to-end w/s':>15} "
-              f"{'run ms':>8} {'share':>6}  goal >= {GOAL:.0%}")
+              f"{'run ms':>8} {'share':>6}  {'replayed run ms':>15} {'model in run':>12}  goal >= {GOAL:.0%}")
         for n_assets in args.sizes:
             frame = big[big["asset"].isin(sorted(big["asset"].unique())[:n_assets])].reset_index(drop=True)
             n_forward, forward, with_contributions = forward_rate(bundle, frame, args.repeats)
             n_e2e, e2e, took = end_to_end(root, bundle, frame, args.repeats)
             assert n_e2e == n_forward, (n_e2e, n_forward)
+            # the first replayed run fills the cache with the real outputs; the best of the rest is kept
+            n_floor, _, floor = end_to_end(root, replayed, frame, max(2, args.repeats) + 1)
+            assert n_floor == n_e2e, (n_floor, n_e2e)
             print(f"{n_assets:>5} {n_e2e:>8} {forward:>12,.0f} {with_contributions:>19,.0f} {e2e:>15,.0f} "
-                  f"{took * 1e3:>8.0f} {e2e / forward:>6.0%}")
+                  f"{took * 1e3:>8.0f} {e2e / forward:>6.0%}  {floor * 1e3:>15.0f} "
+                  f"{max(0.0, took - floor) / took:>12.0%}")
         print("\n(c) a new day scored after 1x and 10x history (incident refresh included)")
         for row in history_refresh(root, bundle, args.history_days, args.repeats):
             print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
