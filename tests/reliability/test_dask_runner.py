@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from features.synthetic import SyntheticSpec
+from features.synthetic import SENSORS, SyntheticSpec
 from flows.config import load_config
 from flows.demo import write_inbox
 from flows.fanout import split_assets
@@ -39,8 +39,6 @@ def run_home(root, extra: str, mp: pytest.MonkeyPatch) -> dict:
     home = root / "home"
     home.mkdir(parents=True)
     path = home / "aemon.toml"
-    from features.synthetic import SENSORS
-
     sensors = ", ".join(f'"{s}"' for s in SENSORS)
     path.write_text(f'home = "{home.as_posix()}"\n\n[streams.pumps]\nsensors = [{sensors}]\n'
                     f'label_columns = ["label"]\n{DETECTORS}{extra}')
