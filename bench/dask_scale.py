@@ -1,0 +1,244 @@
+"""Scale-out: N assets x 8 sensors at 1 Hz for one hour, scored on the default runner and
+on a Dask cluster of 2 workers, and the warehouse's write throughput with concurrent writers.
+
+One run:
+
+(a) ingest: the readings (N x 3,600 rows, one Parquet file per 100 assets) ingested by
+    `aemon ingest`, in two homes that share one MLflow store; rows/s of the command.
+(b) train once (`aemon train`: one MLP autoencoder, 2 epochs), then `aemon score` in each
+    home: [runner] kind = "default" (one task, one transaction) and kind = "dask" (a
+    LocalCluster of --workers processes x 1 thread, assets spread 4 tasks a thread). Each
+    command is run twice: the second run finds nothing new, so its time is the command's
+    fixed cost (Python, Prefect's temporary API, a local cluster's start); windows/s is
+    given over the whole first run and net of that fixed cost.
+(c) peak memory: the resident set of the command's process and of each process it starts
+    (Prefect's API server, each Dask worker), sampled every 0.1 s.
+(d) store write throughput: 1, 2 and 4 processes each committing one asset's scored
+    windows at a time (a scoring task's commit: scores, anomalies, watermark) into one
+    warehouse; rows/s and commits/s of all writers together. Writers serialise on the
+    warehouse's write lock (a SQLite catalog admits one writer), so this is the ceiling of
+    a fan-out's commits, whatever the workers.
+
+    PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 20
+    PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 1000 --workers 2   # the issue's size
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from monitoring.store.connection import Warehouse, connect, write
+from monitoring.store.results import write_window_results
+
+STREAM = "plant"
+SENSORS = [f"s{i}" for i in range(8)]
+SECONDS = 3600
+WINDOW = (30, 10)  # size, stride: 357 windows per asset-hour
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readings(n_assets: int, seed: int = 0) -> pd.DataFrame:
+    """N assets x 8 sensors, 1 Hz for one hour: slow sines with noise, one phase per asset."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(SECONDS)
+    times = pd.Timestamp("2026-03-02T00:00:00") + pd.to_timedelta(t, unit="s")
+    frames = []
+    for a in range(n_assets):
+        phase = rng.uniform(0, 2 * np.pi, size=len(SENSORS))
+        values = np.sin(2 * np.pi * t[:, None] / 600 + phase) + 0.05 * rng.standard_normal((SECONDS, len(SENSORS)))
+        frame = pd.DataFrame(values.astype("float64"), columns=SENSORS)
+        frame.insert(0, "asset", f"asset-{a:05d}")
+        frame.insert(0, "timestamp", times)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_home(root: Path, name: str, runner: str, workers: int) -> Path:
+    home = root / name
+    (home / "inbox" / STREAM).mkdir(parents=True)
+    shared = root / "mlflow"
+    shared.mkdir(exist_ok=True)
+    sensors = ", ".join(f'"{s}"' for s in SENSORS)
+    text = (f'home = "{home.as_posix()}"\ntracking_uri = "sqlite:///{(shared / "mlflow.db").as_posix()}"\n'
+            f'artifact_root = "{(shared / "artifacts").as_uri()}"\n\n'
+            f"[streams.{STREAM}]\nsensors = [{sensors}]\n\n"
+            f"[streams.{STREAM}.window]\nsize = {WINDOW[0]}\nstride = {WINDOW[1]}\ninterval_s = 1.0\n\n"
+            f'[streams.{STREAM}.detectors]\nkinds = ["mlp_ae"]\nepochs = 2\nn_threads = 1\n')
+    if runner == "dask":
+        text += f'\n[runner]\nkind = "dask"\nn_workers = {workers}\nthreads_per_worker = 1\n'
+    path = home / "aemon.toml"
+    path.write_text(text)
+    return path
+
+
+class Peaks:
+    """Peak resident memory of a process and of each process it starts, sampled in a thread."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peaks: dict[int, tuple[str, int]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stop.is_set():
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for p in processes:
+                try:
+                    rss = p.memory_info().rss
+                    label = self._label(p)
+                except psutil.Error:
+                    continue
+                old = self.peaks.get(p.pid, (label, 0))
+                self.peaks[p.pid] = (label, max(old[1], rss))
+            time.sleep(0.1)
+
+    def _label(self, p: psutil.Process) -> str:
+        if p.pid == self.root.pid:
+            return "command"
+        line = " ".join(p.cmdline())
+        if "uvicorn" in line or ("prefect" in line and "server" in line):
+            return "prefect api"
+        if "multiprocessing" in line:
+            return "dask worker"
+        return line[:40]
+
+    def finish(self) -> dict[str, list[int]]:
+        self.stop.set()
+        self.thread.join()
+        grouped: dict[str, list[int]] = {}
+        for label, rss in self.peaks.values():
+            grouped.setdefault(label, []).append(rss)
+        return grouped
+
+
+def aemon(args: list[str], config: Path, watch: bool = False) -> tuple[float, str, dict[str, list[int]]]:
+    """Run an aemon command as the installed one runs: (seconds, its output, peak memory)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AEMON_CONFIG": str(config)}
+    env.pop("AEMON_HOME", None)
+    command = [sys.executable, "-c", "from flows.cli import main; main()", *args, "--config", str(config)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=config.parent, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    peaks = Peaks(process.pid) if watch else None
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - started
+    memory = peaks.finish() if peaks else {}
+    if process.returncode != 0:
+        raise SystemExit(f"aemon {' '.join(args)} exited {process.returncode}:\n{output[-3000:]}")
+    return seconds, output, memory
+
+
+def windows_of(n_assets: int) -> int:
+    return n_assets * ((SECONDS - WINDOW[0]) // WINDOW[1] + 1)
+
+
+def scored_windows(home_config: Path) -> int:
+    home = home_config.parent
+    with connect(Warehouse.at(home)) as con:
+        return int(con.execute("SELECT count(*) FROM scores").fetchall()[0][0])
+
+
+# -- (d) concurrent writers ------------------------------------------------------------------
+
+def window_rows(asset: str, n: int) -> pd.DataFrame:
+    start = pd.Timestamp("2026-03-02T00:00:00") + pd.to_timedelta(np.arange(n) * WINDOW[1], unit="s")
+    return pd.DataFrame({
+        "asset": asset, "window_start": start, "window_end": start + pd.Timedelta(seconds=WINDOW[0] - 1),
+        "score": np.linspace(0, 1, n), "threshold": 0.99, "is_anomaly": np.linspace(0, 1, n) > 0.99,
+        "severity": 0.0, "top_sensors": "s0", "contributions": "{}",
+    })
+
+
+def writer(home: str, name: str, n_commits: int, n_rows: int, barrier) -> None:
+    warehouse = Warehouse.at(home)
+    with connect(warehouse):
+        pass
+    frames = [window_rows(f"{name}-{i:04d}", n_rows) for i in range(n_commits)]
+    barrier.wait()
+    for frame in frames:
+        write(warehouse, partial(write_window_results, stream=STREAM, windows=frame, model_name="bench-detector",
+                                 model_version=1))
+
+
+def write_throughput(root: Path, n_writers: int, n_commits: int, n_rows: int) -> tuple[float, float]:
+    """(rows/s, commits/s) of `n_writers` processes committing `n_commits` assets' windows each."""
+    home = root / f"writers-{n_writers}"
+    with connect(Warehouse.at(home)):  # the catalog created before the clock starts
+        pass
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(n_writers + 1)
+    processes = [context.Process(target=writer, args=(str(home), f"w{w}", n_commits, n_rows, barrier))
+                 for w in range(n_writers)]
+    for p in processes:
+        p.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for p in processes:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"a writer exited {p.exitcode}")
+    seconds = time.perf_counter() - started
+    commits = n_writers * n_commits
+    return commits * n_rows / seconds, commits / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--commits", type=int, default=20, help="commits per writer in (d)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp:
+        root = Path(tmp)
+        configs = {kind: write_home(root, kind, kind, args.workers) for kind in ("default", "dask")}
+        frame = readings(args.assets)
+        for config in configs.values():
+            inbox = config.parent / "inbox" / STREAM
+            for i in range(0, args.assets, 100):
+                part = frame[frame["asset"].isin([f"asset-{a:05d}" for a in range(i, i + 100)])]
+                part.to_parquet(inbox / f"part-{i:05d}.parquet", index=False)
+        print(f"{args.assets} assets x {len(SENSORS)} sensors x {SECONDS} s at 1 Hz: {len(frame):,} readings, "
+              f"{windows_of(args.assets):,} windows of {WINDOW[0]} s (stride {WINDOW[1]} s)")
+        for kind, config in configs.items():
+            seconds, _, _ = aemon(["ingest", STREAM], config)
+            print(f"(a) ingest ({kind} home): {seconds:.1f} s, {len(frame) / seconds:,.0f} rows/s (command wall)")
+        seconds, _, _ = aemon(["train", STREAM], configs["default"])
+        print(f"    train (mlp_ae, 2 epochs, default runner): {seconds:.1f} s")
+        print("(b) score           first run   no-op run   windows/s (wall)   windows/s (net of fixed)")
+        memory = {}
+        for kind, config in configs.items():
+            first, _, memory[kind] = aemon(["score", STREAM], config, watch=True)
+            again, _, _ = aemon(["score", STREAM], config)
+            n = scored_windows(config)
+            net = n / (first - again) if first > again else float("nan")
+            print(f"    {kind:<14}{first:9.1f} s {again:9.1f} s {n / first:16,.0f} {net:22,.0f}   ({n:,} windows)")
+        print("(c) peak resident memory of the first score run, MiB")
+        for kind, groups in memory.items():
+            shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
+                              for label, rss in sorted(groups.items()))
+            print(f"    {kind:<8} {shown}")
+        print(f"(d) store writes: each commit one asset's {windows_of(1)} windows (scores, watermark)")
+        for n_writers in (1, 2, 4):
+            rows, commits = write_throughput(root, n_writers, args.commits, windows_of(1))
+            print(f"    {n_writers} writer(s): {rows:9,.0f} rows/s, {commits:5.1f} commits/s")
+
+
+if __name__ == "__main__":
+    main()
