@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from monitoring.store.connection import Warehouse, connect, write
+from monitoring.store.connection import Warehouse, connect, table_counts, write
 from monitoring.store.results import write_window_results
 
 STREAM = "plant"
@@ -152,7 +152,7 @@ def windows_of(n_assets: int) -> int:
 def scored_windows(home_config: Path) -> int:
     home = home_config.parent
     with connect(Warehouse.at(home)) as con:
-        return int(con.execute("SELECT count(*) FROM scores").fetchall()[0][0])
+        return table_counts(con)["scores"]
 
 
 # -- (d) concurrent writers ------------------------------------------------------------------
