@@ -113,11 +113,13 @@ class Peaks:
         if p.pid == self.root.pid:
             return "command"
         line = " ".join(p.cmdline())
-        if "uvicorn" in line or ("prefect" in line and "server" in line):
-            return "prefect api"
-        if "multiprocessing" in line:
+        if "resource_tracker" in line:
+            return "multiprocessing resource tracker"
+        if "spawn_main" in line:
             return "dask worker"
-        return line[:40]
+        if "uvicorn" in line or "prefect" in line:
+            return "prefect api"
+        return line[:60]
 
     def finish(self) -> dict[str, list[int]]:
         self.stop.set()
@@ -157,34 +159,38 @@ def scored_windows(home_config: Path) -> int:
 
 # -- (d) concurrent writers ------------------------------------------------------------------
 
-def window_rows(asset: str, n: int) -> pd.DataFrame:
-    start = pd.Timestamp("2026-03-02T00:00:00") + pd.to_timedelta(np.arange(n) * WINDOW[1], unit="s")
+def window_rows(assets: list[str], n: int) -> pd.DataFrame:
+    """`n` scored windows of each of `assets` (one in a thousand flagged)."""
+    one = pd.Timestamp("2026-03-02T00:00:00") + pd.to_timedelta(np.arange(n) * WINDOW[1], unit="s")
+    start = pd.DatetimeIndex(np.tile(one, len(assets)))  # (n,) -> (len(assets) * n,)
+    score = np.tile(np.linspace(0, 1, n), len(assets))
     return pd.DataFrame({
-        "asset": asset, "window_start": start, "window_end": start + pd.Timedelta(seconds=WINDOW[0] - 1),
-        "score": np.linspace(0, 1, n), "threshold": 0.99, "is_anomaly": np.linspace(0, 1, n) > 0.99,
+        "asset": np.repeat(assets, n), "window_start": start, "window_end": start + pd.Timedelta(seconds=WINDOW[0] - 1),
+        "score": score, "threshold": 0.999, "is_anomaly": score > 0.999,
         "severity": 0.0, "top_sensors": "s0", "contributions": "{}",
     })
 
 
-def writer(home: str, name: str, n_commits: int, n_rows: int, barrier) -> None:
+def writer(home: str, name: str, n_commits: int, n_rows: int, per_commit: int, barrier) -> None:
     warehouse = Warehouse.at(home)
     with connect(warehouse):
         pass
-    frames = [window_rows(f"{name}-{i:04d}", n_rows) for i in range(n_commits)]
+    frames = [window_rows([f"{name}-{i:04d}-{a:03d}" for a in range(per_commit)], n_rows) for i in range(n_commits)]
     barrier.wait()
     for frame in frames:
         write(warehouse, partial(write_window_results, stream=STREAM, windows=frame, model_name="bench-detector",
                                  model_version=1))
 
 
-def write_throughput(root: Path, n_writers: int, n_commits: int, n_rows: int) -> tuple[float, float]:
-    """(rows/s, commits/s) of `n_writers` processes committing `n_commits` assets' windows each."""
-    home = root / f"writers-{n_writers}"
+def write_throughput(root: Path, n_writers: int, n_commits: int, n_rows: int, per_commit: int) -> tuple[float, float]:
+    """(rows/s, commits/s) of `n_writers` processes making `n_commits` commits each, of
+    `per_commit` assets' `n_rows` windows."""
+    home = root / f"writers-{n_writers}-{per_commit}"
     with connect(Warehouse.at(home)):  # the catalog created before the clock starts
         pass
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(n_writers + 1)
-    processes = [context.Process(target=writer, args=(str(home), f"w{w}", n_commits, n_rows, barrier))
+    processes = [context.Process(target=writer, args=(str(home), f"w{w}", n_commits, n_rows, per_commit, barrier))
                  for w in range(n_writers)]
     for p in processes:
         p.start()
@@ -196,7 +202,7 @@ def write_throughput(root: Path, n_writers: int, n_commits: int, n_rows: int) ->
             raise SystemExit(f"a writer exited {p.exitcode}")
     seconds = time.perf_counter() - started
     commits = n_writers * n_commits
-    return commits * n_rows / seconds, commits / seconds
+    return commits * n_rows * per_commit / seconds, commits / seconds
 
 
 def main() -> None:
@@ -234,10 +240,12 @@ def main() -> None:
             shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
                               for label, rss in sorted(groups.items()))
             print(f"    {kind:<8} {shown}")
-        print(f"(d) store writes: each commit one asset's {windows_of(1)} windows (scores, watermark)")
-        for n_writers in (1, 2, 4):
-            rows, commits = write_throughput(root, n_writers, args.commits, windows_of(1))
-            print(f"    {n_writers} writer(s): {rows:9,.0f} rows/s, {commits:5.1f} commits/s")
+        print(f"(d) store writes: each commit 1 or 25 assets' {windows_of(1)} windows each (scores, watermarks)")
+        for per_commit in (1, 25):
+            for n_writers in (1, 2, 4):
+                rows, commits = write_throughput(root, n_writers, args.commits, windows_of(1), per_commit)
+                print(f"    {per_commit:2d} asset(s) a commit, {n_writers} writer(s): {rows:9,.0f} rows/s, "
+                      f"{commits:5.1f} commits/s")
 
 
 if __name__ == "__main__":
