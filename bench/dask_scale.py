@@ -13,9 +13,9 @@ One run:
     given over the whole first run and net of that fixed cost.
 (c) peak memory: the resident set of the command's process and of each process it starts
     (Prefect's API server, each Dask worker), sampled every 0.1 s.
-(d) store write throughput: 1, 2 and 4 processes each committing one asset's scored
-    windows at a time (a scoring task's commit: scores, anomalies, watermark) into one
-    warehouse; rows/s and commits/s of all writers together. Writers serialise on the
+(d) store write throughput: 1, 2 and 4 processes each committing 1, 25 or 250 assets'
+    scored windows at a time (a scoring task's commit: scores, anomalies, watermarks) into
+    one warehouse; rows/s and commits/s of all writers together. Writers serialise on the
     warehouse's write lock (a SQLite catalog admits one writer), so this is the ceiling of
     a fan-out's commits, whatever the workers.
 
@@ -240,10 +240,11 @@ def main() -> None:
             shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
                               for label, rss in sorted(groups.items()))
             print(f"    {kind:<8} {shown}")
-        print(f"(d) store writes: each commit 1 or 25 assets' {windows_of(1)} windows each (scores, watermarks)")
-        for per_commit in (1, 25):
+        print(f"(d) store writes: each commit 1, 25 or 250 assets' {windows_of(1)} windows each (scores, watermarks)")
+        for per_commit in (1, 25, 250):
+            n_commits = args.commits if per_commit < 100 else max(2, args.commits // 5)
             for n_writers in (1, 2, 4):
-                rows, commits = write_throughput(root, n_writers, args.commits, windows_of(1), per_commit)
+                rows, commits = write_throughput(root, n_writers, n_commits, windows_of(1), per_commit)
                 print(f"    {per_commit:2d} asset(s) a commit, {n_writers} writer(s): {rows:9,.0f} rows/s, "
                       f"{commits:5.1f} commits/s")
 
