@@ -6,8 +6,10 @@ One run:
 (a) ingest: the readings (N x 3,600 rows, one Parquet file per 100 assets) ingested by
     `aemon ingest`, in two homes that share one MLflow store; rows/s of the command.
 (b) train once (`aemon train`: one MLP autoencoder, 2 epochs), then `aemon score` in each
-    home: [runner] kind = "default" (one task, one transaction) and kind = "dask" (a
-    LocalCluster of --workers processes x 1 thread, assets spread 4 tasks a thread). Each
+    home: [runner] kind = "default" (one task, one transaction), kind = "dask" (a
+    LocalCluster of --workers processes x 1 thread started by the command, assets spread 4
+    tasks a thread) and kind = "dask" with `address` (the same cluster, started by the
+    bench before the commands: warm workers, as a long-running cluster's). Each
     command is run twice (the second finds nothing new). Given: the command's wall time and
     its scoring step (from the command's log: the champion loaded -> the scoring task, or
     the groups' results combined, finished; a local cluster's start is in the step).
@@ -66,7 +68,7 @@ def readings(n_assets: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def write_home(root: Path, name: str, runner: str, workers: int) -> Path:
+def write_home(root: Path, name: str, runner: str, workers: int, address: str = "") -> Path:
     home = root / name
     (home / "inbox" / STREAM).mkdir(parents=True)
     shared = root / "mlflow"
@@ -77,7 +79,9 @@ def write_home(root: Path, name: str, runner: str, workers: int) -> Path:
             f"[streams.{STREAM}]\nsensors = [{sensors}]\n\n"
             f"[streams.{STREAM}.window]\nsize = {WINDOW[0]}\nstride = {WINDOW[1]}\ninterval_s = 1.0\n\n"
             f'[streams.{STREAM}.detectors]\nkinds = ["mlp_ae"]\nepochs = 2\nn_threads = 1\n')
-    if runner == "dask":
+    if runner == "dask" and address:
+        text += f'\n[runner]\nkind = "dask"\naddress = "{address}"\n'
+    elif runner == "dask":
         text += f'\n[runner]\nkind = "dask"\nn_workers = {workers}\nthreads_per_worker = 1\n'
     path = home / "aemon.toml"
     path.write_text(text)
@@ -227,9 +231,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--commits", type=int, default=20, help="commits per writer in (d)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp:
+    from distributed import LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp, \
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as cluster:
         root = Path(tmp)
         configs = {kind: write_home(root, kind, kind, args.workers) for kind in ("default", "dask")}
+        # a cluster that outlives the commands (`address`): its workers start once
+        configs["dask address"] = write_home(root, "address", "dask", args.workers, cluster.scheduler_address)
         frame = readings(args.assets)
         for config in configs.values():
             inbox = config.parent / "inbox" / STREAM
@@ -241,6 +251,8 @@ def main() -> None:
         for kind, config in configs.items():
             seconds, _, _ = aemon(["ingest", STREAM], config)
             print(f"(a) ingest ({kind} home): {seconds:.1f} s, {len(frame) / seconds:,.0f} rows/s (command wall)")
+            if kind == "default":
+                print("    (the same ingest for each runner: it does not fan out)")
         seconds, _, _ = aemon(["train", STREAM], configs["default"])
         print(f"    train (mlp_ae, 2 epochs, default runner): {seconds:.1f} s")
         print("(b) score        command   scoring step   windows/s (step)   no-op command   no-op step")
@@ -250,13 +262,13 @@ def main() -> None:
             step = scoring_seconds(output)
             again, output, _ = aemon(["score", STREAM], config)
             n = scored_windows(config)
-            print(f"    {kind:<10}{first:8.1f} s {step:12.1f} s {n / step:18,.0f} {again:13.1f} s "
+            print(f"    {kind:<13}{first:5.1f} s {step:12.1f} s {n / step:18,.0f} {again:13.1f} s "
                   f"{scoring_seconds(output):10.1f} s   ({n:,} windows)")
         print("(c) peak resident memory of the first score run, MiB")
         for kind, groups in memory.items():
             shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
                               for label, rss in sorted(groups.items()))
-            print(f"    {kind:<8} {shown}")
+            print(f"    {kind:<13} {shown}")
         print(f"(d) store writes: each commit 1, 25 or 250 assets' {windows_of(1)} windows each (scores, watermarks)")
         for per_commit in (1, 25, 250):
             n_commits = args.commits if per_commit < 100 else max(2, args.commits // 5)
