@@ -27,14 +27,17 @@ One run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -225,21 +228,42 @@ def write_throughput(root: Path, n_writers: int, n_commits: int, n_rows: int, pe
     return commits * n_rows * per_commit / seconds, commits / seconds
 
 
+CLUSTER = """
+import sys, time
+from distributed import LocalCluster
+cluster = LocalCluster(n_workers=int(sys.argv[1]), threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address=None)
+print(cluster.scheduler_address, flush=True)
+time.sleep(86400)
+"""
+
+
+@contextlib.contextmanager
+def cluster(n_workers: int) -> Iterator[tuple[str, int]]:
+    """A LocalCluster in a process of its own, as a long-running cluster is: (its scheduler's
+    address, the process id). Its workers' output is discarded."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", CLUSTER, str(n_workers)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip(), process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--commits", type=int, default=20, help="commits per writer in (d)")
     args = parser.parse_args()
-    from distributed import LocalCluster
-
-    with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp, \
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None) as cluster:
+    with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp, cluster(args.workers) as (address, pid):
         root = Path(tmp)
         configs = {kind: write_home(root, kind, kind, args.workers) for kind in ("default", "dask")}
         # a cluster that outlives the commands (`address`): its workers start once
-        configs["dask address"] = write_home(root, "address", "dask", args.workers, cluster.scheduler_address)
+        configs["dask address"] = write_home(root, "address", "dask", args.workers, address)
         frame = readings(args.assets)
         for config in configs.values():
             inbox = config.parent / "inbox" / STREAM
@@ -253,6 +277,7 @@ def main() -> None:
             print(f"(a) ingest ({kind} home): {seconds:.1f} s, {len(frame) / seconds:,.0f} rows/s (command wall)")
             if kind == "default":
                 print("    (the same ingest for each runner: it does not fan out)")
+        cluster_peaks = Peaks(pid)
         seconds, _, _ = aemon(["train", STREAM], configs["default"])
         print(f"    train (mlp_ae, 2 epochs, default runner): {seconds:.1f} s")
         print("(b) score        command   scoring step   windows/s (step)   no-op command   no-op step")
@@ -264,7 +289,10 @@ def main() -> None:
             n = scored_windows(config)
             print(f"    {kind:<13}{first:5.1f} s {step:12.1f} s {n / step:18,.0f} {again:13.1f} s "
                   f"{scoring_seconds(output):10.1f} s   ({n:,} windows)")
-        print("(c) peak resident memory of the first score run, MiB")
+        print("(c) peak resident memory of the first score run, MiB (dask address: the workers outlive the"
+              " command; their peak over the bench so far)")
+        memory["dask address"].update({label: rss for label, rss in cluster_peaks.finish().items()
+                                       if label == "dask worker"})
         for kind, groups in memory.items():
             shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
                               for label, rss in sorted(groups.items()))
