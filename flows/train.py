@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import signal
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
@@ -16,6 +16,11 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 from flows import fanout, tasks
 from flows.config import AemonConfig, detector_params, load_config
 from flows.notify import alert_on_failure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.models import fitting
 
 
 def _threads_per_fit(n_fits: int) -> int:
@@ -100,7 +105,8 @@ def train_detectors(
 
 
 def _prepare_and_fit(config: AemonConfig, stream: str, start: datetime | None, end: datetime | None,
-                     exclude_past_incidents: bool, runner: TaskRunner[Any] | None) -> tuple[list, Any, Any]:
+                     exclude_past_incidents: bool, runner: TaskRunner[Any] | None,
+                     ) -> tuple[list[fitting.Candidate], fitting.TrainingData, pd.DataFrame]:
     """The training data and the fitted candidates: the fits in the flow's process pool, or,
     with a Dask `runner`, the readings read by groups of assets and the fits on its workers."""
     settings = config.stream(stream)
