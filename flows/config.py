@@ -14,7 +14,7 @@ from dataclasses import fields
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import (
@@ -508,6 +508,39 @@ class WebhookSettings(Settings):
         return self.url is not None or self.url_env is not None
 
 
+DASK_ADDRESS = re.compile(r"^(tcp|tls)://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$")
+
+
+class RunnerSettings(Settings):
+    """[runner]: where the tasks of a training or a scoring run. `default`: the flow's own
+    runners (scoring in one task over every asset, the fits in a process pool). `dask`: a
+    Dask cluster, the work split by asset (each task reads only its own assets' readings):
+    a local cluster of `n_workers` processes x `threads_per_worker` bound to 127.0.0.1 when
+    `address` is empty, else the scheduler at `address` (tcp://host:port)."""
+
+    kind: Literal["default", "dask"] = "default"
+    address: str = ""
+    n_workers: int = Field(2, ge=1, le=1024)
+    threads_per_worker: int = Field(1, ge=1, le=256)
+    assets_per_task: int = Field(0, ge=0)  # 0: the assets spread over 4 tasks per worker thread
+    dashboard: bool = False  # a local cluster's dashboard at http://127.0.0.1:8787
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not DASK_ADDRESS.fullmatch(value):
+            raise ValueError(f"address {value!r}: expected '' (a local cluster) or the scheduler's "
+                             "'tcp://host:port'")
+        return value
+
+    @model_validator(mode="after")
+    def _address_for_dask(self) -> RunnerSettings:
+        if self.address and self.kind != "dask":
+            raise ValueError(f"address {self.address!r} is set but kind is {self.kind!r}; set kind = \"dask\" "
+                             "to use a Dask scheduler")
+        return self
+
+
 DEMO_STREAM_TABLE: dict[str, Any] = {"sensors": SENSORS, "label_columns": ("label",)}
 
 
@@ -523,6 +556,7 @@ class AemonConfig(Settings):
     artifact_root: str | None = None  # default: <home>/mlartifacts
     warehouse_settings: WarehouseSettings = Field(WarehouseSettings(), alias="warehouse")
     webhook: WebhookSettings = WebhookSettings()
+    runner: RunnerSettings = RunnerSettings()
     streams: dict[str, StreamSettings] = Field(default_factory=lambda: {DEMO_STREAM_NAME: demo_stream()})
 
     @field_validator("home")

@@ -86,6 +86,12 @@ NOTES: dict[str, str] = {
     "webhook.url": "POST every alert as signed JSON here (or url_env: a variable holding the URL, a secret)",
     "webhook.secret_env": "environment variable holding the HMAC-SHA256 signing key",
     "webhook.secret_block": "or a Prefect Secret block holding it",
+    "runner.kind": "where train and score run their tasks: default (this process) or dask (a Dask cluster, by asset)",
+    "runner.address": "dask: \"\" for a local cluster on 127.0.0.1, or an existing scheduler's \"tcp://host:port\"",
+    "runner.n_workers": "dask, local cluster: worker processes",
+    "runner.threads_per_worker": "dask, local cluster: threads per worker (and torch threads per fit)",
+    "runner.assets_per_task": "dask: assets per task (0: 4 tasks per worker thread)",
+    "runner.dashboard": "dask, local cluster: serve its dashboard on http://127.0.0.1:8787",
     "schedule.ingest_every_s": "`aemon serve`: ingest the inbox this often",
     "schedule.score_every_s": "`aemon serve`: score new windows this often",
     "schedule.train_cron": "`aemon serve`: retrain (cron, in schedule.timezone)",
@@ -180,6 +186,7 @@ def starter_config() -> str:
     warehouse: WarehouseSettings = defaults.warehouse_settings
     lines += _table("warehouse", _fields(warehouse), "warehouse.")
     lines += _table("webhook", _fields(defaults.webhook), "webhook.")
+    lines += _table("runner", _fields(defaults.runner), "runner.")
     stream = defaults.streams[DEMO_NAME]
     assert stream == demo_stream(), "the built-in streams are the demo stream"
     tables = {"exclusions", "window", "detectors", "threshold", "train", "alerts", "schedule", "drift"}

@@ -91,6 +91,22 @@ def load_readings(warehouse: Warehouse, stream: str, start: pd.Timestamp | None 
     return readings.load_readings(warehouse, stream, start=start, end=end)
 
 
+@io_task("load-asset-readings", task_run_name="load-readings-{assets[0]}..")
+def load_asset_readings(warehouse: Warehouse, stream: str, assets: list[str], start: pd.Timestamp | None = None,
+                        end: pd.Timestamp | None = None) -> pd.DataFrame:
+    return readings.load_readings(warehouse, stream, start=start, end=end, assets=assets)
+
+
+@compute_task("join-readings")
+def join_readings(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    return readings.join_parts(parts)
+
+
+@io_task("stream-assets")
+def stream_assets(warehouse: Warehouse, stream: str) -> list[str]:
+    return readings.stream_assets(warehouse, stream)
+
+
 @io_task("load-recent-readings")
 def load_recent_readings(warehouse: Warehouse, stream: str, days: float, start: pd.Timestamp | None = None,
                          end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -194,6 +210,24 @@ def score_windows(warehouse: Warehouse, stream: str, model: registry.LoadedModel
 
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
                                incidents=incidents)
+
+
+@io_task("score-assets", task_run_name="score-{assets[0]}..")
+def score_assets(warehouse: Warehouse, stream: str, model: registry.LoadedModel, version: registry.RegisteredVersion,
+                 assets: list[str], full: bool = False, exclusions: Exclusions | None = None,
+                 incidents: IncidentRule | None = None) -> scoring.ScoreResult:
+    from monitoring.alerting import scoring
+
+    return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
+                               incidents=incidents, assets=assets)
+
+
+@compute_task("combine-scoring")
+def combine_scoring(stream: str, version: registry.RegisteredVersion,
+                    parts: list[scoring.ScoreResult]) -> scoring.ScoreResult:
+    from monitoring.alerting import scoring
+
+    return scoring.ScoreResult.combined(stream, version.version, parts)
 
 
 @io_task("check-drift")

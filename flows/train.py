@@ -3,18 +3,24 @@ tasks) -> MLflow (a parent run, a child run per detector) -> registry versions, 
 promotion gate setting `champion` / `challenger`."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
-from flows import tasks
-from flows.config import detector_params, load_config
+from flows import fanout, tasks
+from flows.config import AemonConfig, detector_params, load_config
 from flows.notify import alert_on_failure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.models import fitting
 
 
 def _threads_per_fit(n_fits: int) -> int:
@@ -66,28 +72,9 @@ def train_detectors(
     settings = config.stream(stream)
     start = train_start or settings.train.start
     end = train_end or settings.train.end
-    labels = list(settings.label_columns)
-    frame = tasks.load_readings(config.warehouse, stream, start=start, end=end)
-    sensors = tasks.stream_sensors(config.warehouse, stream, list(settings.sensors), labels)
-    past = tasks.past_incidents(config.warehouse, stream) if exclude_past_incidents else None
-    quality = tasks.assess_quality(config.warehouse, stream, sensors, settings.window.interval_s,
-                                   settings.window.gap_limit_s)
-    data = tasks.prepare_training(
-        frame, stream=stream, sensors=sensors, spec=settings.window,
-        label_columns=labels, start=start, end=end,
-        val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
-        train_stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
-        differenced=list(settings.differenced),
-    )
-    kinds = list(settings.detectors.kinds)
-    rule = settings.threshold.rule()
-    futures = []
-    for kind in kinds:
-        params = detector_params(settings.detectors, kind)
-        params.setdefault("n_threads", _threads_per_fit(len(kinds)))
-        params.setdefault("progress", False)  # parallel fits: a terminal bar each would interleave
-        futures.append(tasks.fit_detector.submit(data, kind, params, rule))
-    candidates = [future.result() for future in futures]
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(fanout.dask_runner(config.runner)) if config.runner.kind == "dask" else None
+        candidates, data, quality = _prepare_and_fit(config, stream, start, end, exclude_past_incidents, runner)
     outcome = tasks.register_training(config.mlflow_tracking_uri, config.mlflow_artifact_root, data, candidates,
                                       quality=quality)
     decision = outcome.decision
@@ -115,6 +102,50 @@ def train_detectors(
         "train_windows": data.params["train.n_windows"],
         "val_windows": data.params["calibration.n_windows"],
     }
+
+
+def _prepare_and_fit(config: AemonConfig, stream: str, start: datetime | None, end: datetime | None,
+                     exclude_past_incidents: bool, runner: TaskRunner[Any] | None,
+                     ) -> tuple[list[fitting.Candidate], fitting.TrainingData, pd.DataFrame]:
+    """The training data and the fitted candidates: the fits in the flow's process pool, or,
+    with a Dask `runner`, the readings read by groups of assets and the fits on its workers."""
+    settings = config.stream(stream)
+    labels = list(settings.label_columns)
+    if runner is None:
+        frame = tasks.load_readings(config.warehouse, stream, start=start, end=end)
+    else:
+        assets = tasks.stream_assets(config.warehouse, stream)
+        groups = fanout.split_assets(assets, config.runner.assets_per_task, fanout.worker_threads(runner))
+        reads = [runner.submit(tasks.load_asset_readings, {"warehouse": config.warehouse, "stream": stream,
+                                                           "assets": group, "start": start, "end": end})
+                 for group in groups]
+        frame = (tasks.join_readings([r.result() for r in reads]) if reads
+                 else tasks.load_readings(config.warehouse, stream, start=start, end=end))
+    sensors = tasks.stream_sensors(config.warehouse, stream, list(settings.sensors), labels)
+    past = tasks.past_incidents(config.warehouse, stream) if exclude_past_incidents else None
+    quality = tasks.assess_quality(config.warehouse, stream, sensors, settings.window.interval_s,
+                                   settings.window.gap_limit_s)
+    data = tasks.prepare_training(
+        frame, stream=stream, sensors=sensors, spec=settings.window,
+        label_columns=labels, start=start, end=end,
+        val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
+        train_stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
+        differenced=list(settings.differenced),
+    )
+    kinds = list(settings.detectors.kinds)
+    rule = settings.threshold.rule()
+    futures = []
+    for kind in kinds:
+        params = detector_params(settings.detectors, kind)
+        params.setdefault("progress", False)  # parallel fits: a terminal bar each would interleave
+        if runner is None:
+            params.setdefault("n_threads", _threads_per_fit(len(kinds)))
+            futures.append(tasks.fit_detector.submit(data, kind, params, rule))
+        else:
+            params.setdefault("n_threads", config.runner.threads_per_worker)
+            futures.append(runner.submit(tasks.fit_detector, {"data": data, "kind": kind, "params": params,
+                                                              "rule": rule}))
+    return [future.result() for future in futures], data, quality
 
 
 @flow(name="recalibrate-threshold")

@@ -210,15 +210,15 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 # -- with the warehouse -------------------------------------------------------------------
 
 def flagged_since(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None,
-                  gap: pd.Timedelta) -> pd.DataFrame:
+                  gap: pd.Timedelta, assets: list[str] | None = None) -> pd.DataFrame:
     """The latest flagged windows ending at or after `since`, and the earlier ones that merge
     with them (a run of flags that began before `since`), so runs are never cut. One query
     reads a margin before `since` as well, where the run usually begins; only a run that
-    reaches further back costs another."""
+    reaches further back costs another. `assets`: only those assets' windows."""
     if since is None:
-        return latest_flagged_windows(con, stream)
+        return latest_flagged_windows(con, stream, assets=assets)
     fetched = since - (2 * gap + CHAIN_MARGIN)
-    pool = latest_flagged_windows(con, stream, since=fetched)
+    pool = latest_flagged_windows(con, stream, since=fetched, assets=assets)
     ends = pd.to_datetime(pool["window_end"])
     windows = pool[ends >= since]
     lo = since
@@ -230,7 +230,7 @@ def flagged_since(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timesta
         if reach >= lo:
             break
         earlier = (pool[(ends >= reach) & (ends < lo)] if reach >= fetched
-                   else latest_flagged_windows(con, stream, since=reach, until=lo))
+                   else latest_flagged_windows(con, stream, since=reach, until=lo, assets=assets))
         chained = earlier[pd.to_datetime(earlier["asset"].map(firsts)) - gap <= earlier["window_end"]]
         if chained.empty:
             break
@@ -241,32 +241,39 @@ def flagged_since(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timesta
 
 def store_incidents(con: duckdb.DuckDBPyConnection, stream: str, rule: IncidentRule = IncidentRule(), *,
                     changed: dict[str, pd.Timestamp] | None = None,
-                    first_assets: frozenset[str] = frozenset()) -> IncidentSummary:
+                    first_assets: frozenset[str] = frozenset(),
+                    assets: list[str] | None = None) -> IncidentSummary:
     """Bring the stream's incidents up to date with its scored windows, in the caller's
     transaction (a scoring run's, so it sees that run's windows).
 
     changed: per asset, the start of the earliest window this run scored (new or rescored);
     only flagged windows from there on, and those of active incidents, are merged again, so
     the cost follows what changed, not the length of history. None: every window after the
-    closed incidents (after the rule changed)."""
+    closed incidents (after the rule changed).
+
+    assets: only the incidents of those assets (each asset's incidents are its own: a
+    scoring split by asset merges each part's in its own transaction); None: every asset."""
     if changed is None:
-        near = incidents_near(con, stream, None)
-        windows = flagged_since(con, stream, None, rule.merge_gap)
+        near = incidents_near(con, stream, None, assets)
+        windows = flagged_since(con, stream, None, rule.merge_gap, assets)
     else:  # the incidents the changed windows can reach (nothing changed: the active ones)
         reach = min((pd.Timestamp(t) for t in changed.values()), default=pd.Timestamp.max) - rule.merge_gap
-        near = incidents_near(con, stream, reach)
+        near = incidents_near(con, stream, reach, assets)
         starts = [pd.Timestamp(t) for t in changed.values()] + [pd.Timestamp(t) for t in
                                                                  near.loc[near["status"].isin(ACTIVE), "start"]]
         if not starts:
             return IncidentSummary(0, 0, 0, 0)
-        windows = flagged_since(con, stream, min(starts) - rule.merge_gap, rule.merge_gap)
+        windows = flagged_since(con, stream, min(starts) - rule.merge_gap, rule.merge_gap, assets)
         first = _first_start(windows)
         if first is not None and first < reach:  # a run of flags reached further back: so do its neighbours
-            near = incidents_near(con, stream, first)
+            near = incidents_near(con, stream, first, assets)
     active = near[near["status"].isin(ACTIVE)].reset_index(drop=True)
     closed = near.loc[near["status"] == "closed", ["asset", "start", "end"]].sort_values(["asset", "end"])
     candidates = merge_incidents(windows, rule, closed=closed.reset_index(drop=True))
     marks, updated = watermark_rows(con, stream)
+    if assets is not None:
+        marks = {a: t for a, t in marks.items() if a in set(assets)}
+        updated = {a: t for a, t in updated.items() if a in set(assets)}
     taken = _taken_ids(con, stream, candidates, set(near["incident_id"]))
     states, log = reconcile(stream, candidates, active, rule, marks=marks, updated=updated, at=now(con),
                             first_assets=first_assets, taken=taken, span=_span(windows))

@@ -44,6 +44,13 @@ class ScoreResult:
     alerts: int = 0  # of which raise an alert
     flagged_read: int = 0  # flagged windows the incident refresh read back (what it cost)
 
+    @classmethod
+    def combined(cls, stream: str, model_version: int, parts: list[ScoreResult]) -> ScoreResult:
+        """One result of a run scored in parts of disjoint assets: each count summed."""
+        counts = [sum(getattr(p, f) for p in parts) for f in ("windows_scored", "scores_written",
+                  "anomalies_written", "incidents", "open_incidents", "incident_changes", "alerts", "flagged_read")]
+        return cls(stream, model_version, *counts)
+
 
 def score_stream(
     warehouse: Warehouse,
@@ -59,16 +66,18 @@ def score_stream(
     assets: list[str] | None = None,
     incidents: IncidentRule | None = None,
 ) -> ScoreResult:
-    """Score the new readings of every asset of `stream` (or only of `assets`). Readings are
-    read and scored with no lock held; then one transaction writes every asset's scores,
-    anomalies and watermark, clears the late ranges it revisited and, with an `incidents`
-    rule, merges the stream's incidents: a reader sees the whole run or none of it."""
+    """Score the new readings of every asset of `stream` (or only of `assets`: only their
+    readings are read, only their incidents merged). Readings are read and scored with no
+    lock held; then one transaction writes every asset's scores, anomalies and watermark,
+    clears the late ranges it revisited and, with an `incidents` rule, merges the assets'
+    incidents: a reader sees the whole run or none of it."""
+    only = None if assets is None else sorted(str(a) for a in assets)
     with connect(warehouse) as con:  # one connection for the run: it reads, then writes under the lock
-        assets = list_assets(con, stream) if assets is None else list(assets)
+        assets = list_assets(con, stream) if only is None else only
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
         pending = pending[pending["asset"].isin(assets)]
-        recent = _recent_readings(con, stream, assets, marks, pending, spec)
+        recent = _recent_readings(con, stream, assets, marks, pending, spec, only is not None)
         # every asset's windows in one pass of the model, one frame: no per-asset Python
         scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
                                       marks, pending, exclusions)
@@ -85,7 +94,8 @@ def score_stream(
                        else {"scores": 0, "anomalies": 0})
             for asset, batch_ids in batches:
                 clear_rescore_ranges(con, stream, asset, batch_ids)
-            summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets)
+            summary = (store_incidents(con, stream, incidents, changed=changed, first_assets=first_assets,
+                                       assets=only)
                        if incidents is not None else IncidentSummary(0, 0, 0, 0))
             return ScoreResult(stream, model_version, len(scored), written["scores"],
                                written["anomalies"], summary.active, summary.open, summary.changes, summary.alerts,
@@ -97,11 +107,12 @@ def score_stream(
 
 
 def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
-                     pending: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+                     pending: pd.DataFrame, spec: WindowSpec, some: bool = False) -> pd.DataFrame:
     """The readings each asset's windows to score need: from one window before the earliest
     of its watermark and its late ranges (`pending`), or all of them for an asset never
     scored. Every asset is read in one query from the earliest of their starts (one scan of
-    the files, not one per asset), in no particular order (the windowing sorts each asset)."""
+    the files, not one per asset), in no particular order (the windowing sorts each asset).
+    `some`: `assets` are part of the stream's, and the query reads only theirs."""
     lookback = pd.Timedelta(seconds=spec.size * spec.interval_s)
     late = pending.groupby("asset")["start"].min()
     after: dict[str, pd.Timestamp | None] = {}
@@ -114,7 +125,8 @@ def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[s
     known = {a: t for a, t in after.items() if t is not None}
     earliest = min(known.values()) if len(known) == len(after) else None
     only = next(iter(after)) if len(after) == 1 else None  # one asset: the query keeps only it
-    frame = read_readings(con, stream, asset=only, after=earliest, ordered=False)
+    frame = read_readings(con, stream, asset=only, after=earliest, ordered=False,
+                          assets=list(after) if some and only is None else None)
     if only is None:
         frame = frame[frame["asset"].isin(list(after))]
     if known and (earliest is None or len(set(known.values())) > 1):
@@ -166,9 +178,9 @@ def _score_assets(stream: str, readings: pd.DataFrame, predict: Callable[[pd.Dat
 
 def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,
                 full: bool = False, exclusions: Exclusions | None = None,
-                incidents: IncidentRule | None = None) -> ScoreResult:
+                incidents: IncidentRule | None = None, assets: list[str] | None = None) -> ScoreResult:
     """score_stream with a registered version loaded from MLflow (registry.load_model): its
     pyfunc predicts, its bundle gives the window spec and the input columns."""
     bundle = loaded_bundle(model)
     return score_stream(warehouse, stream, model.predict, bundle.spec, bundle.input_columns(), version.name,
-                        version.version, full=full, exclusions=exclusions, incidents=incidents)
+                        version.version, full=full, exclusions=exclusions, incidents=incidents, assets=assets)

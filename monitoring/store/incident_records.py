@@ -57,14 +57,19 @@ def read_incidents(con: duckdb.DuckDBPyConnection, stream: str | None = None, *,
     return con.execute(f"SELECT * FROM incidents {where} ORDER BY stream, asset, start", params).df()
 
 
-def incidents_near(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None) -> pd.DataFrame:
+def incidents_near(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None,
+                   assets: list[str] | None = None) -> pd.DataFrame:
     """The stream's active incidents and every other one ending at or after `since` (all of
     them when None), by asset and start: what a refresh of the windows from `since` on can
-    touch (an incident born at a window's start holds that start between its start and end)."""
+    touch (an incident born at a window's start holds that start between its start and end).
+    `assets`: only the incidents of those assets."""
+    only, names = ("", []) if assets is None else ("AND list_contains(?, asset) ", [[str(a) for a in assets]])
     if since is None:
-        return read_incidents(con, stream)
-    return con.execute("SELECT * FROM incidents WHERE stream = ? AND (list_contains(?, status) OR \"end\" >= ?) "
-                       "ORDER BY stream, asset, start", [stream, list(ACTIVE), _plain_time(since)]).df()
+        return con.execute(f"SELECT * FROM incidents WHERE stream = ? {only}ORDER BY stream, asset, start",
+                           [stream, *names]).df()
+    return con.execute(f"SELECT * FROM incidents WHERE stream = ? {only}AND (list_contains(?, status) OR "
+                       "\"end\" >= ?) ORDER BY stream, asset, start",
+                       [stream, *names, list(ACTIVE), _plain_time(since)]).df()
 
 
 def existing_incident_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:

@@ -87,13 +87,17 @@ def count_readings(con: duckdb.DuckDBPyConnection, stream: str) -> int:
         return 0
     return scalar(con, f"SELECT count(*) FROM {view_name(stream)}")
 
-def _reading_filter(asset: str | None = None, after=None, start=None, end=None) -> tuple[str, list]:
+def _reading_filter(asset: str | None = None, after=None, start=None, end=None,
+                    assets: list[str] | None = None) -> tuple[str, list]:
     """A WHERE clause with parameters over a lake view: one asset, `after` exclusive,
-    `start` / `end` inclusive (each optional)."""
+    `start` / `end` inclusive, some assets (each optional)."""
     conditions = [("asset = ?", asset), ("timestamp > ?", after), ("timestamp >= ?", start), ("timestamp <= ?", end)]
     clauses = [sql for sql, value in conditions if value is not None]
     params = [value if sql.startswith("asset") else pd.Timestamp(value).to_pydatetime()
               for sql, value in conditions if value is not None]
+    if assets is not None:  # a list of literals the planner can push into the scan, not list_contains
+        clauses.append(f"asset IN ({', '.join('?' * len(assets))})" if assets else "false")
+        params += [str(a) for a in assets]
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 def read_readings(
@@ -105,12 +109,14 @@ def read_readings(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     ordered: bool = True,
+    assets: list[str] | None = None,
 ) -> pd.DataFrame:
     """Readings of a stream ordered by asset and time (in no particular order unless
-    `ordered`: sorting costs more than reading). `after` is exclusive, `start`/`end` inclusive."""
+    `ordered`: sorting costs more than reading). `after` is exclusive, `start`/`end` inclusive;
+    `asset` / `assets`: only that asset's / those assets' readings."""
     if not has_view(con, stream):
         raise WarehouseError(f"stream '{stream}' has no readings yet; run `aemon ingest {stream}` first")
-    where, params = _reading_filter(asset=asset, after=after, start=start, end=end)
+    where, params = _reading_filter(asset=asset, after=after, start=start, end=end, assets=assets)
     if ordered:
         return con.execute(f"SELECT * FROM {view_name(stream)}{where} ORDER BY asset, timestamp", params).df()
     # through Arrow: about twice as fast as .df() for wide reads (strings are not made one by one)
@@ -133,10 +139,24 @@ def read_labeled_readings(con: duckdb.DuckDBPyConnection, stream: str, label_col
 
 
 def load_readings(warehouse: Warehouse, stream: str, *, start: pd.Timestamp | None = None,
-                  end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Readings of a stream between start and end (inclusive), ordered by asset and time."""
+                  end: pd.Timestamp | None = None, assets: list[str] | None = None) -> pd.DataFrame:
+    """Readings of a stream (of `assets` only, when given) between start and end (inclusive),
+    ordered by asset and time."""
     with connect(warehouse) as con:
-        return read_readings(con, stream, start=start, end=end)
+        return read_readings(con, stream, start=start, end=end, assets=assets)
+
+
+def join_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Readings read in parts of disjoint, ascending assets (load_readings of each) as the
+    one frame a single read gives: ordered by asset and time, a fresh index."""
+    frames = [p for p in parts if len(p)] or parts[:1]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["timestamp", "asset"])
+
+
+def stream_assets(warehouse: Warehouse, stream: str) -> list[str]:
+    """The assets of a stream's readings, sorted (none before its first ingest)."""
+    with connect(warehouse) as con:
+        return list_assets(con, stream)
 
 
 def sensor_columns(warehouse: Warehouse, stream: str, listed: list[str], label_columns: list[str]) -> list[str]:

@@ -126,22 +126,34 @@ def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:
 LATEST_SCORING = ("QUALIFY row_number() OVER (PARTITION BY asset, window_start "
                   "ORDER BY scored_at DESC, model_version DESC) = 1")
 
+def asset_clause(assets: list[str] | None, column: str = "asset") -> tuple[str, list]:
+    """` AND <column> IN (?, ...)` and its parameters for a query of some assets ('' for all)."""
+    if assets is None:
+        return "", []
+    if not assets:
+        return " AND false", []
+    return f" AND {column} IN ({', '.join('?' * len(assets))})", [str(a) for a in assets]
+
+
 def latest_flagged_windows(con: duckdb.DuckDBPyConnection, stream: str, since: pd.Timestamp | None = None,
-                           until: pd.Timestamp | None = None) -> pd.DataFrame:
+                           until: pd.Timestamp | None = None, assets: list[str] | None = None) -> pd.DataFrame:
     """Flagged windows as the latest scoring of each window says: when a window was scored by
     several model versions (a retrain, a full rescore), its most recent score decides, so a
     window the new champion clears no longer counts, whatever an older version said. Only
-    windows ending at or after `since` and before `until`, when given."""
+    windows ending at or after `since` and before `until`, and of `assets`, when given."""
     lo = None if since is None else pd.Timestamp(since).to_pydatetime()
     hi = None if until is None else pd.Timestamp(until).to_pydatetime()
+    only, names = asset_clause(assets)
+    only_a, _ = asset_clause(assets, "a.asset")
     return con.execute(
         "WITH latest AS (SELECT stream, asset, window_start, model_name, model_version, is_anomaly, excluded "
-        "FROM scores WHERE stream = ? AND (?::TIMESTAMP IS NULL OR window_end >= ?) "
+        f"FROM scores WHERE stream = ?{only} AND (?::TIMESTAMP IS NULL OR window_end >= ?) "
         f"AND (?::TIMESTAMP IS NULL OR window_end < ?) {LATEST_SCORING}) "
         "SELECT a.* FROM anomalies a JOIN latest l USING (stream, asset, window_start, model_name, model_version) "
-        "WHERE l.is_anomaly AND NOT l.excluded AND a.stream = ? AND (?::TIMESTAMP IS NULL OR a.window_end >= ?) "
-        "AND (?::TIMESTAMP IS NULL OR a.window_end < ?) ORDER BY a.asset, a.window_start",
-        [stream, lo, lo, hi, hi, stream, lo, lo, hi, hi],
+        f"WHERE l.is_anomaly AND NOT l.excluded AND a.stream = ?{only_a} "
+        "AND (?::TIMESTAMP IS NULL OR a.window_end >= ?) AND (?::TIMESTAMP IS NULL OR a.window_end < ?) "
+        "ORDER BY a.asset, a.window_start",
+        [stream, *names, lo, lo, hi, hi, stream, *names, lo, lo, hi, hi],
     ).df()
 
 def latest_window_flags(con: duckdb.DuckDBPyConnection, stream: str, start: pd.Timestamp | None = None,

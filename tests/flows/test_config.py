@@ -273,12 +273,12 @@ def test_aemon_init_writes_a_file_that_loads_to_exactly_the_built_in_defaults(tm
     assert "[streams.pumps]" in text and all(f'"{s}"' in text for s in SENSORS) and 'label_columns = ["label"]' in text
     for table in ("window", "detectors", "threshold", "train", "alerts", "schedule", "drift"):
         assert f"[streams.pumps.{table}]" in text
-    assert "\n[webhook]\n" in text
+    assert "\n[webhook]\n" in text and "\n[runner]\n" in text
     for name, settings in [("", AemonConfig()), *((f"{t}.", getattr(built_in.stream("pumps"), t))
                                                    for t in ("threshold", "train", "alerts", "schedule", "drift")),
-                           ("webhook.", built_in.webhook)]:
+                           ("webhook.", built_in.webhook), ("runner.", built_in.runner)]:
         for key in type(settings).model_fields:  # every setting is in the file, set or commented
-            if key not in ("streams", "warehouse_settings", "webhook"):
+            if key not in ("streams", "warehouse_settings", "webhook", "runner"):
                 assert re.search(rf"^(# )?{key} =", text, re.M), f"{name}{key}"
     # users extend it: a stream added next to pumps keeps pumps; an uncommented shared setting reaches every kind
     assert text.count("\n# epochs = 60\n") == 1

@@ -204,6 +204,9 @@ SEMANTIC_CASES = [
     (("warehouse", "catalog"), "mysql:aemon"),
     (("warehouse", "maintain_cron"), "daily"),
     (("webhook", "url"), "ftp://alerts.example"),
+    (("runner", "kind"), "spark"),
+    (("runner", "address"), "scheduler:8786"),
+    (("runner", "address"), "tcp://127.0.0.1:8786"),  # with kind "default": no scheduler is used
 ]
 
 
