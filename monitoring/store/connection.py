@@ -61,8 +61,9 @@ class Warehouse:
     def __post_init__(self):
         kind = self.catalog.split(":", 1)[0]
         if kind not in ("sqlite", "postgres") or ":" not in self.catalog:
-            raise WarehouseError(f"warehouse catalog {self.catalog!r}: expected 'sqlite:<path>' or "
-                                 "'postgres:<connection string>'")
+            raise WarehouseError(redact(f"warehouse catalog {self.catalog!r}: expected 'sqlite:<path>' or "
+                                        "'postgres:<connection string>'"))
+        check_data_path(self.data_path)
 
     @property
     def kind(self) -> str:
@@ -91,9 +92,72 @@ class Warehouse:
 
     def extensions(self) -> list[str]:
         names = ["ducklake", "sqlite_scanner" if self.kind == "sqlite" else "postgres_scanner"]
-        if "://" in self.data_path and not self.data_path.startswith("file://"):
+        if is_uri(self.data_path):
             names.append("httpfs")
         return names
+
+
+OBJECT_STORES = ("s3",)  # URI schemes of data paths on an object store
+
+
+def is_uri(data_path: str) -> bool:
+    """Whether a data path is an object-store URI (not a local folder)."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", data_path) is not None
+
+
+def check_data_path(data_path: str) -> None:
+    """A local folder or `s3://bucket[/prefix]`; anything else is one WarehouseError."""
+    if not is_uri(data_path):
+        if not data_path.strip():
+            raise WarehouseError("warehouse data_path is empty; expected a folder or s3://bucket/prefix")
+        return
+    scheme, rest = data_path.split("://", 1)
+    if scheme.lower() not in OBJECT_STORES:
+        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: the scheme {scheme!r} is not supported; "
+                                    "expected a folder or s3://bucket/prefix"))
+    bucket = rest.split("/", 1)[0]
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket) or "@" in rest:
+        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: {bucket!r} is not a bucket name; "
+                                    "expected s3://bucket/prefix (credentials come from the environment, "
+                                    "never the URI)"))
+
+
+S3_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def s3_secret_sql(environ: Any = None) -> str:
+    """The DuckDB secret for data files on S3, from the environment (the variables boto3, s3fs
+    and the AWS CLI read): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN,
+    AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (an S3-compatible
+    store: `http://host:port`). The statement holds the secret: run it, never log it."""
+    env = os.environ if environ is None else environ
+    missing = [name for name in S3_KEY_ENV if not env.get(name)]
+    if missing:
+        raise WarehouseError(f"the warehouse data path is on S3 but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set; set both in the environment")
+    options = ["TYPE s3", f"KEY_ID {literal(env['AWS_ACCESS_KEY_ID'])}",
+               f"SECRET {literal(env['AWS_SECRET_ACCESS_KEY'])}"]
+    if env.get("AWS_SESSION_TOKEN"):
+        options.append(f"SESSION_TOKEN {literal(env['AWS_SESSION_TOKEN'])}")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options.append(f"REGION {literal(region)}")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        match = re.fullmatch(r"(https?)://([^/@\s]+)/?", endpoint.strip())
+        if match is None:
+            raise WarehouseError(f"AWS_ENDPOINT_URL {endpoint!r}: expected http(s)://host[:port]")
+        options += [f"ENDPOINT {literal(match[2])}", "URL_STYLE 'path'",
+                    f"USE_SSL {'true' if match[1] == 'https' else 'false'}"]
+    return f"CREATE OR REPLACE SECRET aemon_s3 ({', '.join(options)})"
+
+
+def _create_s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute(s3_secret_sql())
+    except duckdb.Error:  # the message could quote the statement, and with it the key
+        raise WarehouseError("cannot create the DuckDB secret for the S3 data path from AWS_ACCESS_KEY_ID, "
+                             "AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL") from None
 
 
 def literal(text: str) -> str:
@@ -149,9 +213,11 @@ def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection
     try:
         for name in warehouse.extensions():
             con.execute(f"LOAD {literal(str(extension_file(name)))}")
+        if is_uri(warehouse.data_path):
+            _create_s3_secret(con)
         if warehouse.sqlite_path is not None:
             warehouse.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        if "://" not in warehouse.data_path:
+        if not is_uri(warehouse.data_path):
             Path(warehouse.data_path).mkdir(parents=True, exist_ok=True)
         con.execute(warehouse.attach_sql(read_only=read_only))
         con.execute(f"USE {CATALOG_ALIAS}")
@@ -433,7 +499,7 @@ def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) 
         if statement.type not in READ_STATEMENTS:
             raise WarehouseError(f"query failed: {statement.type.name} statements are not allowed; `aemon sql` "
                                  "runs read-only queries (SELECT, DESCRIBE, SHOW, EXPLAIN)")
-    if warehouse.sqlite_path is not None and "://" not in warehouse.data_path:
+    if warehouse.sqlite_path is not None and not is_uri(warehouse.data_path):
         # a quoted literal, not a parameter: DuckDB imports pandas (0.3 s) for the first
         # parameter of a process, and `aemon sql` starts in a fraction of a second without it
         con.execute(f"SET allowed_directories = [{literal(warehouse.data_path.rstrip('/') + '/')}]")
