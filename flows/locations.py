@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from monitoring.errors import WarehouseError
 from monitoring.store.connection import Warehouse, check_data_path
+from monitoring.store.redaction import redact
 
 DEFAULT_HOME = Path(".aemon")
 CONFIG_FILE = "aemon.toml"
@@ -53,7 +54,7 @@ class WarehouseSettings(Settings):
     @classmethod
     def _catalog(cls, value: str | None) -> str | None:
         if value is not None and value.split(":", 1)[0] not in ("sqlite", "postgres"):
-            raise ValueError(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'")
+            raise ValueError(redact(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'"))
         return value
 
     @field_validator("data_path")

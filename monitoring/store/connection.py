@@ -237,9 +237,12 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 @contextmanager
 def write_lock(warehouse: Warehouse) -> Iterator[None]:
-    """One writer at a time on a SQLite catalog: an exclusive lock on `<catalog>.lock`,
-    taken by writers only (readers never wait). Not needed on PostgreSQL, where commits
-    that conflict are retried (`write`).
+    """One writer at a time: on a SQLite catalog an exclusive lock on `<catalog>.lock`, on
+    PostgreSQL an advisory lock of the catalog's database (every machine's writers share
+    it), taken by writers only (readers never wait). Every write checks what is stored and
+    adds what is missing (`insert_missing`); two such transactions at once would each miss
+    the other's rows and both commit (DuckLake lets concurrent appends through), so writes
+    take turns.
 
     A writer waits at most `warehouse.lock_timeout_s` (polling with backoff, so a run that
     hangs while it writes cannot stop every other flow for ever), then gets a WarehouseError
@@ -247,7 +250,8 @@ def write_lock(warehouse: Warehouse) -> Iterator[None]:
     A process that dies (even by kill -9) releases its lock with its file descriptors."""
     path = warehouse.sqlite_path
     if path is None:
-        yield
+        with _advisory_lock(warehouse, WRITE_LOCK_KEY, "writing the warehouse"):
+            yield
         return
     lock_path = path.with_name(path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +277,51 @@ def write_lock(warehouse: Warehouse) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         local.release()
+
+
+SETUP_LOCK_KEY = 0x61656D6F6E  # "aemon": PostgreSQL advisory lock of catalog creation and migration
+WRITE_LOCK_KEY = SETUP_LOCK_KEY + 1  # and of writes
+
+
+@contextmanager
+def setup_lock(warehouse: Warehouse) -> Iterator[None]:
+    """One process at a time creates or migrates the catalog: on SQLite the write lock, on
+    PostgreSQL an advisory lock (DuckLake creates its metadata tables on the first ATTACH,
+    and two processes creating them at once collide: `duplicate key value violates unique
+    constraint "pg_type_typname_nsp_index"`)."""
+    if warehouse.kind != "postgres":
+        with write_lock(warehouse):
+            yield
+        return
+    with _advisory_lock(warehouse, SETUP_LOCK_KEY, "creating or upgrading the warehouse catalog"):
+        yield
+
+
+@contextmanager
+def _advisory_lock(warehouse: Warehouse, key: int, doing: str) -> Iterator[None]:
+    """A PostgreSQL advisory lock of the catalog's database, held by a connection of its
+    own: a process killed while it holds the lock releases it with the connection."""
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+
+    try:
+        con = psycopg2.connect(warehouse.catalog.split(":", 1)[1], connect_timeout=10)
+    except psycopg2.Error as exc:
+        raise WarehouseError(redact(f"cannot open the warehouse catalog {warehouse.catalog}: {_first_line(exc)}")
+                             ) from None
+    try:
+        con.autocommit = True
+        with con.cursor() as cursor:
+            cursor.execute("SET lock_timeout = %s", [f"{int(warehouse.lock_timeout_s * 1000)}ms"])
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+            except pg_errors.LockNotAvailable:
+                raise WarehouseError(
+                    f"another process was {doing} and did not finish within {warehouse.lock_timeout_s:g} s "
+                    "(warehouse.lock_timeout_s); try again when that run has ended") from None
+        yield
+    finally:
+        con.close()
 
 
 def _flock_until(handle: Any, deadline: float, warehouse: Warehouse, lock_path: Path) -> None:
@@ -319,10 +368,10 @@ def _instance(warehouse: Warehouse) -> _Instance:
     with _INSTANCES_GUARD:
         instance = _INSTANCES.get(key)
         if instance is None:
-            if warehouse.exists():
+            if warehouse.kind == "sqlite" and warehouse.exists():
                 instance = _Instance(_open(warehouse, read_only=False))
             else:  # the first process to open a new catalog creates it, alone
-                with write_lock(warehouse):
+                with setup_lock(warehouse):
                     instance = _Instance(_open(warehouse, read_only=False))
             _INSTANCES[key] = instance
             idle = [k for k, i in _INSTANCES.items() if i.users == 0 and k != key]
@@ -349,12 +398,11 @@ def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.Duc
     _refuse_legacy(warehouse)
     instance = _instance(warehouse)
     try:
-        if not instance.ready and not write:  # the schema under the lock, then read without it
-            with write_lock(warehouse):
-                _prepare(instance)
+        if not instance.ready:  # the schema under the lock, then read (or write) as usual
+            with setup_lock(warehouse):
+                if not instance.ready:
+                    _prepare(instance)
         with write_lock(warehouse) if write else contextlib.nullcontext():
-            if not instance.ready:
-                _prepare(instance)
             cursor = instance.con.cursor()
             try:
                 cursor.execute(f"USE {CATALOG_ALIAS}")
