@@ -68,14 +68,20 @@ def wait_for(url: str, process: subprocess.Popen, log: Path, what: str, timeout:
             time.sleep(0.5)
 
 
-def stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Signal every server's process group at once, then wait; kill what lingers."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for process in processes:
+        try:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    processes.clear()
 
 
 @contextlib.contextmanager
@@ -188,12 +194,9 @@ def servers():
                           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
             yield {"env": client_env, "pg_port": pg_port, "pg_password": pg_password, "s3_secret": s3_secret,
                    "mlflow_uri": f"http://127.0.0.1:{mlflow_port}", "logs": logs, "root": root, "aws": aws}
-            for process in reversed(processes):
-                stop(process)
-            processes.clear()
+            stop(processes)  # before PostgreSQL, which they use
     finally:
-        for process in reversed(processes):
-            stop(process)
+        stop(processes)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -243,11 +246,13 @@ def write_files(readings: pd.DataFrame, inbox: Path, names: list[str]) -> list[P
     return paths
 
 
-def sql_value(config: Path, env: dict, cwd: Path, query: str) -> int:
-    out = run_all([aemon(config, "sql", query)], env, cwd)[0]
-    numbers = [line.strip("│┃ ") for line in out.splitlines() if line.strip("│┃ ").lstrip("-").isdigit()]
-    assert len(numbers) == 1, out
-    return int(numbers[0])
+def sql_values(config: Path, env: dict, cwd: Path, **queries: str) -> dict[str, int]:
+    """One `aemon sql` of scalar subqueries -> {name: value}."""
+    select = ", ".join(f"({q}) AS {name}" for name, q in queries.items())
+    out = run_all([aemon(config, "sql", f"SELECT {select}")], env, cwd)[0]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and len(rows[0]) == len(queries), out
+    return {name: int(value) for name, value in zip(queries, rows[0], strict=True)}
 
 
 def test_ingest_train_score_and_sql_on_postgres_and_s3(servers, tmp_path):
@@ -263,34 +268,40 @@ def test_ingest_train_score_and_sql_on_postgres_and_s3(servers, tmp_path):
     bad_rows["vibration_rms"] = "not a number"
     bad_rows.to_csv(bad, index=False)
     outputs = []
+    T0 = time.monotonic()
 
     # two ingests of one inbox at once: each file lands once, whichever process takes it
     outputs += run_all([aemon(config, "ingest", STREAM), aemon(config, "ingest", STREAM)], env, cwd, codes=(0, 1))
     ingested = sorted(line.split("│")[1].strip() for out in outputs for line in out.splitlines()
                       if line.count("│") > 3 and line.split("│")[2].strip() == "ok")
     assert ingested == sorted([p.name for p in first] + [bad.name]), ingested
+    print("ingest", time.monotonic() - T0)
     outputs += run_all([aemon(config, "train", STREAM)], env, cwd, timeout=300)
+    print("train", time.monotonic() - T0)
     # new files ingested while two scoring runs write at once; then one scoring run catches up
     write_files(later.iloc[3:], inbox, [f"b-{i}.csv" for i in range(3)])
     outputs += run_all([aemon(config, "ingest", STREAM), aemon(config, "score", STREAM),
                         aemon(config, "score", STREAM)], env, cwd)
     outputs += run_all([aemon(config, "score", STREAM)], env, cwd)
+    print("score", time.monotonic() - T0)
 
-    # every row is in the lake or in quarantine, exactly once, and every file was ingested once
-    rows_in = sql_value(config, env, cwd, "SELECT sum(rows_in) FROM ingest_batches WHERE status = 'ok'")
-    in_lake = sql_value(config, env, cwd, f'SELECT count(*) FROM lake."{STREAM}"')
-    quarantined = sql_value(config, env, cwd, "SELECT count(*) FROM quarantine")
-    assert rows_in == len(data.readings) == in_lake + quarantined
-    assert quarantined == 3
-    assert sql_value(config, env, cwd, "SELECT count(*) FROM ingest_batches WHERE status = 'ok'") == len(first) + 4
-    assert sql_value(config, env, cwd, f'SELECT count(*) - count(DISTINCT (asset, timestamp)) FROM lake."{STREAM}"'
-                     ) == 0
+    # every row is in the lake or in quarantine, exactly once, and every file was ingested once;
     # scores for every asset up to the last window, each window once
-    assert sql_value(config, env, cwd, "SELECT count(DISTINCT asset) FROM scores") == 2
-    assert sql_value(config, env, cwd, "SELECT count(*) - count(DISTINCT (asset, window_start, model_version)) "
-                                       "FROM scores") == 0
-    last_scored = sql_value(config, env, cwd, "SELECT epoch(min(last_window_end))::BIGINT FROM watermarks")
-    assert last_scored >= (later["timestamp"].max() - pd.Timedelta(hours=2)).timestamp()
+    found = sql_values(
+        config, env, cwd,
+        rows_in="SELECT sum(rows_in) FROM ingest_batches WHERE status = 'ok'",
+        files="SELECT count(*) FROM ingest_batches WHERE status = 'ok'",
+        in_lake=f'SELECT count(*) FROM lake."{STREAM}"',
+        doubled=f'SELECT count(*) - count(DISTINCT (asset, timestamp)) FROM lake."{STREAM}"',
+        quarantined="SELECT count(*) FROM quarantine",
+        scored_assets="SELECT count(DISTINCT asset) FROM scores",
+        doubled_scores="SELECT count(*) - count(DISTINCT (asset, window_start, model_version)) FROM scores",
+        last_scored="SELECT epoch(min(last_window_end))::BIGINT FROM watermarks",
+    )
+    assert found["rows_in"] == len(data.readings) == found["in_lake"] + found["quarantined"], found
+    assert found["quarantined"] == 3 and found["doubled"] == 0 and found["files"] == len(first) + 4, found
+    assert found["scored_assets"] == 2 and found["doubled_scores"] == 0, found
+    assert found["last_scored"] >= (later["timestamp"].max() - pd.Timedelta(hours=2)).timestamp(), found
 
     # the lake's files and the model's artifacts are objects in the bucket; nothing is on local disk
     import boto3
