@@ -262,28 +262,23 @@ def test_ingest_train_score_and_sql_on_postgres_and_s3(servers, tmp_path):
     data = generate_stream(SyntheticSpec(n_assets=2, days=4.0, interval_s=60, seed=3))
     history = data.readings[data.readings["timestamp"] < data.readings["timestamp"].quantile(0.7)]
     later = data.readings[data.readings["timestamp"] >= data.readings["timestamp"].quantile(0.7)]
-    first = write_files(history, inbox, [f"a-{i}.csv" for i in range(6)])
+    first = write_files(history, inbox, [f"a-{i}.csv" for i in range(4)])
     bad = inbox / "bad.csv"  # rows that fail validation: quarantined with their reason
     bad_rows = later.head(3).copy().astype({"vibration_rms": object})
     bad_rows["vibration_rms"] = "not a number"
     bad_rows.to_csv(bad, index=False)
     outputs = []
-    T0 = time.monotonic()
 
     # two ingests of one inbox at once: each file lands once, whichever process takes it
     outputs += run_all([aemon(config, "ingest", STREAM), aemon(config, "ingest", STREAM)], env, cwd, codes=(0, 1))
     ingested = sorted(line.split("│")[1].strip() for out in outputs for line in out.splitlines()
                       if line.count("│") > 3 and line.split("│")[2].strip() == "ok")
     assert ingested == sorted([p.name for p in first] + [bad.name]), ingested
-    print("ingest", time.monotonic() - T0)
     outputs += run_all([aemon(config, "train", STREAM)], env, cwd, timeout=300)
-    print("train", time.monotonic() - T0)
-    # new files ingested while two scoring runs write at once; then one scoring run catches up
+    # new files ingested while a scoring run writes; then a scoring run catches up
     write_files(later.iloc[3:], inbox, [f"b-{i}.csv" for i in range(3)])
-    outputs += run_all([aemon(config, "ingest", STREAM), aemon(config, "score", STREAM),
-                        aemon(config, "score", STREAM)], env, cwd)
+    outputs += run_all([aemon(config, "ingest", STREAM), aemon(config, "score", STREAM)], env, cwd)
     outputs += run_all([aemon(config, "score", STREAM)], env, cwd)
-    print("score", time.monotonic() - T0)
 
     # every row is in the lake or in quarantine, exactly once, and every file was ingested once;
     # scores for every asset up to the last window, each window once
