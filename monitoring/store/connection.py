@@ -116,13 +116,25 @@ def check_data_path(data_path: str) -> None:
         raise WarehouseError(redact(f"warehouse data_path {data_path!r}: the scheme {scheme!r} is not supported; "
                                     "expected a folder or s3://bucket/prefix"))
     bucket = rest.split("/", 1)[0]
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket) or "@" in rest:
-        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: {bucket!r} is not a bucket name; "
-                                    "expected s3://bucket/prefix (credentials come from the environment, "
-                                    "never the URI)"))
+    if "@" in bucket:
+        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: expected s3://bucket/prefix without "
+                                    "credentials; credentials come from the environment, never the URI "
+                                    f"({', '.join(S3_KEY_ENV)})"))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+        raise WarehouseError(f"warehouse data_path {data_path!r}: {bucket!r} is not a bucket name; "
+                             "expected s3://bucket/prefix")
 
 
 S3_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def require_s3_credentials(environ: Any = None) -> None:
+    """The S3 keys are in the environment, or one WarehouseError naming those missing."""
+    env = os.environ if environ is None else environ
+    missing = [name for name in S3_KEY_ENV if not env.get(name)]
+    if missing:
+        raise WarehouseError(f"the warehouse data path is on S3 but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set; set both in the environment")
 
 
 def s3_secret_sql(environ: Any = None) -> str:
@@ -131,10 +143,7 @@ def s3_secret_sql(environ: Any = None) -> str:
     AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (an S3-compatible
     store: `http://host:port`). The statement holds the secret: run it, never log it."""
     env = os.environ if environ is None else environ
-    missing = [name for name in S3_KEY_ENV if not env.get(name)]
-    if missing:
-        raise WarehouseError(f"the warehouse data path is on S3 but {' and '.join(missing)} "
-                             f"{'is' if len(missing) == 1 else 'are'} not set; set both in the environment")
+    require_s3_credentials(env)
     options = ["TYPE s3", f"KEY_ID {literal(env['AWS_ACCESS_KEY_ID'])}",
                f"SECRET {literal(env['AWS_SECRET_ACCESS_KEY'])}"]
     if env.get("AWS_SESSION_TOKEN"):

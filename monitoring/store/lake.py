@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from features.validation import QUARANTINE_COLUMNS
 from monitoring.errors import WarehouseError
-from monitoring.store.connection import is_uri, quote_identifier
+from monitoring.store.connection import is_uri, quote_identifier, require_s3_credentials
 
 # A staged file: a local path, or the URI of an object (`s3://bucket/key`).
 StagedPath = Path | str
@@ -112,7 +112,7 @@ def _stale_objects(folder: str) -> tuple[list[StagedPath], list[StagedPath]]:
         listing = fs.ls(key, detail=True, refresh=True)
     except FileNotFoundError:
         return [], []
-    except OSError as exc:
+    except store_errors() as exc:
         raise WarehouseError(f"cannot list {folder}: {_os_message(exc)}") from None
     parts: list[StagedPath] = []
     stages: list[StagedPath] = []
@@ -145,10 +145,19 @@ def object_store(uri: str) -> tuple[Any, str]:
     its credentials and endpoint from the environment, as DuckDB's secret does."""
     import fsspec
 
+    require_s3_credentials()
     try:
         return fsspec.core.url_to_fs(uri)
     except (ImportError, ValueError) as exc:
         raise WarehouseError(f"warehouse data path {uri}: {exc}") from None
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What an object store's client raises for a store that cannot be reached or refuses
+    (s3fs turns most refusals into OSError; botocore's connection errors pass through)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return OSError, BotoCoreError, ClientError
 
 
 def _timestamp(modified: Any) -> float:
@@ -183,7 +192,7 @@ def stage_parts(frame: pd.DataFrame | pa.Table, data_path: str | Path, stream: s
         try:
             with _open_object(uri) as handle:  # the object appears once the upload completes
                 pq.write_table(table, handle, **PART_OPTIONS)
-        except OSError as exc:
+        except store_errors() as exc:
             raise WarehouseError(f"cannot write {uri}: {_os_message(exc)}") from None
         return [uri]
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +213,7 @@ def remove_staged(path: StagedPath) -> None:
             fs.rm(key)
         except FileNotFoundError:
             pass
-        except OSError as exc:
+        except store_errors() as exc:
             raise WarehouseError(f"cannot remove {path}: {_os_message(exc)}") from None
         return
     Path(path).unlink(missing_ok=True)

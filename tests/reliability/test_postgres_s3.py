@@ -28,8 +28,8 @@ import pandas as pd
 import pytest
 
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
+from tests.reliability.cli_runs import one_line_error, run_cli
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUCKET = "aemon"
@@ -255,6 +255,7 @@ def sql_values(config: Path, env: dict, cwd: Path, **queries: str) -> dict[str, 
     return {name: int(value) for name, value in zip(queries, rows[0], strict=True)}
 
 
+@pytest.mark.slow
 def test_ingest_train_score_and_sql_on_postgres_and_s3(servers, tmp_path):
     env, cwd = servers["env"], tmp_path
     config = write_config(tmp_path / "home", servers)
@@ -331,3 +332,51 @@ def test_ingest_train_score_and_sql_on_postgres_and_s3(servers, tmp_path):
     for secret in (password, servers["s3_secret"]):
         leaks = [name for name, text in texts.items() if secret in text]
         assert not leaks, f"a credential appears in {leaks}"
+
+
+# -- one line for a bad data path or missing credentials (no server needed) -----------------
+
+
+@pytest.mark.parametrize(("data_path", "expected"), [
+    ("gs://aemon/lake", "the scheme 'gs' is not supported; expected a folder or s3://bucket/prefix"),
+    ("s3://Not_A_Bucket/lake", "'Not_A_Bucket' is not a bucket name"),
+    ("s3://key:hunter2@aemon/lake", "credentials come from the environment, never the URI"),
+])
+def test_a_bad_data_path_is_one_line_naming_the_setting(tmp_path, capsys, monkeypatch, data_path, expected):
+    config = tmp_path / "aemon.toml"
+    config.write_text(f'home = "{tmp_path.as_posix()}"\n[warehouse]\ndata_path = "{data_path}"\n')
+    code, out, err = run_cli(capsys, monkeypatch, "sql", "SELECT 1", "--config", str(config))
+    line = one_line_error(err)
+    assert code == 2 and "warehouse.data_path" in line and expected in line, line
+    assert "hunter2" not in out + err
+
+
+def test_s3_keys_missing_from_the_environment_are_one_line(tmp_path, capsys, monkeypatch, small_stream):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    config = write_config(home, {"mlflow_uri": "http://127.0.0.1:9", "pg_port": 9})
+    config.write_text(config.read_text().replace(
+        'catalog = "postgres:dbname=lake host=127.0.0.1 port=9 user=aemon"', f'catalog = "sqlite:{home}/c.sqlite"'))
+    inbox = home / "inbox" / STREAM
+    inbox.mkdir(parents=True)
+    small_stream.readings.head(50).to_csv(inbox / "a.csv", index=False)
+    code, _, err = run_cli(capsys, monkeypatch, "ingest", STREAM, "--in-process", "--config", str(config))
+    assert code == 2, err
+    assert "the warehouse data path is on S3 but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set" in (
+        one_line_error(err))
+
+
+def test_the_s3_secret_is_built_from_the_environment_and_never_echoed():
+    from monitoring.errors import WarehouseError
+    from monitoring.store.connection import s3_secret_sql
+
+    sql = s3_secret_sql({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "it's", "AWS_REGION": "eu-west-1",
+                         "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL": "https://ignored"})
+    assert sql == ("CREATE OR REPLACE SECRET aemon_s3 (TYPE s3, KEY_ID 'k', SECRET 'it''s', REGION 'eu-west-1', "
+                   "ENDPOINT '127.0.0.1:9000', URL_STYLE 'path', USE_SSL false)")
+    with pytest.raises(WarehouseError, match="AWS_SECRET_ACCESS_KEY is not set") as raised:
+        s3_secret_sql({"AWS_ACCESS_KEY_ID": "k"})
+    with pytest.raises(WarehouseError, match="expected http"):
+        s3_secret_sql({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "hunter2", "AWS_ENDPOINT_URL": "ftp://x"})
+    assert "hunter2" not in str(raised.value)
