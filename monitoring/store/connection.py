@@ -8,8 +8,11 @@ and writers, each query on one committed snapshot, multi-table transactions.
 
 Readers attach the catalog read-only and never wait. Writers take the write lock (a file
 lock next to a SQLite catalog: SQLite admits one writer, and a writer whose transaction
-began before another's commit can only fail) and retry a transaction that still meets a
-conflict, so a write either commits whole or leaves nothing. The extensions are loaded
+began before another's commit can only fail; a PostgreSQL advisory lock on a PostgreSQL
+catalog: every write adds only what is missing, which two concurrent writes would both
+add) and retry a transaction that still meets a conflict, so a write either commits whole
+or leaves nothing. Data files may live on S3 (`s3://bucket/prefix`), with the credentials
+taken from the environment into an in-memory DuckDB secret. The extensions are loaded
 from the files the `duckdb-extension-*` packages ship: nothing is downloaded.
 """
 from __future__ import annotations
