@@ -54,7 +54,7 @@ def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: 
     removed = steps.remove_stale_staging(config.warehouse, stream)
     if removed:
         logger.info("removed %d files left by an interrupted ingest: %s", len(removed),
-                    ", ".join(p.name for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
+                    ", ".join(str(p).rsplit("/", 1)[-1] for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
     scan = steps.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
     archive = config.archive(stream)
     if scan.n_unchanged:

@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitoring.store.connection import Warehouse
+from monitoring.errors import WarehouseError
+from monitoring.store.connection import Warehouse, check_data_path
+from monitoring.store.redaction import redact
 
 DEFAULT_HOME = Path(".aemon")
 CONFIG_FILE = "aemon.toml"
@@ -40,7 +42,9 @@ class WarehouseSettings(Settings):
     # `sqlite:<path>` (default: sqlite:<home>/warehouse.sqlite) or `postgres:<libpq string>`,
     # e.g. "postgres:dbname=aemon host=127.0.0.1 user=aemon" (the password from PGPASSWORD)
     catalog: str | None = None
-    data_path: str | None = None  # the Parquet files: a folder or object-store URI (default: <home>/warehouse)
+    # the Parquet files: a folder or s3://bucket/prefix (default: <home>/warehouse); S3 credentials
+    # and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL (never the URI)
+    data_path: str | None = None
     retries: int = Field(8, ge=0, le=100)  # commits that met another writer's are run again
     lock_timeout_s: float = Field(300.0, gt=0)  # longest wait for another process's write
     snapshot_retention_days: float = Field(7.0, gt=0)  # older snapshots expire; their files are removed
@@ -50,7 +54,17 @@ class WarehouseSettings(Settings):
     @classmethod
     def _catalog(cls, value: str | None) -> str | None:
         if value is not None and value.split(":", 1)[0] not in ("sqlite", "postgres"):
-            raise ValueError(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'")
+            raise ValueError(redact(f"{value!r}: expected 'sqlite:<path>' or 'postgres:<connection string>'"))
+        return value
+
+    @field_validator("data_path")
+    @classmethod
+    def _data_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_data_path(value)
+            except WarehouseError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("maintain_cron")

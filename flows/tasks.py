@@ -70,7 +70,7 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, retry_rejected: b
 
 
 @io_task("remove-stale-staging")
-def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
+def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path | str]:
     return ingestion.remove_stale_staging(warehouse, stream)
 
 

@@ -76,9 +76,11 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str,
     finally:
         con.unregister("new_quarantine")
 
-def load_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, file: str, path: Path) -> int:
-    """Quarantined rows staged in a Parquet file (monitoring.store.lake.QuarantineStage) -> quarantine."""
-    if not Path(path).exists():
+def load_quarantine(con: duckdb.DuckDBPyConnection, stream: str, batch_id: str, file: str,
+                    path: Path | str | None) -> int:
+    """Quarantined rows staged in a Parquet file (monitoring.store.lake.QuarantineStage; a path
+    or an object's URI, None when no row was quarantined) -> quarantine."""
+    if path is None or (isinstance(path, Path) and not path.exists()):
         return 0
     source = "(SELECT ? AS batch_id, ? AS stream, ? AS file, * FROM read_parquet(?))"
     return insert_missing(con, "quarantine", source, QUARANTINE_TABLE_COLUMNS, KEYS["quarantine"],

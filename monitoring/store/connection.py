@@ -8,8 +8,11 @@ and writers, each query on one committed snapshot, multi-table transactions.
 
 Readers attach the catalog read-only and never wait. Writers take the write lock (a file
 lock next to a SQLite catalog: SQLite admits one writer, and a writer whose transaction
-began before another's commit can only fail) and retry a transaction that still meets a
-conflict, so a write either commits whole or leaves nothing. The extensions are loaded
+began before another's commit can only fail; a PostgreSQL advisory lock on a PostgreSQL
+catalog: every write adds only what is missing, which two concurrent writes would both
+add) and retry a transaction that still meets a conflict, so a write either commits whole
+or leaves nothing. Data files may live on S3 (`s3://bucket/prefix`), with the credentials
+taken from the environment into an in-memory DuckDB secret. The extensions are loaded
 from the files the `duckdb-extension-*` packages ship: nothing is downloaded.
 """
 from __future__ import annotations
@@ -61,8 +64,9 @@ class Warehouse:
     def __post_init__(self):
         kind = self.catalog.split(":", 1)[0]
         if kind not in ("sqlite", "postgres") or ":" not in self.catalog:
-            raise WarehouseError(f"warehouse catalog {self.catalog!r}: expected 'sqlite:<path>' or "
-                                 "'postgres:<connection string>'")
+            raise WarehouseError(redact(f"warehouse catalog {self.catalog!r}: expected 'sqlite:<path>' or "
+                                        "'postgres:<connection string>'"))
+        check_data_path(self.data_path)
 
     @property
     def kind(self) -> str:
@@ -91,9 +95,81 @@ class Warehouse:
 
     def extensions(self) -> list[str]:
         names = ["ducklake", "sqlite_scanner" if self.kind == "sqlite" else "postgres_scanner"]
-        if "://" in self.data_path and not self.data_path.startswith("file://"):
+        if is_uri(self.data_path):
             names.append("httpfs")
         return names
+
+
+OBJECT_STORES = ("s3",)  # URI schemes of data paths on an object store
+
+
+def is_uri(data_path: str) -> bool:
+    """Whether a data path is an object-store URI (not a local folder)."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", data_path) is not None
+
+
+def check_data_path(data_path: str) -> None:
+    """A local folder or `s3://bucket[/prefix]`; anything else is one WarehouseError."""
+    if not is_uri(data_path):
+        if not data_path.strip():
+            raise WarehouseError("warehouse data_path is empty; expected a folder or s3://bucket/prefix")
+        return
+    scheme, rest = data_path.split("://", 1)
+    if scheme.lower() not in OBJECT_STORES:
+        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: the scheme {scheme!r} is not supported; "
+                                    "expected a folder or s3://bucket/prefix"))
+    bucket = rest.split("/", 1)[0]
+    if "@" in bucket:
+        raise WarehouseError(redact(f"warehouse data_path {data_path!r}: expected s3://bucket/prefix without "
+                                    "credentials; credentials come from the environment, never the URI "
+                                    f"({', '.join(S3_KEY_ENV)})"))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+        raise WarehouseError(f"warehouse data_path {data_path!r}: {bucket!r} is not a bucket name; "
+                             "expected s3://bucket/prefix")
+
+
+S3_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def require_s3_credentials(environ: Any = None) -> None:
+    """The S3 keys are in the environment, or one WarehouseError naming those missing."""
+    env = os.environ if environ is None else environ
+    missing = [name for name in S3_KEY_ENV if not env.get(name)]
+    if missing:
+        raise WarehouseError(f"the warehouse data path is on S3 but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set; set both in the environment")
+
+
+def s3_secret_sql(environ: Any = None) -> str:
+    """The DuckDB secret for data files on S3, from the environment (the variables boto3, s3fs
+    and the AWS CLI read): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN,
+    AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (an S3-compatible
+    store: `http://host:port`). The statement holds the secret: run it, never log it."""
+    env = os.environ if environ is None else environ
+    require_s3_credentials(env)
+    options = ["TYPE s3", f"KEY_ID {literal(env['AWS_ACCESS_KEY_ID'])}",
+               f"SECRET {literal(env['AWS_SECRET_ACCESS_KEY'])}"]
+    if env.get("AWS_SESSION_TOKEN"):
+        options.append(f"SESSION_TOKEN {literal(env['AWS_SESSION_TOKEN'])}")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options.append(f"REGION {literal(region)}")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        match = re.fullmatch(r"(https?)://([^/@\s]+)/?", endpoint.strip())
+        if match is None:
+            raise WarehouseError(f"AWS_ENDPOINT_URL {endpoint!r}: expected http(s)://host[:port]")
+        options += [f"ENDPOINT {literal(match[2])}", "URL_STYLE 'path'",
+                    f"USE_SSL {'true' if match[1] == 'https' else 'false'}"]
+    return f"CREATE OR REPLACE SECRET aemon_s3 ({', '.join(options)})"
+
+
+def _create_s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute(s3_secret_sql())
+    except duckdb.Error:  # the message could quote the statement, and with it the key
+        raise WarehouseError("cannot create the DuckDB secret for the S3 data path from AWS_ACCESS_KEY_ID, "
+                             "AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL") from None
 
 
 def literal(text: str) -> str:
@@ -149,9 +225,11 @@ def _open(warehouse: Warehouse, *, read_only: bool) -> duckdb.DuckDBPyConnection
     try:
         for name in warehouse.extensions():
             con.execute(f"LOAD {literal(str(extension_file(name)))}")
+        if is_uri(warehouse.data_path):
+            _create_s3_secret(con)
         if warehouse.sqlite_path is not None:
             warehouse.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        if "://" not in warehouse.data_path:
+        if not is_uri(warehouse.data_path):
             Path(warehouse.data_path).mkdir(parents=True, exist_ok=True)
         con.execute(warehouse.attach_sql(read_only=read_only))
         con.execute(f"USE {CATALOG_ALIAS}")
@@ -171,9 +249,12 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 @contextmanager
 def write_lock(warehouse: Warehouse) -> Iterator[None]:
-    """One writer at a time on a SQLite catalog: an exclusive lock on `<catalog>.lock`,
-    taken by writers only (readers never wait). Not needed on PostgreSQL, where commits
-    that conflict are retried (`write`).
+    """One writer at a time: on a SQLite catalog an exclusive lock on `<catalog>.lock`, on
+    PostgreSQL an advisory lock of the catalog's database (every machine's writers share
+    it), taken by writers only (readers never wait). Every write checks what is stored and
+    adds what is missing (`insert_missing`); two such transactions at once would each miss
+    the other's rows and both commit (DuckLake lets concurrent appends through), so writes
+    take turns.
 
     A writer waits at most `warehouse.lock_timeout_s` (polling with backoff, so a run that
     hangs while it writes cannot stop every other flow for ever), then gets a WarehouseError
@@ -181,7 +262,8 @@ def write_lock(warehouse: Warehouse) -> Iterator[None]:
     A process that dies (even by kill -9) releases its lock with its file descriptors."""
     path = warehouse.sqlite_path
     if path is None:
-        yield
+        with _advisory_lock(warehouse, WRITE_LOCK_KEY, "writing the warehouse"):
+            yield
         return
     lock_path = path.with_name(path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +289,51 @@ def write_lock(warehouse: Warehouse) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         local.release()
+
+
+SETUP_LOCK_KEY = 0x61656D6F6E  # "aemon": PostgreSQL advisory lock of catalog creation and migration
+WRITE_LOCK_KEY = SETUP_LOCK_KEY + 1  # and of writes
+
+
+@contextmanager
+def setup_lock(warehouse: Warehouse) -> Iterator[None]:
+    """One process at a time creates or migrates the catalog: on SQLite the write lock, on
+    PostgreSQL an advisory lock (DuckLake creates its metadata tables on the first ATTACH,
+    and two processes creating them at once collide: `duplicate key value violates unique
+    constraint "pg_type_typname_nsp_index"`)."""
+    if warehouse.kind != "postgres":
+        with write_lock(warehouse):
+            yield
+        return
+    with _advisory_lock(warehouse, SETUP_LOCK_KEY, "creating or upgrading the warehouse catalog"):
+        yield
+
+
+@contextmanager
+def _advisory_lock(warehouse: Warehouse, key: int, doing: str) -> Iterator[None]:
+    """A PostgreSQL advisory lock of the catalog's database, held by a connection of its
+    own: a process killed while it holds the lock releases it with the connection."""
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+
+    try:
+        con = psycopg2.connect(warehouse.catalog.split(":", 1)[1], connect_timeout=10)
+    except psycopg2.Error as exc:
+        raise WarehouseError(redact(f"cannot open the warehouse catalog {warehouse.catalog}: {_first_line(exc)}")
+                             ) from None
+    try:
+        con.autocommit = True
+        with con.cursor() as cursor:
+            cursor.execute("SET lock_timeout = %s", [f"{int(warehouse.lock_timeout_s * 1000)}ms"])
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+            except pg_errors.LockNotAvailable:
+                raise WarehouseError(
+                    f"another process was {doing} and did not finish within {warehouse.lock_timeout_s:g} s "
+                    "(warehouse.lock_timeout_s); try again when that run has ended") from None
+        yield
+    finally:
+        con.close()
 
 
 def _flock_until(handle: Any, deadline: float, warehouse: Warehouse, lock_path: Path) -> None:
@@ -253,10 +380,10 @@ def _instance(warehouse: Warehouse) -> _Instance:
     with _INSTANCES_GUARD:
         instance = _INSTANCES.get(key)
         if instance is None:
-            if warehouse.exists():
+            if warehouse.kind == "sqlite" and warehouse.exists():
                 instance = _Instance(_open(warehouse, read_only=False))
             else:  # the first process to open a new catalog creates it, alone
-                with write_lock(warehouse):
+                with setup_lock(warehouse):
                     instance = _Instance(_open(warehouse, read_only=False))
             _INSTANCES[key] = instance
             idle = [k for k, i in _INSTANCES.items() if i.users == 0 and k != key]
@@ -283,12 +410,11 @@ def connect(warehouse: Warehouse, *, write: bool = False) -> Iterator[duckdb.Duc
     _refuse_legacy(warehouse)
     instance = _instance(warehouse)
     try:
-        if not instance.ready and not write:  # the schema under the lock, then read without it
-            with write_lock(warehouse):
-                _prepare(instance)
+        if not instance.ready:  # the schema under the lock, then read (or write) as usual
+            with setup_lock(warehouse):
+                if not instance.ready:
+                    _prepare(instance)
         with write_lock(warehouse) if write else contextlib.nullcontext():
-            if not instance.ready:
-                _prepare(instance)
             cursor = instance.con.cursor()
             try:
                 cursor.execute(f"USE {CATALOG_ALIAS}")
@@ -433,7 +559,7 @@ def _only_reads(con: duckdb.DuckDBPyConnection, warehouse: Warehouse, sql: str) 
         if statement.type not in READ_STATEMENTS:
             raise WarehouseError(f"query failed: {statement.type.name} statements are not allowed; `aemon sql` "
                                  "runs read-only queries (SELECT, DESCRIBE, SHOW, EXPLAIN)")
-    if warehouse.sqlite_path is not None and "://" not in warehouse.data_path:
+    if warehouse.sqlite_path is not None and not is_uri(warehouse.data_path):
         # a quoted literal, not a parameter: DuckDB imports pandas (0.3 s) for the first
         # parameter of a process, and `aemon sql` starts in a fraction of a second without it
         con.execute(f"SET allowed_directories = [{literal(warehouse.data_path.rstrip('/') + '/')}]")

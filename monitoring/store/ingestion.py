@@ -152,7 +152,7 @@ def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected
     return scan
 
 
-def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
+def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[lake.StagedPath]:
     """Remove what runs killed while staging left in the stream's folder: hidden quarantine
     stages and lake parts never registered (store.lake.is_stale says whose run is gone).
     Returns the files removed. Readers never saw them: a part is read once registered."""
@@ -161,7 +161,8 @@ def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path]:
     if parts:
         with connect(warehouse) as con:
             registered = registered_parts(con, stream)
-        parts = [p for p in parts if str(p) not in registered and str(p.resolve()) not in registered]
+        parts = [p for p in parts
+                 if str(p) not in registered and (isinstance(p, str) or str(p.resolve()) not in registered)]
     removed = [*parts, *stages]
     lake.abort_parts(removed)
     return removed
@@ -251,7 +252,7 @@ def ingest_file(
             except (SchemaError, pa.ArrowInvalid) as exc:
                 if mode == "text":
                     problem = _file_error(path, exc)
-    parts: list[Path] = []
+    parts: list[lake.StagedPath] = []
     quarantined: lake.QuarantineStage | None = None
     if outcome is not None:
         _, quarantined, _, parts = outcome
@@ -269,7 +270,7 @@ def ingest_file(
         else:
             result, staged, late_ranges, _ = outcome
             register_parts(con, stream, parts)
-            load_quarantine(con, stream, batch_id, str(path), staged.path)
+            load_quarantine(con, stream, batch_id, str(path), staged.path if staged.written else None)
             for late_asset, (start, end, _) in late_ranges.items():
                 add_rescore_range(con, stream, late_asset, start, end, batch_id)
         record_batch(con, result.to_dict())
@@ -373,7 +374,7 @@ class PartWriter:
         self.args = (data_path, stream, batch_id)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-parts")
         self.pending: list[Future] = []
-        self.staged: list[Path] = []
+        self.staged: list[lake.StagedPath] = []
 
     def submit(self, frame: pd.DataFrame | pa.Table, seq: int) -> None:
         # one chunk being written while the next is read: memory stays at about two chunks
@@ -392,12 +393,12 @@ class PartWriter:
             future.result()  # the first write error, if any, goes on
 
     @property
-    def staged_paths(self) -> list[Path]:
+    def staged_paths(self) -> list[lake.StagedPath]:
         """Paths of the parts staged so far (waits for the writes in flight)."""
         self._drain()
         return list(self.staged)
 
-    def finish(self) -> list[Path]:
+    def finish(self) -> list[lake.StagedPath]:
         self._drain()
         self.pool.shutdown()
         return self.staged
@@ -429,7 +430,7 @@ def _next_record_time(ranges: dict) -> pd.Timestamp:
 
 
 def _drop_known(lookup: duckdb.DuckDBPyConnection, result: ChunkResult, stream: str, ranges: dict,
-                before: dict, staged: Callable[[], list[Path]]) -> ChunkResult:
+                before: dict, staged: Callable[[], list[lake.StagedPath]]) -> ChunkResult:
     """Quarantine accepted rows whose (asset, timestamp) is already in the stream's lake or in
     an earlier chunk of this file: a reading is stored once. `lookup`: a reading connection,
     one per file."""

@@ -11,7 +11,7 @@ from monitoring.errors import TrainingDataError, WarehouseError
 from monitoring.store.connection import Warehouse, connect, quote_identifier, scalar, view_name
 
 
-def register_parts(con: duckdb.DuckDBPyConnection, stream: str, parts: list[Path]) -> None:
+def register_parts(con: duckdb.DuckDBPyConnection, stream: str, parts: list[Path | str]) -> None:
     """Add staged Parquet parts to the stream's readings table (created from the first part's
     columns on the stream's first ingest). Run inside the ingest's commit transaction."""
     if not parts:
@@ -48,7 +48,7 @@ def asset_time_ranges(con: duckdb.DuckDBPyConnection, stream: str) -> dict[str, 
         f"SELECT asset, min(timestamp), max(timestamp) FROM {view_name(stream)} GROUP BY asset").fetchall()
     return {a: (pd.Timestamp(lo), pd.Timestamp(hi)) for a, lo, hi in rows}
 
-def existing_times(con: duckdb.DuckDBPyConnection, source: str | list[Path], asset: str,
+def existing_times(con: duckdb.DuckDBPyConnection, source: str | list[Path | str], asset: str,
                    start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
     """Timestamps of one asset between start and end (inclusive) in a stream's readings table
     (`source` a stream name) or in Parquet parts (a list: those staged by the ingest in
