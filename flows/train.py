@@ -77,7 +77,7 @@ def train_detectors(
         label_columns=labels, start=start, end=end,
         val_fraction=settings.train.val_fraction, holdout_fraction=settings.train.holdout_fraction,
         train_stride=settings.train.stride, exclusions=settings.exclusions.build(), excluded_intervals=past,
-        differenced=list(settings.differenced),
+        differenced=list(settings.differenced), max_train_windows=settings.train.max_windows,
     )
     kinds = list(settings.detectors.kinds)
     rule = settings.threshold.rule()

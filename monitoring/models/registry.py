@@ -353,7 +353,7 @@ def log_training(
                         "fit_seconds": cand.fit_seconds,
                     })
                     with tempfile.TemporaryDirectory() as tmp:
-                        for path in plots.candidate_figures(cand, Path(tmp)):
+                        for path in _figure_paths(cand, Path(tmp)):
                             mlflow.log_artifact(str(path), artifact_path="figures")
                     version = _log_bundle_model(client, cand.bundle, example, name,
                                                 _version_tags(cand.bundle, training_range, data.data_hash))
@@ -362,6 +362,17 @@ def log_training(
                 if cand.fit_ended is not None:
                     client.set_terminated(child_id, "FINISHED", end_time=_ms(cand.fit_ended))
     return parent.info.run_id, versions
+
+
+def _figure_paths(candidate: Candidate, folder: Path) -> list[Path]:
+    """The candidate's figures as files in `folder`: those it carries (drawn where it was
+    fitted), else drawn now."""
+    if candidate.figures is None:
+        return plots.candidate_figures(candidate, folder)
+    paths = [folder / name for name in candidate.figures]
+    for path in paths:
+        path.write_bytes(candidate.figures[path.name])
+    return paths
 
 
 def log_recalibration(
