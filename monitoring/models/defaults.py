@@ -38,4 +38,4 @@ class TrainingSplit:
     val_fraction: float = 0.2
     holdout_fraction: float = 0.5
     stride: int | None = 2
-    max_windows: int | None = 12_288
+    max_windows: int | None = 16_384
