@@ -89,7 +89,7 @@ def test_a_too_small_window_limit_is_named(tmp_path):
         load_config(path, detectors=False)
 
 
-def test_figures_drawn_with_the_fit_are_the_ones_logged(full, tmp_path):
+def test_figures_drawn_with_the_fit_and_every_epoch_loss_are_logged(full, tmp_path):
     drawn = fit_candidate(full, "mlp_ae", FAST, ThresholdRule(), figures=True)
     assert drawn.figures is not None
     assert set(drawn.figures) == {"loss_curves.png", "score_histogram.png", "worst_windows.png", "latent_space.png"}
@@ -102,6 +102,10 @@ def test_figures_drawn_with_the_fit_are_the_ones_logged(full, tmp_path):
     folder = client.download_artifacts(outcome.versions["mlp_ae"].run_id, "figures", str(tmp_path / "out"))
     for name, png in drawn.figures.items():
         assert (Path(folder) / name).read_bytes() == png
+    run_id = outcome.versions["mlp_ae"].run_id
+    for key in ("train_loss", "val_loss"):  # every epoch's losses, logged in one batch
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert logged == [(row["epoch"], row[key]) for row in drawn.detector.history_]
 
 
 def test_a_configured_api_starts_no_server_and_waiting_is_harmless(monkeypatch):
