@@ -52,6 +52,7 @@ def begin_local_api() -> Callable[[], None]:
     (raising what its start raised). Between the two, this process goes on with its own
     start-up (imports, reading data) on the other core. Call the function before the first
     flow run; calling it again does nothing."""
+    import prefect.main  # noqa: F401  (Prefect's logging set up, as a flow's import does: the start is logged)
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
