@@ -102,3 +102,19 @@ def make_training_set(
                 f"(window size {spec.size}, stride {spec.stride}): widen the training range or shorten the window"
             )
     return TrainingSet(scaler, train, val, t0, t1, int(touches_label.sum()), int(touches_excluded.sum()))
+
+
+def thin_windows(windows: WindowSet, max_windows: int | None) -> tuple[WindowSet, int]:
+    """At most `max_windows` of `windows`: every k-th one, k the smallest factor that fits
+    (k = ceil(n / max_windows)); returns them and k (1: all kept, also with no limit).
+
+    On windows in asset and time order, every k-th window of a stride-s cut is the cut at
+    stride k * s: the windows overlap less, and a long training range costs an epoch no
+    more than `max_windows` windows do."""
+    if max_windows is not None and (isinstance(max_windows, bool) or not isinstance(max_windows, int)
+                                    or max_windows < 1):
+        raise WindowError(f"max_windows={max_windows!r}, must be an int >= 1 or None (no limit)")
+    if max_windows is None or len(windows) <= max_windows:
+        return windows, 1
+    k = -(-len(windows) // max_windows)  # ceil(n / max_windows)
+    return windows.take(np.arange(len(windows)) % k == 0), k

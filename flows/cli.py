@@ -383,10 +383,14 @@ def train(
     cfg.stream(stream)
     bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
+    from flows.local_api import begin_local_api
+
+    api_ready = begin_local_api()  # Prefect's server boots while the training code is imported
     from flows.train import train_detectors
+    from monitoring.models import promotion  # noqa: F401  (the flow's register task imports it: MLflow, matplotlib)
 
     quiet_libraries()
-    start_local_api()
+    api_ready()
 
     result = train_detectors(
         stream, config_path=str(config) if config else None,

@@ -195,6 +195,9 @@ class TrainSettings(Settings):
     # Stride of training windows; denser than scoring's stride: overlapping windows are
     # extra examples for free. None: the window's own stride.
     stride: int | None = Field(TrainingSplit.stride, ge=1)
+    # At most this many training windows: a longer range keeps every k-th window (the
+    # stride raised k-fold), so a fit costs no more than this many windows an epoch. None: all.
+    max_windows: int | None = Field(TrainingSplit.max_windows, ge=100)
     # The last part of the validation range, held out from threshold calibration: the
     # recent normal windows on which versions are compared (see monitoring.models.fitting).
     holdout_fraction: float = Field(TrainingSplit.holdout_fraction, gt=0, lt=1)
@@ -324,7 +327,7 @@ def _tabular_defaults(data: dict) -> dict:
         data["window"] = TABULAR_SPEC
     train = data.get("train", {})
     if isinstance(train, dict):
-        data["train"] = {"stride": 1, **train}
+        data["train"] = {"stride": 1, "max_windows": None, **train}
     detectors = data.get("detectors", {})
     if isinstance(detectors, dict):
         data["detectors"] = {**TABULAR_DETECTOR_DEFAULTS, **detectors}

@@ -11,9 +11,12 @@ find nothing to do) take no lock and run side by side.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +43,59 @@ def start_local_api() -> None:
     """Start the ephemeral API now (one server for the whole command), one process at a
     time while the database is new; the flow runs that follow in this process use it.
     Nothing to do with a PREFECT_API_URL."""
-    import prefect
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (
-        PREFECT_API_DATABASE_CONNECTION_URL,
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_SERVER_EPHEMERAL_ENABLED,
-    )
+    begin_local_api()()
+
+
+def begin_local_api() -> Callable[[], None]:
+    """start_local_api in two halves: the server process starts booting now, in the
+    background, and the function returned waits until it answers and names it as the API
+    (raising what its start raised). Between the two, this process goes on with its own
+    start-up (imports, reading data) on the other core. Call the function before the first
+    flow run; calling it again does nothing."""
+    import prefect.main  # noqa: F401  (Prefect's logging set up, as a flow's import does: the start is logged)
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer  # imported here: not in a thread beside others
+
+    server = SubprocessASGIServer()
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            _start(server)
+        except BaseException as exc:  # re-raised by wait(), in the caller's thread
+            failure.append(exc)
+
+    # The thread only starts the server process and polls its health URL: it holds the
+    # GIL for moments, and the settings naming the API are entered by wait(), in the
+    # caller's thread (Prefect's settings are context variables).
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="aemon-local-api",
+                              daemon=True)
+    thread.start()
+    named: list[bool] = []
+
+    def wait() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+        if not named:
+            _name_as_api(server.api_url)
+            named.append(True)
+
+    return wait
+
+
+def _start(server: Any) -> None:
+    """Start `server` (a SubprocessASGIServer) and wait until it answers: under an
+    exclusive lock the first time this Prefect release meets the database."""
+    import prefect
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
+
     home = Path(PREFECT_HOME.value())
     home.mkdir(parents=True, exist_ok=True)
     marker = ready_marker(home, prefect.__version__, str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
-    server = SubprocessASGIServer()
     if marker.exists():
         server.start()
     else:
@@ -63,7 +104,6 @@ def start_local_api() -> None:
             # the server answers its health check only once its start-up (the migrations) is done
             server.start()
             marker.touch()
-    _name_as_api(server.api_url)
 
 
 def _name_as_api(url: Any) -> None:

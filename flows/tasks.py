@@ -125,7 +125,7 @@ def fit_detector(data: fitting.TrainingData, kind: str, params: dict[str, Any],
                  rule: ThresholdRule) -> fitting.Candidate:
     from monitoring.models import fitting
 
-    return fitting.fit_candidate(data, kind, params, rule)
+    return fitting.fit_candidate(data, kind, params, rule, figures=True)
 
 
 @io_task("register-training")

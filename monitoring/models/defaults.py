@@ -32,8 +32,10 @@ class TrainingSplit:
     """The default split of a stream's training range (see the module docstring):
     `val_fraction` of it calibrates and is held out, the last `holdout_fraction` of that
     compares versions; training windows start every `stride` samples (denser than
-    scoring's: overlapping windows are extra examples for free)."""
+    scoring's: overlapping windows are extra examples for free), and a range that gives more
+    than `max_windows` training windows keeps every k-th of them (see prepare_training)."""
 
     val_fraction: float = 0.2
     holdout_fraction: float = 0.5
     stride: int | None = 2
+    max_windows: int | None = 16_384

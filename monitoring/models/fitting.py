@@ -23,7 +23,7 @@ import copy
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from aemodels.thresholds import ThresholdRule
 from features.differencing import difference
 from features.exclusions import EXCLUDED, exclusion_mask
 from features.scaling import StandardScaler
-from features.training_set import labeled_mask, make_training_set
+from features.training_set import labeled_mask, make_training_set, thin_windows
 from features.windows import WindowSet, WindowSpec
 from monitoring.errors import TrainingDataError
 from monitoring.models.bundle import ModelBundle
@@ -120,13 +120,17 @@ def prepare_training(
     exclusions=None,
     excluded_intervals: pd.DataFrame | None = None,
     differenced: list[str] | tuple[str, ...] = (),
+    max_train_windows: int | None = None,
 ) -> TrainingData:
     """Scaled train / calibration windows and the evaluation data of one training range.
 
     `exclusions` and `excluded_intervals` (see exclusion_mask): rows that are never normal
     training or evaluation data, such as machine-off readings, maintenance, past incidents.
     `differenced`: slow sensors the detectors see as changes (features.differencing); the
-    evaluation readings stay as read, since the bundle differences what it scores."""
+    evaluation readings stay as read, since the bundle differences what it scores.
+    `max_train_windows`: when the range gives more training windows than this, every k-th
+    is kept (features.training_set.thin_windows: the stride raised k-fold), so the cost of a
+    fit stops growing with the length of the range; the calibration windows are all kept."""
     if not 0 <= holdout_fraction < 1:
         raise TrainingDataError(f"holdout_fraction={holdout_fraction}, must be >= 0 and < 1 (0: no holdout, "
                                 "every validation window calibrates; such a training cannot be evaluated)")
@@ -136,6 +140,7 @@ def prepare_training(
         difference(frame, list(differenced)), sensors, spec, label_columns=[*label_columns, EXCLUDED], start=start,
         end=end, val_fraction=val_fraction, train_stride=train_stride,
     )
+    train, thinning = thin_windows(data.train, max_train_windows)
     used = frame[(frame["timestamp"] >= data.start) & (frame["timestamp"] <= data.end)]
     val_start = pd.Timestamp(data.val.start.min())
     holdout_start = val_start + (data.end - val_start) * (1 - holdout_fraction)
@@ -159,15 +164,17 @@ def prepare_training(
         "train.val_fraction": val_fraction,
         "train.holdout_fraction": holdout_fraction,
         "train.holdout_start": str(holdout_start),
-        "train.stride": train_stride or spec.stride,
-        "train.n_windows": len(data.train),
+        "train.stride": (train_stride or spec.stride) * thinning,
+        "train.n_windows": len(train),
+        "train.n_windows_before_limit": len(data.train),
+        "train.max_windows": max_train_windows or "none",
         "calibration.n_windows": len(calibration),
         "train.n_windows_excluded": data.n_excluded_labeled,
         "train.n_excluded_intervals": 0 if excluded_intervals is None else len(excluded_intervals),
         "train.data_hash": digest,
         "differenced": ",".join(differenced) or "none",
     }
-    return TrainingData(stream, list(sensors), spec, data.scaler, data.train, calibration,
+    return TrainingData(stream, list(sensors), spec, data.scaler, train, calibration,
                         EvaluationData(readings.reset_index(drop=True), holdout_start, train_stride), params, digest,
                         data.start, data.end, list(differenced))
 
@@ -184,6 +191,9 @@ class Candidate:
     # wall-clock interval of the fit (Unix seconds): the span of the candidate's MLflow run
     fit_started: float | None = None
     fit_ended: float | None = None
+    # the run's figures as {file name: PNG bytes}, when rendered where the fit ran (see
+    # fit_candidate); None: the registry renders them when it logs the candidate
+    figures: dict[str, bytes] | None = None
 
     @property
     def detector(self) -> BaseDetector:
@@ -221,8 +231,11 @@ def fit_bundle(data: TrainingData, kind: str, params: dict, rule: ThresholdRule)
     return bundle, seconds
 
 
-def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> Candidate:
-    """fit_bundle, then the bundle evaluated on the held-out (and labeled) windows."""
+def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule, *,
+                  figures: bool = False) -> Candidate:
+    """fit_bundle, then the bundle evaluated on the held-out (and labeled) windows; with
+    `figures`, also its MLflow figures (monitoring.models.plots), rendered here: a fit in a
+    worker process draws them there, beside the other fits, not after them all."""
     started = time.time()
     bundle, seconds = fit_bundle(data, kind, params, rule)
     ended = time.time()
@@ -233,7 +246,12 @@ def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRu
         **{f"threshold.{k}": v for k, v in rule.to_dict().items()},
         **data.params,
     }
-    return Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds, started, ended)
+    candidate = Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds, started, ended)
+    if figures:
+        from monitoring.models.plots import figure_files  # matplotlib: only where figures are drawn
+
+        candidate = replace(candidate, figures=figure_files(candidate))
+    return candidate
 
 
 def train_bundle(frame: pd.DataFrame, *, stream: str, sensors: list[str], spec: WindowSpec, detector_params: dict,

@@ -6,7 +6,9 @@ VAE only.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from aemodels.detector import VAEDetector
-from monitoring.models.fitting import Candidate
+
+if TYPE_CHECKING:  # fitting imports this module where it draws a candidate's figures
+    from monitoring.models.fitting import Candidate
 
 MAX_LATENT_POINTS = 3000
 N_WORST_WINDOWS = 4
@@ -152,3 +156,9 @@ def candidate_figures(candidate: Candidate, folder: Path) -> list[Path]:
         paths.append(samples(detector.sample(N_SAMPLES, random_state=0), candidate.bundle.sensors, kind,
                              folder / "samples.png"))
     return paths
+
+
+def figure_files(candidate: Candidate) -> dict[str, bytes]:
+    """candidate_figures as {file name: PNG bytes}, to carry from the process that drew them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return {path.name: path.read_bytes() for path in candidate_figures(candidate, Path(tmp))}

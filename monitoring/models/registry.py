@@ -33,6 +33,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.entities import LoggedModelStatus
+from mlflow.entities import LoggedModelStatus, Metric
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
@@ -344,16 +345,19 @@ def log_training(
                 with mlflow.start_run(run_id=child_id, nested=True) as child:
                     mlflow.set_tags({"role": "candidate", "stream": data.stream, "detector": cand.kind})
                     mlflow.log_params({k: _param(v) for k, v in cand.params.items()})
-                    for row in cand.detector.history_:
-                        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None},
-                                           step=int(row["epoch"]))
+                    # every epoch's losses in one call (MLflow splits it into batches): one
+                    # store transaction, not one an epoch
+                    now = _ms(time.time())
+                    client.log_batch(child_id, metrics=[
+                        Metric(k, float(v), now, int(row["epoch"]))
+                        for row in cand.detector.history_ for k, v in row.items() if k != "epoch" and v is not None])
                     mlflow.log_metrics({
                         **_evaluation_metrics(cand.bundle, cand.evaluation.metrics),
                         "best_val_loss": cand.val_loss, "best_epoch": float(cand.detector.best_epoch_),
                         "fit_seconds": cand.fit_seconds,
                     })
                     with tempfile.TemporaryDirectory() as tmp:
-                        for path in plots.candidate_figures(cand, Path(tmp)):
+                        for path in _figure_paths(cand, Path(tmp)):
                             mlflow.log_artifact(str(path), artifact_path="figures")
                     version = _log_bundle_model(client, cand.bundle, example, name,
                                                 _version_tags(cand.bundle, training_range, data.data_hash))
@@ -362,6 +366,17 @@ def log_training(
                 if cand.fit_ended is not None:
                     client.set_terminated(child_id, "FINISHED", end_time=_ms(cand.fit_ended))
     return parent.info.run_id, versions
+
+
+def _figure_paths(candidate: Candidate, folder: Path) -> list[Path]:
+    """The candidate's figures as files in `folder`: those it carries (drawn where it was
+    fitted), else drawn now."""
+    if candidate.figures is None:
+        return plots.candidate_figures(candidate, folder)
+    paths = [folder / name for name in candidate.figures]
+    for path in paths:
+        path.write_bytes(candidate.figures[path.name])
+    return paths
 
 
 def log_recalibration(
