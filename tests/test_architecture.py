@@ -20,7 +20,9 @@ OURS = {"features", "aemodels", "monitoring", "flows"}
 THIRD_PARTY = {
     "features": {"numpy", "pandas", "pyarrow", "scipy"},
     "aemodels": {"torch", "numpy", "scipy"},
-    "monitoring": {"duckdb", "mlflow", "pandas", "numpy", "pyarrow", "matplotlib"},
+    # psycopg2 (writer locks on a PostgreSQL catalog), fsspec and botocore (lake files on an
+    # object store): the store's engines beyond one machine
+    "monitoring": {"duckdb", "mlflow", "pandas", "numpy", "pyarrow", "matplotlib", "psycopg2", "fsspec", "botocore"},
     "flows": None,  # the composition layer may use anything installed
     "bench": None,
 }
