@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aemodels.checks import is_int
@@ -156,6 +157,69 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
 
 
+# -- inference: the same convolutions through torch's 2-D convolution on an NHWC view --
+# A channels-last window (B, L, C) is, without a copy, an image (B, C, 1, L) in torch's
+# channels_last memory format, which oneDNN convolves directly (no unfolded copy of the
+# input: 2x the im2col matmul above on the default network). A stride-2 transposed
+# convolution is a stride-1 convolution with 2 * C_out output channels, one per phase of
+# each output pair (the taps of _phase_taps); oneDNN's own transposed convolution is slower
+# than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
+
+
+def _image(x: torch.Tensor) -> torch.Tensor:
+    """(B, L, C) -> (B, C, 1, L), a view: channels_last memory when x is contiguous."""
+    return x.unsqueeze(1).permute(0, 3, 1, 2)
+
+
+def _windows(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, L) -> (B, L, C), a view when the image is channels_last."""
+    return image.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def _channels_last(weight: torch.Tensor) -> torch.Tensor:
+    """A (C_out, C_in, 1, k) weight in channels_last memory, as oneDNN wants it beside a
+    channels_last input (a contiguous one sends it down a path many times slower)."""
+    return weight.contiguous(memory_format=torch.channels_last)
+
+
+def conv1d_image(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
+    channels_last view: (B, L_out, C_out), the values of conv1d_channels_last."""
+    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
+    out = F.conv2d(_image(x), _channels_last(conv.weight.unsqueeze(2)), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
+                   (1, conv.dilation[0]), conv.groups)
+    return _windows(out)
+
+
+def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
+    """The stride-1 convolution equal to a stride-2 transposed one: its weight (2 * C_out,
+    C_in, 1, taps), output channel phase * C_out + c for output step 2m + phase, tap i
+    reading input step m + i - reach, and reach, its symmetric padding."""
+    k, padding = conv.kernel_size[0], conv.padding[0]
+    c_in, c_out = conv.in_channels, conv.out_channels
+    taps = _phase_taps(k, padding)
+    reach = max(0, -min(taps.values()), max(taps.values()))
+    weight = conv.weight.new_zeros(2, c_out, c_in, 2 * reach + 1)  # (phase, C_out, C_in, taps)
+    for (phase, j), d in taps.items():
+        weight[phase, :, :, d + reach] = conv.weight[:, :, j].t()  # (C_in, C_out) -> (C_out, C_in)
+    return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
+
+
+def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
+    the values of conv_transpose1d_channels_last, as one stride-1 convolution of the channels_last
+    view giving both phases of each output pair, already interleaved in time."""
+    batch, length, _ = x.shape
+    assert not isinstance(conv.padding, str) and conv.stride[0] == 2 and conv.dilation[0] == 1 \
+        and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
+    c_out = conv.out_channels
+    l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
+    weight, reach = _phase_conv_weight(conv)
+    out = F.conv2d(_image(x), _channels_last(weight), None if conv.bias is None else conv.bias.repeat(2), 1, (0, reach))
+    # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
+    return _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
+
+
 class WindowTranspose(nn.Module):
     """(B, L, C) <-> (B, C, L), between window layout and Conv1d layout."""
 
@@ -171,12 +235,16 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
     modules = list(layers)
+    inference = not torch.is_grad_enabled()  # no autograd graph: oneDNN's convolutions, activations in place
+    conv, conv_transpose = ((conv1d_image, conv_transpose1d_image) if inference
+                            else (conv1d_channels_last, conv_transpose1d_channels_last))
     flat_from: tuple[int, int] | None = None  # (C, L) of the last Flatten, for the Linear after it
+    owned = False  # whether x is a tensor this pass made (not the caller's), free to overwrite
     for i, module in enumerate(modules):
         if isinstance(module, nn.Conv1d):
-            x = conv1d_channels_last(x, module)
+            x, owned = conv(x, module), True
         elif isinstance(module, nn.ConvTranspose1d):
-            x = conv_transpose1d_channels_last(x, module)
+            x, owned = conv_transpose(x, module), True
         elif isinstance(module, nn.Flatten):
             steps, channels = x.shape[1:]
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
@@ -193,14 +261,17 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
                 channels, steps = unflatten.unflattened_size
                 weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
                 bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
-            x = nn.functional.linear(x, weight, bias)
+            x, owned = nn.functional.linear(x, weight, bias), True
         elif isinstance(module, nn.Unflatten):
             channels, steps = module.unflattened_size
             x = x.view(len(x), steps, channels)  # the Linear before wrote (L, C) order
         elif isinstance(module, WindowTranspose):
             continue  # windows already are (B, L, C)
-        else:
-            x = module(x)  # element-wise: activation, dropout, output activation
+        elif inference and owned and isinstance(module, nn.ReLU):
+            x = x.relu_()
+        else:  # element-wise: activation, dropout, output activation (eval dropout returns x itself)
+            out = module(x)
+            x, owned = out, owned or out is not x
     return x
 
 
