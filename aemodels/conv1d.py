@@ -186,8 +186,9 @@ def conv1d_image(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
     channels_last view: (B, L_out, C_out), the values of conv1d_channels_last."""
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
-    out = F.conv2d(_image(x), _channels_last(conv.weight.unsqueeze(2)), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
-                   (1, conv.dilation[0]), conv.groups)
+    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    out = F.conv2d(_image(x), weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
+                   conv.groups)
     return _windows(out)
 
 
@@ -195,6 +196,7 @@ def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
     """The stride-1 convolution equal to a stride-2 transposed one: its weight (2 * C_out,
     C_in, 1, taps), output channel phase * C_out + c for output step 2m + phase, tap i
     reading input step m + i - reach, and reach, its symmetric padding."""
+    assert not isinstance(conv.padding, str), "channels-last transposed convolutions take an int padding"
     k, padding = conv.kernel_size[0], conv.padding[0]
     c_in, c_out = conv.in_channels, conv.out_channels
     taps = _phase_taps(k, padding)

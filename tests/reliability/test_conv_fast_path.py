@@ -8,8 +8,7 @@ from torch import nn
 
 from aemodels import make_detector
 from aemodels.base import BaseDetector
-from aemodels.conv1d import (Conv1dAutoencoder, channels_last_forward, conv1d_image, conv_lengths,
-                             conv_transpose1d_image)
+from aemodels.conv1d import Conv1dAutoencoder, channels_last_forward, conv1d_image, conv_lengths, conv_transpose1d_image
 from aemodels.vae import VAE
 
 FAST = {"epochs": 3, "n_threads": 1, "progress": False, "random_state": 0}
