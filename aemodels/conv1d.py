@@ -92,12 +92,12 @@ class Conv1dAutoencoder(Autoencoder):
 
     def forward_windows(self, x: torch.Tensor) -> torch.Tensor:
         """forward() on windows as they are, (B, L, C) -> (B, L, C): the same values, computed
-        channels last (convolutions as matmuls, no transposes of the windows)."""
+        channels last (no transposes of the windows; see channels_last_forward)."""
         return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x))
 
 
 # -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
-# oneDNN runs these small 1-D convolutions (a few channels, kernel 5) far below matmul speed,
+# oneDNN runs these small 1-D convolutions (a few channels, kernel 5) on (B, C, L) far below matmul speed,
 # and the transposed ones slower still. With the time axis outer and the channels inner, a
 # convolution is one matmul over the unfolded input (im2col), and a stride-2 transposed
 # convolution one matmul that writes each pair of output steps (its two phases) at once.
@@ -233,6 +233,10 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
     """The layers of conv_encoder / conv_decoder (and the window transposes around them) on
     channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
     give in their own (B, C, L) layout, every step kept in (B, L, C).
+
+    With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
+    conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
+    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
