@@ -166,6 +166,23 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
 # than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
 
 
+# oneDNN's convolution with the ReLU applied as it writes (the op torch's own compiler fuses
+# into on CPU); absent from a build without oneDNN, where F.conv2d and an in-place ReLU follow.
+_CONV_RELU = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+              if torch.backends.mkldnn.is_available() else None)
+
+
+def _conv2d(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
+            dilation: int, groups: int, relu: bool) -> torch.Tensor:
+    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, in one pass where it can."""
+    weight = _channels_last(weight)
+    if relu and _CONV_RELU is not None:
+        return _CONV_RELU(image.contiguous(memory_format=torch.channels_last), weight, bias, [0, padding],
+                          [1, stride], [1, dilation], groups, "relu", [], "")
+    out = F.conv2d(image, weight, bias, (1, stride), (0, padding), (1, dilation), groups)
+    return out.relu_() if relu else out
+
+
 def _image(x: torch.Tensor) -> torch.Tensor:
     """(B, L, C) -> (B, C, 1, L), a view: channels_last memory when x is contiguous."""
     return x.unsqueeze(1).permute(0, 3, 1, 2)
@@ -182,14 +199,13 @@ def _channels_last(weight: torch.Tensor) -> torch.Tensor:
     return weight.contiguous(memory_format=torch.channels_last)
 
 
-def conv1d_image(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+def conv1d_image(x: torch.Tensor, conv: nn.Conv1d, relu: bool = False) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
-    channels_last view: (B, L_out, C_out), the values of conv1d_channels_last."""
+    channels_last view: (B, L_out, C_out), the values of conv1d_channels_last (then a ReLU if asked)."""
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
-    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
-    out = F.conv2d(_image(x), weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
-                   conv.groups)
-    return _windows(out)
+    weight = conv.weight.unsqueeze(2)  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    return _windows(_conv2d(_image(x), weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0],
+                            conv.groups, relu))
 
 
 def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
@@ -207,17 +223,17 @@ def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
     return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
 
 
-def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d) -> torch.Tensor:
+def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
     the values of conv_transpose1d_channels_last, as one stride-1 convolution of the channels_last
-    view giving both phases of each output pair, already interleaved in time."""
+    view giving both phases of each output pair, already interleaved in time (then a ReLU if asked)."""
     batch, length, _ = x.shape
     assert not isinstance(conv.padding, str) and conv.stride[0] == 2 and conv.dilation[0] == 1 \
         and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
     c_out = conv.out_channels
     l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
     weight, reach = _phase_conv_weight(conv)
-    out = F.conv2d(_image(x), _channels_last(weight), None if conv.bias is None else conv.bias.repeat(2), 1, (0, reach))
+    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu)
     # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
     return _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
 
@@ -242,15 +258,21 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
     modules = list(layers)
     inference = not torch.is_grad_enabled()  # no autograd graph: oneDNN's convolutions, activations in place
-    conv, conv_transpose = ((conv1d_image, conv_transpose1d_image) if inference
-                            else (conv1d_channels_last, conv_transpose1d_channels_last))
+    skip = -1  # the index of a ReLU a convolution has applied already
     flat_from: tuple[int, int] | None = None  # (C, L) of the last Flatten, for the Linear after it
     owned = False  # whether x is a tensor this pass made (not the caller's), free to overwrite
     for i, module in enumerate(modules):
-        if isinstance(module, nn.Conv1d):
-            x, owned = conv(x, module), True
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) and inference:
+            fused_relu = i + 1 < len(modules) and type(modules[i + 1]) is nn.ReLU  # applied as oneDNN writes
+            x = (conv1d_image(x, module, fused_relu) if isinstance(module, nn.Conv1d)
+                 else conv_transpose1d_image(x, module, fused_relu))
+            owned, skip = True, i + 1 if fused_relu else skip
+        elif isinstance(module, nn.Conv1d):
+            x, owned = conv1d_channels_last(x, module), True
         elif isinstance(module, nn.ConvTranspose1d):
-            x, owned = conv_transpose(x, module), True
+            x, owned = conv_transpose1d_channels_last(x, module), True
+        elif i == skip:
+            continue  # the ReLU the convolution before applied
         elif isinstance(module, nn.Flatten):
             steps, channels = x.shape[1:]
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from aemodels import make_detector
+from aemodels import conv1d, make_detector
 from aemodels.base import BaseDetector
 from aemodels.conv1d import Conv1dAutoencoder, channels_last_forward, conv1d_image, conv_lengths, conv_transpose1d_image
 from aemodels.vae import VAE
@@ -54,8 +54,13 @@ def test_image_transposed_convolution_matches_conv_transpose1d(c_in, c_out, k, l
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("relu", 0.2), ("gelu", 0.1)])
-def test_inference_pass_matches_the_modules_and_leaves_the_windows_alone(activation, dropout):
+def test_inference_pass_matches_the_modules_and_leaves_the_windows_alone(activation, dropout, fused, monkeypatch):
+    if not fused:  # a torch built without oneDNN's fused convolution: F.conv2d, then the ReLU in place
+        monkeypatch.setattr(conv1d, "_CONV_RELU", None)
+    elif conv1d._CONV_RELU is None:
+        pytest.skip("this torch has no oneDNN fused convolution")
     torch.manual_seed(2)
     model = Conv1dAutoencoder(17, 3, (4, 8, 16), 3, latent=4, activation=activation, dropout=dropout).eval()
     x = torch.randn(23, 17, 3)
