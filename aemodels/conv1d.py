@@ -95,6 +95,10 @@ class Conv1dAutoencoder(Autoencoder):
         channels last (no transposes of the windows; see channels_last_forward)."""
         return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x))
 
+    def residual_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_windows(x) - x, (B, L, C): scoring subtracts the windows as the last layer writes."""
+        return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x), minus=x)
+
 
 # -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
 # oneDNN runs these small 1-D convolutions (a few channels, kernel 5) on (B, C, L) far below matmul speed,
@@ -166,21 +170,28 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
 # than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
 
 
-# oneDNN's convolution with the ReLU applied as it writes (the op torch's own compiler fuses
-# into on CPU); absent from a build without oneDNN, where F.conv2d and an in-place ReLU follow.
-_CONV_RELU = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
-              if torch.backends.mkldnn.is_available() else None)
+# oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
+# op torch's own compiler fuses into on CPU); absent from a build without oneDNN, where
+# F.conv2d and an in-place ReLU or subtraction follow.
+_CONV_POINTWISE = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+                   if torch.backends.mkldnn.is_available() else None)
 
 
 def _conv2d(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
-            dilation: int, groups: int, relu: bool) -> torch.Tensor:
-    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, in one pass where it can."""
+            dilation: int, groups: int, relu: bool = False, minus: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, or minus
+    (an image of the output's shape) subtracted, in one pass where it can."""
+    assert not (relu and minus is not None), "a ReLU or a subtraction after the convolution, not both"
     weight = _channels_last(weight)
-    if relu and _CONV_RELU is not None:
-        return _CONV_RELU(image.contiguous(memory_format=torch.channels_last), weight, bias, [0, padding],
-                          [1, stride], [1, dilation], groups, "relu", [], "")
+    image = image.contiguous(memory_format=torch.channels_last)
+    args = (weight, bias, [0, padding], [1, stride], [1, dilation], groups)
+    if relu and _CONV_POINTWISE is not None:
+        return _CONV_POINTWISE(image, *args, "relu", [], "")
+    if minus is not None and _CONV_POINTWISE is not None:
+        return _CONV_POINTWISE.binary(image, minus.contiguous(memory_format=torch.channels_last), *args, "sub",
+                                      1.0, None, [], None)
     out = F.conv2d(image, weight, bias, (1, stride), (0, padding), (1, dilation), groups)
-    return out.relu_() if relu else out
+    return out.relu_() if relu else out if minus is None else out.sub_(minus)
 
 
 def _image(x: torch.Tensor) -> torch.Tensor:
@@ -223,19 +234,25 @@ def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
     return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
 
 
-def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False) -> torch.Tensor:
+def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False,
+                           minus: torch.Tensor | None = None) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
     the values of conv_transpose1d_channels_last, as one stride-1 convolution of the channels_last
-    view giving both phases of each output pair, already interleaved in time (then a ReLU if asked)."""
+    view giving both phases of each output pair, already interleaved in time (then a ReLU if
+    asked, or minus (B, L_out, C_out) subtracted)."""
     batch, length, _ = x.shape
     assert not isinstance(conv.padding, str) and conv.stride[0] == 2 and conv.dilation[0] == 1 \
         and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
     c_out = conv.out_channels
     l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
     weight, reach = _phase_conv_weight(conv)
-    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu)
+    # minus in the output's layout: (B, 2L, C_out) -> (B, L, 2 * C_out) -> (B, 2 * C_out, 1, L), when not cropped
+    fused = minus is not None and l_out == 2 * length and minus.is_contiguous()
+    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu,
+                  _image(minus.view(batch, length, 2 * c_out)) if fused and minus is not None else None)
     # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
-    return _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
+    windows = _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
+    return windows.sub_(minus) if minus is not None and not fused else windows
 
 
 class WindowTranspose(nn.Module):
@@ -245,14 +262,15 @@ class WindowTranspose(nn.Module):
         return x.transpose(1, 2)
 
 
-def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.Tensor | None = None) -> torch.Tensor:
     """The layers of conv_encoder / conv_decoder (and the window transposes around them) on
     channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
     give in their own (B, C, L) layout, every step kept in (B, L, C).
 
     With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
     conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
-    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place.
+    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place. With minus, the
+    result is layers(x) - minus, subtracted as a last transposed convolution writes.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
@@ -264,8 +282,10 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
     for i, module in enumerate(modules):
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) and inference:
             fused_relu = i + 1 < len(modules) and type(modules[i + 1]) is nn.ReLU  # applied as oneDNN writes
+            last = i == len(modules) - 1 and minus is not None and isinstance(module, nn.ConvTranspose1d)
             x = (conv1d_image(x, module, fused_relu) if isinstance(module, nn.Conv1d)
-                 else conv_transpose1d_image(x, module, fused_relu))
+                 else conv_transpose1d_image(x, module, fused_relu, minus if last else None))
+            minus = None if last else minus
             owned, skip = True, i + 1 if fused_relu else skip
         elif isinstance(module, nn.Conv1d):
             x, owned = conv1d_channels_last(x, module), True
@@ -300,6 +320,8 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
         else:  # element-wise: activation, dropout, output activation (eval dropout returns x itself)
             out = module(x)
             x, owned = out, owned or out is not x
+    if minus is not None:
+        x = x.sub_(minus) if inference and owned else x - minus
     return x
 
 

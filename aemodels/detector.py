@@ -84,6 +84,9 @@ class Conv1dDetector(BaseDetector):
     def _reconstruct_windows(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(self.model_, x)
 
+    def _flipped_residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model_.residual_windows(x)  # the subtraction done as the last layer writes
+
     def _encode_batch(self, X: np.ndarray) -> np.ndarray:
         return self.model_.encode_windows(windows_tensor(X)).numpy()  # (b, L, C) -> (b, latent)
 

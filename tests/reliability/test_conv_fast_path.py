@@ -58,8 +58,8 @@ def test_image_transposed_convolution_matches_conv_transpose1d(c_in, c_out, k, l
 @pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("relu", 0.2), ("gelu", 0.1)])
 def test_inference_pass_matches_the_modules_and_leaves_the_windows_alone(activation, dropout, fused, monkeypatch):
     if not fused:  # a torch built without oneDNN's fused convolution: F.conv2d, then the ReLU in place
-        monkeypatch.setattr(conv1d, "_CONV_RELU", None)
-    elif conv1d._CONV_RELU is None:
+        monkeypatch.setattr(conv1d, "_CONV_POINTWISE", None)
+    elif conv1d._CONV_POINTWISE is None:
         pytest.skip("this torch has no oneDNN fused convolution")
     torch.manual_seed(2)
     model = Conv1dAutoencoder(17, 3, (4, 8, 16), 3, latent=4, activation=activation, dropout=dropout).eval()
@@ -131,3 +131,24 @@ def test_training_still_takes_gradients_through_the_matmul_path():
     loss = (model.forward_windows(x) - x).square().mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("length, output_activation", [(30, "identity"), (29, "identity"), (30, "sigmoid")])
+def test_residual_is_the_reconstruction_minus_the_windows(length, output_activation, fused, monkeypatch):
+    # 30: the last transposed convolution subtracts as it writes; 29 (its output cropped) and a
+    # sigmoid after it: the subtraction follows
+    if not fused:
+        monkeypatch.setattr(conv1d, "_CONV_POINTWISE", None)
+    torch.manual_seed(5)
+    model = Conv1dAutoencoder(length, 7, output_activation=output_activation).eval()
+    x = torch.randn(31, length, 7)
+    before = x.clone()
+    with torch.inference_mode():
+        reference = model(x.transpose(1, 2)).transpose(1, 2) - x
+        residual = model.residual_windows(x)
+    assert residual.shape == x.shape
+    torch.testing.assert_close(residual, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x, before, rtol=0, atol=0)
+    # with gradients on (training), the same values from the matmul path
+    torch.testing.assert_close(model.residual_windows(x).detach(), reference, atol=1e-5, rtol=1e-5)
