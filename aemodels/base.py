@@ -268,10 +268,13 @@ class BaseDetector:
         """The reconstruction of windows x (b, L, C) float32: a new (b, L, C) tensor (any strides)."""
         return self.model_(x.reshape(len(x), -1)).view(x.shape)  # (b, L*C) in and out
 
+    def _flipped_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat - x for windows x (b, L, C) float32: a new (b, L, C) tensor."""
+        return self._reconstruct_windows(x).sub_(x)
+
     def _sensor_errors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sensor mean squared residual x - x_hat and the sign of its mean: two (b, C) float64 arrays."""
-        x = windows_tensor(X)
-        return self._sensor_arrays(*residual_sums(self._reconstruct_windows(x).sub_(x)))
+        return self._sensor_arrays(*residual_sums(self._flipped_residual(windows_tensor(X))))
 
     def _sensor_arrays(self, sums: torch.Tensor, squares: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(per-sensor mean squared error, scaled by sensor_scale_ if any; sign of the mean residual
@@ -288,8 +291,7 @@ class BaseDetector:
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
         """The mean over sensors of _sensor_errors' errors, (b,) float64, without the signs
         (the same values, so abs(contributions).mean(axis=1) stays the score exactly)."""
-        x = windows_tensor(X)
-        flipped = self._reconstruct_windows(x).sub_(x)  # (b, L, C)
+        flipped = self._flipped_residual(windows_tensor(X))  # (b, L, C)
         batch, steps, sensors = flipped.shape
         per_sensor = torch.eye(sensors, dtype=flipped.dtype).repeat(steps, 1)  # (L * C, C), as residual_sums
         squares = flipped.reshape(batch, steps * sensors).square_() @ per_sensor

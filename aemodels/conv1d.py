@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aemodels.checks import is_int
@@ -91,12 +92,16 @@ class Conv1dAutoencoder(Autoencoder):
 
     def forward_windows(self, x: torch.Tensor) -> torch.Tensor:
         """forward() on windows as they are, (B, L, C) -> (B, L, C): the same values, computed
-        channels last (convolutions as matmuls, no transposes of the windows)."""
+        channels last (no transposes of the windows; see channels_last_forward)."""
         return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x))
+
+    def residual_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_windows(x) - x, (B, L, C): scoring subtracts the windows as the last layer writes."""
+        return channels_last_forward(self.decoder, channels_last_forward(self.encoder, x), minus=x)
 
 
 # -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
-# oneDNN runs these small 1-D convolutions (a few channels, kernel 5) far below matmul speed,
+# oneDNN runs these small 1-D convolutions (a few channels, kernel 5) on (B, C, L) far below matmul speed,
 # and the transposed ones slower still. With the time axis outer and the channels inner, a
 # convolution is one matmul over the unfolded input (im2col), and a stride-2 transposed
 # convolution one matmul that writes each pair of output steps (its two phases) at once.
@@ -156,6 +161,100 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
 
 
+# -- inference: the same convolutions through torch's 2-D convolution on an NHWC view --
+# A channels-last window (B, L, C) is, without a copy, an image (B, C, 1, L) in torch's
+# channels_last memory format, which oneDNN convolves directly (no unfolded copy of the
+# input: 2x the im2col matmul above on the default network). A stride-2 transposed
+# convolution is a stride-1 convolution with 2 * C_out output channels, one per phase of
+# each output pair (the taps of _phase_taps); oneDNN's own transposed convolution is slower
+# than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
+
+
+# oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
+# op torch's own compiler fuses into on CPU); absent from a build without oneDNN, where
+# F.conv2d and an in-place ReLU or subtraction follow.
+_CONV_POINTWISE = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+                   if torch.backends.mkldnn.is_available() else None)
+
+
+def _conv2d(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
+            dilation: int, groups: int, relu: bool = False, minus: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, or minus
+    (an image of the output's shape) subtracted, in one pass where it can."""
+    assert not (relu and minus is not None), "a ReLU or a subtraction after the convolution, not both"
+    weight = _channels_last(weight)
+    image = image.contiguous(memory_format=torch.channels_last)
+    args = (weight, bias, [0, padding], [1, stride], [1, dilation], groups)
+    if relu and _CONV_POINTWISE is not None:
+        return _CONV_POINTWISE(image, *args, "relu", [], "")
+    if minus is not None and _CONV_POINTWISE is not None:
+        return _CONV_POINTWISE.binary(image, minus.contiguous(memory_format=torch.channels_last), *args, "sub",
+                                      1.0, None, [], None)
+    out = F.conv2d(image, weight, bias, (1, stride), (0, padding), (1, dilation), groups)
+    return out.relu_() if relu else out if minus is None else out.sub_(minus)
+
+
+def _image(x: torch.Tensor) -> torch.Tensor:
+    """(B, L, C) -> (B, C, 1, L), a view: channels_last memory when x is contiguous."""
+    return x.unsqueeze(1).permute(0, 3, 1, 2)
+
+
+def _windows(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, L) -> (B, L, C), a view when the image is channels_last."""
+    return image.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def _channels_last(weight: torch.Tensor) -> torch.Tensor:
+    """A (C_out, C_in, 1, k) weight in channels_last memory, as oneDNN wants it beside a
+    channels_last input (a contiguous one sends it down a path many times slower)."""
+    return weight.contiguous(memory_format=torch.channels_last)
+
+
+def conv1d_image(x: torch.Tensor, conv: nn.Conv1d, relu: bool = False) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
+    channels_last view: (B, L_out, C_out), the values of conv1d_channels_last (then a ReLU if asked)."""
+    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
+    weight = conv.weight.unsqueeze(2)  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    return _windows(_conv2d(_image(x), weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0],
+                            conv.groups, relu))
+
+
+def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
+    """The stride-1 convolution equal to a stride-2 transposed one: its weight (2 * C_out,
+    C_in, 1, taps), output channel phase * C_out + c for output step 2m + phase, tap i
+    reading input step m + i - reach, and reach, its symmetric padding."""
+    assert not isinstance(conv.padding, str), "channels-last transposed convolutions take an int padding"
+    k, padding = conv.kernel_size[0], conv.padding[0]
+    c_in, c_out = conv.in_channels, conv.out_channels
+    taps = _phase_taps(k, padding)
+    reach = max(0, -min(taps.values()), max(taps.values()))
+    weight = conv.weight.new_zeros(2, c_out, c_in, 2 * reach + 1)  # (phase, C_out, C_in, taps)
+    for (phase, j), d in taps.items():
+        weight[phase, :, :, d + reach] = conv.weight[:, :, j].t()  # (C_in, C_out) -> (C_out, C_in)
+    return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
+
+
+def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False,
+                           minus: torch.Tensor | None = None) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
+    the values of conv_transpose1d_channels_last, as one stride-1 convolution of the channels_last
+    view giving both phases of each output pair, already interleaved in time (then a ReLU if
+    asked, or minus (B, L_out, C_out) subtracted)."""
+    batch, length, _ = x.shape
+    assert not isinstance(conv.padding, str) and conv.stride[0] == 2 and conv.dilation[0] == 1 \
+        and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
+    c_out = conv.out_channels
+    l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
+    weight, reach = _phase_conv_weight(conv)
+    # minus in the output's layout: (B, 2L, C_out) -> (B, L, 2 * C_out) -> (B, 2 * C_out, 1, L), when not cropped
+    fused = minus is not None and l_out == 2 * length and minus.is_contiguous()
+    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu,
+                  _image(minus.view(batch, length, 2 * c_out)) if fused and minus is not None else None)
+    # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
+    windows = _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
+    return windows.sub_(minus) if minus is not None and not fused else windows
+
+
 class WindowTranspose(nn.Module):
     """(B, L, C) <-> (B, C, L), between window layout and Conv1d layout."""
 
@@ -163,20 +262,37 @@ class WindowTranspose(nn.Module):
         return x.transpose(1, 2)
 
 
-def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.Tensor | None = None) -> torch.Tensor:
     """The layers of conv_encoder / conv_decoder (and the window transposes around them) on
     channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
     give in their own (B, C, L) layout, every step kept in (B, L, C).
 
+    With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
+    conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
+    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place. With minus, the
+    result is layers(x) - minus, subtracted as a last transposed convolution writes.
+
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
     modules = list(layers)
+    inference = not torch.is_grad_enabled()  # no autograd graph: oneDNN's convolutions, activations in place
+    skip = -1  # the index of a ReLU a convolution has applied already
     flat_from: tuple[int, int] | None = None  # (C, L) of the last Flatten, for the Linear after it
+    owned = False  # whether x is a tensor this pass made (not the caller's), free to overwrite
     for i, module in enumerate(modules):
-        if isinstance(module, nn.Conv1d):
-            x = conv1d_channels_last(x, module)
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)) and inference:
+            fused_relu = i + 1 < len(modules) and type(modules[i + 1]) is nn.ReLU  # applied as oneDNN writes
+            last = i == len(modules) - 1 and minus is not None and isinstance(module, nn.ConvTranspose1d)
+            x = (conv1d_image(x, module, fused_relu) if isinstance(module, nn.Conv1d)
+                 else conv_transpose1d_image(x, module, fused_relu, minus if last else None))
+            minus = None if last else minus
+            owned, skip = True, i + 1 if fused_relu else skip
+        elif isinstance(module, nn.Conv1d):
+            x, owned = conv1d_channels_last(x, module), True
         elif isinstance(module, nn.ConvTranspose1d):
-            x = conv_transpose1d_channels_last(x, module)
+            x, owned = conv_transpose1d_channels_last(x, module), True
+        elif i == skip:
+            continue  # the ReLU the convolution before applied
         elif isinstance(module, nn.Flatten):
             steps, channels = x.shape[1:]
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
@@ -193,14 +309,19 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tenso
                 channels, steps = unflatten.unflattened_size
                 weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
                 bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
-            x = nn.functional.linear(x, weight, bias)
+            x, owned = nn.functional.linear(x, weight, bias), True
         elif isinstance(module, nn.Unflatten):
             channels, steps = module.unflattened_size
             x = x.view(len(x), steps, channels)  # the Linear before wrote (L, C) order
         elif isinstance(module, WindowTranspose):
             continue  # windows already are (B, L, C)
-        else:
-            x = module(x)  # element-wise: activation, dropout, output activation
+        elif inference and owned and isinstance(module, nn.ReLU):
+            x = x.relu_()
+        else:  # element-wise: activation, dropout, output activation (eval dropout returns x itself)
+            out = module(x)
+            x, owned = out, owned or out is not x
+    if minus is not None:
+        x = x.sub_(minus) if inference and owned else x - minus
     return x
 
 
