@@ -22,7 +22,7 @@ One run:
     a fan-out's commits, whatever the workers.
 
     PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 20
-    PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 1000 --workers 2   # the issue's size
+    PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 1000 --workers 2   # the target size
 """
 from __future__ import annotations
 
