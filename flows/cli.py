@@ -26,7 +26,9 @@ from flows.render import (
     print_demo,
     print_drift,
     print_evaluation,
+    print_folds,
     print_frame,
+    print_nab_categories,
     print_quality,
     print_query,
     print_training,
@@ -254,25 +256,42 @@ SetOption = typer.Option(None, "--set", help="Change a bench setting for an expe
                                              "detector_params.error_scaling=none.")
 
 
-def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
-           assignments: list[str] | None, config: Path | None) -> None:
-    import json
+FoldsOption = typer.Option(False, "--folds", help="Choose among a small grid of configurations on some folds and "
+                                                   "report on the held-out one (SKAB: valve1 <-> valve2; NAB: leave "
+                                                   "one category out), in-sample beside out-of-fold.")
+GridOption = typer.Option(None, "--grid", help="With --folds: one candidate configuration, space-separated "
+                                               "KEY=VALUE like --set (repeatable; the defaults are always one); "
+                                               "default: a small built-in grid.")
+GridFileOption = typer.Option(None, "--grid-file", help="With --folds: candidates from a file, one per line.")
+ByOption = typer.Option(None, "--by", help="With --folds: the score a fold chooses by (default: f1 for SKAB, "
+                                           "nab_standard for NAB).")
 
+
+def _bench_settings(dataset: str, seeds: str | None, kinds: str | None, assignments: list[str] | None):
     from monitoring.errors import BenchSettingError
     from monitoring.evaluation import benchmarks
 
-    cfg = load(config)
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else ()
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
     try:  # a bad setting: one line, before any file is read
-        settings = benchmarks.with_overrides(
+        return benchmarks.with_overrides(
             benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset), assignments or []),
             seeds=seed_list or None, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None,
         ).validate()
     except BenchSettingError as exc:
         fail(str(exc))
+
+
+def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
+           assignments: list[str] | None, config: Path | None) -> None:
+    import json
+
+    from monitoring.evaluation import benchmarks
+
+    cfg = load(config)
+    settings = _bench_settings(dataset, seeds, kinds, assignments)
     quiet_libraries()
     run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
     started = time.perf_counter()
@@ -290,22 +309,118 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
                           soft_wrap=True)
 
 
+def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
+                          kinds: str | None, assignments: list[str] | None, config: Path | None) -> None:
+    """NAB over several categories: a row per category and detector, and the pooled corpus."""
+    import json
+
+    from features.importers import DataSetError
+    from monitoring.evaluation import folds
+    from monitoring.models.registry import log_benchmark
+
+    cfg = load(config)
+    settings = _bench_settings("nab", seeds, kinds, assignments)
+    try:
+        categories = folds.nab_categories(data)
+    except DataSetError as exc:
+        fail(str(exc))
+    quiet_libraries()
+    started = time.perf_counter()
+    with err_console.status("bench nab") as status:
+        per_file = folds.run_nab_categories(categories, settings, work_dir=work,
+                                            progress=lambda message: status.update(f"bench nab: {message}"))
+    seconds = time.perf_counter() - started
+    table = folds.group_table(per_file)
+    log_benchmark(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, "nab", ",".join(str(d) for d in data),
+                  {**settings.to_params(), "categories": ",".join(name for name, _ in categories),
+                   "files": int(table[table["group"] == folds.POOLED]["files"].iloc[0])},
+                  folds.category_log_rows(table), seconds)
+    if as_json:
+        for record in table.to_dict("records"):
+            print(json.dumps(record))
+        return
+    print_nab_categories(table, [name for name, _ in categories], seconds)
+
+
+def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
+                 kinds: str | None, assignments: list[str] | None, grid: list[str] | None, grid_file: Path | None,
+                 by: str | None, config: Path | None) -> None:
+    import json
+
+    from features.importers import DataSetError
+    from monitoring.errors import BenchSettingError
+    from monitoring.evaluation import folds
+    from monitoring.models.registry import log_benchmark
+
+    cfg = load(config)
+    base = _bench_settings(dataset, seeds, kinds, assignments)
+    by = by or folds.DEFAULT_BY[dataset]
+    if by not in folds.METRICS[dataset]:
+        fail(f"--by {by}: expected one of {list(folds.METRICS[dataset])}")
+    try:
+        candidates = folds.parse_grid(grid or [], grid_file) if grid or grid_file else folds.builtin_grid(dataset)
+        folds.candidate_settings(base, candidates)
+        if dataset == "nab":
+            folds.nab_categories(data)
+    except (BenchSettingError, DataSetError) as exc:
+        fail(str(exc))
+    quiet_libraries()
+    started = time.perf_counter()
+    with err_console.status(f"bench {dataset} --folds") as status:
+        try:
+            results = folds.run_folds(dataset, data, base, candidates, work_dir=work,
+                                      progress=lambda message: status.update(f"bench {dataset} --folds: {message}"))
+            if work is not None:  # every candidate's per-file figures, for SQL / pandas afterwards
+                results.to_csv(Path(work) / "folds-per-file.csv", index=False)
+            report = folds.cross_validate(results, by)
+        except DataSetError as exc:
+            fail(str(exc))
+    seconds = time.perf_counter() - started
+    params, rows = folds.fold_log_rows(report)
+    log_benchmark(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, f"{dataset}-folds",
+                  ",".join(str(d) for d in data), {**base.to_params(), **params}, rows, seconds)
+    if as_json:
+        for record in report.summary.to_dict("records"):
+            print(json.dumps(record))
+        for record in report.folds.to_dict("records"):
+            print(json.dumps(record))
+        return
+    print_folds(dataset, report, seconds)
+
+
 @bench_app.command("skab")
 def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
                seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
-               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
+               assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
+               grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
+               by: str | None = ByOption, config: Path | None = ConfigOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
+    if use_folds:
+        _bench_folds("skab", [data], as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
+        return
     _bench("skab", data, as_json, work, seeds, kinds, assignments, config)
 
 
+NabDataOption = typer.Option(..., "--data", help="A NAB category folder (CSVs and windows.json), or a folder of "
+                                                 "them; repeatable. Read in place, never copied.")
+
+
 @bench_app.command("nab")
-def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
+def bench_nab(data: list[Path] = NabDataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
               seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
-               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
-    """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
-    rest; one normalised score per profile."""
-    _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
+              assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
+              grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
+              by: str | None = ByOption, config: Path | None = ConfigOption):
+    """NAB's scorer on NAB-layout folders with windows.json: train on each file's probationary period, score the
+    rest; one normalised score per profile. Several categories: a row per category and the pooled corpus."""
+    if use_folds:
+        _bench_folds("nab", data, as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
+        return
+    if len(data) == 1 and any(data[0].glob("*.csv")):
+        _bench("nab", data[0], as_json, work, seeds, kinds, assignments, config)
+        return
+    _bench_nab_categories(data, as_json, work, seeds, kinds, assignments, config)
 
 
 SetsOption = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; default: every .npz "

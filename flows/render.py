@@ -159,6 +159,60 @@ def print_bench(dataset: str, rows, seconds: float) -> None:
     console.print(table)
 
 
+def _figure(value, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def print_nab_categories(table: pd.DataFrame, categories: list[str], seconds: float) -> None:
+    """A row per category and detector, then the pooled corpus, with NAB's published rows
+    for the same category beside them. A category without windows shows its raw total."""
+    from monitoring.evaluation.folds import NAB_PUBLISHED_SOURCE, POOLED, nab_published
+
+    out = Table("category", "detector", "files", "windows", "NAB standard", "NAB low FP", "NAB low FN",
+                "raw standard", title=f"nab: {len(categories)} categories, {seconds:.0f} s (published rows dim: "
+                                      f"{NAB_PUBLISHED_SOURCE})")
+    for group in [*categories, POOLED]:
+        part = table[table["group"] == group]
+        for record in part.to_dict("records"):
+            out.add_row(group, record["detector"], f"{record['files']:.0f}", f"{record['windows']:.0f}",
+                        *(_figure(record[k]) for k in ("nab_standard", "nab_low_fp", "nab_low_fn")),
+                        _figure(record["nab_raw_standard"]))
+        no_windows = len(part) > 0 and part["windows"].iloc[0] == 0
+        for name, values in nab_published(group, categories).items():
+            shown = ["-", "-", "-", "[dim]" + _figure(values[0]) + "[/]"] if no_windows else \
+                [f"[dim]{_figure(v)}[/]" for v in values] + ["-"]
+            out.add_row(f"[dim]{group}[/]", f"[dim]{name} (published)[/]", "", "", *shown)
+        out.add_section()
+    console.print(out)
+
+
+def print_folds(dataset: str, report, seconds: float) -> None:
+    """Per fold: the choice made on the other folds and its held-out score; per detector:
+    in-sample (chosen on all) beside out-of-fold and the defaults."""
+    by = report.by
+    folds = Table("detector", "held out", "chosen on the others", f"{by} (train)", f"{by} held out",
+                  "defaults held out", "best on held out (in-sample)",
+                  title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}, {seconds:.0f} s")
+    for r in report.folds.to_dict("records"):
+        held = _figure(r["held_out_score"], 3 if by == "f1" else 2)
+        if r["held_out_score"] != r["held_out_score"]:  # no windows: the raw total instead
+            held = f"raw {r['held_out_raw_standard']:.2f}"
+        folds.add_row(r["detector"], r["held_out"], r["chosen"], _figure(r["train_score"], 3 if by == "f1" else 2),
+                      held, "-" if r["default_score"] != r["default_score"] else
+                      _figure(r["default_score"], 3 if by == "f1" else 2),
+                      f"{r['best_on_held_out']} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})")
+    console.print(folds)
+    keys = [k for k in ("f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn")
+            if f"out_of_fold_{k}" in report.summary.columns]
+    summary = Table("detector", "figures", *keys, title=f"{dataset}: in-sample vs out-of-fold, pooled over all files")
+    for r in report.summary.to_dict("records"):
+        for label, prefix in ((f"in-sample ({r['in_sample_choice']})", "in_sample_"),
+                              ("out-of-fold", "out_of_fold_"), ("defaults", "defaults_")):
+            summary.add_row(r["detector"], label, *(_figure(r[prefix + k], 3 if k == "f1" else 2) for k in keys))
+        summary.add_section()
+    console.print(summary)
+
+
 def print_adbench(result) -> None:
     """Per setting: ROC AUC per set (mean over seeds; rank among all detectors in brackets),
     then the averages, F1 at each detector's own threshold against the best any threshold

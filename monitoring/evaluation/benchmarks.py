@@ -288,7 +288,8 @@ def _run(files: list[_File], warehouse: Warehouse, stream: str, sensors: list[st
                     "seed": seed, "asset": file.asset, "alarm_rows": int(alarms[file.train_rows:].sum()),
                     **({f"point_{k}": getattr(pointwise, k) for k in ("tp", "fp", "fn", "tn")} if pointwise else {}),
                     "nab_tp": nab_score.tp, "nab_fp": nab_score.fp, "nab_fn": nab_score.fn,
-                    "nab_raw_standard": nab_score.raw["standard"]})
+                    **{f"nab_raw_{p}": nab_score.raw[p] for p in NAB_PROFILES},
+                    "nab_windows": nab_score.n_windows, "nab_windows_unscored": nab_score.n_windows_unscored})
     rows = []
     scored_rows = sum(len(f.readings) - f.train_rows for f in files)
     for name in settings.detectors:
