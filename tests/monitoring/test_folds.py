@@ -120,7 +120,7 @@ def test_grid_text_and_files_are_checked_before_any_run(tmp_path):
         folds.parse_grid(["window20"])
     with pytest.raises(BenchSettingError, match="grid candidate 'window=0'"):
         folds.candidate_settings(BenchSettings(), folds.parse_grid(["window=0"]))
-    with pytest.raises(BenchSettingError, match="--grid-file .*missing.txt: cannot read"):
+    with pytest.raises(BenchSettingError, match=r"--grid-file .*missing\.txt: cannot read"):
         folds.parse_grid([], tmp_path / "missing.txt")
 
 
