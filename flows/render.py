@@ -204,7 +204,10 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     console.print(folds)
     keys = [k for k in ("f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn")
             if f"out_of_fold_{k}" in report.summary.columns]
-    summary = Table("detector", "figures", *keys, title=f"{dataset}: in-sample vs out-of-fold, pooled over all files")
+    labels = {"f1": "F1", "far": "FAR %", "mar": "MAR %", "nab_standard": "NAB standard", "nab_low_fp": "NAB low FP",
+              "nab_low_fn": "NAB low FN"}
+    summary = Table("detector", "figures", *(labels[k] for k in keys),
+                    title=f"{dataset}: in-sample vs out-of-fold, pooled over all files")
     for r in report.summary.to_dict("records"):
         for label, prefix in ((f"in-sample ({r['in_sample_choice']})", "in_sample_"),
                               ("out-of-fold", "out_of_fold_"), ("defaults", "defaults_")):
