@@ -360,8 +360,8 @@ def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | Non
     try:
         candidates = folds.parse_grid(grid or [], grid_file) if grid or grid_file else folds.builtin_grid(dataset)
         folds.candidate_settings(base, candidates)
-        if dataset == "nab":
-            folds.nab_categories(data)
+        if dataset == "nab" and len(folds.nab_categories(data)) < 2:
+            fail(f"--folds leaves one NAB category out: give at least two, got {[str(d) for d in data]}")
     except (BenchSettingError, DataSetError) as exc:
         fail(str(exc))
     quiet_libraries()
