@@ -204,3 +204,17 @@ def test_skab_groups_are_its_folders(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "0.csv").write_text("datetime;anomaly;changepoint\n")
     assert folds.skab_groups(tmp_path) == {"valve1-0": "valve1", "valve2-0": "valve2"}
+
+
+def test_folds_refuse_bad_options_before_any_run(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    _series(tmp_path / "one", "catOne", "s1.csv")
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "nab", "--folds", "--data", str(tmp_path / "one")])
+    assert result.exit_code == 2 and "give at least two" in result.output
+    result = runner.invoke(app, ["bench", "nab", "--folds", "--data", str(tmp_path / "one"), "--by", "f1"])
+    assert result.exit_code == 2 and "--by f1: expected one of ['nab_standard'" in result.output
+    result = runner.invoke(app, ["bench", "nab", "--folds", "--data", str(tmp_path / "one"), "--grid", "window=0"])
+    assert result.exit_code == 2 and "grid candidate 'window=0': window=0, expected >= 1" in result.output
