@@ -190,15 +190,16 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     """Per fold: the choice made on the other folds and its held-out score; per detector:
     in-sample (chosen on all) beside out-of-fold and the defaults."""
     by = report.by
-    folds = Table("detector", "held out", "chosen on the others", f"{by} (train)", f"{by} held out",
-                  "defaults held out", "best on held out (in-sample)",
-                  title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}, {seconds:.0f} s")
+    folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}, {seconds:.0f} s")
+    for header in ("detector", "held out", "chosen on the others", "train", "held out score", "defaults held out",
+                   "best on held out (in-sample)"):
+        folds.add_column(header, overflow="fold")  # candidate names are whole settings: wrapped, never cut
     for r in report.folds.to_dict("records"):
         held = _figure(r["held_out_score"], 3 if by == "f1" else 2)
         if r["held_out_score"] != r["held_out_score"]:  # no windows: the raw total instead
             held = f"raw {r['held_out_raw_standard']:.2f}"
         folds.add_row(r["detector"], r["held_out"], r["chosen"], _figure(r["train_score"], 3 if by == "f1" else 2),
-                      held, "-" if r["default_score"] != r["default_score"] else
+                      held, f"raw {r['default_raw_standard']:.2f}" if r["default_score"] != r["default_score"] else
                       _figure(r["default_score"], 3 if by == "f1" else 2),
                       f"{r['best_on_held_out']} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})")
     console.print(folds)

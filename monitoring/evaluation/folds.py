@@ -297,16 +297,17 @@ def cross_validate(results: pd.DataFrame, by: str) -> FoldReport:
             chosen, train_score = choose(mine, detector, train, by)
             test = mine[mine["group"] == group]
             scored = pooled_scores(test[test["candidate"] == chosen])
+            defaults = pooled_scores(test[test["candidate"] == candidates[0]])
             oracle, oracle_score = choose(mine, detector, [group], by)
             fold_rows.append({
                 "detector": detector, "held_out": group, "chosen": chosen, "train_score": train_score,
                 "held_out_score": scored[by], "held_out_raw_standard": scored["nab_raw_standard"],
-                "default_score": pooled_scores(test[test["candidate"] == candidates[0]])[by],
+                "default_score": defaults[by], "default_raw_standard": defaults["nab_raw_standard"],
                 "best_on_held_out": oracle, "best_held_out_score": oracle_score})
             held_out_files.append(test[test["candidate"] == chosen])
         in_sample, in_sample_score = choose(mine, detector, groups, by)
         out_of_fold = pooled_scores(pd.concat(held_out_files, ignore_index=True))
-        defaults = pooled_scores(mine[mine["candidate"] == candidates[0]])
+        defaults = pooled_scores(mine[mine["candidate"] == candidates[0]])  # over every group
         in_sample_all = pooled_scores(mine[mine["candidate"] == in_sample])
         summary_rows.append({
             "detector": detector, "in_sample_choice": in_sample,
