@@ -497,7 +497,7 @@ def replay(
     settings = cfg.stream(stream)
     if not file.is_file():
         fail(f"{file}: no such file; expected a recorded CSV or Parquet file")
-    inbox = cfg.inbox(stream)
+    inbox = cfg.local_inbox(stream)
 
     def report(done: ReplayedChunk) -> None:
         console.print(f"{done.written_s:8.1f} s  {done.path.name}  {done.rows} rows from {done.first}",
