@@ -44,6 +44,7 @@ from flows.locations import (
     resolve_home,
     validate_cron,
 )
+from flows.secrets import apply_secrets, check_secrets
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.errors import InboxError
 from monitoring.evaluation.drift_detection import DriftRule
@@ -582,6 +583,8 @@ class AemonConfig(Settings):
     webhook: WebhookSettings = WebhookSettings()
     runner: RunnerSettings = RunnerSettings()
     streams: dict[str, StreamSettings] = Field(default_factory=lambda: {DEMO_STREAM_NAME: demo_stream()})
+    # environment variable -> Prefect Secret block holding its value (flows.secrets)
+    secrets: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("home")
     @classmethod
@@ -650,10 +653,12 @@ def load_config(path: str | Path | None = None, *, detectors: bool = True) -> Ae
     `detectors=False` leaves the streams' [detectors] tables as written, unchecked, and
     imports no detector code (torch): for commands that neither train nor score."""
     data, base, source = read_config(path)
+    secrets = check_secrets(data.get("secrets", {}), str(source or "default configuration"))
     if "streams" not in data:  # the built-in stream, checked like a declared one
         data = {**data, "streams": {DEMO_STREAM_NAME: DEMO_STREAM_TABLE}}
     try:
         config = AemonConfig.model_validate(data, context={CHECK_DETECTORS: detectors})
     except ValidationError as exc:
         raise ConfigError(describe(exc, source)) from None
+    apply_secrets(secrets)  # once a process, only when configured: the credentials the clients read
     return config.model_copy(update={"home": resolve_home(config.home, base)})

@@ -205,3 +205,96 @@ def test_a_bad_inbox_uri_is_one_line_naming_the_setting(tmp_path, capsys, monkey
     line = one_line_error(err)
     assert code == 2 and expected in line, line
     assert "hunter2" not in out + err
+
+
+# -- credentials from Prefect Secret blocks ------------------------------------------------------
+
+
+def harness_api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness names its API"
+    return str(url)
+
+
+@pytest.mark.slow
+def test_s3_keys_from_secret_blocks_are_used_and_never_shown(moto, tmp_path, small_stream, prefect_harness):
+    """The S3 keys live only in Prefect Secret blocks: `aemon ingest` (a flow run on the
+    harness's API) and `aemon train` read them through `[secrets]`, the s3:// inbox is
+    ingested with them, and the secret key is in no output, no Prefect log row or flow-run
+    parameter, and no MLflow param or tag."""
+    import asyncio
+
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter
+
+    Secret(value=moto["AWS_ACCESS_KEY_ID"]).save("aemon-test-s3-key-id", overwrite=True)
+    Secret(value=moto["AWS_SECRET_ACCESS_KEY"]).save("aemon-test-s3-secret-key", overwrite=True)
+    prefix = "secret-blocks/pumps"
+    put_csv(moto, f"{prefix}/a.csv", small_stream.readings)
+    home = tmp_path / "home"
+    config = write_config(home, f"s3://{BUCKET}/{prefix}")
+    config.write_text('secrets = { AWS_ACCESS_KEY_ID = "aemon-test-s3-key-id", '
+                      'AWS_SECRET_ACCESS_KEY = "aemon-test-s3-secret-key" }\n' + config.read_text()
+                      + '\n[streams.pumps.detectors]\nkinds = ["mlp_ae"]\nn_threads = 1\nepochs = 2\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PREFECT_API", "AEMON_"))}
+    env.update({"PYTHONPATH": str(ROOT), "PREFECT_API_URL": harness_api_url(),
+                "AWS_ENDPOINT_URL": moto["AWS_ENDPOINT_URL"], "AWS_DEFAULT_REGION": "us-east-1"})
+    outputs = []
+    for args in (["ingest", STREAM, "--flow-run"], ["train", STREAM]):
+        done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args,
+                               "--config", str(config)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=400)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0 and "Traceback" not in outputs[-1], outputs[-1][-3000:]
+    assert "a.csv" in outputs[0] and " ok " in outputs[0], outputs[0]  # read from the bucket with the block's keys
+
+    async def stored() -> tuple[list[str], list[str]]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            logs = await client.read_logs(LogFilter(flow_run_id={"any_": [r.id for r in runs]}))
+            return [log.message for log in logs], [repr(r.parameters) for r in runs]
+
+    messages, parameters = asyncio.run(stored())
+    assert len(messages) > 3 and any(p for p in parameters)
+    import sqlite3
+
+    with sqlite3.connect(home / "mlflow.db") as db:
+        mlflow_rows = db.execute("SELECT key, value FROM params UNION ALL SELECT key, value FROM tags").fetchall()
+    assert len(mlflow_rows) > 5
+    secret = moto["AWS_SECRET_ACCESS_KEY"]
+    texts = {"outputs": "\n".join(outputs), "prefect logs": "\n".join(messages), "parameters": "\n".join(parameters),
+             "mlflow": repr(mlflow_rows)}
+    assert not [name for name, text in texts.items() if secret in text], "the secret key was shown"
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ('{ AWS_SECRET_ACCESS_KEY = "no-such-block-here" }',
+     "secrets.AWS_SECRET_ACCESS_KEY: no Prefect Secret block named 'no-such-block-here'"),
+    ('{ HOME = "some-block" }', "secrets.HOME: not a variable aemon reads credentials from"),
+    ('{ PGPASSWORD = "Not A Name" }', "secrets.PGPASSWORD: 'Not A Name' is not a Secret block name"),
+    ('"pg-password"', "secrets: expected a table of VARIABLE"),
+])
+def test_a_bad_or_missing_secret_block_is_one_line_naming_it(tmp_path, capsys, monkeypatch, prefect_harness, table,
+                                                             expected):
+    from flows.secrets import forget_applied
+
+    forget_applied()
+    config = write_config(tmp_path / "home", "inbox/pumps")
+    config.write_text(f"secrets = {table}\n" + config.read_text())
+    for command in (["ingest", STREAM, "--in-process"], ["sql", "SELECT 1"]):
+        code, _, err = run_cli(capsys, monkeypatch, *command, "--config", str(config))
+        line = one_line_error(err)
+        assert code == 2 and expected in line, line
+
+
+def test_without_a_secrets_table_no_prefect_is_imported(tmp_path):
+    """`aemon sql`'s configuration path reads no block and imports no Prefect with no [secrets]."""
+    config = write_config(tmp_path / "home", "inbox/pumps")
+    probe = ("import sys; from flows.locations import load_warehouse, load_tracking_uri; "
+             f"load_warehouse({str(config)!r}); load_tracking_uri({str(config)!r}); print('prefect' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "False", done.stdout + done.stderr
