@@ -585,12 +585,14 @@ def demo(
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from features.synthetic import SyntheticSpec
-    from flows.demo import run_demo
+    from flows.demo import DEMO_STREAM, run_demo
 
     quiet_libraries()
     start_local_api()
 
     cfg = load(config)
+    cfg.local_inbox(DEMO_STREAM)  # the demo writes files there: an s3:// inbox is one line, before any step
+
     spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
     labels = {
         "generate": "generating synthetic pump data",
