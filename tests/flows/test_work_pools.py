@@ -120,7 +120,7 @@ def test_pools_are_created_and_the_variants_deployed_with_prefects_cli(prefect_h
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")},
            "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(ROOT),
-           "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_CLI_PROMPT": "false"}
+           "PREFECT_HOME": str(tmp_path / "prefect-home")}
     prefect = [sys.executable, "-m", "prefect"]
     for kind, path in VARIANTS.items():
         for args in (["work-pool", "create", f"aemon-{kind}", "--type", kind, "--overwrite"],
