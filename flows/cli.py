@@ -612,7 +612,7 @@ def replay(
     settings = cfg.stream(stream)
     if not file.is_file():
         fail(f"{file}: no such file; expected a recorded CSV or Parquet file")
-    inbox = cfg.inbox(stream)
+    inbox = cfg.local_inbox(stream)
 
     def report(done: ReplayedChunk) -> None:
         console.print(f"{done.written_s:8.1f} s  {done.path.name}  {done.rows} rows from {done.first}",
@@ -700,12 +700,14 @@ def demo(
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from features.synthetic import SyntheticSpec
-    from flows.demo import run_demo
+    from flows.demo import DEMO_STREAM, run_demo
 
     quiet_libraries()
     start_local_api()
 
     cfg = load(config)
+    cfg.local_inbox(DEMO_STREAM)  # the demo writes files there: an s3:// inbox is one line, before any step
+
     spec = SyntheticSpec(n_assets=assets, days=days, seed=seed)
     labels = {
         "generate": "generating synthetic pump data",

@@ -44,7 +44,9 @@ from flows.locations import (
     resolve_home,
     validate_cron,
 )
+from flows.secrets import apply_secrets, check_secrets
 from monitoring.alerting.incidents import IncidentRule
+from monitoring.errors import InboxError
 from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models.defaults import (
     STREAM_DETECTOR_DEFAULTS,
@@ -53,7 +55,8 @@ from monitoring.models.defaults import (
     TABULAR_THRESHOLD,
     TrainingSplit,
 )
-from monitoring.store.connection import Warehouse
+from monitoring.store.connection import Warehouse, is_uri
+from monitoring.store.inbox import check_inbox_uri
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 
@@ -369,8 +372,10 @@ class StreamSettings(Settings):
     # readings outside [accept_from, now + accept_ahead_hours] (UTC) are quarantined
     accept_from: str = DEFAULT_ACCEPT_FROM
     accept_ahead_hours: float = DEFAULT_ACCEPT_AHEAD_HOURS
-    inbox: Path | None = None  # default: <home>/inbox/<stream>
-    archive: Path | None = None  # move each ingested file here (relative: under home); None: files stay
+    # default: <home>/inbox/<stream>; a folder (relative: under home) or s3://bucket/prefix
+    inbox: Path | str | None = None
+    # move each ingested file here (relative: under home; with an s3:// inbox, an s3:// URI); None: files stay
+    archive: Path | str | None = None
     exclusions: ExclusionSettings = ExclusionSettings()
     window: WindowSpec = WindowSpec()
     # the [detectors] table: a detectors_model() instance, or the table as written when the
@@ -406,10 +411,27 @@ class StreamSettings(Settings):
             return value.isoformat()
         return value
 
-    @field_validator("inbox", "archive")
+    @field_validator("inbox", "archive", mode="before")
     @classmethod
-    def _folder(cls, value: Path | None) -> Path | None:
-        return _no_nul(value)
+    def _folder(cls, value: Any, info: ValidationInfo) -> Any:
+        """A folder (a Path), or an object-store URI kept as text (`s3://bucket/prefix`)."""
+        if isinstance(value, str) and is_uri(value):
+            try:
+                return check_inbox_uri(value, info.field_name or "inbox")
+            except InboxError as exc:
+                raise ValueError(str(exc)) from None
+        if isinstance(value, str | Path):
+            return _no_nul(Path(value))
+        return value
+
+    @model_validator(mode="after")
+    def _archive_beside_inbox(self):
+        """An archive on the inbox's side: objects are archived into a URI, files into a folder."""
+        if self.archive is not None and isinstance(self.archive, str) != isinstance(self.inbox, str):
+            where = "an s3:// URI" if isinstance(self.inbox, str) else "a folder"
+            raise ValueError(f"archive {str(self.archive)!r}: the inbox is {str(self.inbox or 'a folder')!r}, so "
+                             f"the archive must be {where} too")
+        return self
 
     @model_validator(mode="after")
     def _one_asset_source(self):
@@ -561,6 +583,8 @@ class AemonConfig(Settings):
     webhook: WebhookSettings = WebhookSettings()
     runner: RunnerSettings = RunnerSettings()
     streams: dict[str, StreamSettings] = Field(default_factory=lambda: {DEMO_STREAM_NAME: demo_stream()})
+    # environment variable -> Prefect Secret block holding its value (flows.secrets)
+    secrets: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("home")
     @classmethod
@@ -581,16 +605,30 @@ class AemonConfig(Settings):
         """The warehouse: by default a SQLite catalog and Parquet files under home."""
         return self.warehouse_settings.warehouse(self.home)
 
-    def inbox(self, stream: str) -> Path:
+    def inbox(self, stream: str) -> Path | str:
+        """The stream's inbox: a folder, or an object-store URI (`s3://bucket/prefix`)."""
         settings = self.streams.get(stream)
         if settings is not None and settings.inbox is not None:
+            if isinstance(settings.inbox, str):
+                return settings.inbox
             return settings.inbox if settings.inbox.is_absolute() else self.home / settings.inbox
         return self.home / "inbox" / stream
 
-    def archive(self, stream: str) -> Path | None:
+    def local_inbox(self, stream: str) -> Path:
+        """The stream's inbox folder, for commands that write files into it (demo, replay);
+        a ConfigError when the inbox is on an object store."""
+        inbox = self.inbox(stream)
+        if isinstance(inbox, str):
+            raise ConfigError(f"streams.{stream}.inbox is {inbox}; this command writes files into a local inbox "
+                              "folder (upload them to the bucket instead)")
+        return inbox
+
+    def archive(self, stream: str) -> Path | str | None:
         """Where the stream's ingested files are moved, or None (they stay in the inbox)."""
         folder = self.stream(stream).archive
-        return None if folder is None else folder if folder.is_absolute() else self.home / folder
+        if folder is None or isinstance(folder, str):
+            return folder
+        return folder if folder.is_absolute() else self.home / folder
 
     @property
     def mlflow_tracking_uri(self) -> str:
@@ -615,10 +653,12 @@ def load_config(path: str | Path | None = None, *, detectors: bool = True) -> Ae
     `detectors=False` leaves the streams' [detectors] tables as written, unchecked, and
     imports no detector code (torch): for commands that neither train nor score."""
     data, base, source = read_config(path)
+    secrets = check_secrets(data.get("secrets", {}), str(source or "default configuration"))
     if "streams" not in data:  # the built-in stream, checked like a declared one
         data = {**data, "streams": {DEMO_STREAM_NAME: DEMO_STREAM_TABLE}}
     try:
         config = AemonConfig.model_validate(data, context={CHECK_DETECTORS: detectors})
     except ValidationError as exc:
         raise ConfigError(describe(exc, source)) from None
+    apply_secrets(secrets)  # once a process, only when configured: the credentials the clients read
     return config.model_copy(update={"home": resolve_home(config.home, base)})

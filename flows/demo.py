@@ -39,7 +39,7 @@ def write_inbox(config: AemonConfig, spec: SyntheticSpec) -> tuple[list[Path], p
     """Generate the stream and drop it in the inbox as exports would arrive: one file per
     asset, CSV for most, Parquet for the last. Returns (files, faults, end of clean history)."""
     data = generate_stream(spec)
-    inbox = config.inbox(DEMO_STREAM)
+    inbox = config.local_inbox(DEMO_STREAM)
     inbox.mkdir(parents=True, exist_ok=True)
     assets = sorted(data.readings["asset"].unique())
     paths = []

@@ -15,6 +15,7 @@ from prefect.events import emit_event
 from flows import tasks
 from flows.config import load_config
 from flows.notify import alert_on_failure
+from monitoring.store.ingestion import file_name
 
 if TYPE_CHECKING:
     from flows.config import AemonConfig
@@ -29,7 +30,8 @@ def stream_resource(stream: str) -> dict[str, str]:
 
 @flow(name="ingest-readings", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
 def ingest_readings(stream: str, config_path: str | None = None, retry_rejected: bool = False) -> list[dict]:
-    """Ingest the new and changed files in `<home>/inbox/<stream>/`; returns one audit dict
+    """Ingest the new and changed files in the stream's inbox (`<home>/inbox/<stream>/` by
+    default; a folder or an s3:// URI); returns one audit dict
     per file ingested. Files unchanged since their last ingest (same name, size and
     modification time) are not read again: they are one summary line in the log. With the
     stream's `archive` set, every file whose content is in the lake is moved there."""
@@ -54,7 +56,7 @@ def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: 
     removed = steps.remove_stale_staging(config.warehouse, stream)
     if removed:
         logger.info("removed %d files left by an interrupted ingest: %s", len(removed),
-                    ", ".join(str(p).rsplit("/", 1)[-1] for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
+                    ", ".join(file_name(p) for p in removed[:5]) + (", ..." if len(removed) > 5 else ""))
     scan = steps.scan_inbox(config.warehouse, stream, config.inbox(stream), retry_rejected=retry_rejected)
     archive = config.archive(stream)
     if scan.n_unchanged:
@@ -68,12 +70,12 @@ def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: 
             config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
         )
         if result.status == "rejected":
-            logger.warning("%s rejected: %s", path.name, result.error)
+            logger.warning("%s rejected: %s", file_name(path), result.error)
         elif result.rows_quarantined:
             logger.warning("%s: %d rows accepted, %d quarantined (see the quarantine table)",
-                           path.name, result.rows_accepted, result.rows_quarantined)
+                           file_name(path), result.rows_accepted, result.rows_quarantined)
         else:
-            logger.info("%s %s: %d rows", path.name, result.status, result.rows_accepted)
+            logger.info("%s %s: %d rows", file_name(path), result.status, result.rows_accepted)
         if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
             steps.archive_file(path, archive)
         results.append(result.to_dict())

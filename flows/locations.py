@@ -171,6 +171,7 @@ def stream_names(path: str | Path | None = None) -> list[str]:
 def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, WarehouseSettings]:
     """The warehouse of the configuration, reading only `home` and `[warehouse]`."""
     data, base, source = read_config(path)
+    _apply_secrets(data, source)
     try:
         settings = WarehouseSettings(**data.get("warehouse", {}))
     except ValidationError as exc:
@@ -178,6 +179,15 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
     except TypeError:
         raise ConfigError(f"{source}: warehouse: expected a table of settings") from None
     return settings.warehouse(_home(data, base, source)), settings
+
+
+def _apply_secrets(data: dict[str, Any], source: Path | None) -> None:
+    """The `[secrets]` table's Secret blocks into the environment (flows.secrets), only when
+    the file has one: otherwise nothing is imported and no API is called."""
+    if "secrets" in data:
+        from flows.secrets import apply_secrets, check_secrets
+
+        apply_secrets(check_secrets(data["secrets"], str(source or "default configuration")))
 
 
 def _home(data: dict[str, Any], base: Path, source: Path | None) -> Path:
@@ -195,6 +205,7 @@ def load_tracking_uri(path: str | Path | None = None) -> str:
     """The MLflow tracking URI of the configuration (flows.config.AemonConfig.mlflow_tracking_uri),
     reading only `home` and `tracking_uri`."""
     data, base, source = read_config(path)
+    _apply_secrets(data, source)
     uri = data.get("tracking_uri")
     if uri is not None and not isinstance(uri, str):
         raise ConfigError(f"{source or 'default configuration'}: tracking_uri: expected a URI (a string), got {uri!r}")

@@ -26,6 +26,7 @@ from flows.config import (
     detector_params,
 )
 from flows.locations import CONFIG_FILE, DEFAULT_HOME, WarehouseSettings
+from flows.secrets import SECRET_VARIABLES
 
 DEMO_NAME = "pumps"
 
@@ -57,8 +58,9 @@ NOTES: dict[str, str] = {
     "duplicates": "which of repeated timestamps is kept: first, last or drop",
     "accept_from": "readings before this time (UTC) are quarantined: a clock reset, not a reading",
     "accept_ahead_hours": "readings later than now + this many hours are quarantined (a clock fault)",
-    "inbox": "where the stream's files land (default: <home>/inbox/<stream>)",
-    "archive": "move each ingested file here, e.g. \"archive/pumps\" (under home); unset: files stay in the inbox",
+    "inbox": "where the stream's files land: a folder or s3://bucket/prefix (default: <home>/inbox/<stream>)",
+    "archive": "move each ingested file here, e.g. \"archive/pumps\" (under home; s3://... for an s3:// inbox); "
+               "unset: files stay in the inbox",
     "window.size": "readings per window",
     "window.stride": "readings between the starts of two scored windows",
     "window.interval_s": "seconds between readings on the regular grid",
@@ -183,6 +185,10 @@ def starter_config() -> str:
     lines = HEADER.splitlines()
     lines += ["", *_line("home", DEFAULT_HOME, NOTES["home"], commented=True)]
     lines += _line("tracking_uri", None, NOTES["tracking_uri"]) + _line("artifact_root", None, NOTES["artifact_root"])
+    lines += ["# credentials from Prefect Secret blocks, VARIABLE = \"block-name\", read into the environment when",
+              "# a command or flow starts (unset: the environment only); variables: " + ", ".join(SECRET_VARIABLES[:3]),
+              "#   " + ", ".join(SECRET_VARIABLES[3:]),
+              '# secrets = { AWS_SECRET_ACCESS_KEY = "aemon-s3-secret-key", PGPASSWORD = "aemon-postgres-password" }']
     warehouse: WarehouseSettings = defaults.warehouse_settings
     lines += _table("warehouse", _fields(warehouse), "warehouse.")
     lines += _table("webhook", _fields(defaults.webhook), "webhook.")

@@ -65,7 +65,8 @@ def compute_task(name: str | None = None, **options: Any) -> Callable[[Callable[
 
 
 @io_task("scan-inbox")
-def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, retry_rejected: bool = False) -> ingestion.InboxScan:
+def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path | str,
+               retry_rejected: bool = False) -> ingestion.InboxScan:
     return ingestion.scan_inbox(warehouse, stream, inbox, retry_rejected=retry_rejected)
 
 
@@ -75,12 +76,12 @@ def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[Path | str]:
 
 
 @io_task("archive-file")
-def archive_file(path: Path, folder: Path) -> Path:
+def archive_file(path: ingestion.InboxPath, folder: Path | str) -> ingestion.InboxPath | None:
     return ingestion.archive_file(path, folder)
 
 
 @io_task("ingest-file")
-def ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: Path,
+def ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: ingestion.InboxPath,
                 retry_rejected: bool = False) -> ingestion.BatchResult:
     return ingestion.ingest_file(warehouse, stream, schema, path, retry_rejected=retry_rejected)
 

@@ -9,6 +9,10 @@ class WarehouseError(MonitoringError):
     """The DuckDB warehouse or the Parquet lake cannot do what was asked."""
 
 
+class InboxError(MonitoringError):
+    """A stream's inbox on an object store cannot be listed or read (no bucket, no credentials)."""
+
+
 class RegistryError(MonitoringError):
     """MLflow has no model, version or alias where one was expected."""
 

@@ -16,6 +16,10 @@ processed file is noted in the inbox manifest (`inbox_files`) with the size and
 modification time it had when it was hashed, and `scan_inbox` passes over a file whose
 name, size and mtime are unchanged without reading it. A file that changed (or is new) is
 hashed again, so the same content under another name is still known by its hash.
+
+The inbox is a folder or an object-store URI (`s3://bucket/prefix`): an object is named by its
+URI, its size and last-modified time stand for a file's stat, and its rows are read from a
+local copy (monitoring.store.inbox says how and why); everything else is the same.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -63,7 +68,8 @@ from monitoring.store.audit import (
     record_inbox_file,
     write_quarantine,
 )
-from monitoring.store.connection import Warehouse, connect, quote_identifier, write
+from monitoring.store.connection import Warehouse, connect, is_uri, quote_identifier, write
+from monitoring.store.inbox import InboxObject, archive_object, fetched, list_objects
 from monitoring.store.readings import (
     asset_time_ranges,
     existing_times,
@@ -74,6 +80,9 @@ from monitoring.store.readings import (
 from monitoring.store.results import add_rescore_range, get_watermarks
 
 CHUNK_ROWS = 1 << 19
+
+# A file of an inbox: a local path, or the URI of an object (`s3://bucket/prefix/name.csv`).
+InboxPath = Path | str
 
 
 @dataclass(frozen=True)
@@ -104,15 +113,35 @@ class RetryAsText(Exception):
     """The fast typed read met something that needs a row-level verdict; read the file as text."""
 
 
-def list_inbox(inbox: Path) -> list[Path]:
+def list_inbox(inbox: Path | str) -> list[InboxPath]:
     """Files waiting in a stream's inbox, oldest name first; hidden and partial files are
-    skipped, and so are files of other types (they are not exports)."""
-    if not inbox.exists():
+    skipped, and so are files of other types (they are not exports). An inbox URI lists the
+    objects directly under it."""
+    return [entry for entry, _, _ in _inbox_entries(inbox)]
+
+
+def file_name(path: InboxPath) -> str:
+    """The name of an inbox file without its folder or prefix (for messages)."""
+    return path.rsplit("/", 1)[-1] if isinstance(path, str) else path.name
+
+
+def _inbox_entries(inbox: Path | str) -> list[tuple[InboxPath, int, int]]:
+    """(file, size in bytes, modification time in ns) of every file in the inbox: one stat a
+    file, or one listing of the objects under an inbox URI."""
+    if isinstance(inbox, str) and is_uri(inbox):
+        return [(o.uri, o.size, o.mtime_ns) for o in list_objects(inbox)]
+    folder = Path(inbox)
+    if not folder.exists():
         return []
-    return sorted(
-        p for p in inbox.iterdir()
+    files = sorted(
+        p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
     )
+    entries: list[tuple[InboxPath, int, int]] = []
+    for path in files:
+        stat = path.stat()
+        entries.append((path, stat.st_size, stat.st_mtime_ns))
+    return entries
 
 
 @dataclass(frozen=True)
@@ -121,31 +150,30 @@ class InboxScan:
     name, size and modification time are those they had when last processed: content in
     the lake (`unchanged`) or content rejected and not to be retried (`rejected`)."""
 
-    pending: list[Path]
-    unchanged: list[Path]
-    rejected: list[Path]
+    pending: list[InboxPath]
+    unchanged: list[InboxPath]
+    rejected: list[InboxPath]
 
     @property
     def n_unchanged(self) -> int:
         return len(self.unchanged) + len(self.rejected)
 
 
-def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path, *, retry_rejected: bool = False) -> InboxScan:
+def scan_inbox(warehouse: Warehouse, stream: str, inbox: Path | str, *, retry_rejected: bool = False) -> InboxScan:
     """The inbox's files less those unchanged since their last ingest (by the manifest): one
-    stat per file and one query, no file read. A file whose content was rejected counts as
-    unchanged unless `retry_rejected`."""
+    stat per file (one listing of an inbox URI) and one query, no file read. A file whose
+    content was rejected counts as unchanged unless `retry_rejected`."""
     quote_identifier(stream)
-    files = list_inbox(inbox)
-    if not files or not warehouse.exists():
-        return InboxScan(files, [], [])
+    entries = _inbox_entries(inbox)
+    if not entries or not warehouse.exists():
+        return InboxScan([entry for entry, _, _ in entries], [], [])
     with connect(warehouse) as con:
         manifest = inbox_manifest(con, stream)
     done = {"ok", "rejected"} if not retry_rejected else {"ok"}
     scan = InboxScan([], [], [])
-    for path in files:
+    for path, size, mtime_ns in entries:
         known = manifest.get(str(path))
-        stat = path.stat()
-        if known is None or known[:2] != (stat.st_size, stat.st_mtime_ns) or known[3] not in done:
+        if known is None or known[:2] != (size, mtime_ns) or known[3] not in done:
             scan.pending.append(path)
         else:
             (scan.unchanged if known[3] == "ok" else scan.rejected).append(path)
@@ -168,9 +196,14 @@ def remove_stale_staging(warehouse: Warehouse, stream: str) -> list[lake.StagedP
     return removed
 
 
-def archive_file(path: Path, folder: Path) -> Path:
+def archive_file(path: InboxPath, folder: Path | str) -> InboxPath | None:
     """Move an ingested file out of the inbox into `folder` (a stream's `archive`); a name
-    already there gets a numbered suffix, so no archived file is overwritten."""
+    already there gets a numbered suffix, so no archived file is overwritten. An object of an
+    inbox URI is copied into the archive URI, then deleted (monitoring.store.inbox); None when
+    another run archived it first."""
+    if isinstance(path, str):
+        return archive_object(path, str(folder))
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     n = 1
@@ -195,7 +228,7 @@ def ingest_file(
     warehouse: Warehouse,
     stream: str,
     schema: StreamSchema,
-    path: Path,
+    path: InboxPath,
     *,
     retry_rejected: bool = False,
     asset: str | None = None,
@@ -203,11 +236,28 @@ def ingest_file(
     chunk_rows: int = CHUNK_ROWS,
 ) -> BatchResult:
     """Ingest one file into the stream. `asset` fixes the asset id of every row; `labels`
-    (columns start, end[, asset]) adds a `label` column that is 1 inside the intervals."""
+    (columns start, end[, asset]) adds a `label` column that is 1 inside the intervals.
+    `path`: a local file, or the URI of an object in an inbox on an object store (read from
+    a local copy, recorded under its URI)."""
     quote_identifier(stream)
+    options: dict[str, Any] = {"retry_rejected": retry_rejected, "asset": asset, "labels": labels,
+                               "chunk_rows": chunk_rows}
+    if isinstance(path, str) and is_uri(path):
+        with fetched(path) as (local, found):
+            return _ingest_file(warehouse, stream, schema, local, found, **options)
     path = Path(path)
-    schema = file_schema(schema, path, asset)
     stat = path.stat()  # before the hash: a file changed while it is read differs from its manifest row
+    return _ingest_file(warehouse, stream, schema, path, InboxObject(str(path), stat.st_size, stat.st_mtime_ns),
+                        **options)
+
+
+def _ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: Path, found: InboxObject, *,
+                 retry_rejected: bool, asset: str | None, labels: pd.DataFrame | None,
+                 chunk_rows: int) -> BatchResult:
+    """ingest_file of a local file `path`, recorded as `found.uri` (the path itself, or the
+    URI of the object it is a copy of) with the size and modification time in `found`."""
+    name = found.uri
+    schema = file_schema(schema, path, asset)
     problem = None
     # Rows are read and staged as Parquet parts with no write lock held; one short write
     # transaction then registers the parts with the file's audit row, quarantine and late
@@ -218,17 +268,16 @@ def ingest_file(
             digest = hashing.result()
             seen, attempts = batch_status(con, stream, digest)
             known = seen == "ok" or (seen == "rejected" and not retry_rejected)
-            noted = inbox_manifest(con, stream, str(path)).get(str(path), ())[:3] == (
-                stat.st_size, stat.st_mtime_ns, digest)
+            noted = inbox_manifest(con, stream, name).get(name, ())[:3] == (found.size, found.mtime_ns, digest)
 
     def note_file(con: duckdb.DuckDBPyConnection) -> None:
-        record_inbox_file(con, stream, str(path), stat.st_size, stat.st_mtime_ns, digest)
+        record_inbox_file(con, stream, name, found.size, found.mtime_ns, digest)
 
     batch_id = digest[:16]
     if known:
         if not noted:
             write(warehouse, note_file)  # known content under a name not in the manifest yet
-        return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", f"content already {seen}")
+        return BatchResult(batch_id, stream, name, digest, 0, 0, 0, "skipped", f"content already {seen}")
     with connect(warehouse) as con:
         if seen == "rejected":
             batch_id = f"{batch_id}-retry{attempts}"
@@ -239,7 +288,9 @@ def ingest_file(
             problem = str(exc)
         ranges = asset_time_ranges(con, stream)
         marks = get_watermarks(con, stream)
-    base = BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "ok")
+    if problem is not None and name != str(path):  # the object's URI, not the local copy's path
+        problem = problem.replace(str(path), name)
+    base = BatchResult(batch_id, stream, name, digest, 0, 0, 0, "ok")
     outcome = None
     if problem is None:
         modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
@@ -251,7 +302,7 @@ def ingest_file(
                 continue
             except (SchemaError, pa.ArrowInvalid) as exc:
                 if mode == "text":
-                    problem = _file_error(path, exc)
+                    problem = _file_error(path, exc).replace(str(path), name)
     parts: list[lake.StagedPath] = []
     quarantined: lake.QuarantineStage | None = None
     if outcome is not None:
@@ -261,7 +312,7 @@ def ingest_file(
         now, _ = batch_status(con, stream, digest)
         note_file(con)
         if now == "ok":  # another run committed this content meanwhile
-            return BatchResult(batch_id, stream, str(path), digest, 0, 0, 0, "skipped", "content already ok")
+            return BatchResult(batch_id, stream, name, digest, 0, 0, 0, "skipped", "content already ok")
         if seen == "rejected":
             clear_quarantine_of(con, stream, digest)
         if outcome is None:
@@ -270,7 +321,7 @@ def ingest_file(
         else:
             result, staged, late_ranges, _ = outcome
             register_parts(con, stream, parts)
-            load_quarantine(con, stream, batch_id, str(path), staged.path if staged.written else None)
+            load_quarantine(con, stream, batch_id, name, staged.path if staged.written else None)
             for late_asset, (start, end, _) in late_ranges.items():
                 add_rescore_range(con, stream, late_asset, start, end, batch_id)
         record_batch(con, result.to_dict())
