@@ -254,58 +254,91 @@ SetOption = typer.Option(None, "--set", help="Change a bench setting for an expe
                                              "detector_params.error_scaling=none.")
 
 
+ModeOption = typer.Option("one-shot", "--mode", help="one-shot: train once on each file's training part (the "
+                                                     "published protocol); replay: the monitor as it runs, fed "
+                                                     "in data time with scoring, retraining and the promotion "
+                                                     "gate (settings: --set replay.KEY=VALUE); both.")
+MODES = ("one-shot", "replay", "both")
+
+
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
-           assignments: list[str] | None, config: Path | None) -> None:
+           assignments: list[str] | None, config: Path | None, mode: str = "one-shot") -> None:
     import json
 
     from monitoring.errors import BenchSettingError
-    from monitoring.evaluation import benchmarks
+    from monitoring.evaluation import benchmarks, replay_bench
 
     cfg = load(config)
+    if mode not in MODES:
+        fail(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else ()
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
+    replay_sets = [a.removeprefix("replay.") for a in assignments or [] if a.startswith("replay.")]
     try:  # a bad setting: one line, before any file is read
         settings = benchmarks.with_overrides(
-            benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset), assignments or []),
+            benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset),
+                                        [a for a in assignments or [] if not a.startswith("replay.")]),
             seeds=seed_list or None, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None,
         ).validate()
+        replay = benchmarks.with_assignments(replay_bench.ReplaySettings.for_dataset(dataset), replay_sets).validate()
     except BenchSettingError as exc:
         fail(str(exc))
     quiet_libraries()
-    run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
-    started = time.perf_counter()
-    with err_console.status(f"bench {dataset}") as status:
-        rows = run(data, settings, work_dir=work, progress=lambda message: status.update(f"bench {dataset}: {message}"))
-    seconds = time.perf_counter() - started
-    benchmarks.log_bench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings, rows, seconds)
-    if as_json:
-        for row in rows:
-            print(json.dumps(row.to_dict()))
-        return
-    print_bench(dataset, rows, seconds)
-    for problem in rows[0].untrained if rows else ():
-        err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
-                          soft_wrap=True)
+    for current in ("one-shot", "replay") if mode == "both" else (mode,):
+        started = time.perf_counter()
+        with err_console.status(f"bench {dataset} ({current})") as status:
+            def progress(message: str, label: str = f"bench {dataset} ({current})", shown=status) -> None:
+                shown.update(f"{label}: {message}")
+
+            if current == "replay":
+                rows = replay_bench.run_replay(dataset, data, settings, replay, work_dir=work, progress=progress)
+            else:
+                run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
+                rows = run(data, settings, work_dir=work, progress=progress)
+        seconds = time.perf_counter() - started
+        if current == "replay":
+            replay_bench.log_replay(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings,
+                                    replay, rows, seconds)
+        else:
+            benchmarks.log_bench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings, rows,
+                                 seconds)
+        if as_json:
+            for row in rows:
+                extra = {"mode": current, **(replay_bench.replay_summary(row) if current == "replay" else {})}
+                print(json.dumps({**row.to_dict(), **(extra if mode != "one-shot" else {})}))
+            continue
+        print_bench(dataset, rows, seconds, mode=current)
+        if current == "replay":
+            for row in rows:
+                n = replay_bench.replay_summary(row)
+                err_console.print(f"{row.detector}: {n['retrains']} retrains ({n['retrains_promoted']} promoted by "
+                                  f"the gate, {n['retrains_failed']} too short to train), {n['recalibrations']} "
+                                  f"recalibrations ({n['recalibrations_promoted']} promoted)", highlight=False)
+        for problem in rows[0].untrained if rows else ():
+            err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
+                              soft_wrap=True)
 
 
 @bench_app.command("skab")
 def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
                seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
-               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
+               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
+               mode: str = ModeOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
-    _bench("skab", data, as_json, work, seeds, kinds, assignments, config)
+    _bench("skab", data, as_json, work, seeds, kinds, assignments, config, mode)
 
 
 @bench_app.command("nab")
 def bench_nab(data: Path = DataOption, as_json: bool = JsonOption, work: Path | None = WorkOption,
               seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
-               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption):
+               assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
+              mode: str = ModeOption):
     """NAB's scorer on a NAB-layout folder with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile."""
-    _bench("nab", data, as_json, work, seeds, kinds, assignments, config)
+    _bench("nab", data, as_json, work, seeds, kinds, assignments, config, mode)
 
 
 SetsOption = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; default: every .npz "

@@ -92,7 +92,7 @@ class ReplaySettings:
     """How a replay maps the stream's schedule onto a file's data time (all in seconds of
     data time, from the file's first reading). 0 turns a cadence off."""
 
-    score_every_s: float = 60.0  # one score_stream run per chunk (cost only, see the module doc)
+    score_every_s: float = 120.0  # one score_stream run per chunk (cost only, see the module doc)
     train_every_s: float = 300.0  # the training cron's period
     recalibrate_every_s: float = 0.0  # the threshold recalibration's period; 0: never
     recalibrate_span_s: float = 300.0  # recalibration reads this much recent data (recalibrate_days)
@@ -111,8 +111,8 @@ class ReplaySettings:
             return cls()
         if dataset == "nab":
             # the stream's own schedule in data time: weekly training, 30-minute incident gap;
-            # a scoring run per day of data (any chunk gives the same flags)
-            return cls(score_every_s=24 * 3600.0, train_every_s=WEEK_S, recalibrate_span_s=WEEK_S,
+            # a scoring run per week of data (any chunk gives the same flags; a shorter one costs more)
+            return cls(score_every_s=WEEK_S, train_every_s=WEEK_S, recalibrate_span_s=WEEK_S,
                        merge_gap_s=1800.0)
         raise ValueError(f"unknown benchmark {dataset!r}; expected 'skab' or 'nab'")
 
