@@ -107,4 +107,4 @@ def test_bad_replay_settings_are_one_named_line():
         ReplaySettings(score_every_s=0.0).validate()
     with pytest.raises(BenchSettingError, match="no such bench setting"):
         with_assignments(ReplaySettings(), ["train_every=5"])
-    assert with_assignments(ReplaySettings(), ["train_every_s=600"]).train_every_s == 600.0
+    assert with_assignments(ReplaySettings(), ["train_every_s=300"]).train_every_s == 300.0
