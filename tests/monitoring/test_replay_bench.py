@@ -108,3 +108,33 @@ def test_bad_replay_settings_are_one_named_line():
     with pytest.raises(BenchSettingError, match="no such bench setting"):
         with_assignments(ReplaySettings(), ["train_every=5"])
     assert with_assignments(ReplaySettings(), ["train_every_s=300"]).train_every_s == 300.0
+
+
+def test_cli_reports_both_modes_side_by_side(tmp_path, monkeypatch):
+    """`aemon bench skab --mode both` on one real SKAB file (read in place through a symlink)."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
+    (tmp_path / "skab" / "valve1").mkdir(parents=True)
+    (tmp_path / "skab" / "valve1" / "1.csv").symlink_to(data / "valve1" / "1.csv")
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "skab", "--data", str(tmp_path / "skab"), "--json", "--kinds", "mlp_ae", "--seeds", "0",
+            "--set", "detector_params.epochs=5"]
+    result = CliRunner().invoke(app, [*args, "--mode", "both", "--set", "replay.train_every_s=500"])
+    assert result.exit_code == 0, result.output
+    one_shot, replayed = (json.loads(line) for line in result.stdout.splitlines())
+    assert (one_shot["mode"], replayed["mode"]) == ("one-shot", "replay")
+    assert replayed["retrains"] == 2 and replayed["rows"] == one_shot["rows"]  # at 500 s and 1000 s of data
+    if replayed["retrains_promoted"] == 0:  # the first champion is the one-shot model
+        assert replayed["f1"] == one_shot["f1"]
+    bad = CliRunner().invoke(app, [*args, "--mode", "replay", "--set", "replay.score_every_s=0"])
+    assert bad.exit_code == 2 and "replay.score_every_s=0.0, expected > 0" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--mode", "live"])
+    assert bad.exit_code == 2 and "--mode 'live': expected one of one-shot, replay, both" in bad.output
