@@ -147,7 +147,8 @@ def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> N
     columns = ["detector", *([] if dataset == "nab" else ["F1", "FAR %", "MAR %"]),
                "NAB standard", "NAB low FP", "NAB low FN"]
     table = Table(*columns, title=f"{dataset} ({mode}): {rows[0].files if rows else 0} files, {seconds:.0f} s "
-                                  "(aemon rows: causal alarms; published rows: as their authors report)")
+                                  "(aemon rows: causal alarms" + ("; published rows: as their authors report)"
+                                                                  if reference else ")"))
     for row in rows:
         d = row.to_dict()
         cells = [d["detector"]]
