@@ -265,9 +265,15 @@ GridOption = typer.Option(None, "--grid", help="With --folds: one candidate conf
 GridFileOption = typer.Option(None, "--grid-file", help="With --folds: candidates from a file, one per line.")
 ByOption = typer.Option(None, "--by", help="With --folds: the score a fold chooses by (default: f1 for SKAB, "
                                            "nab_standard for NAB).")
+ModeOption = typer.Option("one-shot", "--mode", help="one-shot: train once on each file's training part (the "
+                                                     "published protocol); replay: the monitor as it runs, fed "
+                                                     "in data time with scoring, retraining and the promotion "
+                                                     "gate (settings: --set replay.KEY=VALUE); both.")
+MODES = ("one-shot", "replay", "both")
 
 
 def _bench_settings(dataset: str, seeds: str | None, kinds: str | None, assignments: list[str] | None):
+    """The bench settings of the options (replay.* assignments are the replay's, see _replay_settings)."""
     from monitoring.errors import BenchSettingError
     from monitoring.evaluation import benchmarks
 
@@ -277,36 +283,81 @@ def _bench_settings(dataset: str, seeds: str | None, kinds: str | None, assignme
         fail(f"--seeds {seeds!r}: expected comma-separated integers like 0,1,2")
     try:  # a bad setting: one line, before any file is read
         return benchmarks.with_overrides(
-            benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset), assignments or []),
+            benchmarks.with_assignments(benchmarks.BenchSettings.for_dataset(dataset),
+                                        [a for a in assignments or [] if not a.startswith("replay.")]),
             seeds=seed_list or None, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None,
         ).validate()
     except BenchSettingError as exc:
         fail(str(exc))
 
 
+def _replay_settings(dataset: str, assignments: list[str] | None):
+    from monitoring.errors import BenchSettingError
+    from monitoring.evaluation import benchmarks, replay_bench
+
+    replay_sets = [a.removeprefix("replay.") for a in assignments or [] if a.startswith("replay.")]
+    try:
+        return benchmarks.with_assignments(replay_bench.ReplaySettings.for_dataset(dataset), replay_sets).validate()
+    except BenchSettingError as exc:
+        fail(str(exc))
+
+
+def _one_shot_only(mode: str, assignments: list[str] | None, what: str) -> None:
+    """--folds and several NAB categories run the one-shot protocol only: say so before any run."""
+    if mode not in MODES:
+        fail(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode != "one-shot":
+        fail(f"--mode {mode}: {what} runs the one-shot protocol only; replay one folder at a time")
+    replay_sets = [a for a in assignments or [] if a.startswith("replay.")]
+    if replay_sets:
+        fail(f"--set {replay_sets[0]}: replay settings need --mode replay or both, which {what} does not run")
+
+
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
-           assignments: list[str] | None, config: Path | None) -> None:
+           assignments: list[str] | None, config: Path | None, mode: str = "one-shot") -> None:
     import json
 
-    from monitoring.evaluation import benchmarks
+    from monitoring.evaluation import benchmarks, replay_bench
 
     cfg = load(config)
+    if mode not in MODES:
+        fail(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
     settings = _bench_settings(dataset, seeds, kinds, assignments)
+    replay = _replay_settings(dataset, assignments)
     quiet_libraries()
-    run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
-    started = time.perf_counter()
-    with err_console.status(f"bench {dataset}") as status:
-        rows = run(data, settings, work_dir=work, progress=lambda message: status.update(f"bench {dataset}: {message}"))
-    seconds = time.perf_counter() - started
-    benchmarks.log_bench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings, rows, seconds)
-    if as_json:
-        for row in rows:
-            print(json.dumps(row.to_dict()))
-        return
-    print_bench(dataset, rows, seconds)
-    for problem in rows[0].untrained if rows else ():
-        err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
-                          soft_wrap=True)
+    for current in ("one-shot", "replay") if mode == "both" else (mode,):
+        started = time.perf_counter()
+        with err_console.status(f"bench {dataset} ({current})") as status:
+            def progress(message: str, label: str = f"bench {dataset} ({current})", shown=status) -> None:
+                shown.update(f"{label}: {message}")
+
+            if current == "replay":
+                rows = replay_bench.run_replay(dataset, data, settings, replay, work_dir=work, progress=progress)
+            else:
+                run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
+                rows = run(data, settings, work_dir=work, progress=progress)
+        seconds = time.perf_counter() - started
+        if current == "replay":
+            replay_bench.log_replay(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings,
+                                    replay, rows, seconds)
+        else:
+            benchmarks.log_bench(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings, rows,
+                                 seconds)
+        if as_json:
+            for row in rows:
+                extra = {"mode": current, **(replay_bench.replay_summary(row) if current == "replay" else {})}
+                print(json.dumps({**row.to_dict(), **(extra if mode != "one-shot" else {})}))
+            continue
+        print_bench(dataset, rows, seconds, mode=current)
+        if current == "replay":
+            for row in rows:
+                n = replay_bench.replay_summary(row)
+                err_console.print(f"{row.detector}: {n['retrains']} retrains ({n['retrains_promoted']} promoted by "
+                                  f"the gate, {n['retrains_failed']} too short to train), {n['recalibrations']} "
+                                  f"recalibrations ({n['recalibrations_promoted']} promoted)", highlight=False)
+        for problem in rows[0].untrained if rows else ():
+            err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
+                              soft_wrap=True)
 
 
 def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
@@ -393,13 +444,14 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path |
                seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
                assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
                grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
-               by: str | None = ByOption, config: Path | None = ConfigOption):
+               by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint)."""
     if use_folds:
+        _one_shot_only(mode, assignments, "--folds")
         _bench_folds("skab", [data], as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
         return
-    _bench("skab", data, as_json, work, seeds, kinds, assignments, config)
+    _bench("skab", data, as_json, work, seeds, kinds, assignments, config, mode)
 
 
 NabDataOption = typer.Option(..., "--data", help="A NAB category folder (CSVs and windows.json), or a folder of "
@@ -411,15 +463,17 @@ def bench_nab(data: list[Path] = NabDataOption, as_json: bool = JsonOption, work
               seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
               assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
               grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
-              by: str | None = ByOption, config: Path | None = ConfigOption):
+              by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption):
     """NAB's scorer on NAB-layout folders with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile. Several categories: a row per category and the pooled corpus."""
     if use_folds:
+        _one_shot_only(mode, assignments, "--folds")
         _bench_folds("nab", data, as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
         return
     if len(data) == 1 and any(data[0].glob("*.csv")):
-        _bench("nab", data[0], as_json, work, seeds, kinds, assignments, config)
+        _bench("nab", data[0], as_json, work, seeds, kinds, assignments, config, mode)
         return
+    _one_shot_only(mode, assignments, "several NAB categories")
     _bench_nab_categories(data, as_json, work, seeds, kinds, assignments, config)
 
 

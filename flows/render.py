@@ -140,14 +140,15 @@ def print_evaluation(row: dict, stored: bool) -> None:
                   highlight=False, soft_wrap=True)
 
 
-def print_bench(dataset: str, rows, seconds: float) -> None:
+def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> None:
     from monitoring.evaluation.benchmarks import published
 
-    reference = published(dataset)
+    reference = published(dataset) if mode == "one-shot" else []  # the published rows are one-shot
     columns = ["detector", *([] if dataset == "nab" else ["F1", "FAR %", "MAR %"]),
                "NAB standard", "NAB low FP", "NAB low FN"]
-    table = Table(*columns, title=f"{dataset}: {rows[0].files if rows else 0} files, {seconds:.0f} s "
-                                  "(aemon rows: causal alarms; published rows: as their authors report)")
+    table = Table(*columns, title=f"{dataset} ({mode}): {rows[0].files if rows else 0} files, {seconds:.0f} s "
+                                  "(aemon rows: causal alarms" + ("; published rows: as their authors report)"
+                                                                  if reference else ")"))
     for row in rows:
         d = row.to_dict()
         cells = [d["detector"]]

@@ -65,9 +65,12 @@ def score_stream(
     exclusions: Exclusions | None = None,
     assets: list[str] | None = None,
     incidents: IncidentRule | None = None,
+    until: pd.Timestamp | None = None,
 ) -> ScoreResult:
     """Score the new readings of every asset of `stream` (or only of `assets`: only their
-    readings are read, only their incidents merged). Readings are read and scored with no
+    readings are read, only their incidents merged). `until`: only readings at or before
+    this time are read, as if later ones had not arrived yet (a replay of recorded data in
+    data time, monitoring.evaluation.replay_bench). Readings are read and scored with no
     lock held; then one transaction writes every asset's scores, anomalies and watermark,
     clears the late ranges it revisited and, with an `incidents` rule, merges the assets'
     incidents: a reader sees the whole run or none of it."""
@@ -77,7 +80,7 @@ def score_stream(
         marks = {} if full else get_watermarks(con, stream)
         pending = get_rescore_ranges(con, stream)
         pending = pending[pending["asset"].isin(assets)]
-        recent = _recent_readings(con, stream, assets, marks, pending, spec, only is not None)
+        recent = _recent_readings(con, stream, assets, marks, pending, spec, only is not None, until)
         # every asset's windows in one pass of the model, one frame: no per-asset Python
         scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
                                       marks, pending, exclusions)
@@ -107,12 +110,14 @@ def score_stream(
 
 
 def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[str], marks: dict,
-                     pending: pd.DataFrame, spec: WindowSpec, some: bool = False) -> pd.DataFrame:
+                     pending: pd.DataFrame, spec: WindowSpec, some: bool = False,
+                     until: pd.Timestamp | None = None) -> pd.DataFrame:
     """The readings each asset's windows to score need: from one window before the earliest
     of its watermark and its late ranges (`pending`), or all of them for an asset never
     scored. Every asset is read in one query from the earliest of their starts (one scan of
     the files, not one per asset), in no particular order (the windowing sorts each asset).
-    `some`: `assets` are part of the stream's, and the query reads only theirs."""
+    `some`: `assets` are part of the stream's, and the query reads only theirs; `until`: none
+    after this time."""
     lookback = pd.Timedelta(seconds=spec.size * spec.interval_s)
     late = pending.groupby("asset")["start"].min()
     after: dict[str, pd.Timestamp | None] = {}
@@ -125,7 +130,7 @@ def _recent_readings(con: duckdb.DuckDBPyConnection, stream: str, assets: list[s
     known = {a: t for a, t in after.items() if t is not None}
     earliest = min(known.values()) if len(known) == len(after) else None
     only = next(iter(after)) if len(after) == 1 else None  # one asset: the query keeps only it
-    frame = read_readings(con, stream, asset=only, after=earliest, ordered=False,
+    frame = read_readings(con, stream, asset=only, after=earliest, end=until, ordered=False,
                           assets=list(after) if some and only is None else None)
     if only is None:
         frame = frame[frame["asset"].isin(list(after))]

@@ -301,6 +301,12 @@ def _run(files: list[_File], warehouse: Warehouse, stream: str, sensors: list[st
     return rows
 
 
+# what trains and scores the files of a benchmark: _run, or a replay (replay_bench)
+Runner = Callable[[list[_File], Warehouse, str, list[str], list[str], BenchSettings,
+                   Callable[[_File, np.ndarray], tuple[PointCounts | None, NabFileScore]], Callable[[str], None]],
+                  list[BenchRow]]
+
+
 def _mean_counts(total: PointCounts, n: int) -> PointCounts:
     # the ratios of summed counts equal those of the per-seed mean counts
     return PointCounts(total.tp / n, total.fp / n, total.fn / n, total.tn / n)
@@ -334,9 +340,10 @@ def _quiet(_: str) -> None:
 
 
 def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, work_dir: Path | None = None,
-             progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
+             progress: Callable[[str], None] = _quiet, runner: Runner = _run) -> list[BenchRow]:
     """SKAB's protocol on every labeled CSV under `data_dir` (files without labels, such as
-    anomaly-free.csv, are not part of it)."""
+    anomaly-free.csv, are not part of it). `runner`: how the files are trained and scored
+    (default: once each; monitoring.evaluation.replay_bench: replayed in data time)."""
     stream = "skab"
     settings = (settings or BenchSettings.for_dataset("skab")).validate()
     with _home(work_dir) as warehouse:
@@ -360,12 +367,12 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
                                           scoring="skab")
             return point_counts(truth, predicted), changepoints
 
-        return _run(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
-                    progress)
+        return runner(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
+                      progress)
 
 
 def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work_dir: Path | None = None,
-            progress: Callable[[str], None] = _quiet) -> list[BenchRow]:
+            progress: Callable[[str], None] = _quiet, runner: Runner = _run) -> list[BenchRow]:
     """NAB's scoring on every series in `data_dir` with its windows.json: each file trains on
     its probationary period; detections are alarm onsets after it."""
     stream = "nab"
@@ -383,7 +390,7 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
             return None, nab_file_score(file.readings["timestamp"], detections, file.windows,
                                         probationary_rows=file.train_rows)
 
-        return _run(files, warehouse, stream, ["value"], ["label"], settings, judge, progress)
+        return runner(files, warehouse, stream, ["value"], ["label"], settings, judge, progress)
 
 
 def log_bench(tracking_uri: str, artifact_root: str | None, dataset: str, data_dir: str | Path,

@@ -16,6 +16,7 @@ from monitoring.models import registry
 from monitoring.models.bundle import ModelBundle
 from monitoring.models.fitting import (
     Candidate,
+    Evaluation,
     EvaluationData,
     TrainingData,
     best_val_loss,
@@ -44,11 +45,27 @@ def register_training(
     """Log one training and register every candidate as a version (registry.log_training),
     then let the gate set the aliases against the current champion."""
     run_id, versions = registry.log_training(tracking_uri, artifact_root, data, candidates, quality=quality)
-    contenders = [Contender(versions[c.kind].version, c.kind, c.evaluation.metrics, c.val_loss) for c in candidates]
-    labeled = bool(candidates[0].evaluation.anomalous.any())
-    decision = decide(contenders, champion_contender(tracking_uri, data.stream, data.evaluation), labeled)
+    decision = training_decision(candidates, {k: v.version for k, v in versions.items()},
+                                 champion_contender(tracking_uri, data.stream, data.evaluation))
     registry.record_decision(tracking_uri, data.stream, decision, run_id)
     return TrainingOutcome(run_id, registry.with_aliases(tracking_uri, versions), decision)
+
+
+def training_decision(candidates: list[Candidate], versions: dict[str, int],
+                      champion: Contender | None) -> GateDecision:
+    """The gate's decision between a training's candidates (numbered by `versions`, by kind)
+    and the current champion evaluated on the same windows (contender_of; None: none)."""
+    contenders = [Contender(versions[c.kind], c.kind, c.evaluation.metrics, c.val_loss) for c in candidates]
+    return decide(contenders, champion, bool(candidates[0].evaluation.anomalous.any()))
+
+
+def recalibration_decision(bundle: ModelBundle, evaluation: Evaluation, version: int,
+                           champion: Contender | None) -> GateDecision:
+    """The gate's decision between a recalibrated `bundle` (registered as `version`, scored
+    on the windows of `evaluation`) and the champion it came from, evaluated on the same
+    windows (contender_of)."""
+    contender = Contender(version, bundle.detector.kind, evaluation.metrics, best_val_loss(bundle.detector))
+    return decide([contender], champion, bool(evaluation.anomalous.any()))
 
 
 def champion_contender(tracking_uri: str, stream: str, evaluation: EvaluationData) -> Contender | None:
@@ -88,8 +105,7 @@ def register_recalibration(
     ev = evaluate_bundle(bundle, evaluation)
     version = registry.log_recalibration(tracking_uri, artifact_root, bundle, source, ev, evaluation.readings,
                                          len(calibration))
-    contender = Contender(version.version, bundle.detector.kind, ev.metrics, best_val_loss(bundle.detector))
-    decision = decide([contender], contender_of(champion, source.version, evaluation), bool(ev.anomalous.any()))
+    decision = recalibration_decision(bundle, ev, version.version, contender_of(champion, source.version, evaluation))
     registry.record_decision(tracking_uri, champion.stream, decision)
     return version, decision
 
