@@ -218,3 +218,23 @@ def test_folds_refuse_bad_options_before_any_run(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--by f1: expected one of ['nab_standard'" in result.output
     result = runner.invoke(app, ["bench", "nab", "--folds", "--data", str(tmp_path / "one"), "--grid", "window=0"])
     assert result.exit_code == 2 and "grid candidate 'window=0': window=0, expected >= 1" in result.output
+
+
+def test_folds_and_several_categories_refuse_the_replay_mode(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    _series(tmp_path / "one", "catOne", "s1.csv")
+    _series(tmp_path / "two", "catTwo", "s2.csv")
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "nab", "--folds", "--mode", "replay", "--data", str(tmp_path / "one"),
+                                 "--data", str(tmp_path / "two")])
+    assert result.exit_code == 2 and "--mode replay: --folds runs the one-shot protocol only" in result.output
+    result = runner.invoke(app, ["bench", "nab", "--mode", "both", "--data", str(tmp_path / "one"),
+                                 "--data", str(tmp_path / "two")])
+    assert result.exit_code == 2 and "several NAB categories runs the one-shot protocol only" in result.output
+    result = runner.invoke(app, ["bench", "nab", "--set", "replay.train_every_s=60", "--data", str(tmp_path / "one"),
+                                 "--data", str(tmp_path / "two")])
+    assert result.exit_code == 2 and "--set replay.train_every_s=60: replay settings need --mode" in result.output
+    result = runner.invoke(app, ["bench", "skab", "--folds", "--mode", "sideways", "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "--mode 'sideways': expected one of one-shot, replay, both" in result.output
