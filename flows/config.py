@@ -113,6 +113,12 @@ def _all_kinds() -> tuple[str, ...]:
     return detector_kinds()
 
 
+def _default_kinds() -> tuple[str, ...]:
+    from aemodels.detector import DEFAULT_KINDS
+
+    return DEFAULT_KINDS
+
+
 def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
     kinds = _all_kinds()
     if not value:
@@ -128,7 +134,7 @@ def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
 class DetectorKinds(Settings):
     """The part of [streams.<s>.detectors] that does not depend on the installed kinds."""
 
-    kinds: tuple[str, ...] = Field(default_factory=_all_kinds)
+    kinds: tuple[str, ...] = Field(default_factory=_default_kinds)  # the autoencoders; pca, knn by name
 
     @field_validator("kinds")
     @classmethod
