@@ -1,7 +1,7 @@
 """Tabular records end to end on real components: record files (CSV with an id column, Parquet
-without) -> ingest flow -> lake -> train flow (three kinds, windows of one record) -> MLflow
-registry -> score flow on the records that arrived after training -> flagged records with
-per-feature contributions in DuckDB."""
+without) -> ingest flow -> lake -> train flow (the three autoencoders; pca and knn on the second
+stream; windows of one record) -> MLflow registry -> score flow on the records that arrived
+after training -> flagged records with per-feature contributions in DuckDB."""
 from __future__ import annotations
 
 import json
@@ -32,7 +32,7 @@ sensors = []
 all_numeric = true
 timestamp_column = ""
 asset_id = "bench-2"
-detectors = {{ kinds = ["mlp_ae"], n_threads = 1, epochs = 30 }}
+detectors = {{ kinds = ["knn", "pca"], n_threads = 1, epochs = 30, knn = {{ n_neighbors = 10 }} }}
 """
 
 # false alarms on normal records at the tabular threshold (p97.5): at most 3 x the nominal 2.5 %
@@ -95,7 +95,10 @@ def test_every_kind_is_trained_on_single_record_windows_and_registered_with_a_th
     bundle = registry.loaded_bundle(model)
     assert bundle.spec.size == 1 and bundle.sensors == list(RECORD_FEATURES)
     assert bundle.threshold == version.threshold > 0
-    assert run["trained"]["plain"]["candidates"][0]["kind"] == "mlp_ae"
+    assert [c["kind"] for c in run["trained"]["plain"]["candidates"]] == ["knn", "pca"]
+    champion = registry.loaded_bundle(registry.load_model(run["config"].mlflow_tracking_uri, "plain")[0]).detector
+    assert champion.kind in ("knn", "pca")
+    assert champion.kind != "knn" or champion.get_params()["n_neighbors"] == 10  # the kind's own table
 
 
 def test_each_scoring_scores_the_records_after_the_last_one_once(run):
