@@ -319,7 +319,7 @@ EpochsOption = typer.Option(None, "--epochs", help="Training epochs of aemon's d
                                                    "defaults).")
 OutOption = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row to this CSV file.")
 TabularKindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds of mlp_ae, cnn_ae, vae, "
-                                                         "pca, knn (default: the first three), or none.")
+                                                         "pca, knn (default: all), or none.")
 
 
 @bench_app.command("adbench")

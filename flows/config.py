@@ -49,6 +49,7 @@ from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models.defaults import (
     STREAM_DETECTOR_DEFAULTS,
     TABULAR_DETECTOR_DEFAULTS,
+    TABULAR_KINDS,
     TABULAR_SPEC,
     TABULAR_THRESHOLD,
     TrainingSplit,
@@ -321,7 +322,7 @@ class ExclusionSettings(Settings):
 
 def _tabular_defaults(data: dict) -> dict:
     """A tabular stream's defaults where its table leaves a setting out: windows of one
-    record, every record trained on and scored (TABULAR_SPEC), the detector settings and
+    record, every record trained on and scored (TABULAR_SPEC), the detector kind, settings and
     threshold rule chosen on ADBench (monitoring.models.fitting), and each flagged record an
     incident of its own (records have no time order to merge along)."""
     data = dict(data)
@@ -336,7 +337,7 @@ def _tabular_defaults(data: dict) -> dict:
         data["train"] = {"stride": 1, "max_windows": None, **train}
     detectors = data.get("detectors", {})
     if isinstance(detectors, dict):
-        data["detectors"] = {**TABULAR_DETECTOR_DEFAULTS, **detectors}
+        data["detectors"] = {"kinds": TABULAR_KINDS, **TABULAR_DETECTOR_DEFAULTS, **detectors}
     data.setdefault("threshold", TABULAR_THRESHOLD.to_dict())
     alerts = data.get("alerts", {})
     if isinstance(alerts, dict):

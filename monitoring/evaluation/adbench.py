@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import DEFAULT_KINDS
+from aemodels.detector import DETECTOR_KINDS
 from aemodels.thresholds import ThresholdRule
 from features.importers import (
     ADBENCH_LABEL,
@@ -79,7 +79,7 @@ F1_PERCENTILES = (90.0, 95.0, 97.5, 99.0, 99.5)
 class AdbenchSettings(DetectorGrid):
     """One configuration, fixed for every set of a run."""
 
-    kinds: tuple[str, ...] = tuple(DEFAULT_KINDS)
+    kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
     baselines: tuple[str, ...] = BASELINES  # names; run_adbench gets a maker for each
     fits: tuple[str, ...] = FITS
     seeds: tuple[int, ...] = (0, 1, 2)
