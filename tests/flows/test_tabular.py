@@ -32,7 +32,13 @@ sensors = []
 all_numeric = true
 timestamp_column = ""
 asset_id = "bench-2"
-detectors = {{ kinds = ["pca", "mlp_ae"], n_threads = 1, epochs = 30, pca = {{ explained_variance = 0.9 }} }}
+
+[streams.plain.detectors]
+kinds = ["mlp_ae", "pca"]
+error_scaling = "sensor"
+n_threads = 1
+epochs = 30
+pca = {{ statistic = "q" }}
 """
 
 # false alarms on normal records at the tabular threshold (p97.5): at most 3 x the nominal 2.5 %
@@ -96,10 +102,10 @@ def test_the_tabular_kind_is_trained_on_single_record_windows_and_registered_wit
     assert bundle.spec.size == 1 and bundle.sensors == list(RECORD_FEATURES)
     assert bundle.threshold == version.threshold > 0
     assert bundle.detector.kind == "knn" and bundle.detector.error_scaling == "none"
-    assert [c["kind"] for c in run["trained"]["plain"]["candidates"]] == ["pca", "mlp_ae"]
+    assert [c["kind"] for c in run["trained"]["plain"]["candidates"]] == ["mlp_ae", "pca"]
     champion = registry.loaded_bundle(registry.load_model(run["config"].mlflow_tracking_uri, "plain")[0]).detector
-    assert champion.kind in ("pca", "mlp_ae")
-    assert champion.kind != "pca" or champion.get_params()["explained_variance"] == 0.9  # the kind's own table
+    assert champion.kind in ("mlp_ae", "pca") and champion.error_scaling == "sensor"
+    assert champion.kind != "pca" or champion.get_params()["statistic"] == "q"  # the kind's own table
 
 
 def test_each_scoring_scores_the_records_after_the_last_one_once(run):
