@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "BaseDetector": "base", "point_scores": "base",
     "Conv1dAutoencoder": "conv1d",
-    "DETECTOR_KINDS": "detector", "AutoencoderDetector": "detector", "Conv1dDetector": "detector",
+    "DEFAULT_KINDS": "detector", "DETECTOR_KINDS": "detector", "AutoencoderDetector": "detector",
+    "Conv1dDetector": "detector", "KNNDetector": "knn", "PCADetector": "pca",
     "VAEDetector": "detector", "detector_class": "detector", "detector_kinds": "detector",
     "make_detector": "detector", "param_defaults": "detector",
     "DetectorInputError": "errors", "ModelFileError": "errors", "NotFittedError": "errors",
@@ -24,8 +25,9 @@ _EXPORTS = {
     "TrainConfig": "training",
     "VAE": "vae",
 }
-__all__ = ["DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder", "Conv1dDetector",
-           "DetectorInputError", "MLPAutoencoder", "ModelFileError", "NotFittedError", "ThresholdFitError",
+__all__ = ["DEFAULT_KINDS", "DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder",
+           "Conv1dDetector", "DetectorInputError", "KNNDetector", "MLPAutoencoder", "ModelFileError", "NotFittedError",
+           "PCADetector", "ThresholdFitError",
            "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds",
            "make_detector", "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from aemodels.base import BaseDetector, point_scores
     from aemodels.conv1d import Conv1dAutoencoder
     from aemodels.detector import (
+        DEFAULT_KINDS,
         DETECTOR_KINDS,
         AutoencoderDetector,
         Conv1dDetector,
@@ -57,7 +60,9 @@ if TYPE_CHECKING:
         ThresholdFitError,
         UnknownParameterError,
     )
+    from aemodels.knn import KNNDetector
     from aemodels.mlp import MLPAutoencoder
+    from aemodels.pca import PCADetector
     from aemodels.thresholds import ThresholdRule, percentile_threshold, persistence, pot_threshold
     from aemodels.training import TrainConfig
     from aemodels.vae import VAE

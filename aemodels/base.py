@@ -18,10 +18,11 @@ implements `_build_model`, whose network has `forward` (the reconstruction) and 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -33,7 +34,7 @@ from torch import nn
 
 from aemodels.checks import check_int
 from aemodels.errors import DetectorInputError, ModelFileError, NotFittedError
-from aemodels.network import Autoencoder
+from aemodels.network import Autoencoder, FittedBuffers
 from aemodels.thresholds import ThresholdRule
 from aemodels.training import TrainConfig, TrainResult, train_autoencoder
 
@@ -105,6 +106,18 @@ def residual_sums(flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     flat = flipped.reshape(batch, steps * sensors)
     sums = flat @ per_sensor
     return sums, flat.square_() @ per_sensor
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """torch's CPU threads set to n_threads (None: left as they are) inside the block, restored after."""
+    previous = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 ERROR_SCALINGS = ("none", "sensor")
@@ -377,33 +390,54 @@ class BaseDetector:
                         f"{name} has values in [{X.min():.4g}, {X.max():.4g}]; output_activation='sigmoid' expects "
                         "readings scaled to [0, 1] (a min-max scaler), or use output_activation='identity'")
 
+        model, history, best_epoch = self._fit_model(X_train, X_val, config)
+        self.model_ = model.cpu().float().eval()
+        self.window_size_ = window_size
+        self.n_features_in_ = n_sensors
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self._fitting = True  # the calibration passes run on the training's threads
+        try:
+            self._calibrate(X_train if X_val is None else X_val)
+        finally:
+            self._fitting = False
+        return self
+
+    def _fit_model(self, X_train: np.ndarray, X_val: np.ndarray | None,
+                   config: TrainConfig) -> tuple[Autoencoder, list[dict], int]:
+        """The fitted model, its training history (a row per epoch: epoch, train_loss,
+        val_loss) and best epoch. Default: the network of _build_model trained by gradient
+        descent (aemodels.training)."""
+        _, window_size, n_sensors = X_train.shape
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             model = self._build_model(window_size, n_sensors)
         result: TrainResult = train_autoencoder(
             model, self._to_model_input(X_train), None if X_val is None else self._to_model_input(X_val),
             config, loss_fn=self._loss, on_epoch=self._on_epoch)
+        return model, result.history, result.best_epoch
 
-        self.model_ = model.cpu().float().eval()
-        self.window_size_ = window_size
-        self.n_features_in_ = n_sensors
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        calibration = X_train if X_val is None else X_val
+    def _calibrate(self, calibration: np.ndarray) -> None:
+        """sensor_scale_ (with error_scaling="sensor") and the threshold from the scores of the
+        calibration windows (X_val, or X_train when fit had none)."""
         self.sensor_scale_ = None
-        self._fitting = True  # the calibration passes run on the training's threads
-        try:
-            if self.error_scaling == "sensor":
-                errors = np.abs(self.contributions(calibration))  # (n, C) per-sensor squared errors
-                spread = errors.std(axis=0)
-                # a sensor with no spread (constant, or one window) keeps its raw error
-                self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
-                self._set_threshold((errors / self.sensor_scale_).mean(axis=1))  # = score(calibration), one pass fewer
-            else:
-                self._set_threshold(self.score(calibration))
-        finally:
-            self._fitting = False
-        return self
+        if self.error_scaling == "sensor":
+            errors = np.abs(self._calibration_contributions(calibration))  # (n, C) per-sensor squared errors
+            spread = errors.std(axis=0)
+            # a sensor with no spread (constant, or one window) keeps its raw error
+            self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
+            self._set_threshold((errors / self.sensor_scale_).mean(axis=1))  # = score(calibration), one pass fewer
+        else:
+            self._set_threshold(self._calibration_scores(calibration))
+
+    def _calibration_contributions(self, calibration: np.ndarray) -> np.ndarray:
+        """contributions() of the calibration windows (a detector that remembers its training
+        windows leaves each one out of its own reconstruction here)."""
+        return self.contributions(calibration)
+
+    def _calibration_scores(self, calibration: np.ndarray) -> np.ndarray:
+        """score() of the calibration windows (see _calibration_contributions)."""
+        return self.score(calibration)
 
     def recalibrate(self, X: ArrayLike, threshold: ThresholdRule | None = None) -> Self:
         """Set threshold_ anew on the scores of normal windows X (recent readings), by
@@ -438,13 +472,8 @@ class BaseDetector:
         if len(X) == 0:
             return empty
         batch_size = batch_size or self.inference_batch_size
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(self._inference_threads())
-        try:
-            with torch.inference_mode():
-                parts = [fn(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
-        finally:
-            torch.set_num_threads(previous_threads)
+        with torch_threads(self._inference_threads()), torch.inference_mode():
+            parts = [fn(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
         return np.concatenate(parts)
 
     def score(self, X: ArrayLike) -> np.ndarray:
@@ -546,6 +575,11 @@ class BaseDetector:
         fitted = config["fitted"]
         model = detector._build_model(fitted["window_size_"], fitted["n_features_in_"])
         model.load_state_dict(_load_weights(path / WEIGHTS_FILE))
+        if isinstance(model, FittedBuffers):
+            try:
+                model.check_inputs(fitted["window_size_"] * fitted["n_features_in_"])
+            except ValueError as exc:
+                raise ModelFileError(f"{path / WEIGHTS_FILE}: {exc}") from None
         detector.model_ = model.cpu().float().eval()
         detector.window_size_ = fitted["window_size_"]
         detector.n_features_in_ = fitted["n_features_in_"]

@@ -1,7 +1,8 @@
-"""The three detectors (MLP autoencoder, 1-D CNN autoencoder, VAE) and make_detector.
+"""The detectors (MLP autoencoder, 1-D CNN autoencoder, VAE; and, fitted without gradient
+training, PCA and nearest neighbours: aemodels.pca, aemodels.knn) and make_detector.
 
 All share BaseDetector's API (fit / score / predict / contributions / encode / save / load);
-each adds its network's hyperparameters. X is (n_windows, window_size, n_sensors), already scaled.
+each adds its own hyperparameters. X is (n_windows, window_size, n_sensors), already scaled.
 Fitted attributes: n_features_in_, window_size_, model_, history_, best_epoch_, val_scores_, threshold_.
 """
 from __future__ import annotations
@@ -17,11 +18,18 @@ from aemodels.base import BaseDetector, residual_sums, windows_tensor
 from aemodels.checks import check_int, check_real
 from aemodels.conv1d import Conv1dAutoencoder
 from aemodels.errors import DetectorInputError, UnknownParameterError
+from aemodels.knn import KNNDetector
 from aemodels.mlp import MLPAutoencoder
 from aemodels.network import Autoencoder
+from aemodels.pca import PCADetector
 from aemodels.vae import ARCHITECTURES, VAE, gaussian_kl
 
-DETECTOR_KINDS = ("mlp_ae", "cnn_ae", "vae")
+DETECTOR_KINDS = ("mlp_ae", "cnn_ae", "vae", "pca", "knn")
+# What a stream trains when its configuration names no kinds: the autoencoders. pca and knn
+# are picked by name (`kinds`); knn scores a window against every remembered training window.
+DEFAULT_KINDS = ("mlp_ae", "cnn_ae", "vae")
+__all__ = ["DEFAULT_KINDS", "DETECTOR_KINDS", "AutoencoderDetector", "Conv1dDetector", "KNNDetector", "PCADetector",
+           "VAEDetector", "detector_class", "detector_kinds", "make_detector", "param_defaults"]
 VAE_SCORE_METHODS = ("mean", "elbo", "iwae")
 
 
@@ -250,7 +258,7 @@ class VAEDetector(BaseDetector):
 
 
 def detector_kinds() -> tuple[str, ...]:
-    """Every detector kind, in display order (simplest first)."""
+    """Every detector kind, in display order (the autoencoders, then the kinds without gradient training)."""
     return DETECTOR_KINDS
 
 
@@ -268,7 +276,7 @@ def param_defaults(kind: str) -> dict[str, Any]:
 
 
 def make_detector(kind: str, **params: Any) -> BaseDetector:
-    """A new, unfitted detector of `kind` ("mlp_ae", "cnn_ae" or "vae") with the given parameters."""
+    """A new, unfitted detector of `kind` ("mlp_ae", "cnn_ae", "vae", "pca" or "knn") with the given parameters."""
     cls = detector_class(kind)
     names = cls.param_names()
     unknown = [name for name in params if name not in names]

@@ -21,10 +21,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from aemodels.detector import DEFAULT_KINDS
 from monitoring.evaluation.adbench import F1_PERCENTILES, AdbenchSettings, choose_out_of_fold, run_adbench
 
-# Candidates: shared detector settings over the stream defaults.
+# Candidates: detector settings over the stream defaults, each for the autoencoders (DEFAULT_KINDS)
+# unless it names its `kinds`.
 CANDIDATES: dict[str, dict] = {
+    # the kinds without gradient training: knn with 5 or 10 neighbours, pca by Q or Q + T²
+    "knn5": {"kinds": ("knn",), "error_scaling": "sensor", "n_neighbors": 5},
+    "knn10": {"kinds": ("knn",), "error_scaling": "sensor", "n_neighbors": 10},
+    "knn5-none": {"kinds": ("knn",), "error_scaling": "none", "n_neighbors": 5},
+    "knn10-none": {"kinds": ("knn",), "error_scaling": "none", "n_neighbors": 10},
+    "pca-q": {"kinds": ("pca",), "error_scaling": "sensor", "statistic": "q"},
+    "pca-combined": {"kinds": ("pca",), "error_scaling": "sensor", "statistic": "combined"},
+    "pca-q-none": {"kinds": ("pca",), "error_scaling": "none", "statistic": "q"},
+    "pca-combined-0.8": {"kinds": ("pca",), "error_scaling": "sensor", "statistic": "combined",
+                         "explained_variance": 0.8},
     "sensor": {"error_scaling": "sensor"},
     "none": {"error_scaling": "none"},
     "narrow": {"error_scaling": "sensor", "latent": 2},
@@ -55,8 +67,10 @@ def main() -> None:
             continue
         started = time.perf_counter()
         base = AdbenchSettings()
-        settings = AdbenchSettings(seeds=seeds, fits=("normal",), baselines=(),
-                                   detector_params={**base.detector_params, **CANDIDATES[name]})
+        params = dict(CANDIDATES[name])
+        kinds = tuple(params.pop("kinds", DEFAULT_KINDS))
+        settings = AdbenchSettings(seeds=seeds, fits=("normal",), baselines=(), kinds=kinds,
+                                   detector_params={**base.detector_params, **params})
         def progress(message: str, candidate: str = name) -> None:
             print(f"  {candidate}: {message}", flush=True)
 

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from aemodels import DETECTOR_KINDS, make_detector
+from aemodels import DEFAULT_KINDS, make_detector
 from aemodels.base import BaseDetector
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.training_set import make_training_set
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per fit")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each number is the best round")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (the goals are for 2)")
-    parser.add_argument("--kinds", default=",".join(DETECTOR_KINDS), help="detector kinds, comma-separated")
+    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help="autoencoder kinds, comma-separated")
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     load_before = os.getloadavg()[0]

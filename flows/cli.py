@@ -250,7 +250,8 @@ WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB f
                                               "folder, removed afterwards).")
 SeedsOption = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2); figures are the mean "
                                                   "over them.")
-KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all, plus the ensemble).")
+KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds of mlp_ae, cnn_ae, vae, pca, "
+                                                  "knn (default: the first three, plus the ensemble).")
 SetOption = typer.Option(None, "--set", help="Change a bench setting for an experiment, KEY=VALUE (JSON value), "
                                              "repeatable: window=30, threshold.coefficient=1.2, "
                                              "detector_params.error_scaling=none.")
@@ -486,7 +487,8 @@ FitsOption = typer.Option(None, "--fits", help="normal (fit on normal training r
 EpochsOption = typer.Option(None, "--epochs", help="Training epochs of aemon's detectors (default: the tabular "
                                                    "defaults).")
 OutOption = typer.Option(None, "--out", help="Also write every (setting, set, seed, detector) row to this CSV file.")
-TabularKindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds (default: all), or none.")
+TabularKindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds of mlp_ae, cnn_ae, vae, "
+                                                         "pca, knn (default: all), or none.")
 
 
 @bench_app.command("adbench")

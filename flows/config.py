@@ -51,6 +51,7 @@ from monitoring.evaluation.drift_detection import DriftRule
 from monitoring.models.defaults import (
     STREAM_DETECTOR_DEFAULTS,
     TABULAR_DETECTOR_DEFAULTS,
+    TABULAR_KINDS,
     TABULAR_SPEC,
     TABULAR_THRESHOLD,
     TrainingSplit,
@@ -116,6 +117,12 @@ def _all_kinds() -> tuple[str, ...]:
     return detector_kinds()
 
 
+def _default_kinds() -> tuple[str, ...]:
+    from aemodels.detector import DEFAULT_KINDS
+
+    return DEFAULT_KINDS
+
+
 def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
     kinds = _all_kinds()
     if not value:
@@ -131,7 +138,7 @@ def _kinds_field(value: tuple[str, ...]) -> tuple[str, ...]:
 class DetectorKinds(Settings):
     """The part of [streams.<s>.detectors] that does not depend on the installed kinds."""
 
-    kinds: tuple[str, ...] = Field(default_factory=_all_kinds)
+    kinds: tuple[str, ...] = Field(default_factory=_default_kinds)  # the autoencoders; pca, knn by name
 
     @field_validator("kinds")
     @classmethod
@@ -318,7 +325,7 @@ class ExclusionSettings(Settings):
 
 def _tabular_defaults(data: dict) -> dict:
     """A tabular stream's defaults where its table leaves a setting out: windows of one
-    record, every record trained on and scored (TABULAR_SPEC), the detector settings and
+    record, every record trained on and scored (TABULAR_SPEC), the detector kind, settings and
     threshold rule chosen on ADBench (monitoring.models.fitting), and each flagged record an
     incident of its own (records have no time order to merge along)."""
     data = dict(data)
@@ -333,7 +340,7 @@ def _tabular_defaults(data: dict) -> dict:
         data["train"] = {"stride": 1, "max_windows": None, **train}
     detectors = data.get("detectors", {})
     if isinstance(detectors, dict):
-        data["detectors"] = {**TABULAR_DETECTOR_DEFAULTS, **detectors}
+        data["detectors"] = {"kinds": TABULAR_KINDS, **TABULAR_DETECTOR_DEFAULTS, **detectors}
     data.setdefault("threshold", TABULAR_THRESHOLD.to_dict())
     alerts = data.get("alerts", {})
     if isinstance(alerts, dict):

@@ -29,7 +29,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import DETECTOR_KINDS, make_detector
+from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector
 from aemodels.errors import UnknownParameterError
 from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
@@ -108,7 +108,7 @@ class BenchSettings(DetectorGrid):
     split the series; detector_params: shared hyperparameters of every kind, kind_params:
     per kind; ensemble: also score the mean severity of the kinds (1 at each threshold)."""
 
-    kinds: tuple[str, ...] = tuple(DETECTOR_KINDS)
+    kinds: tuple[str, ...] = tuple(DEFAULT_KINDS)
     window: int = 40
     max_gap_intervals: float = 5.0
     # the last part of the training rows: early stopping and the threshold

@@ -1,5 +1,6 @@
-"""The detector API, the same for the three kinds: make_detector, fit / score / contributions /
-encode / save / load, and the VAE's density and generation methods."""
+"""The detector API, the same for every kind: make_detector, fit / score / contributions /
+encode / save / load, and the VAE's density and generation methods. (The kinds fitted
+without gradient training, pca and knn, have their own checks in test_classic.py.)"""
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from aemodels import (
+    DEFAULT_KINDS,
     DETECTOR_KINDS,
     BaseDetector,
     Conv1dDetector,
@@ -24,7 +26,10 @@ SMALL = {
     "mlp_ae": {"hidden": (32, 16), "latent": 4},
     "cnn_ae": {"channels": (8, 16), "latent": 4},
     "vae": {"hidden": (32, 16), "latent": 4, "kl_warmup_epochs": 3, "n_score_samples": 4},
+    "pca": {"explained_variance": 0.9},
+    "knn": {"n_neighbors": 4},
 }
+AUTOENCODERS = DEFAULT_KINDS  # the kinds trained by gradient descent
 FAST = {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "n_threads": 1}
 
 
@@ -41,11 +46,11 @@ def fitted(windows):
 
 
 def test_kinds_and_make_detector():
-    assert DETECTOR_KINDS == ("mlp_ae", "cnn_ae", "vae")
+    assert DETECTOR_KINDS == ("mlp_ae", "cnn_ae", "vae", "pca", "knn")
     assert [type(make_detector(k)).kind for k in DETECTOR_KINDS] == list(DETECTOR_KINDS)
     assert isinstance(make_detector("cnn_ae"), Conv1dDetector) and isinstance(make_detector("vae"), VAEDetector)
     assert make_detector("vae", latent=3, score_method="iwae").get_params()["score_method"] == "iwae"
-    with pytest.raises(ValueError, match=r"kind='lstm'; expected one of \['mlp_ae', 'cnn_ae', 'vae'\]"):
+    with pytest.raises(ValueError, match=r"kind='lstm'; expected one of \['mlp_ae', 'cnn_ae', 'vae', 'pca', 'knn'\]"):
         make_detector("lstm")
     with pytest.raises(UnknownParameterError, match="kind 'cnn_ae' has no parameter 'hidden'") as err:
         make_detector("cnn_ae", hidden=(8,))
@@ -57,8 +62,9 @@ def test_param_names_are_the_constructor_arguments_with_defaults(kind):
     cls = detector_class(kind)
     names = cls.param_names()
     assert len(names) == len(set(names))
-    assert {"latent", "activation", "dropout", "output_activation", "epochs", "denoise", "random_state",
-            "n_threads", "device"} <= set(names)
+    assert {"activation", "dropout", "output_activation", "epochs", "denoise", "random_state",
+            "n_threads", "score_threads", "device", "error_scaling", "threshold"} <= set(names)
+    assert ("latent" in names) == (kind in AUTOENCODERS)
     params = make_detector(kind).get_params()
     assert list(params) == names
     json.dumps({**params, "threshold": params["threshold"].to_dict()})  # plain values, the rule as its fields
@@ -78,14 +84,15 @@ def test_fit_and_every_output_shape(fitted, windows, kind):
     np.testing.assert_array_equal(detector.predict(X), scores > detector.threshold_)
     assert detector.reconstruct(X).shape == X.shape
     assert detector.contributions(X).shape == (len(X), SENSORS)
-    assert detector.encode(X).shape == (len(X), 4)
+    assert detector.encode(X).shape == (len(X), detector.model_.latent)
+    assert detector.model_.latent == 4 or kind == "pca"
     both = detector.score_with_contributions(X)
     np.testing.assert_array_equal(both[0], scores)
     np.testing.assert_array_equal(both[1], detector.contributions(X))
     np.testing.assert_array_equal(detector.val_scores_, detector.score(windows["val"]))
 
 
-@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+@pytest.mark.parametrize("kind", AUTOENCODERS)
 def test_loss_decreases(fitted, kind):
     losses = [row["train_loss"] for row in fitted[kind].history_]
     val = [row["val_loss"] for row in fitted[kind].history_]
@@ -127,7 +134,7 @@ def test_save_load_reproduces_everything_bit_for_bit(fitted, windows, kind, tmp_
     assert loaded.threshold_ == detector.threshold_ and loaded.history_ == detector.history_
 
 
-@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+@pytest.mark.parametrize("kind", AUTOENCODERS)
 def test_same_seed_same_weights(windows, kind):
     X = windows["train"][:128]
     kwargs = {**SMALL[kind], **FAST, "epochs": 2, "dropout": 0.1, "denoise": "gaussian"}
@@ -146,7 +153,7 @@ def test_not_fitted_is_a_named_error(windows, kind, method):
         getattr(make_detector(kind), method)(windows["test"])
 
 
-@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+@pytest.mark.parametrize("kind", AUTOENCODERS)
 def test_sigmoid_output_with_cross_entropy_on_unit_scaled_data(windows, kind):
     X = (windows["train"][:256] + 1.5) / 3.0  # into [0, 1]
     assert X.min() >= 0 and X.max() <= 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aemodels.detector import detector_class, detector_kinds, param_defaults
+from aemodels.detector import DEFAULT_KINDS, detector_class, detector_kinds, param_defaults
 from aemodels.thresholds import ThresholdRule
 from flows.config import (
     STREAM_DETECTOR_DEFAULTS,
@@ -68,7 +68,7 @@ def test_a_configuration_loaded_without_detectors_imports_no_torch_and_checks_th
 
 def test_detector_settings_mirror_each_detector_constructor():
     settings = detectors_model()()
-    assert settings.kinds == detector_kinds()  # every installed kind by default
+    assert settings.kinds == DEFAULT_KINDS == ("mlp_ae", "cnn_ae", "vae")  # the autoencoders by default
     for kind in detector_kinds():
         own = getattr(settings, kind).model_dump()
         defaults = param_defaults(kind)
@@ -225,22 +225,23 @@ def test_the_threshold_table_is_the_threshold_rule():
 
 
 def test_a_tabular_stream_gets_the_tabular_defaults_unless_it_sets_them(tmp_path):
-    from monitoring.models.defaults import TABULAR_DETECTOR_DEFAULTS, TABULAR_SPEC, TABULAR_THRESHOLD
+    from monitoring.models.defaults import TABULAR_DETECTOR_DEFAULTS, TABULAR_KINDS, TABULAR_SPEC, TABULAR_THRESHOLD
 
     path = tmp_path / "aemon.toml"
     path.write_text("[streams.r]\nsensors = ['a', 'b']\ntimestamp_column = ''\nid_column = 'id'\nasset_id = 'x'\n"
                     "[streams.s]\nsensors = ['a', 'b']\ntimestamp_column = ''\nasset_id = 'x'\n"
                     "threshold = { percentile = 95.0 }\nalerts = { min_windows = 2 }\n"
-                    "[streams.s.detectors]\nerror_scaling = 'none'\n")
+                    "[streams.s.detectors]\nerror_scaling = 'sensor'\nkinds = ['vae']\n")
     config = load_config(path)
     r, s = config.stream("r"), config.stream("s")
     assert r.window == TABULAR_SPEC and r.train.stride == 1
     assert r.threshold.rule() == TABULAR_THRESHOLD
     assert (r.alerts.min_windows, r.alerts.merge_gap_minutes, r.alerts.min_peak_severity) == (1, 0.0, 1.0)
     assert detector_params(r.detectors, "mlp_ae") == {**STREAM_DETECTOR_DEFAULTS, **TABULAR_DETECTOR_DEFAULTS}
+    assert r.detectors.kinds == TABULAR_KINDS == ("knn",)
     assert r.stream_schema().id_column == "id" and r.stream_schema().lake_columns[:3] == ["timestamp", "asset", "id"]
     assert s.threshold.percentile == 95.0 and s.alerts.min_windows == 2
-    assert detector_params(s.detectors, "vae")["error_scaling"] == "none"
+    assert detector_params(s.detectors, "vae")["error_scaling"] == "sensor" and s.detectors.kinds == ("vae",)
 
 
 def test_the_drift_table_is_the_drift_rule():

@@ -1,7 +1,7 @@
 """Tabular records end to end on real components: record files (CSV with an id column, Parquet
-without) -> ingest flow -> lake -> train flow (three kinds, windows of one record) -> MLflow
-registry -> score flow on the records that arrived after training -> flagged records with
-per-feature contributions in DuckDB."""
+without) -> ingest flow -> lake -> train flow (the tabular default, knn; mlp_ae and pca on the second
+stream; windows of one record) -> MLflow registry -> score flow on the records that arrived
+after training -> flagged records with per-feature contributions in DuckDB."""
 from __future__ import annotations
 
 import json
@@ -32,7 +32,13 @@ sensors = []
 all_numeric = true
 timestamp_column = ""
 asset_id = "bench-2"
-detectors = {{ kinds = ["mlp_ae"], n_threads = 1, epochs = 30 }}
+
+[streams.plain.detectors]
+kinds = ["mlp_ae", "pca"]
+error_scaling = "sensor"
+n_threads = 1
+epochs = 30
+pca = {{ statistic = "q" }}
 """
 
 # false alarms on normal records at the tabular threshold (p97.5): at most 3 x the nominal 2.5 %
@@ -86,16 +92,20 @@ def test_records_are_ingested_with_their_ids_and_increasing_record_times(run):
     assert "record_id" not in run["config"].stream("tests").stream_schema().sensors
 
 
-def test_every_kind_is_trained_on_single_record_windows_and_registered_with_a_threshold(run):
+def test_the_tabular_kind_is_trained_on_single_record_windows_and_registered_with_a_threshold(run):
     trained = run["trained"]["tests"]
-    assert sorted(c["kind"] for c in trained["candidates"]) == ["cnn_ae", "mlp_ae", "vae"]
+    assert [c["kind"] for c in trained["candidates"]] == ["knn"]  # TABULAR_KINDS
     assert trained["train_windows"] + trained["val_windows"] <= 3000
     version = registry.resolve_alias(run["config"].mlflow_tracking_uri, "tests")
     model, _ = registry.load_model(run["config"].mlflow_tracking_uri, "tests")
     bundle = registry.loaded_bundle(model)
     assert bundle.spec.size == 1 and bundle.sensors == list(RECORD_FEATURES)
     assert bundle.threshold == version.threshold > 0
-    assert run["trained"]["plain"]["candidates"][0]["kind"] == "mlp_ae"
+    assert bundle.detector.kind == "knn" and bundle.detector.error_scaling == "none"
+    assert [c["kind"] for c in run["trained"]["plain"]["candidates"]] == ["mlp_ae", "pca"]
+    champion = registry.loaded_bundle(registry.load_model(run["config"].mlflow_tracking_uri, "plain")[0]).detector
+    assert champion.kind in ("mlp_ae", "pca") and champion.error_scaling == "sensor"
+    assert champion.kind != "pca" or champion.get_params()["statistic"] == "q"  # the kind's own table
 
 
 def test_each_scoring_scores_the_records_after_the_last_one_once(run):
