@@ -121,7 +121,8 @@ class Peaks:
                 except psutil.Error:
                     continue
                 old = self.peaks.get(p.pid, (label, 0))
-                self.peaks[p.pid] = (label, max(old[1], rss))
+                # an exiting process's command line reads empty: it keeps the label it had
+                self.peaks[p.pid] = (old[0] or label, max(old[1], rss))
             time.sleep(0.1)
 
     def _label(self, p: psutil.Process) -> str:
@@ -141,6 +142,8 @@ class Peaks:
         self.thread.join()
         grouped: dict[str, list[int]] = {}
         for label, rss in self.peaks.values():
+            if not label or label.startswith("file -b"):  # unreadable, or a short-lived `file` run by a library
+                continue
             grouped.setdefault(label, []).append(rss)
         return grouped
 

@@ -62,12 +62,14 @@ def messy_files(inbox: Path) -> None:
     pd.DataFrame({"when": ["2026-01-01"], "value": [1.0]}).to_csv(inbox / "wrong-columns.csv", index=False)
 
 
-def ingest_tables(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
+def ingest_tables(warehouse: Warehouse, inbox: Path) -> dict[str, pd.DataFrame]:
+    """The ingest's tables, the inbox's path left out of file names and messages."""
     with connect(warehouse) as con:
         tables = {name: con.execute(f"SELECT {query} ORDER BY ALL").df() for name, query in INGEST_TABLES.items()}
     for frame in tables.values():
-        if "file" in frame:
-            frame["file"] = frame["file"].map(lambda f: Path(f).name)
+        for column in ("file", "error", "reason"):
+            if column in frame:
+                frame[column] = frame[column].str.replace(f"{inbox}/", "", regex=False)
     return {name: frame.sort_values(list(frame.columns), ignore_index=True) for name, frame in tables.items()}
 
 
@@ -83,8 +85,9 @@ def run_home(root, extra: str, mp: pytest.MonkeyPatch) -> dict:
     config = load_config(path)
     _, _, clean_end = write_inbox(config, SPEC)
     messy_files(config.inbox("pumps"))
-    ingested = ingest_readings("pumps", config_path=str(path))
-    lake = ingest_tables(config.warehouse)
+    ingested = [{k: v.replace(f"{config.inbox('pumps')}/", "") if isinstance(v, str) else v for k, v in r.items()}
+                for r in ingest_readings("pumps", config_path=str(path))]
+    lake = ingest_tables(config.warehouse, config.inbox("pumps"))
     trained = train_detectors("pumps", config_path=str(path), train_end=clean_end.to_pydatetime())
     first = score.score_stream("pumps", config_path=str(path))
     again = score.score_stream("pumps", config_path=str(path))  # nothing new: nothing written
@@ -123,7 +126,7 @@ def task_runs(prefix: str) -> list[tuple[str, str]]:
 def test_dask_ingest_leaves_the_default_runners_lake_quarantine_and_audit(runs):
     default, dask = runs
     lake = default["lake"]
-    statuses = {Path(r["file"]).name: r["status"] for r in default["ingested"]}
+    statuses = {r["file"]: r["status"] for r in default["ingested"]}
     assert statuses["wrong-columns.csv"] == "rejected" and "skipped" in statuses.values()  # not trivially equal
     assert lake["quarantine"]["reason"].str.contains("already in the lake").any()
     assert lake["quarantine"]["reason"].str.contains("n/a|not a number", regex=True).any()
@@ -131,8 +134,6 @@ def test_dask_ingest_leaves_the_default_runners_lake_quarantine_and_audit(runs):
     assert [name for name, _ in dask["staging_runs"]] == sorted(
         f"stage-{name}.." for name in statuses)
     assert {state for _, state in dask["staging_runs"]} == {"Completed"}
-    for result in (*default["ingested"], *dask["ingested"]):
-        result["file"] = Path(result["file"]).name
     assert dask["ingested"] == default["ingested"]  # per file: status, rows in / accepted / quarantined
     for name in INGEST_TABLES:
         pd.testing.assert_frame_equal(dask["lake"][name], lake[name], check_exact=True, obj=name)
@@ -257,7 +258,7 @@ def test_files_staged_side_by_side_commit_as_one_after_the_other(tmp_path, small
     assert [(r.rows_in, r.rows_accepted, r.rows_quarantined, r.rows_duplicate) for r in got] == [
         (r.rows_in, r.rows_accepted, r.rows_quarantined, r.rows_duplicate) for r in expected]
     assert sum(r.rows_duplicate for r in got) > 0  # the repeated readings were found
-    a, b = ingest_tables(side), ingest_tables(one)
+    a, b = ingest_tables(side, inbox), ingest_tables(one, inbox)
     assert len(b["readings"]) == len(frame[frame["asset"].isin(["pump-01", "pump-02"])])
     for name in INGEST_TABLES:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
