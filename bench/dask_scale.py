@@ -4,7 +4,13 @@ on a Dask cluster of 2 workers, and the warehouse's write throughput with concur
 One run:
 
 (a) ingest: the readings (N x 3,600 rows, one Parquet file per 100 assets) ingested by
-    `aemon ingest`, in two homes that share one MLflow store; rows/s of the command.
+    `aemon ingest` in each home: in-process (the default with no Prefect API: no flow run),
+    then as a flow run on each runner: kind = "default" (the files one after the other),
+    kind = "dask" (a LocalCluster started by the command: the files read, validated and
+    staged in parallel tasks, committed in order by the flow) and kind = "dask" with
+    `address` (the bench's cluster, below). Given: the command's wall time and its ingest
+    step (from the command's log: the inbox scanned -> the last file committed; a local
+    cluster's start is in the step), rows/s of each, and the peak memory of each process.
 (b) train once (`aemon train`: one MLP autoencoder, 2 epochs), then `aemon score` in each
     home: [runner] kind = "default" (one task, one transaction), kind = "dask" (a
     LocalCluster of --workers processes x 1 thread started by the command, assets spread 4
@@ -22,6 +28,7 @@ One run:
     a fan-out's commits, whatever the workers.
 
     PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 20
+    PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 1000 --workers 2 --skip-writers
     PYTHONPATH=. .venv/bin/python bench/dask_scale.py --assets 1000 --workers 2   # the target size
 """
 from __future__ import annotations
@@ -114,7 +121,8 @@ class Peaks:
                 except psutil.Error:
                     continue
                 old = self.peaks.get(p.pid, (label, 0))
-                self.peaks[p.pid] = (label, max(old[1], rss))
+                # an exiting process's command line reads empty: it keeps the label it had
+                self.peaks[p.pid] = (old[0] or label, max(old[1], rss))
             time.sleep(0.1)
 
     def _label(self, p: psutil.Process) -> str:
@@ -134,6 +142,8 @@ class Peaks:
         self.thread.join()
         grouped: dict[str, list[int]] = {}
         for label, rss in self.peaks.values():
+            if not label or label.startswith("file -b"):  # unreadable, or a short-lived `file` run by a library
+                continue
             grouped.setdefault(label, []).append(rss)
         return grouped
 
@@ -168,6 +178,21 @@ def scoring_seconds(output: str) -> float:
     if "load-champion" not in ends or last is None:
         return float("nan")
     return (last - ends["load-champion"]).total_seconds()
+
+
+def ingest_seconds(output: str) -> float:
+    """From the inbox scanned to the last file committed, from the command's log (a flow run)."""
+    ends = {name: pd.Timestamp(f"2000-01-01 {at}") for at, name in FINISHED.findall(output)}
+    last = ends.get("commit-files", ends.get("ingest-file"))
+    if "scan-inbox" not in ends or last is None:
+        return float("nan")
+    return (last - ends["scan-inbox"]).total_seconds()
+
+
+def show_memory(kind: str, groups: dict[str, list[int]]) -> str:
+    shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
+                      for label, rss in sorted(groups.items()))
+    return f"    {kind:<13} {shown}"
 
 
 def windows_of(n_assets: int) -> int:
@@ -258,12 +283,14 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--commits", type=int, default=20, help="commits per writer in (d)")
+    parser.add_argument("--skip-writers", action="store_true", help="stop after (c)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aemon-dask-bench-") as tmp, cluster(args.workers) as (address, pid):
         root = Path(tmp)
         configs = {kind: write_home(root, kind, kind, args.workers) for kind in ("default", "dask")}
         # a cluster that outlives the commands (`address`): its workers start once
         configs["dask address"] = write_home(root, "address", "dask", args.workers, address)
+        configs["in-process"] = write_home(root, "in-process", "default", args.workers)
         frame = readings(args.assets)
         for config in configs.values():
             inbox = config.parent / "inbox" / STREAM
@@ -271,12 +298,24 @@ def main() -> None:
                 part = frame[frame["asset"].isin([f"asset-{a:05d}" for a in range(i, i + 100)])]
                 part.to_parquet(inbox / f"part-{i:05d}.parquet", index=False)
         print(f"{args.assets} assets x {len(SENSORS)} sensors x {SECONDS} s at 1 Hz: {len(frame):,} readings, "
-              f"{windows_of(args.assets):,} windows of {WINDOW[0]} s (stride {WINDOW[1]} s)")
+              f"{windows_of(args.assets):,} windows of {WINDOW[0]} s (stride {WINDOW[1]} s); "
+              f"1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"(a) ingest of {-(-args.assets // 100)} files   command   rows/s   ingest step   rows/s"
+              "   (the step: inbox scanned -> last commit)")
+        ingest_memory = {}
+        seconds, _, ingest_memory["in-process"] = aemon(["ingest", STREAM, "--in-process"], configs.pop("in-process"),
+                                                        watch=True)
+        print(f"    in-process   {seconds:7.1f} s {len(frame) / seconds:8,.0f}")
         for kind, config in configs.items():
-            seconds, _, _ = aemon(["ingest", STREAM], config)
-            print(f"(a) ingest ({kind} home): {seconds:.1f} s, {len(frame) / seconds:,.0f} rows/s (command wall)")
-            if kind == "default":
-                print("    (the same ingest for each runner: it does not fan out)")
+            workers = Peaks(pid) if kind == "dask address" else None
+            seconds, output, ingest_memory[kind] = aemon(["ingest", STREAM, "--flow-run"], config, watch=True)
+            if workers is not None:
+                ingest_memory[kind].update({k: v for k, v in workers.finish().items() if k == "dask worker"})
+            step, n = ingest_seconds(output), len(frame)
+            print(f"    {kind:<13}{seconds:7.1f} s {n / seconds:8,.0f} {step:11.1f} s {n / step:8,.0f}")
+        print("    peak resident memory of each ingest, MiB")
+        for kind, groups in ingest_memory.items():
+            print(show_memory(kind, groups))
         cluster_peaks = Peaks(pid)
         seconds, _, _ = aemon(["train", STREAM], configs["default"])
         print(f"    train (mlp_ae, 2 epochs, default runner): {seconds:.1f} s")
@@ -290,13 +329,13 @@ def main() -> None:
             print(f"    {kind:<13}{first:5.1f} s {step:12.1f} s {n / step:18,.0f} {again:13.1f} s "
                   f"{scoring_seconds(output):10.1f} s   ({n:,} windows)")
         print("(c) peak resident memory of the first score run, MiB (dask address: the workers outlive the"
-              " command; their peak over the bench so far)")
+              " command; their peak over the training and scoring)")
         memory["dask address"].update({label: rss for label, rss in cluster_peaks.finish().items()
                                        if label == "dask worker"})
         for kind, groups in memory.items():
-            shown = ", ".join(f"{label} {' / '.join(f'{r / 2**20:.0f}' for r in sorted(rss, reverse=True))}"
-                              for label, rss in sorted(groups.items()))
-            print(f"    {kind:<13} {shown}")
+            print(show_memory(kind, groups))
+        if args.skip_writers:
+            return
         print(f"(d) store writes: each commit 1, 25 or 250 assets' {windows_of(1)} windows each (scores, watermarks)")
         for per_commit in (1, 25, 250):
             n_commits = args.commits if per_commit < 100 else max(2, args.commits // 5)

@@ -146,7 +146,8 @@ def ingest(
     flow_run: bool | None = typer.Option(
         None, "--flow-run/--in-process",
         help="Run as a Prefect flow run (Prefect's temporary local API when no PREFECT_API_URL is set), or the "
-             "same steps in this process. Default: a flow run when a Prefect API is configured, else in-process."),
+             "same steps in this process. Default: a flow run when a Prefect API is configured or [runner] kind is "
+             "\"dask\" (the files are read on the cluster), else in-process."),
 ):
     """Ingest every new file in the stream's inbox into the lake."""
     cfg = load(config, detectors=False)  # the stream's files, not its detectors (no torch)
@@ -154,7 +155,7 @@ def ingest(
     from flows.local_api import api_configured
 
     if flow_run is None:
-        flow_run = api_configured()
+        flow_run = api_configured() or cfg.runner.kind == "dask"
     if flow_run:
         from flows.ingest import ingest_readings
 

@@ -7,18 +7,20 @@ not wait for the score schedule. A run that found nothing new emits nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
-from flows import tasks
+from flows import fanout, tasks
 from flows.config import load_config
 from flows.notify import alert_on_failure
-from monitoring.store.ingestion import file_name
+from monitoring.store.ingestion import InboxPath, file_name
 
 if TYPE_CHECKING:
     from flows.config import AemonConfig
+    from monitoring.store.ingestion import BatchResult
 
 READINGS_INGESTED = "aemon.readings.ingested"
 
@@ -64,11 +66,13 @@ def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: 
     if archive is not None:
         for path in scan.unchanged:  # ingested before the archive was set
             steps.archive_file(path, archive)
-    for path in scan.pending:
+    if config.runner.kind == "dask" and steps is not tasks.IN_PROCESS and len(scan.pending) > 1:
+        ingested: Iterable[BatchResult] = ingest_on_dask(config, stream, scan.pending, retry_rejected)
+    else:
         # A bad file never stops the others: its problem is recorded in its batch row.
-        result = steps.ingest_file(
-            config.warehouse, stream, settings.stream_schema(), path, retry_rejected=retry_rejected
-        )
+        ingested = (steps.ingest_file(config.warehouse, stream, settings.stream_schema(), path,
+                                      retry_rejected=retry_rejected) for path in scan.pending)
+    for path, result in zip(scan.pending, ingested, strict=True):
         if result.status == "rejected":
             logger.warning("%s rejected: %s", file_name(path), result.error)
         elif result.rows_quarantined:
@@ -79,4 +83,33 @@ def ingest_inbox(config: AemonConfig, stream: str, retry_rejected: bool, steps: 
         if archive is not None and result.in_lake:  # a rejected file stays, to be fixed
             steps.archive_file(path, archive)
         results.append(result.to_dict())
+    return results
+
+
+def ingest_on_dask(config: AemonConfig, stream: str, paths: list[InboxPath],
+                   retry_rejected: bool) -> list[BatchResult]:
+    """The files read, validated and staged as Parquet parts in parallel tasks on the Dask
+    cluster ([runner]), each task its own contiguous group of files, against the lake as it
+    was before; then committed in the flow, in file order, one short write transaction each
+    (the warehouse takes one writer at a time), while the cluster, whose workers own the
+    staged parts, still runs. What ingesting them one by one leaves: a file whose readings
+    may repeat an earlier one's of the run is staged again after the commits
+    (store.ingestion.commit_staged)."""
+    schema = config.stream(stream).stream_schema()
+    with fanout.dask_runner(config.runner) as runner:
+        groups = fanout.split_assets(paths, 0, fanout.worker_threads(runner))
+        futures = [runner.submit(tasks.stage_files, {
+            "warehouse": config.warehouse, "stream": stream, "schema": schema, "paths": group,
+            "retry_rejected": retry_rejected}) for group in groups]
+        for future in futures:  # every group ends (staged or not) before any commit
+            future.wait()
+        staged, failed = [], None
+        for future in futures:
+            try:
+                staged += future.result()
+            except Exception as exc:  # the other groups' files are committed all the same
+                failed = failed or exc
+        results = tasks.commit_files(config.warehouse, stream, schema, staged, retry_rejected)
+    if failed is not None:
+        raise failed
     return results

@@ -86,6 +86,29 @@ def ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: i
     return ingestion.ingest_file(warehouse, stream, schema, path, retry_rejected=retry_rejected)
 
 
+def _stage_run_name() -> str:
+    """stage-<first file>.., for a group of local files or inbox objects."""
+    from prefect.runtime import task_run
+
+    paths = task_run.parameters.get("paths") or ["?"]
+    return f"stage-{ingestion.file_name(paths[0])}.."
+
+
+@io_task("stage-files", task_run_name=_stage_run_name)
+def stage_files(warehouse: Warehouse, stream: str, schema: StreamSchema, paths: list[ingestion.InboxPath],
+                retry_rejected: bool = False) -> list[ingestion.StagedFile | ingestion.BatchResult]:
+    return ingestion.stage_files(warehouse, stream, schema, paths, retry_rejected=retry_rejected)
+
+
+# Not retried: a retry would commit again the files staged for it (the store's own write
+# retries cover a busy catalog); what it leaves uncommitted is removed.
+@compute_task("commit-files")
+def commit_files(warehouse: Warehouse, stream: str, schema: StreamSchema,
+                 staged: list[ingestion.StagedFile | ingestion.BatchResult],
+                 retry_rejected: bool = False) -> list[ingestion.BatchResult]:
+    return ingestion.commit_staged(warehouse, stream, schema, staged, retry_rejected=retry_rejected)
+
+
 @io_task("load-readings")
 def load_readings(warehouse: Warehouse, stream: str, start: pd.Timestamp | None = None,
                   end: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -381,7 +381,11 @@ def _instance(warehouse: Warehouse) -> _Instance:
         instance = _INSTANCES.get(key)
         if instance is None:
             if warehouse.kind == "sqlite" and warehouse.exists():
-                instance = _Instance(_open(warehouse, read_only=False))
+                try:
+                    instance = _Instance(_open(warehouse, read_only=False))
+                except WarehouseError:  # a catalog file another process is still creating: after it
+                    with setup_lock(warehouse):
+                        instance = _Instance(_open(warehouse, read_only=False))
             else:  # the first process to open a new catalog creates it, alone
                 with setup_lock(warehouse):
                     instance = _Instance(_open(warehouse, read_only=False))

@@ -26,7 +26,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -239,29 +240,79 @@ def ingest_file(
     (columns start, end[, asset]) adds a `label` column that is 1 inside the intervals.
     `path`: a local file, or the URI of an object in an inbox on an object store (read from
     a local copy, recorded under its URI)."""
+    staged = stage_file(warehouse, stream, schema, path, retry_rejected=retry_rejected, asset=asset,
+                        labels=labels, chunk_rows=chunk_rows)
+    return staged if isinstance(staged, BatchResult) else commit_file(warehouse, staged)
+
+
+@dataclass
+class StagedFile:
+    """A file read, validated and staged (`stage_file`), not yet in the lake: its parts and
+    quarantine stage are invisible until `commit_file` registers them with its audit row.
+    Travels between processes (a staging task on a Dask worker, the commit in the flow's)."""
+
+    warehouse: Warehouse
+    source: InboxPath  # what was asked for: a local path or an object's URI
+    name: str  # what it is recorded as: the path, or the URI
+    size: int  # the file's size and mtime before its hash: its manifest row
+    mtime_ns: int
+    digest: str
+    seen: str | None  # the content's status before this run ("rejected": retried)
+    base: BatchResult
+    problem: str | None  # a file-level rejection (the file was not read into parts)
+    result: BatchResult | None = None  # the staged outcome, when the rows were read
+    quarantine: lake.QuarantineStage | None = None
+    late_ranges: dict | None = None
+    parts: list[lake.StagedPath] = field(default_factory=list)
+    footprint: dict[str, tuple] = field(default_factory=dict)  # asset -> first, last accepted time
+
+    def discard(self) -> None:
+        """Remove what was staged (the file is not committed, or is staged again later)."""
+        if self.quarantine is not None:
+            self.quarantine.discard()
+        lake.abort_parts(self.parts)
+
+    def overlaps(self, footprint: dict[str, list[tuple]]) -> bool:
+        """Whether an accepted reading of this file may be one of `footprint`'s (asset ->
+        intervals of times accepted by other files)."""
+        return any(lo <= hi2 and lo2 <= hi for asset, (lo, hi) in self.footprint.items()
+                   for lo2, hi2 in footprint.get(asset, ()))
+
+
+def stage_file(
+    warehouse: Warehouse,
+    stream: str,
+    schema: StreamSchema,
+    path: InboxPath,
+    *,
+    retry_rejected: bool = False,
+    asset: str | None = None,
+    labels: pd.DataFrame | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> StagedFile | BatchResult:
+    """Read, validate and stage one file (or inbox object) against the lake as it is now,
+    with no write lock held: a StagedFile for `commit_file`, or the BatchResult of content
+    already ingested."""
     quote_identifier(stream)
     options: dict[str, Any] = {"retry_rejected": retry_rejected, "asset": asset, "labels": labels,
                                "chunk_rows": chunk_rows}
     if isinstance(path, str) and is_uri(path):
         with fetched(path) as (local, found):
-            return _ingest_file(warehouse, stream, schema, local, found, **options)
+            return _stage_file(warehouse, stream, schema, path, local, found, **options)
     path = Path(path)
     stat = path.stat()  # before the hash: a file changed while it is read differs from its manifest row
-    return _ingest_file(warehouse, stream, schema, path, InboxObject(str(path), stat.st_size, stat.st_mtime_ns),
-                        **options)
+    return _stage_file(warehouse, stream, schema, path, path, InboxObject(str(path), stat.st_size, stat.st_mtime_ns),
+                       **options)
 
 
-def _ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: Path, found: InboxObject, *,
-                 retry_rejected: bool, asset: str | None, labels: pd.DataFrame | None,
-                 chunk_rows: int) -> BatchResult:
-    """ingest_file of a local file `path`, recorded as `found.uri` (the path itself, or the
+def _stage_file(warehouse: Warehouse, stream: str, schema: StreamSchema, source_path: InboxPath, path: Path,
+                found: InboxObject, *, retry_rejected: bool, asset: str | None, labels: pd.DataFrame | None,
+                chunk_rows: int) -> StagedFile | BatchResult:
+    """stage_file of a local file `path`, recorded as `found.uri` (the path itself, or the
     URI of the object it is a copy of) with the size and modification time in `found`."""
     name = found.uri
     schema = file_schema(schema, path, asset)
     problem = None
-    # Rows are read and staged as Parquet parts with no write lock held; one short write
-    # transaction then registers the parts with the file's audit row, quarantine and late
-    # ranges: a file is in the lake whole, with its audit, or not at all.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aemon-hash") as pool:
         hashing = pool.submit(file_digest, path)  # hashed while the warehouse opens (hashlib frees the GIL)
         with connect(warehouse) as con:
@@ -270,13 +321,11 @@ def _ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: 
             known = seen == "ok" or (seen == "rejected" and not retry_rejected)
             noted = inbox_manifest(con, stream, name).get(name, ())[:3] == (found.size, found.mtime_ns, digest)
 
-    def note_file(con: duckdb.DuckDBPyConnection) -> None:
-        record_inbox_file(con, stream, name, found.size, found.mtime_ns, digest)
-
     batch_id = digest[:16]
     if known:
-        if not noted:
-            write(warehouse, note_file)  # known content under a name not in the manifest yet
+        if not noted:  # known content under a name not in the manifest yet
+            write(warehouse, partial(record_inbox_file, stream=stream, file=name, size_bytes=found.size,
+                                     mtime_ns=found.mtime_ns, file_hash=digest))
         return BatchResult(batch_id, stream, name, digest, 0, 0, 0, "skipped", f"content already {seen}")
     with connect(warehouse) as con:
         if seen == "rejected":
@@ -291,39 +340,55 @@ def _ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: 
     if problem is not None and name != str(path):  # the object's URI, not the local copy's path
         problem = problem.replace(str(path), name)
     base = BatchResult(batch_id, stream, name, digest, 0, 0, 0, "ok")
-    outcome = None
+    staged = StagedFile(warehouse, source_path, name, found.size, found.mtime_ns, digest, seen, base, problem)
     if problem is None:
         modes = ["typed", "text"] if source.kind == "csv" and resolved.layout == "wide" else ["text"]
         for mode in modes:
             try:
-                outcome = _ingest_rows(base, source, resolved, warehouse, labels, mode, chunk_rows, ranges, marks)
+                (staged.result, staged.quarantine, staged.late_ranges, staged.parts,
+                 staged.footprint) = _ingest_rows(base, source, resolved, warehouse, labels, mode, chunk_rows,
+                                                  ranges, marks)
                 break
             except RetryAsText:
                 continue
             except (SchemaError, pa.ArrowInvalid) as exc:
                 if mode == "text":
-                    problem = _file_error(path, exc).replace(str(path), name)
-    parts: list[lake.StagedPath] = []
-    quarantined: lake.QuarantineStage | None = None
-    if outcome is not None:
-        _, quarantined, _, parts = outcome
+                    staged.problem = _file_error(path, exc).replace(str(path), name)
+    return staged
+
+
+def commit_file(warehouse: Warehouse, staged: StagedFile) -> BatchResult:
+    """One short write transaction: the staged parts registered with the file's audit row,
+    quarantine and late ranges (or its rejection): a file is in the lake whole, with its
+    audit, or not at all. A content another run committed meanwhile is skipped."""
+    if staged.result is None and isinstance(staged.source, str) and is_uri(staged.source):
+        # a rejected object's readable rows go to quarantine: read from a fresh local copy
+        with fetched(staged.source) as (local, _):
+            return _commit_file(warehouse, staged, local)
+    return _commit_file(warehouse, staged, Path(staged.source))
+
+
+def _commit_file(warehouse: Warehouse, staged: StagedFile, path: Path) -> BatchResult:
+    stream, name, digest, base = staged.base.stream, staged.name, staged.digest, staged.base
 
     def commit(con: duckdb.DuckDBPyConnection) -> BatchResult:
         now, _ = batch_status(con, stream, digest)
-        note_file(con)
+        record_inbox_file(con, stream, name, staged.size, staged.mtime_ns, digest)
         if now == "ok":  # another run committed this content meanwhile
-            return BatchResult(batch_id, stream, name, digest, 0, 0, 0, "skipped", "content already ok")
-        if seen == "rejected":
+            return BatchResult(base.batch_id, stream, name, digest, 0, 0, 0, "skipped", "content already ok")
+        if staged.seen == "rejected":
             clear_quarantine_of(con, stream, digest)
-        if outcome is None:
-            assert problem is not None, "a file that was not read has a reason"  # text mode never retries
-            result = _reject(con, base, path, problem)
+        if staged.result is None:
+            assert staged.problem is not None, "a file that was not read has a reason"  # text mode never retries
+            result = _reject(con, base, path, staged.problem)
         else:
-            result, staged, late_ranges, _ = outcome
-            register_parts(con, stream, parts)
-            load_quarantine(con, stream, batch_id, name, staged.path if staged.written else None)
-            for late_asset, (start, end, _) in late_ranges.items():
-                add_rescore_range(con, stream, late_asset, start, end, batch_id)
+            result = staged.result
+            register_parts(con, stream, staged.parts)
+            assert staged.quarantine is not None and staged.late_ranges is not None
+            load_quarantine(con, stream, base.batch_id, name,
+                            staged.quarantine.path if staged.quarantine.written else None)
+            for late_asset, (start, end, _) in staged.late_ranges.items():
+                add_rescore_range(con, stream, late_asset, start, end, base.batch_id)
         record_batch(con, result.to_dict())
         return result
 
@@ -332,11 +397,62 @@ def _ingest_file(warehouse: Warehouse, stream: str, schema: StreamSchema, path: 
         result = write(warehouse, commit)
         registered = result.status == "ok"
     finally:
-        if quarantined is not None:
-            quarantined.discard()
+        if staged.quarantine is not None:
+            staged.quarantine.discard()
         if not registered:
-            lake.abort_parts(parts)
+            lake.abort_parts(staged.parts)
     return result
+
+
+def stage_files(warehouse: Warehouse, stream: str, schema: StreamSchema, paths: list[InboxPath], *,
+                retry_rejected: bool = False) -> list[StagedFile | BatchResult]:
+    """`stage_file` of each path, in order; what was staged is removed if one fails."""
+    staged: list[StagedFile | BatchResult] = []
+    try:
+        for path in paths:
+            staged.append(stage_file(warehouse, stream, schema, path, retry_rejected=retry_rejected))
+    except BaseException:
+        for done in staged:
+            if isinstance(done, StagedFile):
+                done.discard()
+        raise
+    return staged
+
+
+def commit_staged(warehouse: Warehouse, stream: str, schema: StreamSchema, staged: list[StagedFile | BatchResult],
+                  *, retry_rejected: bool = False) -> list[BatchResult]:
+    """Commit files staged side by side (each against the lake as it was before any of
+    them), in order, one transaction each, leaving what ingesting them one after the other
+    leaves. A file whose accepted readings may repeat an earlier file's of this batch (same
+    asset, overlapping times) was checked against a lake without them: its stage is
+    discarded and it is ingested again, after the others, in order, so a reading is stored
+    once and the first file keeps it. Returns one result per file, in order."""
+    results: list[BatchResult | None] = []
+    footprint: dict[str, list[tuple]] = {}  # accepted by the earlier files, committed or not
+    again: list[int] = []
+    try:
+        for i, item in enumerate(staged):
+            if isinstance(item, BatchResult):
+                results.append(item)
+                continue
+            if item.overlaps(footprint):
+                item.discard()
+                again.append(i)
+                results.append(None)
+            else:
+                results.append(commit_file(warehouse, item))
+            for asset, interval in item.footprint.items():
+                footprint.setdefault(asset, []).append(interval)
+    except BaseException:
+        for item in staged[len(results):]:
+            if isinstance(item, StagedFile):
+                item.discard()
+        raise
+    for i in again:
+        item = staged[i]
+        assert isinstance(item, StagedFile)
+        results[i] = ingest_file(warehouse, stream, schema, item.source, retry_rejected=retry_rejected)
+    return [r for r in results if r is not None]
 
 
 def _file_error(path: Path, exc: Exception) -> str:
@@ -365,13 +481,15 @@ def _check_lake_columns(con, stream: str, path: Path, schema: StreamSchema, labe
 def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, warehouse: Warehouse,
                  labels: pd.DataFrame | None, mode: str, chunk_rows: int, ranges: dict, marks: dict):
     """Read, validate and stage every row of a file as Parquet parts (not yet in the lake).
-    Returns (batch result, staged quarantine, late ranges per asset, staged parts)."""
+    Returns (batch result, staged quarantine, late ranges per asset, staged parts, the
+    first and last accepted time per asset)."""
     stream = base.stream
     state = FileState(next_record_time=_next_record_time(ranges))
     writer = PartWriter(warehouse.data_path, stream, base.batch_id)
     quarantined = lake.QuarantineStage(warehouse.data_path, stream, base.batch_id)
     counts = {"in": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
     late_ranges: dict[str, tuple] = {}
+    footprint: dict[str, tuple] = {}
     staged = None
     # a reading connection for duplicate lookups: it sees the lake as of the file's start
     with connect(warehouse) if ranges else duckdb.connect() as lookup:
@@ -383,6 +501,7 @@ def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, wa
                 if clean is not None and labels is None and not _needs_lookup(clean, ranges, marks):
                     # the common chunk: nothing to quarantine, check in the lake or rescore; Arrow throughout
                     accept_clean(clean, state)
+                    _widen(footprint, clean.asset, pd.Timestamp(clean.first), pd.Timestamp(clean.last))
                     writer.submit(clean.table, seq)
                     counts["in"] += clean.table.num_rows
                     counts["accepted"] += clean.table.num_rows
@@ -396,6 +515,8 @@ def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, wa
                 if labels is not None:
                     accepted["label"] = label_intervals(accepted, labels)
                 _note_late(accepted, marks, late_ranges)
+                for name, times in accepted.groupby("asset", sort=False)["timestamp"]:
+                    _widen(footprint, str(name), times.min(), times.max())
                 if len(accepted):
                     writer.submit(accepted, seq)
                 quarantined.add(result.quarantine)
@@ -414,7 +535,12 @@ def _ingest_rows(base: BatchResult, source: SourceFile, schema: StreamSchema, wa
     batch = replace(base, rows_in=counts["in"], rows_accepted=counts["accepted"],
                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                     rows_out_of_order=state.n_out_of_order, rows_late=sum(n for _, _, n in late_ranges.values()))
-    return batch, quarantined, late_ranges, staged
+    return batch, quarantined, late_ranges, staged, footprint
+
+
+def _widen(footprint: dict[str, tuple], asset: str, first: pd.Timestamp, last: pd.Timestamp) -> None:
+    lo, hi = footprint.get(asset, (first, last))
+    footprint[asset] = (min(lo, first), max(hi, last))
 
 
 class PartWriter:

@@ -1,10 +1,13 @@
-"""[runner] kind = "dask": train and score fan out by groups of assets on a real Dask
-LocalCluster of 2 worker processes, and leave the same tables, models and thresholds as
-the default runner (one scoring task over every asset, the fits in a process pool)."""
+"""[runner] kind = "dask": ingest fans out by groups of files, train and score by groups of
+assets, on a real Dask LocalCluster of 2 worker processes, and leave the same lake,
+quarantine, audit, tables, models and thresholds as the default runner (one file after
+the other, one scoring task over every asset, the fits in a process pool)."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,7 +26,7 @@ from monitoring.alerting.scoring import ScoreResult, score_stream
 from monitoring.models import registry
 from monitoring.models.fitting import train_bundle
 from monitoring.store.connection import Warehouse, connect
-from monitoring.store.ingestion import ingest_file
+from monitoring.store.ingestion import commit_staged, ingest_file, list_inbox, stage_file
 
 SPEC = SyntheticSpec(n_assets=4, days=4.0, interval_s=60, seed=3)
 DETECTORS = "\n[streams.pumps.detectors]\nn_threads = 1\nepochs = 3\n"
@@ -38,6 +41,36 @@ TABLES = {
     "incident_log": "* EXCLUDE (logged_at)",
     "rescore_ranges": "*",
 }
+# the ingest's tables: files by name (the homes differ), without the clocks and mtimes
+INGEST_TABLES = {
+    "readings": "* FROM lake.pumps",
+    "ingest_batches": "* EXCLUDE (ingested_at) FROM ingest_batches",
+    "quarantine": "* EXCLUDE (quarantined_at) FROM quarantine",
+    "inbox_files": "* EXCLUDE (seen_at, mtime_ns) FROM inbox_files",
+}
+
+
+def messy_files(inbox: Path) -> None:
+    """Beside the stream's clean files: a copy of one under another name, a file repeating
+    half of another's readings (some of them bad), and a file of the wrong columns. The
+    lake ends as the clean files alone would leave it, whichever file comes first."""
+    shutil.copy(inbox / "pump-01.csv", inbox / "pump-01-copy.csv")
+    half = pd.read_csv(inbox / "pump-02.csv", dtype=str)
+    half = half.iloc[: len(half) // 2].copy()
+    half.loc[half.index[5:9], SENSORS[0]] = "n/a"
+    half.to_csv(inbox / "pump-02-again.csv", index=False)
+    pd.DataFrame({"when": ["2026-01-01"], "value": [1.0]}).to_csv(inbox / "wrong-columns.csv", index=False)
+
+
+def ingest_tables(warehouse: Warehouse, inbox: Path) -> dict[str, pd.DataFrame]:
+    """The ingest's tables, the inbox's path left out of file names and messages."""
+    with connect(warehouse) as con:
+        tables = {name: con.execute(f"SELECT {query} ORDER BY ALL").df() for name, query in INGEST_TABLES.items()}
+    for frame in tables.values():
+        for column in ("file", "error", "reason"):
+            if column in frame:
+                frame[column] = frame[column].str.replace(f"{inbox}/", "", regex=False)
+    return {name: frame.sort_values(list(frame.columns), ignore_index=True) for name, frame in tables.items()}
 
 
 def run_home(root, extra: str, mp: pytest.MonkeyPatch) -> dict:
@@ -51,7 +84,10 @@ def run_home(root, extra: str, mp: pytest.MonkeyPatch) -> dict:
     mp.chdir(root)
     config = load_config(path)
     _, _, clean_end = write_inbox(config, SPEC)
-    ingest_readings("pumps", config_path=str(path))
+    messy_files(config.inbox("pumps"))
+    ingested = [{k: v.replace(f"{config.inbox('pumps')}/", "") if isinstance(v, str) else v for k, v in r.items()}
+                for r in ingest_readings("pumps", config_path=str(path))]
+    lake = ingest_tables(config.warehouse, config.inbox("pumps"))
     trained = train_detectors("pumps", config_path=str(path), train_end=clean_end.to_pydatetime())
     first = score.score_stream("pumps", config_path=str(path))
     again = score.score_stream("pumps", config_path=str(path))  # nothing new: nothing written
@@ -59,7 +95,8 @@ def run_home(root, extra: str, mp: pytest.MonkeyPatch) -> dict:
         tables = {name: con.execute(f"SELECT {columns} FROM {name} ORDER BY ALL").df()
                   for name, columns in TABLES.items()}
     versions = registry.compare_versions(config.mlflow_tracking_uri, "pumps")
-    return {"trained": trained, "first": first, "again": again, "tables": tables, "versions": versions}
+    return {"trained": trained, "first": first, "again": again, "tables": tables, "versions": versions,
+            "ingested": ingested, "lake": lake}
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +106,37 @@ def runs(tmp_path_factory, prefect_harness):
         mp.delenv("AEMON_CONFIG", raising=False)
         default = run_home(tmp_path_factory.mktemp("default"), "", mp)
         dask = run_home(tmp_path_factory.mktemp("dask"), DASK, mp)
-    dask["task_runs"] = scoring_task_runs()
+    dask["task_runs"] = task_runs("score-pump")
+    dask["staging_runs"] = task_runs("stage-")
     return default, dask
 
 
-def scoring_task_runs() -> list[tuple[str, str]]:
-    """(name, state) of the scoring tasks the Prefect API recorded (the workers report them)."""
+def task_runs(prefix: str) -> list[tuple[str, str]]:
+    """(name, state) of the tasks named `prefix`... the Prefect API recorded (the workers
+    report them)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="score-pump")))
-    return sorted((run.name, run.state_name or "") for run in runs)
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=prefix)))
+    return sorted((run.name, run.state_name or "") for run in runs if run.name.startswith(prefix))
+
+
+@pytest.mark.slow
+def test_dask_ingest_leaves_the_default_runners_lake_quarantine_and_audit(runs):
+    default, dask = runs
+    lake = default["lake"]
+    statuses = {r["file"]: r["status"] for r in default["ingested"]}
+    assert statuses["wrong-columns.csv"] == "rejected" and "skipped" in statuses.values()  # not trivially equal
+    assert lake["quarantine"]["reason"].str.contains("already in the lake").any()
+    assert lake["quarantine"]["reason"].str.contains("n/a|not a number", regex=True).any()
+    # the 7 files read on the workers, one task a file (2 threads x 4 groups), all recorded
+    assert [name for name, _ in dask["staging_runs"]] == sorted(
+        f"stage-{name}.." for name in statuses)
+    assert {state for _, state in dask["staging_runs"]} == {"Completed"}
+    assert dask["ingested"] == default["ingested"]  # per file: status, rows in / accepted / quarantined
+    for name in INGEST_TABLES:
+        pd.testing.assert_frame_equal(dask["lake"][name], lake[name], check_exact=True, obj=name)
 
 
 @pytest.mark.slow
@@ -179,3 +235,33 @@ def test_a_bad_runner_setting_is_one_clear_line(aemon_home, table, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], result.stderr
     assert "Traceback" not in result.stdout
+
+
+def test_files_staged_side_by_side_commit_as_one_after_the_other(tmp_path, small_stream):
+    """The library under the ingest fan-out, without Dask: every file staged against the
+    empty lake (as parallel tasks stage them), then committed in order, leaves what
+    ingesting them one after the other leaves: a reading repeated by a later file is
+    quarantined, not stored twice, and a copy is skipped."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    frame = small_stream.readings
+    for asset in ("pump-01", "pump-02"):
+        frame[frame["asset"] == asset].to_csv(inbox / f"{asset}.csv", index=False)
+    messy_files(inbox)
+    schema = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
+    paths = list_inbox(inbox)
+    one, side = Warehouse.at(tmp_path / "one"), Warehouse.at(tmp_path / "side")
+    expected = [ingest_file(one, "pumps", schema, path) for path in paths]
+    staged = [stage_file(side, "pumps", schema, path) for path in paths]
+    got = commit_staged(side, "pumps", schema, staged)
+    assert [r.status for r in got] == [r.status for r in expected]
+    assert [(r.rows_in, r.rows_accepted, r.rows_quarantined, r.rows_duplicate) for r in got] == [
+        (r.rows_in, r.rows_accepted, r.rows_quarantined, r.rows_duplicate) for r in expected]
+    assert sum(r.rows_duplicate for r in got) > 0  # the repeated readings were found
+    a, b = ingest_tables(side, inbox), ingest_tables(one, inbox)
+    assert len(b["readings"]) == len(frame[frame["asset"].isin(["pump-01", "pump-02"])])
+    for name in INGEST_TABLES:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+    leftovers = sorted(p.name for p in (tmp_path / "side").rglob("*.parquet") if p.name.startswith((".", "part-")))
+    registered = sorted(p.name for p in (tmp_path / "one").rglob("*.parquet") if p.name.startswith((".", "part-")))
+    assert len(leftovers) == len(registered)  # no stage of a discarded or deferred file left behind
