@@ -44,7 +44,7 @@ from flows.locations import (
     resolve_home,
     validate_cron,
 )
-from flows.secrets import apply_secrets, check_secrets
+from flows.secret_blocks import apply_secrets, check_secrets
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.errors import InboxError
 from monitoring.evaluation.drift_detection import DriftRule
@@ -590,7 +590,7 @@ class AemonConfig(Settings):
     webhook: WebhookSettings = WebhookSettings()
     runner: RunnerSettings = RunnerSettings()
     streams: dict[str, StreamSettings] = Field(default_factory=lambda: {DEMO_STREAM_NAME: demo_stream()})
-    # environment variable -> Prefect Secret block holding its value (flows.secrets)
+    # environment variable -> Prefect Secret block holding its value (flows.secret_blocks)
     secrets: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("home")

@@ -182,10 +182,10 @@ def load_warehouse(path: str | Path | None = None) -> tuple[Warehouse, Warehouse
 
 
 def _apply_secrets(data: dict[str, Any], source: Path | None) -> None:
-    """The `[secrets]` table's Secret blocks into the environment (flows.secrets), only when
+    """The `[secrets]` table's Secret blocks into the environment (flows.secret_blocks), only when
     the file has one: otherwise nothing is imported and no API is called."""
     if "secrets" in data:
-        from flows.secrets import apply_secrets, check_secrets
+        from flows.secret_blocks import apply_secrets, check_secrets
 
         apply_secrets(check_secrets(data["secrets"], str(source or "default configuration")))
 

@@ -26,7 +26,7 @@ from flows.config import (
     detector_params,
 )
 from flows.locations import CONFIG_FILE, DEFAULT_HOME, WarehouseSettings
-from flows.secrets import SECRET_VARIABLES
+from flows.secret_blocks import SECRET_VARIABLES
 
 DEMO_NAME = "pumps"
 

@@ -159,3 +159,12 @@ def test_module_names_do_not_repeat_across_packages():
                 seen.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
     repeated = {name: paths for name, paths in seen.items() if len(paths) > 1}
     assert not repeated, repeated
+
+
+def test_no_module_shadows_the_standard_library():
+    """A deployment runs `flows/train.py` as a script, so flows/ is first on sys.path in its
+    process and in every worker process it spawns: a flows/secrets.py would be imported for
+    the standard library's `secrets` (pydantic imports it) and break them."""
+    shadowing = [str(path.relative_to(ROOT)) for package in [*sorted(OURS), "bench"]
+                 for path in package_files(package) if path.stem in sys.stdlib_module_names]
+    assert not shadowing, shadowing

@@ -279,7 +279,7 @@ def test_s3_keys_from_secret_blocks_are_used_and_never_shown(moto, tmp_path, sma
 ])
 def test_a_bad_or_missing_secret_block_is_one_line_naming_it(tmp_path, capsys, monkeypatch, prefect_harness, table,
                                                              expected):
-    from flows.secrets import forget_applied
+    from flows.secret_blocks import forget_applied
 
     forget_applied()
     config = write_config(tmp_path / "home", "inbox/pumps")
