@@ -9,7 +9,9 @@ Readings that arrived late (at or before a watermark, recorded by the ingest in
 `rescore_ranges`) are revisited: the windows over them are scored again and replace the
 earlier rows. Windows that touch an excluded reading (features.exclusions: machine off,
 maintenance) are scored and stored with `excluded = true`, but never flagged, so they
-raise no anomaly and no incident.
+raise no anomaly and no incident. With an adaptive alarm rule (monitoring.alerting.adaptive)
+a window above its threshold is flagged only if it also stands out from the asset's own
+score history under the same model version.
 """
 from __future__ import annotations
 
@@ -22,13 +24,20 @@ import pandas as pd
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
+from monitoring.alerting.adaptive import AlarmRule, History, adaptive_mask
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.lifecycle import IncidentSummary, store_incidents
 from monitoring.errors import BundleInputError
 from monitoring.models.registry import LoadedModel, RegisteredVersion, loaded_bundle
 from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import list_assets, read_readings
-from monitoring.store.results import clear_rescore_ranges, get_rescore_ranges, get_watermarks, write_window_results
+from monitoring.store.results import (
+    clear_rescore_ranges,
+    get_rescore_ranges,
+    get_watermarks,
+    score_history,
+    write_window_results,
+)
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,13 @@ def score_stream(
     assets: list[str] | None = None,
     incidents: IncidentRule | None = None,
     until: pd.Timestamp | None = None,
+    alarm: AlarmRule | None = None,
 ) -> ScoreResult:
     """Score the new readings of every asset of `stream` (or only of `assets`: only their
     readings are read, only their incidents merged). `until`: only readings at or before
     this time are read, as if later ones had not arrived yet (a replay of recorded data in
-    data time, monitoring.evaluation.replay_bench). Readings are read and scored with no
+    data time, monitoring.evaluation.replay_bench). `alarm`: which windows above their
+    threshold are flagged (default: all of them). Readings are read and scored with no
     lock held; then one transaction writes every asset's scores, anomalies and watermark,
     clears the late ranges it revisited and, with an `incidents` rule, merges the assets'
     incidents: a reader sees the whole run or none of it."""
@@ -84,6 +95,8 @@ def score_stream(
         # every asset's windows in one pass of the model, one frame: no per-asset Python
         scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
                                       marks, pending, exclusions)
+        if alarm is not None and alarm.adaptive and len(scored):
+            scored = _adaptive_flags(con, stream, scored, alarm, model_name, model_version)
         counts = scored["asset"].value_counts()
         batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
                    if counts.get(asset, 0) or (pending["asset"] == asset).any()]
@@ -181,11 +194,35 @@ def _score_assets(stream: str, readings: pd.DataFrame, predict: Callable[[pd.Dat
     return scored, ready
 
 
+def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.DataFrame, rule: AlarmRule,
+                    model_name: str, model_version: int) -> pd.DataFrame:
+    """`scored` with the flags of windows that do not stand out from their asset's history
+    cleared. Each asset's windows that touch no excluded reading form its sequence, after
+    the history stored before the earliest of them (rows this run replaces excluded)."""
+    scored = scored.reset_index(drop=True)
+    live = scored.loc[~scored["excluded"].to_numpy(dtype=bool), ["asset", "window_end", "score"]]
+    if live.empty:
+        return scored
+    starts = live.groupby("asset")["window_end"].min()
+    history = score_history(con, stream, model_name, model_version,
+                            {str(a): pd.Timestamp(t) for a, t in starts.items()}, rule.short_windows - 1)
+    keep = np.zeros(len(scored), dtype=bool)
+    for asset, part in live.groupby("asset", sort=False):
+        part = part.sort_values("window_end", kind="stable")
+        n, total, total_sq, recent = history.get(str(asset), (0, 0.0, 0.0, []))
+        mask = adaptive_mask(part["score"].to_numpy(), rule, History(n, total, total_sq, np.asarray(recent)))
+        keep[part.index.to_numpy()[mask]] = True
+    scored["is_anomaly"] = scored["is_anomaly"].to_numpy(dtype=bool) & keep
+    return scored
+
+
 def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,
                 full: bool = False, exclusions: Exclusions | None = None,
-                incidents: IncidentRule | None = None, assets: list[str] | None = None) -> ScoreResult:
+                incidents: IncidentRule | None = None, assets: list[str] | None = None,
+                alarm: AlarmRule | None = None) -> ScoreResult:
     """score_stream with a registered version loaded from MLflow (registry.load_model): its
     pyfunc predicts, its bundle gives the window spec and the input columns."""
     bundle = loaded_bundle(model)
     return score_stream(warehouse, stream, model.predict, bundle.spec, bundle.input_columns(), version.name,
-                        version.version, full=full, exclusions=exclusions, incidents=incidents, assets=assets)
+                        version.version, full=full, exclusions=exclusions, incidents=incidents, assets=assets,
+                        alarm=alarm)

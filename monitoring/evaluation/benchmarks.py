@@ -35,6 +35,7 @@ from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
 from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
 from features.windows import WindowSpec
+from monitoring.alerting.adaptive import AlarmRule
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError, TrainingDataError
 from monitoring.evaluation.labeled import point_alarms
@@ -119,6 +120,8 @@ class BenchSettings(DetectorGrid):
                                                            "progress": False})
     kind_params: dict = field(default_factory=dict)
     threshold: ThresholdRule = ThresholdRule(percentile=99.0, coefficient=1.3)
+    # which windows above the threshold raise an alarm (monitoring.alerting.adaptive)
+    alarm: AlarmRule = AlarmRule()
     # SKAB's rig: the motor body and fluid temperatures drift for minutes and stay shifted
     # after a fault; the detectors see their changes (features.differencing). Ignored where
     # a data set has no such sensor.
@@ -161,7 +164,8 @@ class BenchSettings(DetectorGrid):
 # shorter, alarms less than `merge_rows` apart are one detection, and the latent code is
 # 2 wide (a window holds 10 values: with 8 latent units a network nearly copies its input,
 # anomalies included).
-NAB_DEFAULTS: dict[str, Any] = {"window": 10, "differenced": ("value",), "merge_rows": 100}
+NAB_DEFAULTS: dict[str, Any] = {"window": 10, "differenced": ("value",), "merge_rows": 100,
+                                "alarm": AlarmRule("adaptive")}
 NAB_DETECTOR_PARAMS = {"latent": 2}
 
 
@@ -249,11 +253,12 @@ def _models(file: _File, sensors: list[str], settings: BenchSettings, seed: int,
         yield ENSEMBLE, EnsembleBundle(bundles)
 
 
-def _alarms(warehouse: Warehouse, stream: str, file: _File, model, name: str, version: int) -> np.ndarray:
+def _alarms(warehouse: Warehouse, stream: str, file: _File, model, name: str, version: int,
+            alarm: AlarmRule) -> np.ndarray:
     """Score one file with the normal scoring code and read its point alarms back."""
     columns = ["timestamp", "asset", *(model.members[0] if isinstance(model, EnsembleBundle) else model).sensors]
     score_stream(warehouse, stream, model.score_readings, file.spec, columns, f"bench-{name}", version,
-                 full=True, assets=[file.asset])
+                 full=True, assets=[file.asset], alarm=alarm)
     with connect(warehouse) as con:
         scores = read_scores(con, stream, f"bench-{name}", version, file.asset)
     flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
@@ -279,7 +284,7 @@ def _run(files: list[_File], warehouse: Warehouse, stream: str, sensors: list[st
                 models = [(name, None) for name in settings.detectors]
             for name, model in models:
                 alarms = np.zeros(len(file.readings), dtype=bool) if model is None else \
-                    _alarms(warehouse, stream, file, model, name, seed + 1)
+                    _alarms(warehouse, stream, file, model, name, seed + 1, settings.alarm)
                 pointwise, nab_score = judge(file, alarms)
                 if pointwise is not None:
                     counts[name].append(pointwise)
@@ -423,12 +428,12 @@ def with_assignments(settings: Any, assignments: list[str]) -> Any:
         head, _, rest = key.partition(".")
         if head not in settable:
             raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(settable)}")
-        if head == "threshold":
-            names = [f.name for f in fields(ThresholdRule)]
+        if head in ("threshold", "alarm"):  # a field of a rule: ThresholdRule, AlarmRule
+            names = [f.name for f in fields(getattr(settings, head))]
             if rest not in names:
-                raise BenchSettingError(f"--set {key}: expected threshold.<{'|'.join(names)}>")
+                raise BenchSettingError(f"--set {key}: expected {head}.<{'|'.join(names)}>")
             try:
-                settings = replace(settings, threshold=replace(settings.threshold, **{rest: value}))
+                settings = replace(settings, **{head: replace(getattr(settings, head), **{rest: value})})
             except (TypeError, ValueError) as exc:
                 raise BenchSettingError(f"--set {key}={raw}: {exc}") from None
         elif head in ("detector_params", "kind_params") and rest:

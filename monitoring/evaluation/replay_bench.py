@@ -208,7 +208,8 @@ def replay_file(warehouse: Warehouse, stream: str, file: _File, sensors: list[st
         if now < born:  # no model yet: nothing is scored
             continue
         result = score_stream(warehouse, stream, champion.score_readings, file.spec, champion.input_columns(),
-                              model_name, version, assets=[file.asset], incidents=rule, until=now)
+                              model_name, version, assets=[file.asset], incidents=rule, until=now,
+                              alarm=settings.alarm)
         with connect(warehouse) as con:
             scored = read_scores(con, stream, model_name, version, file.asset)
         out.chunks.append(ScoredChunk(now, version, result.windows_scored,
