@@ -45,6 +45,7 @@ from flows.locations import (
     validate_cron,
 )
 from flows.secret_blocks import apply_secrets, check_secrets
+from monitoring.alerting.adaptive import AlarmRule
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.errors import InboxError
 from monitoring.evaluation.drift_detection import DriftRule
@@ -226,14 +227,25 @@ class AlertSettings(Settings):
     stale_after_hours: float = Field(IncidentRule.stale_after.total_seconds() / 3600, gt=0)
     # no rows accepted for this many ingest intervals: the feed is stalled (an alert); 0: never
     stall_after_intervals: float = Field(6.0, ge=0)
+    # which windows above the threshold are flagged: "threshold" (all of them) or "adaptive"
+    # (only those that also stand out from the asset's own score history,
+    # monitoring.alerting.adaptive.AlarmRule, whose defaults these are)
+    alarm: str = Field(AlarmRule.mode, pattern="^(threshold|adaptive)$")
+    adaptive_windows: int = Field(AlarmRule.short_windows, ge=1)
+    adaptive_z: float = AlarmRule.z
+    adaptive_min_history: int = Field(AlarmRule.min_windows, ge=2)
 
     @model_validator(mode="after")
     def _valid_rule(self) -> AlertSettings:
         try:
             self.rule()
+            self.alarm_rule()
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    def alarm_rule(self) -> AlarmRule:
+        return AlarmRule(self.alarm, self.adaptive_windows, self.adaptive_z, self.adaptive_min_history)
 
     def rule(self) -> IncidentRule:
         recover = None if self.recover_after_minutes is None else pd.Timedelta(minutes=self.recover_after_minutes)
@@ -485,6 +497,9 @@ class StreamSettings(Settings):
             raise ValueError(f"timestamp_column is unset (tabular records) but window.stride == {self.window.stride}"
                              f" and train.stride == {self.train.stride}; every record is scored and trained on, "
                              "set both to 1 (their default for tabular records)")
+        if self.timestamp_column is None and self.alerts.alarm == "adaptive":
+            raise ValueError("alerts.alarm = \"adaptive\" compares a window with the ones before it, but "
+                             "timestamp_column is unset (tabular records have no time order); use \"threshold\"")
         if self.id_column is not None and self.timestamp_column is not None:
             raise ValueError(f"id_column = {self.id_column!r} is for tabular records; this stream has "
                              f"timestamp_column = {self.timestamp_column!r} (set timestamp_column = \"\")")

@@ -22,7 +22,7 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
     config = load_config(config_path)
     settings = config.stream(stream)
     model, version = tasks.load_champion(config.mlflow_tracking_uri, stream)
-    exclusions, rule = settings.exclusions.build(), settings.alerts.rule()
+    exclusions, rule, alarm = settings.exclusions.build(), settings.alerts.rule(), settings.alerts.alarm_rule()
     assets = tasks.stream_assets(config.warehouse, stream) if config.runner.kind == "dask" else []
     if assets:
         # on a Dask cluster, by groups of assets: each group's scores, anomalies, watermarks
@@ -31,7 +31,8 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
             groups = fanout.split_assets(assets, config.runner.assets_per_task, fanout.worker_threads(runner))
             futures = [runner.submit(tasks.score_assets, {
                 "warehouse": config.warehouse, "stream": stream, "model": model, "version": version,
-                "assets": group, "full": full, "exclusions": exclusions, "incidents": rule}) for group in groups]
+                "assets": group, "full": full, "exclusions": exclusions, "incidents": rule,
+                "alarm": alarm}) for group in groups]
             for future in futures:  # every group ends (commits or not) before the cluster goes
                 future.wait()
             parts = [future.result() for future in futures]
@@ -39,7 +40,7 @@ def score_stream(stream: str, config_path: str | None = None, full: bool = False
     else:
         # one transaction: the run's scores, anomalies, watermarks and incidents commit together
         result = tasks.score_windows(config.warehouse, stream, model, version, full=full,
-                                     exclusions=exclusions, incidents=rule)
+                                     exclusions=exclusions, incidents=rule, alarm=alarm)
     feed = tasks.check_feed(config, stream)
     sent = tasks.deliver_alerts(config, stream)
     tasks.publish_scoring(config, stream, result, sent, feed)

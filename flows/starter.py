@@ -85,6 +85,11 @@ NOTES: dict[str, str] = {
     "alerts.escalation_levels": "severities at which an incident escalates to major, then critical",
     "alerts.stale_after_hours": "no new scored window for this long: the asset's incidents close (\"no data\")",
     "alerts.stall_after_intervals": "no rows accepted for this many ingest intervals: the feed is stalled (0: never)",
+    "alerts.alarm": "threshold (every window above it is flagged) or adaptive (only those that also stand out "
+                    "from the asset's own score history)",
+    "alerts.adaptive_windows": "adaptive: the mean log-score of this many latest windows ...",
+    "alerts.adaptive_z": "adaptive: ... must exceed the history's mean by this many standard deviations",
+    "alerts.adaptive_min_history": "adaptive: windows of history needed first (until then the threshold alone)",
     "webhook.url": "POST every alert as signed JSON here (or url_env: a variable holding the URL, a secret)",
     "webhook.secret_env": "environment variable holding the HMAC-SHA256 signing key",
     "webhook.secret_block": "or a Prefect Secret block holding it",

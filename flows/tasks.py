@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from features.readers import StreamSchema
     from flows.config import AemonConfig
     from monitoring.alerting import scoring
+    from monitoring.alerting.adaptive import AlarmRule
     from monitoring.alerting.alerts import Alert
     from monitoring.alerting.incidents import IncidentRule
     from monitoring.evaluation import stream_drift
@@ -229,21 +230,21 @@ def publish_scoring(config: AemonConfig, stream: str, result: scoring.ScoreResul
 @io_task("score-windows")
 def score_windows(warehouse: Warehouse, stream: str, model: registry.LoadedModel, version: registry.RegisteredVersion,
                   full: bool = False, exclusions: Exclusions | None = None,
-                  incidents: IncidentRule | None = None) -> scoring.ScoreResult:
+                  incidents: IncidentRule | None = None, alarm: AlarmRule | None = None) -> scoring.ScoreResult:
     from monitoring.alerting import scoring
 
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
-                               incidents=incidents)
+                               incidents=incidents, alarm=alarm)
 
 
 @io_task("score-assets", task_run_name="score-{assets[0]}..")
 def score_assets(warehouse: Warehouse, stream: str, model: registry.LoadedModel, version: registry.RegisteredVersion,
                  assets: list[str], full: bool = False, exclusions: Exclusions | None = None,
-                 incidents: IncidentRule | None = None) -> scoring.ScoreResult:
+                 incidents: IncidentRule | None = None, alarm: AlarmRule | None = None) -> scoring.ScoreResult:
     from monitoring.alerting import scoring
 
     return scoring.score_model(warehouse, stream, model, version, full=full, exclusions=exclusions,
-                               incidents=incidents, assets=assets)
+                               incidents=incidents, assets=assets, alarm=alarm)
 
 
 @compute_task("combine-scoring")

@@ -5,11 +5,15 @@ A model's threshold is fixed when it is trained, on a short normal stretch; an a
 errors then run higher (a series that drifts, a noisier day) raises alarm after alarm.
 With `AlarmRule(mode="adaptive")` a flagged window also needs the mean log-score of its
 last `short_windows` windows to lie more than `z` standard deviations above the mean of
-the log-scores of every earlier window of that asset and model version (the windows
-before those `short_windows`, `min_windows` of them at least; until then the threshold
-alone decides). It is the idea of the anomaly likelihood of Numenta's HTM detector (a
-short-term average against the long-term distribution of the raw scores), on the log
-of a reconstruction error, whose spread is closer to normal than the error's.
+the log-scores of every earlier window of that asset (the windows before those
+`short_windows`, `min_windows` of them at least; until then the threshold alone decides).
+A log-score is the log of score / threshold, the window's severity: within one model
+version that is the log of the score shifted by a constant, which moves no z-score, and a
+new version continues the asset's history where the previous one left it, on the same
+scale, instead of starting from nothing after every retrain. It is the idea of the anomaly
+likelihood of Numenta's HTM detector (a short-term average against the long-term
+distribution of the raw scores), on the log of a reconstruction error, whose spread is
+closer to normal than the error's.
 
 The long-term distribution is kept as sums (count, sum, sum of squares of the
 log-scores), so a run reads a fixed amount of history per asset (`History`,
@@ -73,11 +77,15 @@ class History:
     recent: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def log_scores(scores) -> np.ndarray:
-    return np.log(np.maximum(np.asarray(scores, dtype=np.float64), _LOG_FLOOR))
+def log_scores(scores, thresholds=None) -> np.ndarray:
+    """log(score / threshold) (log(score) without thresholds), zeros floored."""
+    x = np.log(np.maximum(np.asarray(scores, dtype=np.float64), _LOG_FLOOR))
+    if thresholds is None:
+        return x
+    return x - np.log(np.maximum(np.asarray(thresholds, dtype=np.float64), _LOG_FLOOR))
 
 
-def adaptive_mask(scores, rule: AlarmRule, history: History = History()) -> np.ndarray:
+def adaptive_mask(scores, rule: AlarmRule, history: History = History(), thresholds=None) -> np.ndarray:
     """For windows of one asset in time order, after `history`: True where the mean
     log-score of the window and the `short_windows - 1` before it exceeds the mean of all
     earlier ones by more than `rule.z` of their standard deviations, and at least
@@ -87,7 +95,7 @@ def adaptive_mask(scores, rule: AlarmRule, history: History = History()) -> np.n
     recent = np.asarray(history.recent, dtype=np.float64)
     if len(recent) > k - 1:
         raise ValueError(f"history.recent: {len(recent)} log-scores; expected at most short_windows - 1 = {k - 1}")
-    new = log_scores(scores)
+    new = log_scores(scores, thresholds)
     x = np.concatenate([recent, new])
     head = len(recent)  # earlier windows carried in `x`
     # cumulative sums: c[i] = sum of x[:i]

@@ -198,19 +198,21 @@ def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.Data
                     model_name: str, model_version: int) -> pd.DataFrame:
     """`scored` with the flags of windows that do not stand out from their asset's history
     cleared. Each asset's windows that touch no excluded reading form its sequence, after
-    the history stored before the earliest of them (rows this run replaces excluded)."""
+    the history stored before the earliest of them by any version of the model (rows this
+    run replaces excluded)."""
     scored = scored.reset_index(drop=True)
-    live = scored.loc[~scored["excluded"].to_numpy(dtype=bool), ["asset", "window_end", "score"]]
+    live = scored.loc[~scored["excluded"].to_numpy(dtype=bool), ["asset", "window_end", "score", "threshold"]]
     if live.empty:
         return scored
     starts = live.groupby("asset")["window_end"].min()
-    history = score_history(con, stream, model_name, model_version,
-                            {str(a): pd.Timestamp(t) for a, t in starts.items()}, rule.short_windows - 1)
+    history = score_history(con, stream, model_name, {str(a): pd.Timestamp(t) for a, t in starts.items()},
+                            rule.short_windows - 1)
     keep = np.zeros(len(scored), dtype=bool)
     for asset, part in live.groupby("asset", sort=False):
         part = part.sort_values("window_end", kind="stable")
         n, total, total_sq, recent = history.get(str(asset), (0, 0.0, 0.0, []))
-        mask = adaptive_mask(part["score"].to_numpy(), rule, History(n, total, total_sq, np.asarray(recent)))
+        mask = adaptive_mask(part["score"].to_numpy(), rule, History(n, total, total_sq, np.asarray(recent)),
+                             part["threshold"].to_numpy())
         keep[part.index.to_numpy()[mask]] = True
     scored["is_anomaly"] = scored["is_anomaly"].to_numpy(dtype=bool) & keep
     return scored

@@ -48,6 +48,9 @@ BUILTIN_GRID: dict[str, tuple[tuple[str, ...], ...]] = {
         ("merge_rows=200",),
         ("window=20",),
         ("detector_params.latent=4",),
+        ("alarm.mode=threshold",),
+        ("alarm.z=2",),
+        ("alarm.z=3",),
     ),
     "skab": (
         (),
@@ -56,6 +59,7 @@ BUILTIN_GRID: dict[str, tuple[tuple[str, ...], ...]] = {
         ("window=30",),
         ("window=50",),
         ("detector_params.latent=16",),
+        ("alarm.mode=adaptive",),
     ),
 }
 # what a fold chooses by: the benchmark's headline score

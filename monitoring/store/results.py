@@ -117,26 +117,30 @@ def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, mo
         "AND model_name = ? AND model_version = ? AND asset = ? ORDER BY window_end",
         [stream, model_name, int(model_version), asset]).df()
 
-def score_history(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, model_version: int,
+def score_history(con: duckdb.DuckDBPyConnection, stream: str, model_name: str,
                   cutoffs: dict[str, pd.Timestamp], recent: int) -> dict[str, tuple[int, float, float, list[float]]]:
-    """Per asset, its stored windows of one model version that end before the asset's
-    cutoff and touch no excluded reading, as log-scores (monitoring.alerting.adaptive): the
-    latest `recent` of them in time order, and the count, sum and sum of squares of the
-    others. One aggregate over the version's scores of these assets."""
+    """Per asset, its stored windows scored by `model_name` (any version: a window's latest
+    scoring counts) that end before the asset's cutoff and touch no excluded reading, as
+    log(score / threshold) (monitoring.alerting.adaptive): the latest `recent` of them in
+    time order, and the count, sum and sum of squares of the others. One aggregate over
+    these assets' scores."""
     if not cutoffs:
         return {}
     bounds = pd.DataFrame({"asset": list(cutoffs), "cutoff": pd.to_datetime(list(cutoffs.values()))})
     con.register("history_cutoffs", bounds)
     try:
         rows = con.execute(
-            "WITH s AS (SELECT s.asset, s.window_end, ln(greatest(s.score, 1e-12)) AS x, "
-            "row_number() OVER (PARTITION BY s.asset ORDER BY s.window_end DESC) AS back "
-            "FROM scores s JOIN history_cutoffs c ON s.asset = c.asset AND s.window_end < c.cutoff "
-            "WHERE s.stream = ? AND s.model_name = ? AND s.model_version = ? AND NOT s.excluded) "
+            "WITH latest AS (SELECT s.asset, s.window_end, s.score, s.threshold, s.excluded FROM scores s "
+            "JOIN history_cutoffs c ON s.asset = c.asset AND s.window_end < c.cutoff "
+            "WHERE s.stream = ? AND s.model_name = ? "
+            "QUALIFY row_number() OVER (PARTITION BY s.asset, s.window_start "
+            "ORDER BY s.scored_at DESC, s.model_version DESC) = 1), "
+            "s AS (SELECT asset, window_end, ln(greatest(score, 1e-12)) - ln(greatest(threshold, 1e-12)) AS x, "
+            "row_number() OVER (PARTITION BY asset ORDER BY window_end DESC) AS back FROM latest WHERE NOT excluded) "
             "SELECT asset, count(*) FILTER (WHERE back > ?), coalesce(sum(x) FILTER (WHERE back > ?), 0), "
             "coalesce(sum(x * x) FILTER (WHERE back > ?), 0), "
             "coalesce(list(x ORDER BY window_end) FILTER (WHERE back <= ?), []) FROM s GROUP BY asset",
-            [stream, model_name, int(model_version), recent, recent, recent, recent]).fetchall()
+            [stream, model_name, recent, recent, recent, recent]).fetchall()
     finally:
         con.unregister("history_cutoffs")
     return {str(a): (int(n), float(t), float(t2), [float(v) for v in xs]) for a, n, t, t2, xs in rows}
