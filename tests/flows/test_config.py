@@ -311,3 +311,21 @@ def test_the_readme_lists_the_demo_sensors_and_shows_aemon_init():
     section = readme.split("## Using it on your own data", 1)[1].split("\n## ", 1)[0]
     assert all(f"`{sensor}`" in section for sensor in SENSORS)
     assert "\naemon init " in section and "--force" in section
+
+
+def test_the_alarm_rule_comes_from_the_alerts_table_and_tabular_records_refuse_adaptive(tmp_path):
+    from monitoring.alerting.adaptive import AlarmRule
+
+    path = tmp_path / "aemon.toml"
+    path.write_text("[streams.s]\nsensors = ['a']\n[streams.s.alerts]\nalarm = 'adaptive'\nadaptive_z = 3.5\n"
+                    "[streams.t]\nsensors = ['a']\n")
+    config = load_config(path)
+    assert config.stream("s").alerts.alarm_rule() == AlarmRule("adaptive", z=3.5)
+    assert config.stream("t").alerts.alarm_rule() == AlarmRule()
+    path.write_text("[streams.r]\nsensors = ['a']\ntimestamp_column = ''\nasset_id = 'x'\n"
+                    "[streams.r.alerts]\nalarm = 'adaptive'\n")
+    with pytest.raises(ConfigError, match="tabular records have no time order"):
+        load_config(path)
+    path.write_text("[streams.s]\nsensors = ['a']\n[streams.s.alerts]\nalarm = 'sometimes'\n")
+    with pytest.raises(ConfigError, match="alarm"):
+        load_config(path)

@@ -169,3 +169,29 @@ def test_under_a_deployment_the_train_deployment_is_scheduled(run):
     with get_client(sync_client=True) as client:
         scheduled = client.read_flow_run(flow_run_id)
     assert scheduled.deployment_id == deployment_id and scheduled.state.is_scheduled()
+
+
+def test_the_score_flow_applies_the_streams_adaptive_alarm(run):
+    """`[streams.<s>.alerts] alarm = "adaptive"`: of the windows above the champion's
+    threshold, the score flow flags only those the rule picks over each asset's stored
+    history; with a z no window reaches, none of them."""
+    from flows.score import score_stream
+    from monitoring.alerting.adaptive import AlarmRule, adaptive_mask
+
+    home = run["config"].home
+    path = home / "aemon-adaptive.toml"
+    path.write_text(f'home = "{home.as_posix()}"\n\n' + (home / "aemon.toml").read_text().split("\n", 2)[2]
+                    + '\n[streams.pumps.alerts]\nalarm = "adaptive"\nadaptive_z = 50\nadaptive_min_history = 20\n')
+    rule = load_config(str(path)).stream("pumps").alerts.alarm_rule()
+    assert rule == AlarmRule("adaptive", 3, 50.0, 20)
+    result = score_stream("pumps", config_path=str(path))
+    with connect(run["config"].warehouse) as con:
+        scores = con.execute("SELECT asset, window_end, score, threshold, is_anomaly, excluded FROM scores "
+                             "ORDER BY asset, window_end").df()
+    assert len(scores) == result["windows_scored"] > 0 and not scores["excluded"].any()
+    above = (scores["score"] > scores["threshold"]).to_numpy()
+    expected = above & pd.concat([
+        pd.Series(adaptive_mask(part["score"].to_numpy(), rule, thresholds=part["threshold"].to_numpy()),
+                  index=part.index) for _, part in scores.groupby("asset")]).sort_index().to_numpy()
+    assert (scores["is_anomaly"].to_numpy() == expected).all()
+    assert above.sum() > 0 and not scores["is_anomaly"].any()
