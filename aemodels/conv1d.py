@@ -1,6 +1,11 @@
 """A 1-D convolutional autoencoder: sensors are channels, the window is the time axis."""
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,6 +106,7 @@ class Conv1dAutoencoder(Autoencoder):
 
 
 # -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
+# (what training runs without oneDNN, and the tested reference of the channels-last forms)
 # oneDNN runs these small 1-D convolutions (a few channels, kernel 5) on (B, C, L) far below matmul speed,
 # and the transposed ones slower still. With the time axis outer and the channels inner, a
 # convolution is one matmul over the unfolded input (im2col), and a stride-2 transposed
@@ -161,28 +167,87 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
 
 
+# -- training: the same convolutions through oneDNN, with autograd, on NHWC views --
+# The windows' (B, L, C) is, without a copy, the channels_last image (B, C, 1, L) (see below),
+# and oneDNN's 2-D convolution and transposed convolution have forward and backward passes
+# for it: no unfolded copies, whose backward (unfold_backward, a scatter-add) took a fifth
+# of a matmul-form training step. One training epoch of the default network, batches of
+# 128 on one thread: 0.20 s as matmuls, 0.17 s here (bench/detectors_speed.py's training
+# section gives the figure against PyOD's). Without oneDNN the matmul forms above train.
+
+
+def conv1d_image_train(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last, differentiable in x and the module's
+    parameters: a 2-D convolution of the (B, C_in, 1, L) channels_last view, (B, L_out, C_out)."""
+    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
+    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    image = _image(x).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(image, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
+                   conv.groups)
+    return _windows(out.contiguous(memory_format=torch.channels_last))
+
+
+def conv_transpose1d_image_train(x: torch.Tensor, conv: nn.ConvTranspose1d) -> torch.Tensor:
+    """conv(x) for x (B, L, C_in) channels last, differentiable in x and the module's
+    parameters: oneDNN's 2-D transposed convolution of the (B, C_in, 1, L) channels_last
+    view, (B, L_out, C_out). (Its forward pass is slower than the phase convolution the
+    scoring path takes, its backward faster than either the matmul's or the phase form's.)"""
+    assert not isinstance(conv.padding, str), "channels-last transposed convolutions take an int padding"
+    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_in, C_out, k) -> (C_in, C_out, 1, k)
+    image = _image(x).contiguous(memory_format=torch.channels_last)
+    out = F.conv_transpose2d(image, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
+                             (0, conv.output_padding[0]), conv.groups, (1, conv.dilation[0]))
+    return _windows(out.contiguous(memory_format=torch.channels_last))
+
+
 # -- inference: the same convolutions through torch's 2-D convolution on an NHWC view --
 # A channels-last window (B, L, C) is, without a copy, an image (B, C, 1, L) in torch's
 # channels_last memory format, which oneDNN convolves directly (no unfolded copy of the
 # input: 2x the im2col matmul above on the default network). A stride-2 transposed
 # convolution is a stride-1 convolution with 2 * C_out output channels, one per phase of
 # each output pair (the taps of _phase_taps); oneDNN's own transposed convolution is slower
-# than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
+# than the matmul. Used where no gradient is taken; the weights it derives from the modules'
+# (the phase convolutions', the permuted Linear layers') are made once per version of the
+# parameters (_prepared), not on every batch.
 
 
 # oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
 # op torch's own compiler fuses into on CPU); absent from a build without oneDNN, where
 # F.conv2d and an in-place ReLU or subtraction follow.
+# Training's convolutions: oneDNN's with autograd (conv1d_image_train), else the matmul forms.
+_TRAIN_ON_ONEDNN = torch.backends.mkldnn.is_available()
 _CONV_POINTWISE = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
                    if torch.backends.mkldnn.is_available() else None)
 
 
+# (module, ((parameter, a copy of its values), ...), what was made of them): a module's derived
+# weights, remade when a parameter is replaced or its values change. The values are compared,
+# not the tensors' version counters: fused optimizer steps (Adam's fused=True, which training
+# uses) update parameters in place without bumping them. Comparing a few thousand values
+# costs microseconds; remaking the weights, a tenth of a scoring pass of 2048 windows.
+_PREPARED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], Any]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _prepared(module: nn.Module, make: Callable[[Any], Any]) -> Any:
+    """make(module), computed (without gradients) only when the module's own parameters
+    differ from those it was last computed from."""
+    params = list(module.parameters(recurse=False))
+    hit = _PREPARED.get(module)
+    if hit is not None and len(hit[0]) == len(params) and all(
+            saved is p and torch.equal(values, p) for (saved, values), p in zip(hit[0], params, strict=True)):
+        return hit[1]
+    with torch.no_grad():
+        value = make(module)
+        _PREPARED[module] = (tuple((p, p.detach().clone()) for p in params), value)
+    return value
+
+
 def _conv2d(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
             dilation: int, groups: int, relu: bool = False, minus: torch.Tensor | None = None) -> torch.Tensor:
-    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, or minus
-    (an image of the output's shape) subtracted, in one pass where it can."""
+    """F.conv2d over the time axis of a (B, C, 1, L) image by a channels_last weight, then the
+    ReLU if asked, or minus (an image of the output's shape) subtracted, in one pass where it can."""
     assert not (relu and minus is not None), "a ReLU or a subtraction after the convolution, not both"
-    weight = _channels_last(weight)
     image = image.contiguous(memory_format=torch.channels_last)
     args = (weight, bias, [0, padding], [1, stride], [1, dilation], groups)
     if relu and _CONV_POINTWISE is not None:
@@ -214,7 +279,8 @@ def conv1d_image(x: torch.Tensor, conv: nn.Conv1d, relu: bool = False) -> torch.
     """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
     channels_last view: (B, L_out, C_out), the values of conv1d_channels_last (then a ReLU if asked)."""
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
-    weight = conv.weight.unsqueeze(2)  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    # (C_out, C_in, k) -> (C_out, C_in, 1, k), channels_last
+    weight = _prepared(conv, lambda module: _channels_last(module.weight.unsqueeze(2)))
     return _windows(_conv2d(_image(x), weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0],
                             conv.groups, relu))
 
@@ -234,6 +300,12 @@ def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
     return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
 
 
+def _phase_conv(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """_phase_conv_weight's weight in channels_last memory, the bias of both phases, the reach."""
+    weight, reach = _phase_conv_weight(conv)
+    return _channels_last(weight), None if conv.bias is None else conv.bias.repeat(2), reach
+
+
 def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False,
                            minus: torch.Tensor | None = None) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
@@ -245,10 +317,10 @@ def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool
         and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
     c_out = conv.out_channels
     l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
-    weight, reach = _phase_conv_weight(conv)
+    weight, bias, reach = _prepared(conv, _phase_conv)
     # minus in the output's layout: (B, 2L, C_out) -> (B, L, 2 * C_out) -> (B, 2 * C_out, 1, L), when not cropped
     fused = minus is not None and l_out == 2 * length and minus.is_contiguous()
-    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu,
+    out = _conv2d(_image(x), weight, bias, 1, reach, 1, 1, relu,
                   _image(minus.view(batch, length, 2 * c_out)) if fused and minus is not None else None)
     # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
     windows = _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
@@ -267,9 +339,11 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
     channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
     give in their own (B, C, L) layout, every step kept in (B, L, C).
 
-    With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
-    conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
-    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place. With minus, the
+    With gradients on (training), the convolutions run as oneDNN's convolutions of
+    channels_last views with autograd (conv1d_image_train, conv_transpose1d_image_train; the
+    matmul forms conv1d_channels_last, conv_transpose1d_channels_last without oneDNN); without
+    (scoring), as oneDNN convolutions of channels_last views (conv1d_image,
+    conv_transpose1d_image) with the ReLUs in place and weights made once. With minus, the
     result is layers(x) - minus, subtracted as a last transposed convolution writes.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
@@ -288,9 +362,10 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
             minus = None if last else minus
             owned, skip = True, i + 1 if fused_relu else skip
         elif isinstance(module, nn.Conv1d):
-            x, owned = conv1d_channels_last(x, module), True
+            x, owned = (conv1d_image_train if _TRAIN_ON_ONEDNN else conv1d_channels_last)(x, module), True
         elif isinstance(module, nn.ConvTranspose1d):
-            x, owned = conv_transpose1d_channels_last(x, module), True
+            x, owned = (conv_transpose1d_image_train if _TRAIN_ON_ONEDNN else conv_transpose1d_channels_last)(
+                x, module), True
         elif i == skip:
             continue  # the ReLU the convolution before applied
         elif isinstance(module, nn.Flatten):
@@ -298,18 +373,14 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
             flat_from = (channels, steps)
         elif isinstance(module, nn.Linear):
-            weight: torch.Tensor = module.weight
-            bias: torch.Tensor | None = module.bias
-            if flat_from is not None:  # columns (C, L) -> (L, C)
-                channels, steps = flat_from
-                weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)
-                flat_from = None
-            unflatten = _unflatten_after(modules, i)
-            if unflatten is not None:  # rows (C, L) -> (L, C)
-                channels, steps = unflatten.unflattened_size
-                weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
-                bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
-            x, owned = nn.functional.linear(x, weight, bias), True
+            columns, rows = flat_from, _unflatten_after(modules, i)
+            if inference:  # the permuted weights made once, transposed for the matmul
+                weight_t, bias = _prepared(module,
+                                           partial(_linear_weights, columns=columns, rows=rows, transposed=True))
+                x = torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+            else:
+                x = nn.functional.linear(x, *_linear_weights(module, columns, rows))
+            flat_from, owned = None, True
         elif isinstance(module, nn.Unflatten):
             channels, steps = module.unflattened_size
             x = x.view(len(x), steps, channels)  # the Linear before wrote (L, C) order
@@ -323,6 +394,23 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
     if minus is not None:
         x = x.sub_(minus) if inference and owned else x - minus
     return x
+
+
+def _linear_weights(linear: nn.Linear, columns: tuple[int, int] | None, rows: nn.Unflatten | None,
+                    transposed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A Linear's weight and bias for channels-last activations: columns (C, L) -> (L, C) after
+    a Flatten of (C, L), rows (C, L) -> (L, C) before an Unflatten into (C, L); the weight
+    (out, in), or (in, out) contiguous when transposed."""
+    weight: torch.Tensor = linear.weight
+    bias: torch.Tensor | None = linear.bias
+    if columns is not None:
+        channels, steps = columns
+        weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)
+    if rows is not None:
+        channels, steps = rows.unflattened_size
+        weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
+        bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
+    return (weight.t().contiguous(), bias) if transposed else (weight, bias)
 
 
 def _unflatten_after(modules: list[nn.Module], i: int) -> nn.Unflatten | None:

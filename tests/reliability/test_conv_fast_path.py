@@ -1,6 +1,8 @@
 """Scoring runs the 1-D convolutions through oneDNN on channels_last views (transposed ones as
-stride-1 phase convolutions) and its ReLUs in place: the values of the plain nn.Conv1d /
-nn.ConvTranspose1d modules, the caller's windows untouched, and the saved weights as before."""
+stride-1 phase convolutions, weights made once per set of parameter values) and its ReLUs
+in place, training through oneDNN's convolutions with autograd: the values and gradients of
+the plain nn.Conv1d / nn.ConvTranspose1d modules, the caller's windows untouched, and the
+saved weights as before."""
 import numpy as np
 import pytest
 import torch
@@ -124,13 +126,49 @@ def test_trained_cnn_scores_match_the_plain_module_path_and_survive_save_and_loa
     np.testing.assert_array_equal(fresh.score(X[300:]), scores)
 
 
-def test_training_still_takes_gradients_through_the_matmul_path():
+@pytest.mark.parametrize("onednn", [True, False])
+def test_training_takes_the_modules_gradients_through_onednn_or_the_matmuls(onednn, monkeypatch):
+    # with gradients on, the convolutions run as oneDNN's with autograd (or, without oneDNN,
+    # as matmuls): the values and gradients of the plain modules
+    monkeypatch.setattr(conv1d, "_TRAIN_ON_ONEDNN", onednn)
     torch.manual_seed(4)
-    model = Conv1dAutoencoder(30, 7)
-    x = torch.randn(9, 30, 7)
-    loss = (model.forward_windows(x) - x).square().mean()
-    loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    model = Conv1dAutoencoder(29, 7)
+    x = torch.randn(9, 29, 7, requires_grad=True)
+    grads = []
+    for forward in (lambda: model(x.transpose(1, 2)).transpose(1, 2), lambda: model.forward_windows(x)):
+        model.zero_grad()
+        x.grad = None
+        out = forward()
+        (out - x.detach()).square().mean().backward()
+        grads.append([out.detach(), x.grad.clone(), *(p.grad.clone() for p in model.parameters())])
+    for reference, value in zip(*grads, strict=True):
+        torch.testing.assert_close(value, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_scoring_weights_follow_the_parameters(tmp_path):
+    # the inference path makes its weights once per set of parameter values: an optimizer step
+    # (fused Adam, as training runs it) or a load_state_dict after a scoring pass is seen by the next one
+    torch.manual_seed(6)
+    model = Conv1dAutoencoder(30, 7).eval()
+    x = torch.randn(5, 30, 7)
+
+    def check() -> None:
+        with torch.inference_mode():
+            reference = model(x.transpose(1, 2)).transpose(1, 2)
+            torch.testing.assert_close(model.forward_windows(x), reference, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(model.residual_windows(x), reference - x, atol=1e-5, rtol=1e-5)
+
+    check()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    (model.forward_windows(x) - x).square().mean().backward()
+    optimizer.step()
+    check()
+    other = Conv1dAutoencoder(30, 7)
+    model.load_state_dict(other.state_dict())
+    check()
+    with torch.no_grad():
+        model.decoder[0].weight = nn.Parameter(torch.randn_like(model.decoder[0].weight))  # replaced, not changed
+    check()
 
 
 @pytest.mark.parametrize("fused", [True, False])
