@@ -106,7 +106,6 @@ class Conv1dAutoencoder(Autoencoder):
 
 
 # -- the same networks on windows as they come, (B, L, C): channels last, convolutions as matmuls --
-# (what training runs without oneDNN, and the tested reference of the channels-last forms)
 # oneDNN runs these small 1-D convolutions (a few channels, kernel 5) on (B, C, L) far below matmul speed,
 # and the transposed ones slower still. With the time axis outer and the channels inner, a
 # convolution is one matmul over the unfolded input (im2col), and a stride-2 transposed
@@ -122,10 +121,40 @@ def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     k, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     l_out = (length + 2 * padding - k) // stride + 1
     padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
-    # (B, L_out, k, C_in): the input of each output step, k consecutive steps, contiguous in memory
-    patches = padded.unfold(1, k, stride).transpose(2, 3)
+    patches = _Im2col.apply(padded, k, stride)  # (B * L_out, k * C_in)
     weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (C_out, k * C_in)
-    return _affine(patches.reshape(batch * l_out, k * c_in), weight.t(), conv.bias).view(batch, l_out, -1)
+    return _affine(patches, weight.t(), conv.bias).view(batch, l_out, -1)
+
+
+class _Im2col(torch.autograd.Function):
+    """(B, L, C) -> (B * L_out, k * C): the input of each output step, k consecutive steps of
+    the time axis (stride apart), as the rows of a matmul; a copy, what
+    x.unfold(1, k, stride).transpose(2, 3).reshape(-1, k * C) gives.
+
+    Its backward is that of the unfold, bit for bit (each step's gradient sums the windows
+    containing it in the same order, from the first window on), as k strided additions
+    instead of unfold_backward, a per-element scatter that took a fifth of a training step."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: int, stride: int) -> torch.Tensor:
+        batch, length, channels = x.shape
+        l_out = (length - k) // stride + 1
+        ctx.shape, ctx.k, ctx.stride = x.shape, k, stride
+        # (B, L_out, C, k) -> (B, L_out, k, C) -> (B * L_out, k * C)
+        return x.unfold(1, k, stride).transpose(2, 3).reshape(batch * l_out, k * channels)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        batch, length, channels = ctx.shape
+        k, stride = ctx.k, ctx.stride
+        l_out = (length - k) // stride + 1
+        grad = grads[0].reshape(batch, l_out, k, channels)
+        grad_x = grad.new_zeros(batch, length, channels)
+        # step i gets tap j of window (i - j) / stride: the taps from last to first visit its
+        # windows from first to last, the order unfold_backward sums them in
+        for j in reversed(range(k)):
+            grad_x[:, j:j + stride * (l_out - 1) + 1:stride] += grad[:, :, j]
+        return grad_x, None, None
 
 
 def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -161,43 +190,10 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
         blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
     weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
     padded = nn.functional.pad(x, (0, 0, -low, high))  # (B, L + taps - 1, C_in)
-    patches = padded.unfold(1, n_taps, 1).transpose(2, 3)  # (B, L, taps, C_in), contiguous in memory
-    out = _affine(patches.reshape(batch * length, n_taps * c_in), weight.reshape(n_taps * c_in, 2 * c_out),
+    patches = _Im2col.apply(padded, n_taps, 1)  # (B * L, taps * C_in)
+    out = _affine(patches, weight.reshape(n_taps * c_in, 2 * c_out),
                   None if conv.bias is None else conv.bias.repeat(2))
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
-
-
-# -- training: the same convolutions through oneDNN, with autograd, on NHWC views --
-# The windows' (B, L, C) is, without a copy, the channels_last image (B, C, 1, L) (see below),
-# and oneDNN's 2-D convolution and transposed convolution have forward and backward passes
-# for it: no unfolded copies, whose backward (unfold_backward, a scatter-add) took a fifth
-# of a matmul-form training step. One training epoch of the default network, batches of
-# 128 on one thread: 0.20 s as matmuls, 0.17 s here (bench/detectors_speed.py's training
-# section gives the figure against PyOD's). Without oneDNN the matmul forms above train.
-
-
-def conv1d_image_train(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """conv(x) for x (B, L, C_in) channels last, differentiable in x and the module's
-    parameters: a 2-D convolution of the (B, C_in, 1, L) channels_last view, (B, L_out, C_out)."""
-    assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
-    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
-    image = _image(x).contiguous(memory_format=torch.channels_last)
-    out = F.conv2d(image, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
-                   conv.groups)
-    return _windows(out.contiguous(memory_format=torch.channels_last))
-
-
-def conv_transpose1d_image_train(x: torch.Tensor, conv: nn.ConvTranspose1d) -> torch.Tensor:
-    """conv(x) for x (B, L, C_in) channels last, differentiable in x and the module's
-    parameters: oneDNN's 2-D transposed convolution of the (B, C_in, 1, L) channels_last
-    view, (B, L_out, C_out). (Its forward pass is slower than the phase convolution the
-    scoring path takes, its backward faster than either the matmul's or the phase form's.)"""
-    assert not isinstance(conv.padding, str), "channels-last transposed convolutions take an int padding"
-    weight = _channels_last(conv.weight.unsqueeze(2))  # (C_in, C_out, k) -> (C_in, C_out, 1, k)
-    image = _image(x).contiguous(memory_format=torch.channels_last)
-    out = F.conv_transpose2d(image, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
-                             (0, conv.output_padding[0]), conv.groups, (1, conv.dilation[0]))
-    return _windows(out.contiguous(memory_format=torch.channels_last))
 
 
 # -- inference: the same convolutions through torch's 2-D convolution on an NHWC view --
@@ -214,8 +210,6 @@ def conv_transpose1d_image_train(x: torch.Tensor, conv: nn.ConvTranspose1d) -> t
 # oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
 # op torch's own compiler fuses into on CPU); absent from a build without oneDNN, where
 # F.conv2d and an in-place ReLU or subtraction follow.
-# Training's convolutions: oneDNN's with autograd (conv1d_image_train), else the matmul forms.
-_TRAIN_ON_ONEDNN = torch.backends.mkldnn.is_available()
 _CONV_POINTWISE = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
                    if torch.backends.mkldnn.is_available() else None)
 
@@ -339,11 +333,10 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
     channels-last activations: (B, L, C) or flat (B, n) in, the same values as the modules
     give in their own (B, C, L) layout, every step kept in (B, L, C).
 
-    With gradients on (training), the convolutions run as oneDNN's convolutions of
-    channels_last views with autograd (conv1d_image_train, conv_transpose1d_image_train; the
-    matmul forms conv1d_channels_last, conv_transpose1d_channels_last without oneDNN); without
-    (scoring), as oneDNN convolutions of channels_last views (conv1d_image,
-    conv_transpose1d_image) with the ReLUs in place and weights made once. With minus, the
+    With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
+    conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
+    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place and weights made once
+    per set of parameter values. With minus, the
     result is layers(x) - minus, subtracted as a last transposed convolution writes.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
@@ -362,10 +355,9 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
             minus = None if last else minus
             owned, skip = True, i + 1 if fused_relu else skip
         elif isinstance(module, nn.Conv1d):
-            x, owned = (conv1d_image_train if _TRAIN_ON_ONEDNN else conv1d_channels_last)(x, module), True
+            x, owned = conv1d_channels_last(x, module), True
         elif isinstance(module, nn.ConvTranspose1d):
-            x, owned = (conv_transpose1d_image_train if _TRAIN_ON_ONEDNN else conv_transpose1d_channels_last)(
-                x, module), True
+            x, owned = conv_transpose1d_channels_last(x, module), True
         elif i == skip:
             continue  # the ReLU the convolution before applied
         elif isinstance(module, nn.Flatten):

@@ -61,9 +61,8 @@ class Conv1dDetector(BaseDetector):
     kernel_size: odd; latent: size of the dense bottleneck.
 
     The network trains and scores on the windows as they are, channels last
-    (Conv1dAutoencoder.forward_windows, no transposed copies): training and scoring run the
-    convolutions through oneDNN on channels_last views (training with autograd, scoring with
-    the ReLUs and the residual's subtraction fused and its weights made once).
+    (Conv1dAutoencoder.forward_windows, no transposed copies): training runs the convolutions
+    as matmuls, scoring as oneDNN convolutions of channels_last views (twice as fast there).
     """
 
     kind = "cnn_ae"
