@@ -120,41 +120,46 @@ def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
     k, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     l_out = (length + 2 * padding - k) // stride + 1
-    padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
-    patches = _Im2col.apply(padded, k, stride)  # (B * L_out, k * C_in)
+    patches = _Im2col.apply(x, k, stride, padding, padding)  # (B * L_out, k * C_in), zero-padded in time
     weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (C_out, k * C_in)
     return _affine(patches, weight.t(), conv.bias).view(batch, l_out, -1)
 
 
 class _Im2col(torch.autograd.Function):
     """(B, L, C) -> (B * L_out, k * C): the input of each output step, k consecutive steps of
-    the time axis (stride apart), as the rows of a matmul; a copy, what
-    x.unfold(1, k, stride).transpose(2, 3).reshape(-1, k * C) gives.
+    the time axis (stride apart) of x zero-padded by `left` and `right` steps, as the rows of
+    a matmul; the values of pad(x).unfold(1, k, stride).transpose(2, 3).reshape(-1, k * C).
 
-    Its backward is that of the unfold, bit for bit (each step's gradient sums the windows
-    containing it in the same order, from the first window on), as k strided additions
-    instead of unfold_backward, a per-element scatter that took a fifth of a training step."""
+    Its backward gives that expression's gradient bit for bit (each step's gradient sums the
+    windows containing it in unfold_backward's order, from the first window on) as k strided
+    additions instead of unfold_backward, a per-element scatter that took a fifth of a
+    training step, and without the padding's own graph node and copy."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, k: int, stride: int) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, k: int, stride: int, left: int, right: int) -> torch.Tensor:
         batch, length, channels = x.shape
-        l_out = (length - k) // stride + 1
-        ctx.shape, ctx.k, ctx.stride = x.shape, k, stride
+        padded = x
+        if left or right:
+            padded = x.new_zeros(batch, left + length + right, channels)  # (B, L + left + right, C)
+            padded[:, left:left + length] = x
+        l_out = (padded.shape[1] - k) // stride + 1
+        ctx.shape, ctx.k, ctx.stride, ctx.left = padded.shape, k, stride, left
+        ctx.length = length
         # (B, L_out, C, k) -> (B, L_out, k, C) -> (B * L_out, k * C)
-        return x.unfold(1, k, stride).transpose(2, 3).reshape(batch * l_out, k * channels)
+        return padded.unfold(1, k, stride).transpose(2, 3).reshape(batch * l_out, k * channels)
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        batch, length, channels = ctx.shape
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        batch, padded_length, channels = ctx.shape
         k, stride = ctx.k, ctx.stride
-        l_out = (length - k) // stride + 1
+        l_out = (padded_length - k) // stride + 1
         grad = grads[0].reshape(batch, l_out, k, channels)
-        grad_x = grad.new_zeros(batch, length, channels)
+        grad_padded = grad.new_zeros(batch, padded_length, channels)
         # step i gets tap j of window (i - j) / stride: the taps from last to first visit its
         # windows from first to last, the order unfold_backward sums them in
         for j in reversed(range(k)):
-            grad_x[:, j:j + stride * (l_out - 1) + 1:stride] += grad[:, :, j]
-        return grad_x, None, None
+            grad_padded[:, j:j + stride * (l_out - 1) + 1:stride] += grad[:, :, j]
+        return grad_padded[:, ctx.left:ctx.left + ctx.length], None, None, None, None
 
 
 def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -189,8 +194,8 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     for (phase, j), d in taps.items():
         blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
     weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
-    padded = nn.functional.pad(x, (0, 0, -low, high))  # (B, L + taps - 1, C_in)
-    patches = _Im2col.apply(padded, n_taps, 1)  # (B * L, taps * C_in)
+    # (B * L, taps * C_in): output pair m reads input steps m + low .. m + high (zeros beyond the ends)
+    patches = _Im2col.apply(x[:, max(0, low):length - max(0, -high)], n_taps, 1, max(0, -low), max(0, high))
     out = _affine(patches, weight.reshape(n_taps * c_in, 2 * c_out),
                   None if conv.bias is None else conv.bias.repeat(2))
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped

@@ -135,17 +135,19 @@ def test_training_still_takes_gradients_through_the_matmul_path():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("length, channels, k, stride", [(34, 7, 5, 2), (19, 16, 5, 2), (10, 32, 3, 1), (9, 3, 1, 2),
-                                                         (12, 2, 7, 3)])
-def test_im2col_gradient_is_unfolds_bit_for_bit(length, channels, k, stride):
-    # training's values stay those of the unfold it replaces, to the last bit: the same trained weights
+@pytest.mark.parametrize("length, channels, k, stride, left, right", [
+    (30, 7, 5, 2, 2, 2), (15, 16, 5, 2, 2, 2), (8, 32, 3, 1, 1, 1), (9, 3, 1, 2, 0, 0), (12, 2, 7, 3, 0, 3),
+    (10, 4, 2, 1, 1, 0)])
+def test_im2col_is_unfold_bit_for_bit_gradient_included(length, channels, k, stride, left, right):
+    # training's values stay those of the pad and unfold it replaces, to the last bit: the same trained weights
     torch.manual_seed(7)
     x = torch.randn(11, length, channels)
-    l_out = (length - k) // stride + 1
+    l_out = (length + left + right - k) // stride + 1
     grad = torch.randn(11 * l_out, k * channels)
     results = []
-    for patches_of in (lambda t: t.unfold(1, k, stride).transpose(2, 3).reshape(11 * l_out, k * channels),
-                       lambda t: conv1d._Im2col.apply(t, k, stride)):
+    for patches_of in (lambda t: nn.functional.pad(t, (0, 0, left, right)).unfold(1, k, stride).transpose(2, 3)
+                       .reshape(11 * l_out, k * channels),
+                       lambda t: conv1d._Im2col.apply(t, k, stride, left, right)):
         leaf = x.clone().requires_grad_(True)
         patches = patches_of(leaf)
         patches.backward(grad)
