@@ -158,7 +158,7 @@ class _Im2col(torch.autograd.Function):
         # step i gets tap j of window (i - j) / stride: the taps from last to first visit its
         # windows from first to last, the order unfold_backward sums them in
         for j in reversed(range(k)):
-            grad_padded[:, j:j + stride * (l_out - 1) + 1:stride] += grad[:, :, j]
+            grad_padded[:, j:j + stride * (l_out - 1) + 1:stride].add_(grad[:, :, j])  # a view, added in place
         return grad_padded[:, ctx.left:ctx.left + ctx.length], None, None, None, None
 
 
@@ -189,11 +189,15 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     taps = _phase_taps(k, padding)
     low, high = min(taps.values()), max(taps.values())
     n_taps = high - low + 1
-    # (taps, C_in, phase, C_out), zero where a phase does not use an offset
-    blocks = [[conv.weight.new_zeros(c_in, c_out)] * 2 for _ in range(n_taps)]
+    # (taps, C_in, phase, C_out), zero where a phase does not use an offset: one gather from the
+    # kernel's taps and a zero tap (k), not a stack of per-tap slices (a few ops, not dozens,
+    # per training step; every tap is read once, so its gradient is the same, bit for bit)
+    index = [k] * (2 * n_taps)  # (offset, phase) -> tap
     for (phase, j), d in taps.items():
-        blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
-    weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
+        index[2 * (d - low) + phase] = j
+    extended = torch.cat([conv.weight, conv.weight.new_zeros(c_in, c_out, 1)], dim=2)  # (C_in, C_out, k + 1)
+    gathered = extended[:, :, torch.tensor(index)].view(c_in, c_out, n_taps, 2)  # (C_in, C_out, taps, 2)
+    weight = gathered.permute(2, 0, 3, 1)  # (taps, C_in, 2, C_out)
     # (B * L, taps * C_in): output pair m reads input steps m + low .. m + high (zeros beyond the ends)
     patches = _Im2col.apply(x[:, max(0, low):length - max(0, -high)], n_taps, 1, max(0, -low), max(0, high))
     out = _affine(patches, weight.reshape(n_taps * c_in, 2 * c_out),
