@@ -212,8 +212,8 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
 # convolution is a stride-1 convolution with 2 * C_out output channels, one per phase of
 # each output pair (the taps of _phase_taps); oneDNN's own transposed convolution is slower
 # than the matmul. Used where no gradient is taken; the weights it derives from the modules'
-# (the phase convolutions', the permuted Linear layers') are made once per version of the
-# parameters (_prepared), not on every batch.
+# (the phase convolutions', the permuted Linear layers') are made once per set of parameter
+# values (_prepared), not on every batch.
 
 
 # oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
@@ -345,8 +345,8 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
     With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
     conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
     views (conv1d_image, conv_transpose1d_image) with the ReLUs in place and weights made once
-    per set of parameter values. With minus, the
-    result is layers(x) - minus, subtracted as a last transposed convolution writes.
+    per set of parameter values. With minus, the result is layers(x) - minus, subtracted as a
+    last transposed convolution writes.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
