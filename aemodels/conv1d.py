@@ -1,6 +1,11 @@
 """A 1-D convolutional autoencoder: sensors are channels, the window is the time axis."""
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,11 +120,46 @@ def conv1d_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
     k, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     l_out = (length + 2 * padding - k) // stride + 1
-    padded = nn.functional.pad(x, (0, 0, padding, padding))  # (B, L + 2p, C_in)
-    # (B, L_out, k, C_in): the input of each output step, k consecutive steps, contiguous in memory
-    patches = padded.unfold(1, k, stride).transpose(2, 3)
+    patches = _Im2col.apply(x, k, stride, padding, padding)  # (B * L_out, k * C_in), zero-padded in time
     weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (C_out, k * C_in)
-    return _affine(patches.reshape(batch * l_out, k * c_in), weight.t(), conv.bias).view(batch, l_out, -1)
+    return _affine(patches, weight.t(), conv.bias).view(batch, l_out, -1)
+
+
+class _Im2col(torch.autograd.Function):
+    """(B, L, C) -> (B * L_out, k * C): the input of each output step, k consecutive steps of
+    the time axis (stride apart) of x zero-padded by `left` and `right` steps, as the rows of
+    a matmul; the values of pad(x).unfold(1, k, stride).transpose(2, 3).reshape(-1, k * C).
+
+    Its backward gives that expression's gradient bit for bit (each step's gradient sums the
+    windows containing it in unfold_backward's order, from the first window on) as k strided
+    additions instead of unfold_backward, a per-element scatter that took a fifth of a
+    training step, and without the padding's own graph node and copy."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: int, stride: int, left: int, right: int) -> torch.Tensor:
+        batch, length, channels = x.shape
+        padded = x
+        if left or right:
+            padded = x.new_zeros(batch, left + length + right, channels)  # (B, L + left + right, C)
+            padded[:, left:left + length] = x
+        l_out = (padded.shape[1] - k) // stride + 1
+        ctx.shape, ctx.k, ctx.stride, ctx.left = padded.shape, k, stride, left
+        ctx.length = length
+        # (B, L_out, C, k) -> (B, L_out, k, C) -> (B * L_out, k * C)
+        return padded.unfold(1, k, stride).transpose(2, 3).reshape(batch * l_out, k * channels)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        batch, padded_length, channels = ctx.shape
+        k, stride = ctx.k, ctx.stride
+        l_out = (padded_length - k) // stride + 1
+        grad = grads[0].reshape(batch, l_out, k, channels)
+        grad_padded = grad.new_zeros(batch, padded_length, channels)
+        # step i gets tap j of window (i - j) / stride: the taps from last to first visit its
+        # windows from first to last, the order unfold_backward sums them in
+        for j in reversed(range(k)):
+            grad_padded[:, j:j + stride * (l_out - 1) + 1:stride].add_(grad[:, :, j])  # a view, added in place
+        return grad_padded[:, ctx.left:ctx.left + ctx.length], None, None, None, None
 
 
 def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -149,14 +189,18 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
     taps = _phase_taps(k, padding)
     low, high = min(taps.values()), max(taps.values())
     n_taps = high - low + 1
-    # (taps, C_in, phase, C_out), zero where a phase does not use an offset
-    blocks = [[conv.weight.new_zeros(c_in, c_out)] * 2 for _ in range(n_taps)]
+    # (taps, C_in, phase, C_out), zero where a phase does not use an offset: one gather from the
+    # kernel's taps and a zero tap (k), not a stack of per-tap slices (a few ops, not dozens,
+    # per training step; every tap is read once, so its gradient is the same, bit for bit)
+    index = [k] * (2 * n_taps)  # (offset, phase) -> tap
     for (phase, j), d in taps.items():
-        blocks[d - low][phase] = conv.weight[:, :, j]  # (C_in, C_out)
-    weight = torch.stack([torch.stack(pair, dim=1) for pair in blocks])  # (taps, C_in, 2, C_out)
-    padded = nn.functional.pad(x, (0, 0, -low, high))  # (B, L + taps - 1, C_in)
-    patches = padded.unfold(1, n_taps, 1).transpose(2, 3)  # (B, L, taps, C_in), contiguous in memory
-    out = _affine(patches.reshape(batch * length, n_taps * c_in), weight.reshape(n_taps * c_in, 2 * c_out),
+        index[2 * (d - low) + phase] = j
+    extended = torch.cat([conv.weight, conv.weight.new_zeros(c_in, c_out, 1)], dim=2)  # (C_in, C_out, k + 1)
+    gathered = extended[:, :, torch.tensor(index)].view(c_in, c_out, n_taps, 2)  # (C_in, C_out, taps, 2)
+    weight = gathered.permute(2, 0, 3, 1)  # (taps, C_in, 2, C_out)
+    # (B * L, taps * C_in): output pair m reads input steps m + low .. m + high (zeros beyond the ends)
+    patches = _Im2col.apply(x[:, max(0, low):length - max(0, -high)], n_taps, 1, max(0, -low), max(0, high))
+    out = _affine(patches, weight.reshape(n_taps * c_in, 2 * c_out),
                   None if conv.bias is None else conv.bias.repeat(2))
     return out.view(batch, 2 * length, c_out)[:, :l_out]  # (B, L, 2, C_out) -> (B, 2L, C_out), cropped
 
@@ -167,7 +211,9 @@ def conv_transpose1d_channels_last(x: torch.Tensor, conv: nn.ConvTranspose1d) ->
 # input: 2x the im2col matmul above on the default network). A stride-2 transposed
 # convolution is a stride-1 convolution with 2 * C_out output channels, one per phase of
 # each output pair (the taps of _phase_taps); oneDNN's own transposed convolution is slower
-# than the matmul. Used where no gradient is taken: training keeps the matmul forms above.
+# than the matmul. Used where no gradient is taken; the weights it derives from the modules'
+# (the phase convolutions', the permuted Linear layers') are made once per set of parameter
+# values (_prepared), not on every batch.
 
 
 # oneDNN's convolution with a ReLU, or the subtraction of a tensor, applied as it writes (the
@@ -177,12 +223,34 @@ _CONV_POINTWISE = (getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
                    if torch.backends.mkldnn.is_available() else None)
 
 
+# (module, ((parameter, a copy of its values), ...), what was made of them): a module's derived
+# weights, remade when a parameter is replaced or its values change. The values are compared,
+# not the tensors' version counters: fused optimizer steps (Adam's fused=True, which training
+# uses) update parameters in place without bumping them. Comparing a few thousand values
+# costs microseconds; remaking the weights, a tenth of a scoring pass of 2048 windows.
+_PREPARED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], Any]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _prepared(module: nn.Module, make: Callable[[Any], Any]) -> Any:
+    """make(module), computed (without gradients) only when the module's own parameters
+    differ from those it was last computed from."""
+    params = list(module.parameters(recurse=False))
+    hit = _PREPARED.get(module)
+    if hit is not None and len(hit[0]) == len(params) and all(
+            saved is p and torch.equal(values, p) for (saved, values), p in zip(hit[0], params, strict=True)):
+        return hit[1]
+    with torch.no_grad():
+        value = make(module)
+        _PREPARED[module] = (tuple((p, p.detach().clone()) for p in params), value)
+    return value
+
+
 def _conv2d(image: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
             dilation: int, groups: int, relu: bool = False, minus: torch.Tensor | None = None) -> torch.Tensor:
-    """F.conv2d over the time axis of a (B, C, 1, L) image, then the ReLU if asked, or minus
-    (an image of the output's shape) subtracted, in one pass where it can."""
+    """F.conv2d over the time axis of a (B, C, 1, L) image by a channels_last weight, then the
+    ReLU if asked, or minus (an image of the output's shape) subtracted, in one pass where it can."""
     assert not (relu and minus is not None), "a ReLU or a subtraction after the convolution, not both"
-    weight = _channels_last(weight)
     image = image.contiguous(memory_format=torch.channels_last)
     args = (weight, bias, [0, padding], [1, stride], [1, dilation], groups)
     if relu and _CONV_POINTWISE is not None:
@@ -214,7 +282,8 @@ def conv1d_image(x: torch.Tensor, conv: nn.Conv1d, relu: bool = False) -> torch.
     """conv(x) for x (B, L, C_in) channels last, as a 2-D convolution of the (B, C_in, 1, L)
     channels_last view: (B, L_out, C_out), the values of conv1d_channels_last (then a ReLU if asked)."""
     assert not isinstance(conv.padding, str), "channels-last convolutions take an int padding"
-    weight = conv.weight.unsqueeze(2)  # (C_out, C_in, k) -> (C_out, C_in, 1, k)
+    # (C_out, C_in, k) -> (C_out, C_in, 1, k), channels_last
+    weight = _prepared(conv, lambda module: _channels_last(module.weight.unsqueeze(2)))
     return _windows(_conv2d(_image(x), weight, conv.bias, conv.stride[0], conv.padding[0], conv.dilation[0],
                             conv.groups, relu))
 
@@ -234,6 +303,12 @@ def _phase_conv_weight(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, int]:
     return weight.view(2 * c_out, c_in, 1, 2 * reach + 1), reach
 
 
+def _phase_conv(conv: nn.ConvTranspose1d) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """_phase_conv_weight's weight in channels_last memory, the bias of both phases, the reach."""
+    weight, reach = _phase_conv_weight(conv)
+    return _channels_last(weight), None if conv.bias is None else conv.bias.repeat(2), reach
+
+
 def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool = False,
                            minus: torch.Tensor | None = None) -> torch.Tensor:
     """conv(x) for x (B, L, C_in) channels last and a stride-2 transposed convolution: (B, L_out, C_out),
@@ -245,10 +320,10 @@ def conv_transpose1d_image(x: torch.Tensor, conv: nn.ConvTranspose1d, relu: bool
         and conv.groups == 1, "channels-last transposed convolutions: stride 2, no dilation, one group"
     c_out = conv.out_channels
     l_out = (length - 1) * 2 - 2 * conv.padding[0] + conv.kernel_size[0] + conv.output_padding[0]
-    weight, reach = _phase_conv_weight(conv)
+    weight, bias, reach = _prepared(conv, _phase_conv)
     # minus in the output's layout: (B, 2L, C_out) -> (B, L, 2 * C_out) -> (B, 2 * C_out, 1, L), when not cropped
     fused = minus is not None and l_out == 2 * length and minus.is_contiguous()
-    out = _conv2d(_image(x), weight, None if conv.bias is None else conv.bias.repeat(2), 1, reach, 1, 1, relu,
+    out = _conv2d(_image(x), weight, bias, 1, reach, 1, 1, relu,
                   _image(minus.view(batch, length, 2 * c_out)) if fused and minus is not None else None)
     # (B, 2 * C_out, 1, L) -> (B, L, 2, C_out) -> (B, 2L, C_out), cropped
     windows = _windows(out).reshape(batch, 2 * length, c_out)[:, :l_out]
@@ -269,8 +344,9 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
 
     With gradients on (training), the convolutions run as matmuls (conv1d_channels_last,
     conv_transpose1d_channels_last); without (scoring), as oneDNN convolutions of channels_last
-    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place. With minus, the
-    result is layers(x) - minus, subtracted as a last transposed convolution writes.
+    views (conv1d_image, conv_transpose1d_image) with the ReLUs in place and weights made once
+    per set of parameter values. With minus, the result is layers(x) - minus, subtracted as a
+    last transposed convolution writes.
 
     A Flatten keeps (L, C) order, so the Linear after it reads its columns permuted; a Linear
     whose output an Unflatten splits into (C, L) writes its rows permuted into (L, C)."""
@@ -298,18 +374,14 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
             x = x.reshape(len(x), steps * channels)  # (B, L, C) -> (B, L * C)
             flat_from = (channels, steps)
         elif isinstance(module, nn.Linear):
-            weight: torch.Tensor = module.weight
-            bias: torch.Tensor | None = module.bias
-            if flat_from is not None:  # columns (C, L) -> (L, C)
-                channels, steps = flat_from
-                weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)
-                flat_from = None
-            unflatten = _unflatten_after(modules, i)
-            if unflatten is not None:  # rows (C, L) -> (L, C)
-                channels, steps = unflatten.unflattened_size
-                weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
-                bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
-            x, owned = nn.functional.linear(x, weight, bias), True
+            columns, rows = flat_from, _unflatten_after(modules, i)
+            if inference:  # the permuted weights made once, transposed for the matmul
+                weight_t, bias = _prepared(module,
+                                           partial(_linear_weights, columns=columns, rows=rows, transposed=True))
+                x = torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+            else:
+                x = nn.functional.linear(x, *_linear_weights(module, columns, rows))
+            flat_from, owned = None, True
         elif isinstance(module, nn.Unflatten):
             channels, steps = module.unflattened_size
             x = x.view(len(x), steps, channels)  # the Linear before wrote (L, C) order
@@ -323,6 +395,23 @@ def channels_last_forward(layers: nn.Sequential, x: torch.Tensor, minus: torch.T
     if minus is not None:
         x = x.sub_(minus) if inference and owned else x - minus
     return x
+
+
+def _linear_weights(linear: nn.Linear, columns: tuple[int, int] | None, rows: nn.Unflatten | None,
+                    transposed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A Linear's weight and bias for channels-last activations: columns (C, L) -> (L, C) after
+    a Flatten of (C, L), rows (C, L) -> (L, C) before an Unflatten into (C, L); the weight
+    (out, in), or (in, out) contiguous when transposed."""
+    weight: torch.Tensor = linear.weight
+    bias: torch.Tensor | None = linear.bias
+    if columns is not None:
+        channels, steps = columns
+        weight = weight.view(-1, channels, steps).transpose(1, 2).reshape(-1, steps * channels)
+    if rows is not None:
+        channels, steps = rows.unflattened_size
+        weight = weight.view(channels, steps, -1).transpose(0, 1).reshape(steps * channels, -1)
+        bias = None if bias is None else bias.view(channels, steps).t().reshape(-1)
+    return (weight.t().contiguous(), bias) if transposed else (weight, bias)
 
 
 def _unflatten_after(modules: list[nn.Module], i: int) -> nn.Unflatten | None:

@@ -1,6 +1,8 @@
 """Scoring runs the 1-D convolutions through oneDNN on channels_last views (transposed ones as
-stride-1 phase convolutions) and its ReLUs in place: the values of the plain nn.Conv1d /
-nn.ConvTranspose1d modules, the caller's windows untouched, and the saved weights as before."""
+stride-1 phase convolutions, weights made once per set of parameter values) and its ReLUs
+in place: the values of the plain nn.Conv1d / nn.ConvTranspose1d modules, the caller's windows
+untouched, and the saved weights as before. Training's matmuls keep the unfold's gradients bit
+for bit."""
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,53 @@ def test_training_still_takes_gradients_through_the_matmul_path():
     loss = (model.forward_windows(x) - x).square().mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("length, channels, k, stride, left, right", [
+    (30, 7, 5, 2, 2, 2), (15, 16, 5, 2, 2, 2), (8, 32, 3, 1, 1, 1), (9, 3, 1, 2, 0, 0), (12, 2, 7, 3, 0, 3),
+    (10, 4, 2, 1, 1, 0)])
+def test_im2col_is_unfold_bit_for_bit_gradient_included(length, channels, k, stride, left, right):
+    # training's values stay those of the pad and unfold it replaces, to the last bit: the same trained weights
+    torch.manual_seed(7)
+    x = torch.randn(11, length, channels)
+    l_out = (length + left + right - k) // stride + 1
+    grad = torch.randn(11 * l_out, k * channels)
+    results = []
+    for patches_of in (lambda t: nn.functional.pad(t, (0, 0, left, right)).unfold(1, k, stride).transpose(2, 3)
+                       .reshape(11 * l_out, k * channels),
+                       lambda t: conv1d._Im2col.apply(t, k, stride, left, right)):
+        leaf = x.clone().requires_grad_(True)
+        patches = patches_of(leaf)
+        patches.backward(grad)
+        results.append((patches.detach(), leaf.grad))
+    (reference, reference_grad), (patches, patches_grad) = results
+    assert torch.equal(patches, reference) and torch.equal(patches_grad, reference_grad)
+
+
+def test_scoring_weights_follow_the_parameters(tmp_path):
+    # the inference path makes its weights once per set of parameter values: an optimizer step
+    # (fused Adam, as training runs it) or a load_state_dict after a scoring pass is seen by the next one
+    torch.manual_seed(6)
+    model = Conv1dAutoencoder(30, 7).eval()
+    x = torch.randn(5, 30, 7)
+
+    def check() -> None:
+        with torch.inference_mode():
+            reference = model(x.transpose(1, 2)).transpose(1, 2)
+            torch.testing.assert_close(model.forward_windows(x), reference, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(model.residual_windows(x), reference - x, atol=1e-5, rtol=1e-5)
+
+    check()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    (model.forward_windows(x) - x).square().mean().backward()
+    optimizer.step()
+    check()
+    other = Conv1dAutoencoder(30, 7)
+    model.load_state_dict(other.state_dict())
+    check()
+    with torch.no_grad():
+        model.decoder[0].weight = nn.Parameter(torch.randn_like(model.decoder[0].weight))  # replaced, not changed
+    check()
 
 
 @pytest.mark.parametrize("fused", [True, False])
