@@ -11,7 +11,7 @@ earlier rows. Windows that touch an excluded reading (features.exclusions: machi
 maintenance) are scored and stored with `excluded = true`, but never flagged, so they
 raise no anomaly and no incident. With an adaptive alarm rule (monitoring.alerting.adaptive)
 a window above its threshold is flagged only if it also stands out from the asset's own
-score history under the same model version.
+score history (the windows' latest scoring by any version of the model).
 """
 from __future__ import annotations
 
