@@ -56,6 +56,38 @@ def skab_files(data_dir: str | Path) -> list[tuple[Path, str]]:
     return [(p, skab_asset(p)) for p in files]
 
 
+def split_rows(path: str | Path, rows: int, folder: str | Path) -> list[Path]:
+    """Cut a CSV into consecutive parts of `rows` data rows, each written with the header to
+    `folder/<i>.csv` (imported as SKAB, each is an asset of its own, `<folder name>-<i>`); a last
+    part shorter than `rows` joins the one before it, so every row lands in one part. The
+    lines are copied as they are, parsed by the normal ingest afterwards.
+
+    SKAB's anomaly-free recording is one long file of the rig running normally; cut into parts
+    of an experiment's length, each scored as SKAB scores an experiment (the first 400 rows
+    train), it measures the false-alarm rate of the protocol on normal days."""
+    if rows < 1:
+        raise ValueError(f"rows: {rows}; expected >= 1")
+    path = Path(path)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header, *lines = [line for line in handle if line.strip()]
+    if not lines:
+        raise DataSetError(f"{path}: no data rows under the header")
+    starts = list(range(0, len(lines), rows))
+    if len(starts) > 1 and len(lines) - starts[-1] < rows:
+        starts.pop()
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(lines)
+        part = out / f"{i}.csv"
+        with open(part, "w", encoding="utf-8", newline="") as handle:
+            handle.write(header if header.endswith("\n") else header + "\n")
+            handle.writelines(line if line.endswith("\n") else line + "\n" for line in lines[start:end])
+        parts.append(part)
+    return parts
+
+
 def skab_asset(path: Path) -> str:
     path = Path(path)
     return path.parent.name if path.stem == path.parent.name else f"{path.parent.name}-{path.stem}"

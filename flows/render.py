@@ -144,8 +144,9 @@ def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> N
     from monitoring.evaluation.benchmarks import published
 
     reference = published(dataset) if mode == "one-shot" else []  # the published rows are one-shot
+    normal = any(row.normal is not None for row in rows)  # SKAB's recordings without labels, in parts
     columns = ["detector", *([] if dataset == "nab" else ["F1", "FAR %", "MAR %"]),
-               "NAB standard", "NAB low FP", "NAB low FN"]
+               "NAB standard", "NAB low FP", "NAB low FN", *(["FAR % normal days"] if normal else [])]
     table = Table(*columns, title=f"{dataset} ({mode}): {rows[0].files if rows else 0} files, {seconds:.0f} s "
                                   "(aemon rows: causal alarms" + ("; published rows: as their authors report)"
                                                                   if reference else ")"))
@@ -154,10 +155,17 @@ def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> N
         cells = [d["detector"]]
         if dataset != "nab":
             cells += [f"{d['f1']:.3f}", f"{d['far']:.2f}", f"{d['mar']:.2f}"]
-        table.add_row(*cells, *(f"{d[k]:.2f}" for k in ("nab_standard", "nab_low_fp", "nab_low_fn")))
+        table.add_row(*cells, *(f"{d[k]:.2f}" for k in ("nab_standard", "nab_low_fp", "nab_low_fn")),
+                      *([_figure(d.get("far_normal"))] if normal else []))
     for name, values in reference:
-        table.add_row(f"[dim]{name} (published)[/]", *(f"[dim]{v}[/]" for v in values))
+        table.add_row(f"[dim]{name} (published)[/]", *(f"[dim]{v}[/]" for v in values), *([""] if normal else []))
     console.print(table)
+    if normal:
+        first = next(row for row in rows if row.normal is not None)
+        console.print(f"FAR % normal days: the files without labels cut into {first.normal_parts} parts of about "
+                      f"an experiment's length, {int(first.normal.fp + first.normal.tn):,} scored readings, "
+                      "each part scored as an experiment (not part of the published protocol)",
+                      highlight=False, soft_wrap=True)
 
 
 def _figure(value, digits: int = 2) -> str:

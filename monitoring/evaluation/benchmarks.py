@@ -13,6 +13,11 @@ Protocols:
   a model and scaler per file; TP / FP / FN / TN pooled over all files; the changepoint
   NAB score uses 60-second windows to the right of each true changepoint, with predicted
   changepoints where the alarm switches on or off (as SKAB's notebooks derive them).
+  A file without labels (anomaly-free.csv: the rig running normally) is not part of the
+  protocol; it is cut into parts of an experiment's length, each scored the same way, and
+  their false-alarm rate is reported beside the protocol's ("FAR on normal days"): the
+  labelled files hold about 170 normal rows after their training part, too few to show
+  how often a model trained on 400 rows alarms as the rig drifts over an ordinary day.
 - NAB: per file, the probationary period (min(15 % of rows, 750)) is the training part
   and is not scored; detections are alarm onsets; windows come from windows.json.
 """
@@ -33,7 +38,15 @@ from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector
 from aemodels.errors import UnknownParameterError
 from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
-from features.importers import SKAB_SENSORS, DataSetError, nab_files, nab_windows, skab_files
+from features.importers import (
+    SKAB_SENSORS,
+    DataSetError,
+    nab_files,
+    nab_windows,
+    skab_asset,
+    skab_files,
+    split_rows,
+)
 from features.windows import WindowSpec
 from monitoring.alerting.adaptive import AlarmRule
 from monitoring.alerting.scoring import score_stream
@@ -61,6 +74,9 @@ from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
 
 SKAB_TRAIN_ROWS = 400
+# a part of a file without labels: about an experiment's length (valve1 and valve2 files hold
+# 995-1,154 rows, median 1,145)
+SKAB_NORMAL_PART_ROWS = 1150
 SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
 ENSEMBLE = "ensemble"
 
@@ -180,6 +196,9 @@ class BenchRow:
     counts: PointCounts | None = None  # SKAB only: pooled pointwise counts
     per_file: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # seed, asset, counts per file
     untrained: tuple[str, ...] = ()  # files whose training part could not be windowed: they never fire
+    # SKAB: pooled counts over the parts of the files without labels (all normal), if any
+    normal: PointCounts | None = None
+    normal_parts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"detector": self.detector}
@@ -189,6 +208,9 @@ class BenchRow:
         out["files"] = self.files
         if self.counts is not None:
             out["rows"] = self.rows
+        if self.normal is not None:
+            out.update(far_normal=100 * self.normal.far, normal_parts=self.normal_parts,
+                       normal_rows=int(self.normal.fp + self.normal.tn))
         return out
 
 
@@ -224,6 +246,7 @@ class _File:
     train_rows: int
     spec: WindowSpec
     windows: pd.DataFrame | None = None  # NAB: labelled windows from windows.json
+    source: Path | None = None  # the file imported as this asset
 
 
 def _median_step_s(timestamps: pd.Series) -> float:
@@ -351,14 +374,15 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
     (default: once each; monitoring.evaluation.replay_bench: replayed in data time)."""
     stream = "skab"
     settings = (settings or BenchSettings.for_dataset("skab")).validate()
-    with _home(work_dir) as warehouse:
-        files = []
+    with _home(work_dir) as warehouse, tempfile.TemporaryDirectory(prefix="aemon-normal-") as parts_dir:
+        files, normal = [], []
         for path, asset in skab_files(data_dir):
-            if not _has_labels(path):  # anomaly-free.csv: no experiment to score
+            if _has_labels(path):
+                files.append(_skab_file(warehouse, stream, path, asset, settings))
                 continue
-            import_file(warehouse, "skab", path, stream=stream)
-            readings = _read_asset(warehouse, stream, asset)
-            files.append(_File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings)))
+            # a recording without labels (anomaly-free.csv): parts scored for the FAR on normal days
+            for part in split_rows(path, SKAB_NORMAL_PART_ROWS, Path(parts_dir) / asset):
+                normal.append(_skab_file(warehouse, stream, part, skab_asset(part), settings))
         if not files:
             raise DataSetError(f"{data_dir}: no labeled SKAB files (with anomaly and changepoint columns)")
 
@@ -372,8 +396,29 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
                                           scoring="skab")
             return point_counts(truth, predicted), changepoints
 
-        return runner(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
+        rows = runner(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
                       progress)
+        if not normal:
+            return rows
+
+        def judge_normal(file: _File, alarms: np.ndarray) -> tuple[PointCounts, NabFileScore]:
+            test = file.readings.iloc[file.train_rows:]
+            predicted = alarms[file.train_rows:]
+            no_windows = changepoint_windows(test["timestamp"], np.zeros(len(test), dtype=bool),
+                                             SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
+            return (point_counts(np.zeros(len(test), dtype=bool), predicted),
+                    nab_file_score(test["timestamp"], changepoint_detections(predicted), no_windows, scoring="skab"))
+
+        normal_rows = {r.detector: r for r in runner(normal, warehouse, stream, list(SKAB_SENSORS), [], settings,
+                                                      judge_normal, lambda m: progress(f"normal days: {m}"))}
+        return [replace(r, normal=normal_rows[r.detector].counts, normal_parts=len(normal))
+                if r.detector in normal_rows else r for r in rows]
+
+
+def _skab_file(warehouse: Warehouse, stream: str, path: Path, asset: str, settings: BenchSettings) -> _File:
+    import_file(warehouse, "skab", path, stream=stream)
+    readings = _read_asset(warehouse, stream, asset)
+    return _File(asset, readings, SKAB_TRAIN_ROWS, _spec(readings, settings), source=path)
 
 
 def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work_dir: Path | None = None,
@@ -388,7 +433,7 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
             import_file(warehouse, "nab", path, stream=stream, data_dir=data_dir)
             readings = _read_asset(warehouse, stream, asset)
             files.append(_File(asset, readings, nab_probationary_rows(len(readings)), _spec(readings, settings),
-                               nab_windows(data_dir, path.name)))
+                               nab_windows(data_dir, path.name), source=path))
 
         def judge(file: _File, alarms: np.ndarray) -> tuple[None, NabFileScore]:
             detections = onsets(alarms, settings.merge_rows)

@@ -51,7 +51,6 @@ import numpy as np
 import pandas as pd
 
 from features.errors import WindowError
-from features.importers import nab_files, skab_files
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError, TrainingDataError
@@ -278,7 +277,7 @@ def _recalibrate(seen: pd.DataFrame, now: pd.Timestamp, replay: ReplaySettings, 
                        pd.Timestamp(recent["timestamp"].max()), 0 if past is None else len(past)), bundle
 
 
-Importer = Callable[[Warehouse, str, str], None]  # (warehouse, stream, asset): the asset's file into the lake
+Importer = Callable[[Warehouse, str, _File], None]  # (warehouse, stream, file): the asset's file into the lake
 
 
 def replay_run(replay: ReplaySettings, importer: Importer, files: list[_File], warehouse: Warehouse, stream: str,
@@ -299,7 +298,7 @@ def replay_run(replay: ReplaySettings, importer: Importer, files: list[_File], w
             name = f"{stream}-replay-{kind}-{seed}"
             for i, file in enumerate(files):
                 progress(f"replay {kind} seed {seed}: {file.asset} ({i + 1}/{len(files)})")
-                importer(warehouse, name, file.asset)
+                importer(warehouse, name, file)
                 try:
                     result = replay_file(warehouse, name, file, sensors, settings, replay, kind, seed)
                 except (TrainingDataError, WindowError) as exc:  # the first model: as the one-shot run
@@ -339,11 +338,11 @@ def replay_summary(row: BenchRow) -> dict[str, int]:
 
 def _importer(dataset: str, data_dir: str | Path) -> Importer:
     """The normal import of an asset's file (datasets.import_file), into any stream."""
-    listed = skab_files(data_dir) if dataset == "skab" else nab_files(data_dir)
-    paths = {asset: path for path, asset in listed}
 
-    def load(warehouse: Warehouse, stream: str, asset: str) -> None:
-        import_file(warehouse, dataset, paths[asset], stream=stream, data_dir=None if dataset == "skab" else data_dir)
+    def load(warehouse: Warehouse, stream: str, file: _File) -> None:
+        if file.source is None:
+            raise ValueError(f"{file.asset}: no source file to replay")
+        import_file(warehouse, dataset, file.source, stream=stream, data_dir=None if dataset == "skab" else data_dir)
 
     return load
 

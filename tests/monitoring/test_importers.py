@@ -77,3 +77,29 @@ def test_layout_errors_are_named(tmp_path):
     with pytest.raises(DataSetError, match=r"the windows of x.csv must be \[start, end\] pairs"):
         nab_windows(tmp_path, "x.csv")
     assert [a for _, a in skab_files(SKAB)][:3] == ["anomaly-free", "valve1-0", "valve1-1"]
+
+
+def test_split_rows_keeps_every_row_in_order_and_each_part_imports_as_an_asset(tmp_path):
+    from features.importers import skab_asset, split_rows
+
+    source = SKAB / "anomaly-free" / "anomaly-free.csv"
+    parts = split_rows(source, 2000, tmp_path / "anomaly-free")
+    # 9,405 rows: three parts of 2,000, and the last 1,405 join the fourth (no part shorter than asked)
+    sizes = [len(pd.read_csv(p, sep=";")) for p in parts]
+    assert sizes == [2000, 2000, 2000, 3405]
+    joined = pd.concat([pd.read_csv(p, sep=";") for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, pd.read_csv(source, sep=";"))
+    assert [skab_asset(p) for p in parts] == [f"anomaly-free-{i}" for i in range(4)]
+    db = Warehouse.at(tmp_path / "w")
+    results = [import_file(db, "skab", p) for p in parts]
+    assert [r.rows_accepted for r in results] == sizes
+    with connect(db) as con:
+        assert list_assets(con, "skab") == [f"anomaly-free-{i}" for i in range(4)]
+    # a file shorter than one part is one part; nonsense sizes are refused
+    assert len(split_rows(source, 20000, tmp_path / "one")) == 1
+    with pytest.raises(ValueError, match="rows: 0"):
+        split_rows(source, 0, tmp_path / "none")
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("datetime;Current\n")
+    with pytest.raises(DataSetError, match="empty.csv: no data rows"):
+        split_rows(header_only, 10, tmp_path / "e")
