@@ -267,6 +267,10 @@ GridOption = typer.Option(None, "--grid", help="With --folds: one candidate conf
 GridFileOption = typer.Option(None, "--grid-file", help="With --folds: candidates from a file, one per line.")
 ByOption = typer.Option(None, "--by", help="With --folds: the score a fold chooses by (default: f1 for SKAB, "
                                            "nab_standard for NAB).")
+FarNormalOption = typer.Option(None, "--far-normal-limit", help="With --folds: choose only among the candidates "
+                                                              "whose FAR on normal days (the recordings without "
+                                                              "labels) is at most this many percent, when any is "
+                                                              "(default 10; 100 turns it off).")
 ModeOption = typer.Option("one-shot", "--mode", help="one-shot: train once on each file's training part (the "
                                                      "published protocol); replay: the monitor as it runs, fed "
                                                      "in data time with scoring, retraining and the promotion "
@@ -397,7 +401,7 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
 
 def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
                  kinds: str | None, assignments: list[str] | None, grid: list[str] | None, grid_file: Path | None,
-                 by: str | None, config: Path | None) -> None:
+                 by: str | None, config: Path | None, far_normal_limit: float | None = None) -> None:
     import json
 
     from features.importers import DataSetError
@@ -410,6 +414,10 @@ def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | Non
     by = by or folds.DEFAULT_BY[dataset]
     if by not in folds.METRICS[dataset]:
         fail(f"--by {by}: expected one of {list(folds.METRICS[dataset])}")
+    if far_normal_limit is None:
+        far_normal_limit = folds.DEFAULT_FAR_NORMAL_LIMIT.get(dataset)
+    elif not 0 <= far_normal_limit <= 100:
+        fail(f"--far-normal-limit {far_normal_limit}: expected a percentage between 0 and 100")
     try:
         candidates = folds.parse_grid(grid or [], grid_file) if grid or grid_file else folds.builtin_grid(dataset)
         folds.candidate_settings(base, candidates)
@@ -425,7 +433,7 @@ def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | Non
                                       progress=lambda message: status.update(f"bench {dataset} --folds: {message}"))
             if work is not None:  # every candidate's per-file figures, for SQL / pandas afterwards
                 results.to_csv(Path(work) / "folds-per-file.csv", index=False)
-            report = folds.cross_validate(results, by)
+            report = folds.cross_validate(results, by, far_normal_limit)
         except DataSetError as exc:
             fail(str(exc))
     seconds = time.perf_counter() - started
@@ -446,12 +454,15 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path |
                seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
                assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
                grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
-               by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption):
+               by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption,
+               far_normal_limit: float | None = FarNormalOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
-    changepoint NAB score (60 s windows right of each changepoint)."""
+    changepoint NAB score (60 s windows right of each changepoint). A file without labels (anomaly-free.csv) is
+    scored in parts of an experiment's length: the FAR on normal days."""
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
-        _bench_folds("skab", [data], as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
+        _bench_folds("skab", [data], as_json, work, seeds, kinds, assignments, grid, grid_file, by, config,
+                     far_normal_limit)
         return
     _bench("skab", data, as_json, work, seeds, kinds, assignments, config, mode)
 

@@ -199,9 +199,13 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     """Per fold: the choice made on the other folds and its held-out score; per detector:
     in-sample (chosen on all) beside out-of-fold and the defaults."""
     by = report.by
-    folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}, {seconds:.0f} s")
+    normal = report.far_normal_limit is not None and "chosen_far_normal" in report.folds.columns and \
+        report.folds["chosen_far_normal"].notna().any()
+    among = f" among those with FAR on normal days <= {report.far_normal_limit:g} % (when any)" if normal else ""
+    folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}{among}, "
+                        f"{seconds:.0f} s")
     for header in ("detector", "held out", "chosen on the others", "train", "held out score", "defaults held out",
-                   "best on held out (in-sample)"):
+                   "best on held out (in-sample)", *(["FAR % normal days (chosen / defaults)"] if normal else [])):
         folds.add_column(header, overflow="fold")  # candidate names are whole settings: wrapped, never cut
     for r in report.folds.to_dict("records"):
         held = _figure(r["held_out_score"], 3 if by == "f1" else 2)
@@ -210,18 +214,22 @@ def print_folds(dataset: str, report, seconds: float) -> None:
         folds.add_row(r["detector"], r["held_out"], r["chosen"], _figure(r["train_score"], 3 if by == "f1" else 2),
                       held, f"raw {r['default_raw_standard']:.2f}" if r["default_score"] != r["default_score"] else
                       _figure(r["default_score"], 3 if by == "f1" else 2),
-                      f"{r['best_on_held_out']} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})")
+                      f"{r['best_on_held_out']} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})",
+                      *([f"{_figure(r['chosen_far_normal'])} / {_figure(r['default_far_normal'])}"] if normal else []))
     console.print(folds)
     keys = [k for k in ("f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn")
             if f"out_of_fold_{k}" in report.summary.columns]
     labels = {"f1": "F1", "far": "FAR %", "mar": "MAR %", "nab_standard": "NAB standard", "nab_low_fp": "NAB low FP",
               "nab_low_fn": "NAB low FN"}
-    summary = Table("detector", "figures", *(labels[k] for k in keys),
+    summary = Table("detector", "figures", *(labels[k] for k in keys), *(["FAR % normal days"] if normal else []),
                     title=f"{dataset}: in-sample vs out-of-fold, pooled over all files")
     for r in report.summary.to_dict("records"):
         for label, prefix in ((f"in-sample ({r['in_sample_choice']})", "in_sample_"),
                               ("out-of-fold", "out_of_fold_"), ("defaults", "defaults_")):
-            summary.add_row(r["detector"], label, *(_figure(r[prefix + k], 3 if k == "f1" else 2) for k in keys))
+            # the normal recording is one: out of fold it is each fold's choice, shown per fold above
+            far_normal = [] if not normal else ["" if prefix == "out_of_fold_" else _figure(r[prefix + "far_normal"])]
+            summary.add_row(r["detector"], label, *(_figure(r[prefix + k], 3 if k == "f1" else 2) for k in keys),
+                            *far_normal)
         summary.add_section()
     console.print(summary)
 

@@ -64,6 +64,12 @@ BUILTIN_GRID: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 # what a fold chooses by: the benchmark's headline score
 DEFAULT_BY = {"nab": "nab_standard", "skab": "f1"}
+# SKAB: a fold chooses only among the candidates whose false-alarm rate on normal days (the
+# recordings without labels, scored in parts: benchmarks.run_skab) is at most this many
+# percent, when any is: the goal's FAR <= 10 %, which the labelled files alone cannot check
+# (about 170 normal rows follow each file's training part). The limit reads the same normal
+# recording in every fold, so it is in-sample there; the labelled folds stay held out.
+DEFAULT_FAR_NORMAL_LIMIT = {"skab": 10.0}
 METRICS = {"nab": ("nab_standard", "nab_low_fp", "nab_low_fn"),
            "skab": ("f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn")}
 # lower is better for these; every other metric: higher
@@ -259,10 +265,32 @@ def _key(value: float, by: str) -> float:
     return -value if by in LOWER_IS_BETTER else value
 
 
-def choose(results: pd.DataFrame, detector: str, groups: Sequence[str], by: str) -> tuple[str, float]:
+def within_far_normal(results: pd.DataFrame, detector: str, limit: float | None) -> pd.DataFrame:
+    """One detector's rows of the candidates whose FAR on normal days (`far_normal`, %) is at
+    most `limit`; every candidate's when none is, when no limit is given, or when the run
+    had no normal recording."""
+    mine = results[results["detector"] == detector]
+    if limit is None or "far_normal" not in mine.columns or mine["far_normal"].isna().all():
+        return mine
+    within = mine[mine["far_normal"] <= limit]
+    return within if len(within) else mine
+
+
+def far_normal_of(results: pd.DataFrame, detector: str, candidate: str) -> float:
+    """A candidate's FAR on normal days (%) for one detector; NaN without a normal recording."""
+    if "far_normal" not in results.columns:
+        return math.nan
+    rows = results[(results["detector"] == detector) & (results["candidate"] == candidate)]
+    return float(rows["far_normal"].iloc[0]) if len(rows) else math.nan
+
+
+def choose(results: pd.DataFrame, detector: str, groups: Sequence[str], by: str,
+           far_normal_limit: float | None = None) -> tuple[str, float]:
     """The candidate (and its score) with the best `by` pooled over `groups` alone, for one
-    detector; ties go to the earlier candidate (the defaults come first)."""
-    rows = results[(results["detector"] == detector) & results["group"].isin(list(groups))]
+    detector, among those within the FAR-on-normal-days limit (within_far_normal); ties go
+    to the earlier candidate (the defaults come first)."""
+    rows = within_far_normal(results, detector, far_normal_limit)
+    rows = rows[rows["group"].isin(list(groups))]
     best: tuple[str, float] | None = None
     for candidate, frame in rows.groupby("candidate", sort=False):
         score = pooled_scores(frame)[by]
@@ -283,11 +311,13 @@ class FoldReport:
     folds: pd.DataFrame
     summary: pd.DataFrame
     candidates: list[str]
+    far_normal_limit: float | None = None
 
 
-def cross_validate(results: pd.DataFrame, by: str) -> FoldReport:
+def cross_validate(results: pd.DataFrame, by: str, far_normal_limit: float | None = None) -> FoldReport:
     """Leave one group out over `results` (candidate, detector, group and the per-file
-    columns). The choice of a fold reads only its training groups' rows."""
+    columns). The choice of a fold reads only its training groups' rows (and, with a limit,
+    the FAR on normal days of each candidate: see DEFAULT_FAR_NORMAL_LIMIT)."""
     groups = list(dict.fromkeys(results["group"]))
     if len(groups) < 2:
         raise DataSetError(f"folds need at least two groups (categories / folders); got {groups}")
@@ -298,18 +328,20 @@ def cross_validate(results: pd.DataFrame, by: str) -> FoldReport:
         held_out_files = []
         for group in groups:
             train = [g for g in groups if g != group]
-            chosen, train_score = choose(mine, detector, train, by)
+            chosen, train_score = choose(mine, detector, train, by, far_normal_limit)
             test = mine[mine["group"] == group]
             scored = pooled_scores(test[test["candidate"] == chosen])
             defaults = pooled_scores(test[test["candidate"] == candidates[0]])
-            oracle, oracle_score = choose(mine, detector, [group], by)
+            oracle, oracle_score = choose(mine, detector, [group], by, far_normal_limit)
             fold_rows.append({
                 "detector": detector, "held_out": group, "chosen": chosen, "train_score": train_score,
                 "held_out_score": scored[by], "held_out_raw_standard": scored["nab_raw_standard"],
                 "default_score": defaults[by], "default_raw_standard": defaults["nab_raw_standard"],
-                "best_on_held_out": oracle, "best_held_out_score": oracle_score})
+                "best_on_held_out": oracle, "best_held_out_score": oracle_score,
+                "chosen_far_normal": far_normal_of(mine, detector, chosen),
+                "default_far_normal": far_normal_of(mine, detector, candidates[0])})
             held_out_files.append(test[test["candidate"] == chosen])
-        in_sample, in_sample_score = choose(mine, detector, groups, by)
+        in_sample, in_sample_score = choose(mine, detector, groups, by, far_normal_limit)
         out_of_fold = pooled_scores(pd.concat(held_out_files, ignore_index=True))
         defaults = pooled_scores(mine[mine["candidate"] == candidates[0]])  # over every group
         in_sample_all = pooled_scores(mine[mine["candidate"] == in_sample])
@@ -317,9 +349,11 @@ def cross_validate(results: pd.DataFrame, by: str) -> FoldReport:
             "detector": detector, "in_sample_choice": in_sample,
             **{f"in_sample_{k}": in_sample_all[k] for k in _shown(in_sample_all)},
             **{f"out_of_fold_{k}": out_of_fold[k] for k in _shown(out_of_fold)},
-            **{f"defaults_{k}": defaults[k] for k in _shown(defaults)}})
+            **{f"defaults_{k}": defaults[k] for k in _shown(defaults)},
+            "in_sample_far_normal": far_normal_of(mine, detector, in_sample),
+            "defaults_far_normal": far_normal_of(mine, detector, candidates[0])})
         assert math.isclose(in_sample_all[by], in_sample_score, rel_tol=1e-9) or not math.isfinite(in_sample_score)
-    return FoldReport(by, pd.DataFrame(fold_rows), pd.DataFrame(summary_rows), candidates)
+    return FoldReport(by, pd.DataFrame(fold_rows), pd.DataFrame(summary_rows), candidates, far_normal_limit)
 
 
 def _shown(scores: dict[str, float]) -> list[str]:
@@ -341,8 +375,12 @@ def run_folds(dataset: str, data: Sequence[str | Path], base: BenchSettings, can
         groups = skab_groups(data[0])
 
         def run(setting: BenchSettings, index: int) -> pd.DataFrame:
-            return per_file_frame(run_skab(data[0], setting, work_dir=work(index), progress=progress),
-                                  groups.__getitem__)
+            rows = run_skab(data[0], setting, work_dir=work(index), progress=progress)
+            frame = per_file_frame(rows, groups.__getitem__)
+            # each detector's FAR on normal days, beside its files (NaN without a normal recording)
+            frame["far_normal"] = frame["detector"].map(
+                {r.detector: 100 * r.normal.far for r in rows if r.normal is not None}).astype(float)
+            return frame
     elif dataset == "nab":
         categories = nab_categories(data)
 
@@ -356,7 +394,8 @@ def run_folds(dataset: str, data: Sequence[str | Path], base: BenchSettings, can
 def fold_log_rows(report: FoldReport) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """MLflow parameters (the grid, what was chosen per fold) and one metrics row per
     detector (in-sample, out-of-fold, defaults, and each held-out group's score)."""
-    params: dict[str, Any] = {"by": report.by, "grid": json.dumps(report.candidates)}
+    params: dict[str, Any] = {"by": report.by, "grid": json.dumps(report.candidates),
+                              "far_normal_limit": report.far_normal_limit}
     rows = []
     for row in report.summary.to_dict("records"):
         detector = row["detector"]

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from features.windows import WindowSpec
 from monitoring.evaluation import benchmarks
 from monitoring.evaluation.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
-from monitoring.evaluation.metrics import onsets
 from monitoring.evaluation.labeled import point_alarms
+from monitoring.evaluation.metrics import onsets
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
@@ -212,3 +212,19 @@ def test_a_file_too_short_to_train_is_counted_as_never_firing(nab_one):
     rows = run_nab(nab_one, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
     assert rows[0].untrained and "rogue_agent_key_hold" in rows[0].untrained[0]
     assert rows[0].to_dict()["nab_standard"] == pytest.approx(0.0)  # the null detector scores 0
+
+
+def test_skab_folds_carry_each_candidates_far_on_normal_days(skab_two):
+    from monitoring.evaluation import folds
+
+    base = BenchSettings(kinds=("mlp_ae",), detector_params=FAST, seeds=(0,))
+    candidates = folds.parse_grid(["threshold.coefficient=3"])
+    results = folds.run_folds("skab", [skab_two], base, candidates)
+    # the folds are the labelled folders; the normal recording's parts are no fold of their own
+    assert set(results["group"]) == {"valve1", "valve2"}
+    per_candidate = results.groupby("candidate")["far_normal"].agg(["min", "max"])
+    assert (per_candidate["min"] == per_candidate["max"]).all()  # one figure per detector and candidate
+    defaults, raised = per_candidate.loc["defaults", "min"], per_candidate.loc["threshold.coefficient=3", "min"]
+    assert 0.0 <= raised <= defaults <= 100.0  # a threshold 3 / 1.3 times higher never alarms more often
+    report = folds.cross_validate(results, "f1", far_normal_limit=folds.DEFAULT_FAR_NORMAL_LIMIT["skab"])
+    assert set(report.folds["default_far_normal"]) == {defaults}

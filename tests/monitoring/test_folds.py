@@ -81,6 +81,29 @@ def test_the_held_out_groups_scores_never_move_its_choice():
     assert after.loc["g3", "best_on_held_out"] == "coef"
 
 
+def test_a_far_normal_limit_chooses_only_among_the_candidates_within_it():
+    # "coef" has the better F1 everywhere but alarms on 40 % of normal days; "diff" stays within
+    results = _f1_frame({"defaults": {"g1": (9, 2), "g2": (9, 2)}, "coef": {"g1": (10, 0), "g2": (10, 0)},
+                         "diff": {"g1": (8, 3), "g2": (9, 3)}})
+    results["far_normal"] = results["candidate"].map({"defaults": 45.0, "coef": 40.0, "diff": 8.0})
+    unlimited = folds.cross_validate(results, "f1")
+    assert set(unlimited.folds["chosen"]) == {"coef"}
+    limited = folds.cross_validate(results, "f1", far_normal_limit=10.0)
+    by_fold = limited.folds.set_index("held_out")
+    assert set(by_fold["chosen"]) == {"diff"} and set(by_fold["best_on_held_out"]) == {"diff"}
+    assert by_fold.loc["g1", "held_out_score"] == pytest.approx(8 / (8 + 3 / 2))
+    assert set(by_fold["chosen_far_normal"]) == {8.0} and set(by_fold["default_far_normal"]) == {45.0}
+    summary = limited.summary.iloc[0]
+    assert summary["in_sample_choice"] == "diff" and summary["in_sample_far_normal"] == 8.0
+    assert summary["defaults_far_normal"] == 45.0
+    # none within the limit: the limit is ignored, not every candidate refused
+    results["far_normal"] = 50.0
+    assert set(folds.cross_validate(results, "f1", far_normal_limit=10.0).folds["chosen"]) == {"coef"}
+    # without a normal recording (NaN) the choice is by the score alone
+    results["far_normal"] = np.nan
+    assert set(folds.cross_validate(results, "f1", far_normal_limit=10.0).folds["chosen"]) == {"coef"}
+
+
 def test_ties_and_missing_scores_keep_the_defaults():
     tie = _f1_frame({"defaults": {"a": (5, 5), "b": (5, 5)}, "other": {"a": (5, 5), "b": (5, 5)}})
     assert set(folds.cross_validate(tie, "f1").folds["chosen"]) == {"defaults"}
@@ -236,5 +259,8 @@ def test_folds_and_several_categories_refuse_the_replay_mode(tmp_path, monkeypat
     result = runner.invoke(app, ["bench", "nab", "--set", "replay.train_every_s=60", "--data", str(tmp_path / "one"),
                                  "--data", str(tmp_path / "two")])
     assert result.exit_code == 2 and "--set replay.train_every_s=60: replay settings need --mode" in result.output
+    result = runner.invoke(app, ["bench", "skab", "--folds", "--far-normal-limit", "140", "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "--far-normal-limit 140.0: expected a percentage between 0 and 100" in \
+        result.output
     result = runner.invoke(app, ["bench", "skab", "--folds", "--mode", "sideways", "--data", str(tmp_path)])
     assert result.exit_code == 2 and "--mode 'sideways': expected one of one-shot, replay, both" in result.output

@@ -101,5 +101,5 @@ def test_split_rows_keeps_every_row_in_order_and_each_part_imports_as_an_asset(t
         split_rows(source, 0, tmp_path / "none")
     header_only = tmp_path / "empty.csv"
     header_only.write_text("datetime;Current\n")
-    with pytest.raises(DataSetError, match="empty.csv: no data rows"):
+    with pytest.raises(DataSetError, match=r"empty\.csv: no data rows"):
         split_rows(header_only, 10, tmp_path / "e")
