@@ -42,7 +42,9 @@ def skab_two(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def skab_run(skab_two, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
-    return run_skab(skab_two, BenchSettings(detector_params=FAST, seeds=(0,)), work_dir=work), work
+    # the defaults as they are (60 epochs: each file trains on about 300 windows): valve1/0.csv
+    # is a hard file, whose fault a model trained for 15 epochs misses almost entirely
+    return run_skab(skab_two, BenchSettings(seeds=(0,)), work_dir=work), work
 
 
 def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
