@@ -461,8 +461,9 @@ def with_overrides(settings: Any, **changes) -> Any:
 
 
 def with_assignments(settings: Any, assignments: list[str]) -> Any:
-    """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, or a bare word): a field
-    (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
+    """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, a bare word, or a list of
+    bare words `[a,b]`: a JSON list of strings whose quotes a shell or `--grid` removed): a
+    field (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
     or one detector parameter (`detector_params.epochs=30`, `kind_params.vae.beta=0.5`)."""
     settable = {f.name for f in fields(settings)}  # BenchSettings, AdbenchSettings
     for text in assignments:
@@ -472,7 +473,8 @@ def with_assignments(settings: Any, assignments: list[str]) -> Any:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw
+            bracketed = raw.startswith("[") and raw.endswith("]")
+            value = [w.strip() for w in raw[1:-1].split(",") if w.strip()] if bracketed else raw
         head, _, rest = key.partition(".")
         if head not in settable:
             raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(settable)}")

@@ -193,6 +193,15 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
     assert changed.detector_params == {**base.detector_params, "epochs": 5}
     assert changed.kind_params == {"vae": {"beta": 0.5}} and changed.val_fraction == 1.0
     assert "epochs" not in base.detector_params  # the defaults are untouched: the detectors' own epochs
+    # a JSON list of names whose quotes a shell (or --grid's splitting) removed reads as that list
+    for text in ('differenced=["Temperature","Thermocouple"]', "differenced=[Temperature, Thermocouple]"):
+        assert with_assignments(base, [text]).differenced == ("Temperature", "Thermocouple")
+    assert with_assignments(base, ["differenced=[]"]).differenced == ()
+    from monitoring.evaluation import folds
+
+    grid = folds.parse_grid(['differenced=["Temperature","Thermocouple"] window=30'])
+    settings = folds.candidate_settings(base, grid)
+    assert settings[1].differenced == ("Temperature", "Thermocouple") and settings[1].window == 30
     for text, message in [("windw=3", "no such bench setting"), ("window", "expected KEY=VALUE"),
                           ("window=big", "expected a int"), ("threshold.q=3", "expected threshold.<"),
                           ("window.size=3", "has no fields")]:
