@@ -269,8 +269,9 @@ ByOption = typer.Option(None, "--by", help="With --folds: the score a fold choos
                                            "nab_standard for NAB).")
 FarNormalOption = typer.Option(None, "--far-normal-limit", help="With --folds: choose only among the candidates "
                                                               "whose FAR on normal days (the recordings without "
-                                                              "labels) is at most this many percent, when any is "
-                                                              "(default 10; 100 turns it off).")
+                                                              "labels) is at most this many percent; when none "
+                                                              "is, among those with the lowest (default 10; 100 "
+                                                              "turns it off).")
 ModeOption = typer.Option("one-shot", "--mode", help="one-shot: train once on each file's training part (the "
                                                      "published protocol); replay: the monitor as it runs, fed "
                                                      "in data time with scoring, retraining and the promotion "

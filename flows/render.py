@@ -201,7 +201,8 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     by = report.by
     normal = report.far_normal_limit is not None and "chosen_far_normal" in report.folds.columns and \
         report.folds["chosen_far_normal"].notna().any()
-    among = f" among those with FAR on normal days <= {report.far_normal_limit:g} % (when any)" if normal else ""
+    among = f" among those with FAR on normal days <= {report.far_normal_limit:g} % (else the lowest)" if normal \
+        else ""
     folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}{among}, "
                         f"{seconds:.0f} s")
     for header in ("detector", "held out", "chosen on the others", "train", "held out score", "defaults held out",

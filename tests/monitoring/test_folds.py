@@ -96,7 +96,9 @@ def test_a_far_normal_limit_chooses_only_among_the_candidates_within_it():
     summary = limited.summary.iloc[0]
     assert summary["in_sample_choice"] == "diff" and summary["in_sample_far_normal"] == 8.0
     assert summary["defaults_far_normal"] == 45.0
-    # none within the limit: the limit is ignored, not every candidate refused
+    # none within the limit: the nearest to it, whatever the others' F1 (every candidate when tied)
+    results["far_normal"] = results["candidate"].map({"defaults": 45.0, "coef": 40.0, "diff": 12.0})
+    assert set(folds.cross_validate(results, "f1", far_normal_limit=10.0).folds["chosen"]) == {"diff"}
     results["far_normal"] = 50.0
     assert set(folds.cross_validate(results, "f1", far_normal_limit=10.0).folds["chosen"]) == {"coef"}
     # without a normal recording (NaN) the choice is by the score alone
