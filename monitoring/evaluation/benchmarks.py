@@ -75,7 +75,7 @@ from monitoring.store.results import read_scores
 
 SKAB_TRAIN_ROWS = 400
 # a part of a file without labels: about an experiment's length (valve1 and valve2 files hold
-# 995-1,154 rows, median 1,145)
+# 995-1,154 rows, median 1,140.5)
 SKAB_NORMAL_PART_ROWS = 1150
 SKAB_CHANGEPOINT_WINDOW = pd.Timedelta(seconds=60)
 ENSEMBLE = "ensemble"
