@@ -365,6 +365,9 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
         for problem in rows[0].untrained if rows else ():
             err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
                               soft_wrap=True)
+        for problem in rows[0].unscored if rows else ():
+            err_console.print(f"[yellow]warning:[/] not part of the FAR on normal days: {problem}", highlight=False,
+                              soft_wrap=True)
 
 
 def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, seeds: str | None,

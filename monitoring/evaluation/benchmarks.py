@@ -141,7 +141,7 @@ class BenchSettings(DetectorGrid):
     # SKAB's rig: the motor body and fluid temperatures drift for minutes and stay shifted
     # after a fault, and the vibration RMS of both accelerometers drifts over an ordinary day
     # (anomaly-free.csv, Accelerometer1RMS: a mean of 0.203 g over its first 250 rows, 0.217 g
-    # over its last, 2 h 46 min later; 12 times its spread over 400 rows); the detectors see
+    # over its last, 2 h 46 min later; 12.6 times its spread over its first 400); the detectors see
     # their changes (features.differencing). Chosen with the FAR on normal days (README:
     # "False alarms on normal days"). Ignored where a data set has no such sensor.
     differenced: tuple[str, ...] = ("Temperature", "Thermocouple", "Accelerometer1RMS", "Accelerometer2RMS")
@@ -202,6 +202,7 @@ class BenchRow:
     # SKAB: pooled counts over the parts of the files without labels (all normal), if any
     normal: PointCounts | None = None
     normal_parts: int = 0
+    unscored: tuple[str, ...] = ()  # recordings without labels too short to leave rows after training
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"detector": self.detector}
@@ -378,14 +379,19 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
     stream = "skab"
     settings = (settings or BenchSettings.for_dataset("skab")).validate()
     with _home(work_dir) as warehouse, tempfile.TemporaryDirectory(prefix="aemon-normal-") as parts_dir:
-        files, normal = [], []
+        files, normal, short = [], [], []
         for path, asset in skab_files(data_dir):
             if _has_labels(path):
                 files.append(_skab_file(warehouse, stream, path, asset, settings))
                 continue
             # a recording without labels (anomaly-free.csv): parts scored for the FAR on normal days
             for part in split_rows(path, SKAB_NORMAL_PART_ROWS, Path(parts_dir) / asset):
-                normal.append(_skab_file(warehouse, stream, part, skab_asset(part), settings))
+                scored = _skab_file(warehouse, stream, part, skab_asset(part), settings)
+                if len(scored.readings) > scored.train_rows:
+                    normal.append(scored)
+                else:  # nothing after its training rows: no rate to report
+                    short.append(f"{scored.asset} ({path}): {len(scored.readings)} readings, none after the "
+                                 f"{scored.train_rows} that train")
         if not files:
             raise DataSetError(f"{data_dir}: no labeled SKAB files (with anomaly and changepoint columns)")
 
@@ -401,6 +407,7 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
 
         rows = runner(files, warehouse, stream, list(SKAB_SENSORS), ["anomaly", "changepoint"], settings, judge,
                       progress)
+        rows = [replace(r, unscored=tuple(short)) for r in rows]
         if not normal:
             return rows
 
@@ -414,7 +421,9 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
 
         normal_rows = {r.detector: r for r in runner(normal, warehouse, stream, list(SKAB_SENSORS), [], settings,
                                                       judge_normal, lambda m: progress(f"normal days: {m}"))}
-        return [replace(r, normal=normal_rows[r.detector].counts, normal_parts=len(normal))
+        # a part too short to train counts as never firing, and is reported as the files are
+        return [replace(r, normal=normal_rows[r.detector].counts, normal_parts=len(normal),
+                        untrained=r.untrained + normal_rows[r.detector].untrained)
                 if r.detector in normal_rows else r for r in rows]
 
 

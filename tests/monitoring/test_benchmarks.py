@@ -239,3 +239,18 @@ def test_skab_folds_carry_each_candidates_far_on_normal_days(skab_two):
     assert 0.0 <= raised <= defaults <= 100.0  # a threshold 3 / 1.3 times higher never alarms more often
     report = folds.cross_validate(results, "f1", far_normal_limit=folds.DEFAULT_FAR_NORMAL_LIMIT["skab"])
     assert set(report.folds["default_far_normal"]) == {defaults}
+
+
+def test_a_recording_too_short_to_score_is_named_not_counted(tmp_path):
+    root = tmp_path / "skab"
+    (root / "valve2").mkdir(parents=True)
+    (root / "valve2" / "1.csv").symlink_to(DATA / "skab" / "valve2" / "1.csv")
+    (root / "anomaly-free").mkdir()
+    lines = (DATA / "skab" / "anomaly-free" / "anomaly-free.csv").read_text(encoding="utf-8").splitlines(True)
+    (root / "anomaly-free" / "anomaly-free.csv").write_text("".join(lines[:301]), encoding="utf-8")
+    rows = run_skab(root, BenchSettings(kinds=("mlp_ae",), detector_params=FAST, seeds=(0,)))
+    assert rows[0].normal is None and "far_normal" not in rows[0].to_dict()
+    assert rows[0].unscored == ("anomaly-free-0 (" + str(root / "anomaly-free" / "anomaly-free.csv")
+                                + "): 300 readings, none after the 400 that train",)
+    # the labelled file is scored as before
+    assert rows[0].files == 1 and rows[0].counts.tp + rows[0].counts.fn > 0
