@@ -566,16 +566,19 @@ def train(
     end: str | None = typer.Option(None, help="End of the training range (ISO time); overrides the config."),
 ):
     """Train the stream's detectors, register each, and let the gate pick champion / challenger."""
-    cfg = load(config)
+    cfg = load(config, detectors=False)  # without torch: the server's boot waits only for what it needs
     cfg.stream(stream)
     bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
     from flows.local_api import begin_local_api
 
     api_ready = begin_local_api()  # Prefect's server boots while the training code is imported
+    cfg = load(config)  # the detector tables checked (torch imported) while it boots
     from flows.train import train_detectors
     from monitoring.models import promotion  # noqa: F401  (the flow's register task imports it: MLflow, matplotlib)
+    from monitoring.models.registry import client_for
 
+    client_for(cfg.mlflow_tracking_uri)  # MLflow's store opened now (its schema check, 0.5 s), kept for the registration
     quiet_libraries()
     api_ready()
 

@@ -10,15 +10,19 @@ find nothing to do) take no lock and run side by side.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
-import contextvars
 import fcntl
 import hashlib
 import os
-import threading
+import random
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 LOCK_NAME = ".aemon-api-setup.lock"
 # The settings that name the started server as this process's API (entered once, kept).
@@ -47,63 +51,141 @@ def start_local_api() -> None:
 
 
 def begin_local_api() -> Callable[[], None]:
-    """start_local_api in two halves: the server process starts booting now, in the
-    background, and the function returned waits until it answers and names it as the API
-    (raising what its start raised). Between the two, this process goes on with its own
-    start-up (imports, reading data) on the other core. Call the function before the first
-    flow run; calling it again does nothing."""
-    import prefect.main  # noqa: F401  (Prefect's logging set up, as a flow's import does: the start is logged)
+    """start_local_api in two halves: the server process starts booting now, and the function
+    returned waits until it answers and names it as the API (raising what its start raised).
+    Between the two, this process goes on with its own start-up (imports, reading data) on
+    the other core. Call the function before the first flow run; calling it again does
+    nothing."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return lambda: None
-    from prefect.server.api.server import SubprocessASGIServer  # imported here: not in a thread beside others
-
-    server = SubprocessASGIServer()
-    failure: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            _start(server)
-        except BaseException as exc:  # re-raised by wait(), in the caller's thread
-            failure.append(exc)
-
-    # The thread only starts the server process and polls its health URL: it holds the
-    # GIL for moments, and the settings naming the API are entered by wait(), in the
-    # caller's thread (Prefect's settings are context variables).
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="aemon-local-api",
-                              daemon=True)
-    thread.start()
+    server = LocalServer()
+    server.launch()
     named: list[bool] = []
 
     def wait() -> None:
-        thread.join()
-        if failure:
-            raise failure[0]
         if not named:
+            server.wait_ready()
             _name_as_api(server.api_url)
             named.append(True)
 
     return wait
 
 
-def _start(server: Any) -> None:
-    """Start `server` (a SubprocessASGIServer) and wait until it answers: under an
-    exclusive lock the first time this Prefect release meets the database."""
-    import prefect
-    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
+class LocalServer:
+    """Prefect's temporary server, started as Prefect's own SubprocessASGIServer starts it
+    (uvicorn serving prefect.server.api.server:create_app on 127.0.0.1, a free port from
+    8000-8999, the UI off, this process's settings in its environment) and stopped when
+    this process exits. Written here rather than used from Prefect because that class lives
+    in the module of Prefect's whole API app: importing it took 1.4 s on two cores (of a
+    3.1 s start before the server could boot), while the server process imports the app
+    anyway. Launched before this process imports Prefect's engine, the server boots on one
+    core while the command's imports run on the other."""
 
-    home = Path(PREFECT_HOME.value())
-    home.mkdir(parents=True, exist_ok=True)
-    marker = ready_marker(home, prefect.__version__, str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
-    if marker.exists():
-        server.start()
-    else:
-        with open(home / LOCK_NAME, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process ends
-            # the server answers its health check only once its start-up (the migrations) is done
-            server.start()
-            marker.touch()
+    PORTS = range(8000, 9000)
+    PORT_IN_USE = 3  # uvicorn's exit status when its port is taken between the check and the bind
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[str] | None = None
+        self._marker: Path | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def launch(self) -> None:
+        """Start the server process. The first start of this Prefect release against its
+        database takes an exclusive file lock, held until the server answers (its
+        migrations done)."""
+        import prefect
+        from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
+
+        home = Path(PREFECT_HOME.value())
+        home.mkdir(parents=True, exist_ok=True)
+        marker = ready_marker(home, prefect.__version__, str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
+        if not marker.exists():
+            self._lock = open(home / LOCK_NAME, "a")
+            fcntl.flock(self._lock, fcntl.LOCK_EX)  # released by wait_ready, or when the process ends
+            self._marker = marker
+        self._spawn()
+        atexit.register(self.stop)
+
+    def _spawn(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
+
+        self.port = _free_port(self.PORTS)
+        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
+               "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env,
+        )
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers its health check (PREFECT_SERVER_EPHEMERAL_STARTUP_
+        TIMEOUT_SECONDS at most), relaunching on another port if its port was taken."""
+        import httpx
+        from prefect.logging import get_logger
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+        assert self.process is not None, "launch() first"
+        limit = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        deadline = time.monotonic() + limit
+        with httpx.Client() as client:
+            while True:
+                status = self.process.poll()
+                if status == self.PORT_IN_USE:
+                    self._spawn()
+                elif status is not None:
+                    raise RuntimeError(f"Prefect's temporary server exited with status {status} while starting "
+                                       f"on 127.0.0.1:{self.port}; its messages are above")
+                try:
+                    if client.get(f"{self.api_url}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Prefect's temporary server did not answer on 127.0.0.1:{self.port} within "
+                                       f"{limit:g} s (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+                time.sleep(0.05)
+        if self._marker is not None:
+            self._marker.touch()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        get_logger().info("Started temporary server on http://127.0.0.1:%d", self.port)
+
+    def stop(self) -> None:
+        """Stop the server (at this process's exit): SIGTERM, then SIGKILL after 5 s."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port(ports: range) -> int:
+    """A port of `ports` that 127.0.0.1 can bind now, chosen at random (as Prefect does: two
+    commands starting at once rarely pick the same one, and the loser relaunches)."""
+    for _ in range(20):
+        port = random.choice(ports)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port for Prefect's temporary server in {ports.start}-{ports.stop - 1} on 127.0.0.1")
 
 
 def _name_as_api(url: Any) -> None:
@@ -112,7 +194,16 @@ def _name_as_api(url: Any) -> None:
     from the flow's: without a URL there, each worker started a temporary server of its own
     (three for a training of three kinds: 4 s and ~250 MB each). The server still stops
     when this process exits."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ["PREFECT_API_URL"] = str(url)
-    _API_SETTINGS.enter_context(temporary_settings(updates={PREFECT_API_URL: str(url)}))
+    # and of this process's other threads (Prefect's log and event forwarding among them),
+    # which read the global settings, made from the environment: without this, one of them
+    # started a second temporary server of its own on its first call
+    refresh_global_settings_context()
+    # No flow run heartbeats: they tell a lasting server that a run's process is alive, and
+    # this server ends with the command; each flow run's end waited up to 1 s for its
+    # heartbeat thread's sleep.
+    _API_SETTINGS.enter_context(temporary_settings(updates={PREFECT_API_URL: str(url),
+                                                            "flows.heartbeat_frequency": None}))
