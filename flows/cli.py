@@ -578,7 +578,7 @@ def train(
     from monitoring.models import promotion  # noqa: F401  (the flow's register task imports it: MLflow, matplotlib)
     from monitoring.models.registry import client_for
 
-    client_for(cfg.mlflow_tracking_uri)  # MLflow's store opened now (its schema check, 0.5 s), kept for the registration
+    client_for(cfg.mlflow_tracking_uri)  # MLflow store opened now (schema check, 0.5 s), kept for the registration
     quiet_libraries()
     api_ready()
 

@@ -107,7 +107,7 @@ class LocalServer:
         home.mkdir(parents=True, exist_ok=True)
         marker = ready_marker(home, prefect.__version__, str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
         if not marker.exists():
-            self._lock = open(home / LOCK_NAME, "a")
+            self._lock = open(home / LOCK_NAME, "a")  # noqa: SIM115  (held past this call: closed by wait_ready)
             fcntl.flock(self._lock, fcntl.LOCK_EX)  # released by wait_ready, or when the process ends
             self._marker = marker
         self._spawn()
@@ -131,6 +131,7 @@ class LocalServer:
         """Wait until the server answers its health check (PREFECT_SERVER_EPHEMERAL_STARTUP_
         TIMEOUT_SECONDS at most), relaunching on another port if its port was taken."""
         import httpx
+        import prefect.main  # noqa: F401  (Prefect's logging set up, as a flow's import does: the start is logged)
         from prefect.logging import get_logger
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
