@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -157,10 +158,11 @@ def ingest(
     if flow_run is None:
         flow_run = api_configured() or cfg.runner.kind == "dask"
     if flow_run:
+        api_ready = begin_local_api()  # Prefect's server boots while the flow's code is imported
         from flows.ingest import ingest_readings
 
         quiet_libraries()
-        start_local_api()
+        api_ready()
         results = ingest_readings(stream, config_path=str(config) if config else None, retry_rejected=retry_rejected)
     else:  # no server to record the run or act on its event: the flow's steps, without Prefect's temporary API
         from flows import tasks
@@ -570,8 +572,6 @@ def train(
     cfg.stream(stream)
     bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
-    from flows.local_api import begin_local_api
-
     api_ready = begin_local_api()  # Prefect's server boots while the training code is imported
     cfg = load(config)  # the detector tables checked (torch imported) while it boots
     from flows.train import train_detectors
@@ -596,16 +596,18 @@ def score(
     full: bool = typer.Option(False, help="Rescore all history, not only windows after the watermark."),
 ):
     """Score new windows with the champion model and write anomalies to DuckDB."""
+    cfg = load(config, detectors=False)
+    cfg.stream(stream)
+    require_readings(cfg, stream)
+    api_ready = begin_local_api()  # Prefect's server boots while the scoring code is imported
     from monitoring.models import registry
 
     cfg = load(config)
-    cfg.stream(stream)
-    require_readings(cfg, stream)
     registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
     from flows.score import score_stream
 
     quiet_libraries()
-    start_local_api()
+    api_ready()
 
     result = score_stream(stream, config_path=str(config) if config else None, full=full)
     console.print(
@@ -626,16 +628,18 @@ def drift(
     (drift_checks table, MLflow) and, when drift holds, retrain through the gate."""
     import json
 
+    cfg = load(config, detectors=False)
+    cfg.stream(stream)
+    require_readings(cfg, stream)
+    api_ready = begin_local_api()  # Prefect's server boots while the drift code is imported
     from monitoring.models import registry
 
     cfg = load(config)
-    cfg.stream(stream)
-    require_readings(cfg, stream)
     registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
     from flows.drift import check_drift
 
     quiet_libraries()
-    start_local_api()
+    api_ready()
     result = check_drift(stream, config_path=str(config) if config else None, retrain=retrain)
     if as_json:
         print(json.dumps(result, default=str))
@@ -772,13 +776,14 @@ def demo(
 ):
     """Generate a pump stream with injected faults, ingest, train, score, and report what was found."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    api_ready = begin_local_api()  # Prefect's server boots while the demo's code is imported
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from features.synthetic import SyntheticSpec
     from flows.demo import DEMO_STREAM, run_demo
 
     quiet_libraries()
-    start_local_api()
+    api_ready()
 
     cfg = load(config)
     cfg.local_inbox(DEMO_STREAM)  # the demo writes files there: an s3:// inbox is one line, before any step
@@ -957,17 +962,19 @@ def threshold_recalibrate(
     end: str | None = typer.Option(None, help="End of the recent range (ISO time); default: the last reading."),
 ):
     """Refit the champion's threshold on recent normal windows; register it through the gate."""
-    from monitoring.models import registry
-
-    cfg = load(config)
+    cfg = load(config, detectors=False)
     cfg.stream(stream)
     bounds = parse_bounds(start=start, end=end)
     require_readings(cfg, stream)
+    api_ready = begin_local_api()  # Prefect's server boots while the training code is imported
+    from monitoring.models import registry
+
+    cfg = load(config)
     registry.resolve_alias(cfg.mlflow_tracking_uri, stream)
     from flows.train import recalibrate_threshold
 
     quiet_libraries()
-    start_local_api()
+    api_ready()
     result = recalibrate_threshold(stream, config_path=str(config) if config else None,
                                    start=bounds.get("start"), end=bounds.get("end"))
     console.print(
@@ -987,12 +994,14 @@ class HideUserErrorTracebacks(logging.Filter):
         return True
 
 
-def start_local_api() -> None:
-    """Prefect's ephemeral API (no PREFECT_API_URL), started before the flow runs: its first
-    start on a machine sets up Prefect's database, one command at a time (flows.local_api)."""
-    from flows.local_api import start_local_api as start
+def begin_local_api() -> Callable[[], None]:
+    """Prefect's ephemeral API (no PREFECT_API_URL; its first start on a machine sets up
+    Prefect's database, one command at a time: flows.local_api), in two halves: the server
+    starts booting now, on another core, and the function returned waits for it. Call that
+    before the first flow run."""
+    from flows.local_api import begin_local_api as begin
 
-    start()
+    return begin()
 
 
 def command_logger(name: str) -> logging.Logger:
