@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from flows.locations import ConfigError
+
 LOCK_NAME = ".aemon-api-setup.lock"
 # The settings that name the started server as this process's API (entered once, kept).
 _API_SETTINGS = contextlib.ExitStack()
@@ -43,19 +45,18 @@ def api_configured() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-def start_local_api() -> None:
-    """Start the ephemeral API now (one server for the whole command), one process at a
-    time while the database is new; the flow runs that follow in this process use it.
-    Nothing to do with a PREFECT_API_URL."""
-    begin_local_api()()
+class LocalApiError(ConfigError):
+    """Prefect's temporary server did not start: one line naming what to change (the start-up
+    timeout, a configured API instead), not a traceback."""
 
 
 def begin_local_api() -> Callable[[], None]:
-    """start_local_api in two halves: the server process starts booting now, and the function
-    returned waits until it answers and names it as the API (raising what its start raised).
-    Between the two, this process goes on with its own start-up (imports, reading data) on
-    the other core. Call the function before the first flow run; calling it again does
-    nothing."""
+    """Start the ephemeral API (one server for the whole command, one process at a time while
+    the database is new) in two halves: the server process starts booting now, and the
+    function returned waits until it answers and names it as the API of the flow runs that
+    follow (raising what its start raised). Between the two, this process goes on with its
+    own start-up (imports, reading data) on the other core. Call the function before the
+    first flow run; calling it again does nothing. Nothing to do with a PREFECT_API_URL."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
@@ -144,16 +145,18 @@ class LocalServer:
                 if status == self.PORT_IN_USE:
                     self._spawn()
                 elif status is not None:
-                    raise RuntimeError(f"Prefect's temporary server exited with status {status} while starting "
-                                       f"on 127.0.0.1:{self.port}; its messages are above")
+                    raise LocalApiError(f"Prefect's temporary server exited with status {status} while starting "
+                                        f"on 127.0.0.1:{self.port} (its messages are above); or set PREFECT_API_URL "
+                                        "to a running Prefect server")
                 try:
                     if client.get(f"{self.api_url}/health").status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"Prefect's temporary server did not answer on 127.0.0.1:{self.port} within "
-                                       f"{limit:g} s (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+                    raise LocalApiError(f"Prefect's temporary server did not answer on 127.0.0.1:{self.port} within "
+                                        f"{limit:g} s: raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or "
+                                        "set PREFECT_API_URL to a running Prefect server")
                 time.sleep(0.05)
         if self._marker is not None:
             self._marker.touch()
@@ -186,7 +189,8 @@ def _free_port(ports: range) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port for Prefect's temporary server in {ports.start}-{ports.stop - 1} on 127.0.0.1")
+    raise LocalApiError(f"no free port for Prefect's temporary server in {ports.start}-{ports.stop - 1} on "
+                        "127.0.0.1; set PREFECT_API_URL to a running Prefect server")
 
 
 def _name_as_api(url: Any) -> None:

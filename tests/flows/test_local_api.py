@@ -77,3 +77,20 @@ def test_the_temporary_server_moves_off_a_taken_port_and_stops_with_the_command(
     while server.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not server.exists()
+
+
+@pytest.mark.slow
+def test_a_server_that_does_not_answer_in_time_is_one_line_naming_the_setting(tmp_path):
+    config = tmp_path / "aemon.toml"
+    config.write_text(f'home = "{(tmp_path / "home").as_posix()}"\n[streams.s]\nsensors = ["a"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AEMON_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",  # a new database takes longer to set up
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "ingest", "s", "--flow-run",
+                           "--config", str(config)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "did not answer on 127.0.0.1:" in done.stderr
+    assert "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in done.stderr
