@@ -49,6 +49,7 @@ import pandas as pd
 from features.readers import StreamSchema
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from features.windows import WindowSpec
+from monitoring.alerting.adaptive import MODES, AlarmRule
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.scoring import ScoreResult, score_stream
 from monitoring.models.bundle import ModelBundle
@@ -80,9 +81,12 @@ def fresh_warehouse(root: Path, csv: Path) -> Warehouse:
     return warehouse
 
 
+ALARM = AlarmRule()  # --alarm
+
+
 def score(warehouse: Warehouse, bundle: ModelBundle) -> ScoreResult:
     return score_stream(warehouse, STREAM, bundle.score_readings, bundle.spec, bundle.input_columns(),
-                        f"{STREAM}-detector", 1, incidents=IncidentRule())
+                        f"{STREAM}-detector", 1, incidents=IncidentRule(), alarm=ALARM)
 
 
 def forward_rate(bundle: ModelBundle, readings: pd.DataFrame, repeats: int) -> tuple[int, float, float]:
@@ -144,18 +148,24 @@ def lake_readings(warehouse: Warehouse) -> pd.DataFrame:
         return read_readings(con, STREAM)
 
 
-def history_refresh(root: Path, bundle: ModelBundle, days: float, repeats: int) -> list[dict]:
-    """Score a fixed new day after 1x and 10x `days` of scored history; per size the best run."""
-    faults = max(1, round(days))  # per kind and asset: faults all along the history
-    full = generate_stream(SyntheticSpec(n_assets=3, days=10 * days + 1, seed=7, fault_start_fraction=0.02,
-                                         faults_per_kind=faults)).readings
+def history_refresh(root: Path, bundle: ModelBundle, days: float, repeats: int,
+                    factors: tuple[int, ...] = (1, 10)) -> list[dict]:
+    """Score a fixed new day after each factor x `days` of scored history; per size the best run."""
+    most = max(factors)
+    faults = max(1, round(days * most / 10))  # per kind and asset: faults all along the history
+    span = most * days + 1
+    start = pd.Timestamp(SyntheticSpec.start)
+    if start + pd.Timedelta(days=span) > pd.Timestamp.now():  # readings from the future are quarantined
+        start = (pd.Timestamp.now() - pd.Timedelta(days=span + 1)).normalize()
+    full = generate_stream(SyntheticSpec(n_assets=3, days=span, seed=7, fault_start_fraction=0.02,
+                                         faults_per_kind=faults, start=start.isoformat())).readings
     t0 = full["timestamp"].min()
-    cut = t0 + pd.Timedelta(days=10 * days)
+    cut = t0 + pd.Timedelta(days=most * days)
     chunk = full[full["timestamp"] >= cut]
     chunk_csv = root / "chunk.csv"
     chunk.to_csv(chunk_csv, index=False)
     rows = []
-    for factor in (1, 10):
+    for factor in factors:
         history = full[(full["timestamp"] >= cut - pd.Timedelta(days=factor * days)) & (full["timestamp"] < cut)]
         history_csv = root / f"history-{factor}.csv"
         history.to_csv(history_csv, index=False)
@@ -188,10 +198,17 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=14.0, help="days of readings per pump")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 30], help="pumps per size")
     parser.add_argument("--history-days", type=float, default=7.0, help="the 1x history of (c), days")
+    parser.add_argument("--history-factors", type=int, nargs="+", default=[1, 10],
+                        help="the histories of (c), in multiples of --history-days")
+    parser.add_argument("--alarm", choices=MODES, default="threshold",
+                        help="the alarm rule's mode (adaptive: each run also reads the assets' score history)")
     args = parser.parse_args()
+    global ALARM
+    ALARM = AlarmRule(args.alarm)
 
     load = os.getloadavg()
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; one torch thread")
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; one torch thread; "
+          f"alarm {ALARM.mode}")
     big = generate_stream(SyntheticSpec(n_assets=max(args.sizes), days=args.days, seed=7)).readings
     started = time.perf_counter()
     bundle = train(big)
@@ -213,8 +230,9 @@ def main() -> None:
             print(f"{n_assets:>5} {n_e2e:>8} {forward:>12,.0f} {with_contributions:>19,.0f} {e2e:>15,.0f} "
                   f"{took * 1e3:>8.0f} {e2e / forward:>6.0%}  {floor * 1e3:>15.0f} "
                   f"{max(0.0, took - floor) / took:>12.0%}")
-        print("\n(c) a new day scored after 1x and 10x history (incident refresh included)")
-        for row in history_refresh(root, bundle, args.history_days, args.repeats):
+        factors = sorted(set(args.history_factors))
+        print(f"\n(c) a new day scored after {', '.join(f'{f}x' for f in factors)} history (incident refresh included)")
+        for row in history_refresh(root, bundle, args.history_days, args.repeats, tuple(factors)):
             print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         load = os.getloadavg()
         print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

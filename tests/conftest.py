@@ -81,6 +81,10 @@ V2_INCIDENTS = """CREATE TABLE incidents (stream VARCHAR NOT NULL, asset VARCHAR
     top_sensors VARCHAR NOT NULL, model_versions VARCHAR NOT NULL, status VARCHAR NOT NULL,
     updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
 V3_TABLES = ("incidents", "incident_log", "alert_deliveries", "feed_status", "drift_checks", "inbox_files")
+# The watermarks of schema versions 2 and 3 (before adaptive alarms' history sums).
+V3_WATERMARKS = """CREATE TABLE watermarks (stream VARCHAR NOT NULL, asset VARCHAR NOT NULL,
+    last_window_end TIMESTAMP NOT NULL, model_version INTEGER NOT NULL,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp())"""
 
 
 def make_v2_catalog(warehouse, *statements: str) -> None:
@@ -92,6 +96,8 @@ def make_v2_catalog(warehouse, *statements: str) -> None:
         for table in V3_TABLES:
             con.execute(f"DROP TABLE {table}")
         con.execute(V2_INCIDENTS)
+        con.execute("DROP TABLE watermarks")
+        con.execute(V3_WATERMARKS)
         for statement in statements:
             con.execute(statement)
         con.execute("DELETE FROM aemon_schema")

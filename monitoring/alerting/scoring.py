@@ -32,10 +32,11 @@ from monitoring.models.registry import LoadedModel, RegisteredVersion, loaded_bu
 from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import list_assets, read_readings
 from monitoring.store.results import (
+    StoredSums,
     clear_rescore_ranges,
     get_rescore_ranges,
-    get_watermarks,
-    score_history,
+    score_history_from,
+    watermarks_and_sums,
     write_window_results,
 )
 
@@ -88,15 +89,20 @@ def score_stream(
     only = None if assets is None else sorted(str(a) for a in assets)
     with connect(warehouse) as con:  # one connection for the run: it reads, then writes under the lock
         assets = list_assets(con, stream) if only is None else only
-        marks = {} if full else get_watermarks(con, stream)
+        marks, stored_sums = ({}, {}) if full else watermarks_and_sums(con, stream)
         pending = get_rescore_ranges(con, stream)
         pending = pending[pending["asset"].isin(assets)]
         recent = _recent_readings(con, stream, assets, marks, pending, spec, only is not None, until)
         # every asset's windows in one pass of the model, one frame: no per-asset Python
         scored, ready = _score_assets(stream, recent, predict, spec, input_columns, model_name, model_version,
                                       marks, pending, exclusions)
+        sums: dict[str, StoredSums] = {}
         if alarm is not None and alarm.adaptive and len(scored):
-            scored = _adaptive_flags(con, stream, scored, alarm, model_name, model_version)
+            scored, sums = _adaptive_flags(con, stream, scored, alarm, model_name, stored_sums)
+            # stored only where no window stored so far ends at or after the sums' cutoff (none
+            # this run rescored): the windows they sum then all end before it (a full rescore
+            # stores none; its next run does)
+            sums = {a: v for a, v in sums.items() if not full and (a not in marks or v.cutoff > marks[a])}
         counts = scored["asset"].value_counts()
         batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
                    if counts.get(asset, 0) or (pending["asset"] == asset).any()]
@@ -106,7 +112,7 @@ def score_stream(
 
         def commit(con: duckdb.DuckDBPyConnection) -> ScoreResult:
             # every asset's windows in one write: one lookup of the stored keys, not one per asset
-            written = (write_window_results(con, stream, scored, model_name, model_version) if len(scored)
+            written = (write_window_results(con, stream, scored, model_name, model_version, sums) if len(scored)
                        else {"scores": 0, "anomalies": 0})
             for asset, batch_ids in batches:
                 clear_rescore_ranges(con, stream, asset, batch_ids)
@@ -195,18 +201,20 @@ def _score_assets(stream: str, readings: pd.DataFrame, predict: Callable[[pd.Dat
 
 
 def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.DataFrame, rule: AlarmRule,
-                    model_name: str, model_version: int) -> pd.DataFrame:
+                    model_name: str, stored: dict[str, StoredSums]) -> tuple[pd.DataFrame, dict[str, StoredSums]]:
     """`scored` with the flags of windows that do not stand out from their asset's history
-    cleared. Each asset's windows that touch no excluded reading form its sequence, after
-    the history stored before the earliest of them by any version of the model (rows this
-    run replaces excluded)."""
+    cleared, and the history sums to store for the next run. Each asset's windows that touch
+    no excluded reading form its sequence, after the history stored before the earliest of
+    them by any version of the model (rows this run replaces excluded), read from the sums
+    `stored` by an earlier run where they hold."""
     scored = scored.reset_index(drop=True)
     live = scored.loc[~scored["excluded"].to_numpy(dtype=bool), ["asset", "window_end", "score", "threshold"]]
     if live.empty:
-        return scored
+        return scored, {}
     starts = live.groupby("asset")["window_end"].min()
-    history = score_history(con, stream, model_name, {str(a): pd.Timestamp(t) for a, t in starts.items()},
-                            rule.short_windows - 1)
+    history, sums = score_history_from(con, stream, model_name,
+                                       {str(a): pd.Timestamp(t) for a, t in starts.items()},
+                                       rule.short_windows - 1, stored)
     keep = np.zeros(len(scored), dtype=bool)
     for asset, part in live.groupby("asset", sort=False):
         part = part.sort_values("window_end", kind="stable")
@@ -215,7 +223,7 @@ def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.Data
                              part["threshold"].to_numpy())
         keep[part.index.to_numpy()[mask]] = True
     scored["is_anomaly"] = scored["is_anomaly"].to_numpy(dtype=bool) & keep
-    return scored
+    return scored, sums
 
 
 def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,

@@ -4,6 +4,7 @@ counts."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import duckdb
 import pandas as pd
@@ -57,9 +58,15 @@ def write_window_results(
     windows: pd.DataFrame,
     model_name: str,
     model_version: int,
+    sums: dict[str, StoredSums] | None = None,
 ) -> dict[str, int]:
     """Write scored windows (all to `scores`, flagged ones to `anomalies`) and advance the
-    watermarks, in one transaction. Returns the number of rows actually inserted."""
+    watermarks, in one transaction. Returns the number of rows actually inserted.
+
+    `sums`: adaptive-alarm history sums to store with the assets' watermarks (score_history_from).
+    An asset's stored sums are cleared when this write scores a window of their model that
+    starts before their `before` (a rescoring or a late window changes what they sum), and
+    `sums` given for it are stored only when none of its windows here starts before theirs."""
     needed = {"asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "severity",
               "top_sensors", "contributions"}
     missing = needed - set(windows.columns)
@@ -78,6 +85,7 @@ def write_window_results(
     with transaction(con):
         con.register("new_windows", pa.Table.from_pandas(frame[[*SCORE_COLUMNS, "rescore"]], preserve_index=False))
         con.register("new_anomalies", flagged)
+        con.register("new_sums", _sums_frame(sums or {}))
         for table in ("scores", "anomalies") if frame["rescore"].any() else ():
             scalar(con,
                 f"DELETE FROM {table} t USING new_windows n WHERE n.rescore AND t.stream = n.stream AND "
@@ -89,19 +97,50 @@ def write_window_results(
         n_anomalies = insert_missing(
             con, "anomalies", "new_anomalies", ANOMALY_COLUMNS,
             KEYS["anomalies"], select={"contributions": "n.contributions::JSON"}, since=since)
+        # per sums column: the new sums where they stand, else the stored ones unless this write
+        # scores their model's windows from before their `before`, else none
+        fresh = "n.p_asset IS NOT NULL AND n.first_start >= n.p_before"
+        kept = "w.sums_model IS NOT NULL AND NOT (w.sums_model = n.model_name AND n.first_start < w.sums_before)"
+        sums_set = ", ".join(f"sums_{c} = CASE WHEN {fresh} THEN n.p_{c} WHEN {kept} THEN w.sums_{c} END"
+                             for c in SUMS_COLUMNS)
         scalar(con,
-            "MERGE INTO watermarks w USING (SELECT stream, asset, max(window_end) AS last_window_end, "
-            "any_value(model_version) AS model_version FROM new_windows GROUP BY stream, asset) n "
+            "MERGE INTO watermarks w USING (SELECT n.*, p.asset AS p_asset, "
+            + ", ".join(f"p.{c} AS p_{c}" for c in SUMS_COLUMNS) + " FROM (SELECT stream, asset, "
+            "max(window_end) AS last_window_end, min(window_start) AS first_start, "
+            "any_value(model_version) AS model_version, any_value(model_name) AS model_name FROM new_windows "
+            "GROUP BY stream, asset) n LEFT JOIN new_sums p ON n.asset = p.asset) n "
             "ON w.stream = n.stream AND w.asset = n.asset "
-            "WHEN MATCHED AND n.last_window_end > w.last_window_end THEN UPDATE SET "
-            "last_window_end = n.last_window_end, model_version = n.model_version, "
-            "updated_at = current_localtimestamp() "
-            "WHEN NOT MATCHED THEN INSERT (stream, asset, last_window_end, model_version) "
-            "VALUES (n.stream, n.asset, n.last_window_end, n.model_version)"
+            "WHEN MATCHED THEN UPDATE SET "
+            "last_window_end = greatest(w.last_window_end, n.last_window_end), "
+            "model_version = CASE WHEN n.last_window_end > w.last_window_end THEN n.model_version "
+            "ELSE w.model_version END, "
+            "updated_at = CASE WHEN n.last_window_end > w.last_window_end THEN current_localtimestamp() "
+            "ELSE w.updated_at END, "
+            + sums_set + " "
+            "WHEN NOT MATCHED THEN INSERT (stream, asset, last_window_end, model_version, "
+            + ", ".join(f"sums_{c}" for c in SUMS_COLUMNS) + ") VALUES (n.stream, n.asset, n.last_window_end, "
+            "n.model_version, "
+            + ", ".join(f"CASE WHEN {fresh} THEN n.p_{c} END" for c in SUMS_COLUMNS) + ")"
         )
         con.unregister("new_windows")
         con.unregister("new_anomalies")
+        con.unregister("new_sums")
     return {"scores": int(n_scores), "anomalies": int(n_anomalies)}
+
+SUMS_COLUMNS = ("model", "before", "cutoff", "count", "total", "total_sq")
+
+
+def _sums_frame(sums: dict[str, StoredSums]) -> pd.DataFrame:
+    """The sums to store, one row per asset, columns asset and SUMS_COLUMNS (typed when empty)."""
+    return pd.DataFrame({
+        "asset": pd.Series(list(sums), dtype=object),
+        "model": pd.Series([v.model for v in sums.values()], dtype=object),
+        "before": pd.to_datetime(pd.Series([v.before for v in sums.values()], dtype="datetime64[us]")),
+        "cutoff": pd.to_datetime(pd.Series([v.cutoff for v in sums.values()], dtype="datetime64[us]")),
+        "count": pd.Series([v.n for v in sums.values()], dtype="int64"),
+        "total": pd.Series([v.total for v in sums.values()], dtype="float64"),
+        "total_sq": pd.Series([v.total_sq for v in sums.values()], dtype="float64")})
+
 
 SCORE_COLUMNS = ["stream", "asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "model_name",
                  "model_version", "excluded"]
@@ -117,33 +156,130 @@ def read_scores(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, mo
         "AND model_name = ? AND model_version = ? AND asset = ? ORDER BY window_end",
         [stream, model_name, int(model_version), asset]).df()
 
+class StoredSums(NamedTuple):
+    """An asset's adaptive-alarm history as a scoring run stores it with the asset's watermark:
+    over the windows `model` scored (each window's latest scoring, excluded ones left out)
+    that start before `before`, the count `n`, sum and sum of squares of log(score / threshold);
+    taken by a run whose new windows ended from `cutoff` on."""
+
+    model: str
+    before: pd.Timestamp
+    cutoff: pd.Timestamp
+    n: int
+    total: float
+    total_sq: float
+
+
+class AssetHistory(NamedTuple):
+    """An asset's log-scores before a cutoff: the count, sum and sum of squares of all but the
+    latest `recent`, and those latest ones in time order."""
+
+    n: int
+    total: float
+    total_sq: float
+    recent: list[float]
+
+
+def watermarks_and_sums(con: duckdb.DuckDBPyConnection, stream: str) -> tuple[dict[str, pd.Timestamp],
+                                                                               dict[str, StoredSums]]:
+    """get_watermarks, and the adaptive-alarm history sums stored beside them, in one query."""
+    rows = con.execute("SELECT asset, last_window_end, sums_model, sums_before, sums_cutoff, sums_count, sums_total, "
+                       "sums_total_sq FROM watermarks WHERE stream = ?", [stream]).fetchall()
+    return ({asset: pd.Timestamp(end) for asset, end, *_ in rows},
+            {asset: StoredSums(model, pd.Timestamp(before), pd.Timestamp(cutoff), int(n), float(t), float(t2))
+             for asset, _, model, before, cutoff, n, t, t2 in rows if model is not None})
+
+
 def score_history(con: duckdb.DuckDBPyConnection, stream: str, model_name: str,
-                  cutoffs: dict[str, pd.Timestamp], recent: int) -> dict[str, tuple[int, float, float, list[float]]]:
+                  cutoffs: dict[str, pd.Timestamp], recent: int) -> dict[str, AssetHistory]:
     """Per asset, its stored windows scored by `model_name` (any version: a window's latest
     scoring counts) that end before the asset's cutoff and touch no excluded reading, as
     log(score / threshold) (monitoring.alerting.adaptive): the latest `recent` of them in
-    time order, and the count, sum and sum of squares of the others. One aggregate over
-    these assets' scores."""
+    time order, and the count, sum and sum of squares of the others. Reads every such window
+    (score_history_from reads only those after the sums a run stored)."""
+    return score_history_from(con, stream, model_name, cutoffs, recent, {})[0]
+
+
+def score_history_from(con: duckdb.DuckDBPyConnection, stream: str, model_name: str,
+                       cutoffs: dict[str, pd.Timestamp], recent: int,
+                       stored: dict[str, StoredSums]) -> tuple[dict[str, AssetHistory], dict[str, StoredSums]]:
+    """score_history continued from the sums an earlier run stored (watermarks_and_sums):
+    for an asset whose sums are of this model and were taken at or before its cutoff, only
+    the windows starting from their `before` are read, so a run's cost does not grow with the
+    asset's history. Sums stay valid while no window starting before `before` is scored
+    again (write_window_results clears them then). Also returns, per asset, the sums this
+    history gives for the next run to store: over the windows starting before the first of
+    the latest `recent` ones (with recent 0, all of them).
+
+    One query over the assets' scores; DuckLake reads only the files of windows from the
+    earliest `before` on when every asset has usable sums."""
     if not cutoffs:
-        return {}
-    bounds = pd.DataFrame({"asset": list(cutoffs), "cutoff": pd.to_datetime(list(cutoffs.values()))})
+        return {}, {}
+    usable = {asset: sums for asset, sums in stored.items()
+              if asset in cutoffs and sums.model == model_name and sums.cutoff <= pd.Timestamp(cutoffs[asset])}
+    histories, sums = _history_query(con, stream, model_name, cutoffs, recent, usable)
+    # an asset whose latest windows are no longer all after its sums (rescored away): read it all
+    short = {asset for asset in usable if len(histories.get(asset, AssetHistory(0, 0.0, 0.0, [])).recent) < recent}
+    if short:
+        again, again_sums = _history_query(con, stream, model_name, {a: cutoffs[a] for a in short}, recent, {})
+        for asset in short:
+            histories.pop(asset, None)
+            sums.pop(asset, None)
+        histories.update(again)
+        sums.update(again_sums)
+    for asset, base in usable.items():  # an asset with sums but no window after them
+        if asset not in histories and asset not in short:
+            histories[asset] = AssetHistory(base.n, base.total, base.total_sq, [])
+    return histories, sums
+
+
+def _history_query(con: duckdb.DuckDBPyConnection, stream: str, model_name: str, cutoffs: dict[str, pd.Timestamp],
+                   recent: int, usable: dict[str, StoredSums]) -> tuple[dict[str, AssetHistory],
+                                                                       dict[str, StoredSums]]:
+    assets = list(cutoffs)
+    bounds = pd.DataFrame({"asset": assets, "cutoff": pd.to_datetime([cutoffs[a] for a in assets]),
+                           "lo": pd.to_datetime([usable[a].before if a in usable else pd.NaT for a in assets])})
+    # a constant lower bound lets DuckLake skip the files of older windows; only when every asset has one
+    everyone = len(usable) == len(assets)
+    floor = " AND s.window_start >= ?" if everyone else ""
+    params: list = [stream, model_name, *([min(u.before for u in usable.values()).to_pydatetime()] if everyone else []),
+                    recent, recent, recent, recent, recent, recent]
     con.register("history_cutoffs", bounds)
     try:
         rows = con.execute(
-            "WITH latest AS (SELECT s.asset, s.window_end, s.score, s.threshold, s.excluded FROM scores s "
-            "JOIN history_cutoffs c ON s.asset = c.asset AND s.window_end < c.cutoff "
-            "WHERE s.stream = ? AND s.model_name = ? "
+            "WITH latest AS (SELECT s.asset, s.window_start, s.window_end, s.score, s.threshold, s.excluded "
+            "FROM scores s JOIN history_cutoffs c ON s.asset = c.asset AND s.window_end < c.cutoff "
+            "AND (c.lo IS NULL OR s.window_start >= c.lo) "
+            f"WHERE s.stream = ? AND s.model_name = ?{floor} "
             "QUALIFY row_number() OVER (PARTITION BY s.asset, s.window_start "
             "ORDER BY s.scored_at DESC, s.model_version DESC) = 1), "
-            "s AS (SELECT asset, window_end, ln(greatest(score, 1e-12)) - ln(greatest(threshold, 1e-12)) AS x, "
-            "row_number() OVER (PARTITION BY asset ORDER BY window_end DESC) AS back FROM latest WHERE NOT excluded) "
-            "SELECT asset, count(*) FILTER (WHERE back > ?), coalesce(sum(x) FILTER (WHERE back > ?), 0), "
+            "s AS (SELECT asset, window_start, window_end, "
+            "ln(greatest(score, 1e-12)) - ln(greatest(threshold, 1e-12)) AS x, "
+            "row_number() OVER (PARTITION BY asset ORDER BY window_end DESC) AS back FROM latest WHERE NOT excluded), "
+            # the next sums: the windows starting before the first of the latest `recent` (all, with none)
+            "b AS (SELECT asset, CASE WHEN ? > 0 THEN min(window_start) FILTER (WHERE back <= ?) "
+            "ELSE max(window_start) + INTERVAL 1 MICROSECOND END AS before FROM s GROUP BY asset) "
+            "SELECT s.asset, count(*) FILTER (WHERE back > ?), coalesce(sum(x) FILTER (WHERE back > ?), 0), "
             "coalesce(sum(x * x) FILTER (WHERE back > ?), 0), "
-            "coalesce(list(x ORDER BY window_end) FILTER (WHERE back <= ?), []) FROM s GROUP BY asset",
-            [stream, model_name, recent, recent, recent, recent]).fetchall()
+            "coalesce(list(x ORDER BY window_end) FILTER (WHERE back <= ?), []), any_value(b.before), "
+            "count(*) FILTER (WHERE window_start < b.before), "
+            "coalesce(sum(x) FILTER (WHERE window_start < b.before), 0), "
+            "coalesce(sum(x * x) FILTER (WHERE window_start < b.before), 0) "
+            "FROM s JOIN b ON s.asset = b.asset GROUP BY s.asset",
+            params).fetchall()
     finally:
         con.unregister("history_cutoffs")
-    return {str(a): (int(n), float(t), float(t2), [float(v) for v in xs]) for a, n, t, t2, xs in rows}
+    histories: dict[str, AssetHistory] = {}
+    sums: dict[str, StoredSums] = {}
+    for asset, n, t, t2, xs, before, n_b, t_b, t2_b in rows:
+        asset = str(asset)
+        base = usable.get(asset, StoredSums(model_name, pd.NaT, pd.NaT, 0, 0.0, 0.0))
+        histories[asset] = AssetHistory(base.n + int(n), base.total + float(t), base.total_sq + float(t2),
+                                        [float(v) for v in xs])
+        if before is not None:
+            sums[asset] = StoredSums(model_name, pd.Timestamp(before), pd.Timestamp(cutoffs[asset]),
+                                     base.n + int(n_b), base.total + float(t_b), base.total_sq + float(t2_b))
+    return histories, sums
 
 
 def read_anomalies(con: duckdb.DuckDBPyConnection, stream: str) -> pd.DataFrame:

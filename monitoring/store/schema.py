@@ -239,7 +239,17 @@ TABLES = {
             asset VARCHAR NOT NULL,
             last_window_end TIMESTAMP NOT NULL,
             model_version INTEGER NOT NULL,
-            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+            updated_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp(),
+            -- adaptive alarms' history so far, as sums (monitoring.store.results.score_history):
+            -- the count, sum and sum of squares of log(score / threshold) over the windows
+            -- that sums_model scored (their latest scoring, none excluded) starting before
+            -- sums_before, taken by a run whose windows ended from sums_cutoff on; NULL when none
+            sums_model VARCHAR,
+            sums_before TIMESTAMP,
+            sums_cutoff TIMESTAMP,
+            sums_count BIGINT,
+            sums_total DOUBLE,
+            sums_total_sq DOUBLE
         )""",
     "drift_checks": DRIFT_CHECKS,
 }
@@ -295,12 +305,16 @@ MIGRATIONS: dict[int, list[str]] = {
         DRIFT_CHECKS,
         INBOX_FILES_DDL,
     ],
+    # 3 -> 4: the watermarks carry adaptive alarms' history sums
+    3: [f"ALTER TABLE watermarks ADD COLUMN {column} {kind}" for column, kind in (
+        ("sums_model", "VARCHAR"), ("sums_before", "TIMESTAMP"), ("sums_cutoff", "TIMESTAMP"),
+        ("sums_count", "BIGINT"), ("sums_total", "DOUBLE"), ("sums_total_sq", "DOUBLE"))],
 }
 
 # Bump when TABLES change (and add the MIGRATIONS from the version before): a catalog
 # records the version its tables were brought to, and a connection runs DDL only when the
 # catalog is behind. DuckLake catalogs start at 2 (1 was the single-file warehouse).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERSION_TABLE = "aemon_schema"
 
 

@@ -1,6 +1,6 @@
 """Adaptive alarms: a window above its threshold is flagged only when it also stands out
 from its asset's own score history; the rule is causal, incremental runs equal one run,
-and the store carries the history between runs."""
+and the store carries the history between runs, as sums a run reads on from."""
 import re
 
 import numpy as np
@@ -11,13 +11,15 @@ from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.alerting.adaptive import AlarmRule, AlarmRuleError, History, adaptive_mask, log_scores
+from monitoring.alerting import scoring
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError
 from monitoring.evaluation.benchmarks import BenchSettings, with_assignments
 from monitoring.models.fitting import train_bundle
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.ingestion import ingest_file
-from monitoring.store.results import read_scores, score_history
+from monitoring.store.results import read_scores, score_history, score_history_from, watermarks_and_sums
+from monitoring.store.schema import SCHEMA_VERSION, schema_version
 
 SPEC = WindowSpec(size=20, stride=7)
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
@@ -183,3 +185,104 @@ def test_the_nab_bench_alarms_adaptively_and_a_setting_switches_it_back():
         with_assignments(settings, ["alarm.level=2"])
     with pytest.raises(BenchSettingError, match="short_windows"):
         with_assignments(settings, ["alarm.short_windows=0"])
+
+
+def history_sums(db) -> pd.DataFrame:
+    with connect(db) as con:
+        return con.execute("SELECT asset, sums_model, sums_before, sums_cutoff, sums_count FROM watermarks "
+                           "ORDER BY asset").df()
+
+
+def histories(db, model="pumps-detector"):
+    """(every window read, from the stored sums on) for cutoffs just after each watermark."""
+    with connect(db) as con:
+        marks, sums = watermarks_and_sums(con, "pumps")
+        cutoffs = {a: m + pd.Timedelta(minutes=1) for a, m in marks.items()}
+        return score_history(con, "pumps", model, cutoffs, 2), score_history_from(con, "pumps", model, cutoffs, 2,
+                                                                                   sums)[0]
+
+
+def same_history(db):
+    """histories(db), checked equal: the sums stand for the windows they sum."""
+    full, fast = histories(db)
+    assert full.keys() == fast.keys() and len(full) == 2
+    for asset, want in full.items():
+        got = fast[asset]
+        assert (got.n, got.recent) == (want.n, pytest.approx(want.recent))
+        assert (got.total, got.total_sq) == (pytest.approx(want.total), pytest.approx(want.total_sq))
+    return full, fast
+
+
+def test_a_run_stores_its_history_as_sums_and_the_next_reads_only_the_windows_after_them(
+        tmp_path, lake, bundle, small_stream):
+    rule = AlarmRule("adaptive", 3, 1.5, 20)
+    db = Warehouse.at(tmp_path / "w")
+    ingest_file(db, "pumps", SCHEMA, lake)
+    start = small_stream.readings["timestamp"].min()
+    run(db, bundle, alarm=rule, until=start + pd.Timedelta(hours=30))
+    assert history_sums(db)["sums_model"].isna().all()  # the first run had no history to sum
+    run(db, bundle, alarm=rule, until=start + pd.Timedelta(hours=60))
+    sums = history_sums(db)
+    assert (sums["sums_model"] == "pumps-detector").all() and (sums["sums_count"] > 100).all()
+    full, fast = same_history(db)
+    # the windows the sums stand for are not read again: scores changed in place under them move
+    # the history read in full, not the one read from the sums
+    with connect(db, write=True) as con:
+        con.execute("UPDATE scores SET score = score * 10 WHERE window_start < ?",
+                    [sums["sums_before"].min().to_pydatetime()])
+    moved, same = histories(db)
+    assert all(moved[a].total > full[a].total + 1 for a in full)
+    assert all(same[a] == fast[a] for a in fast)
+    _, other = histories(db, "other-detector")  # sums are of one model
+    assert other == {}
+
+
+def test_late_readings_clear_the_sums_and_every_run_flags_as_one_that_reads_everything(
+        tmp_path, small_stream, bundle, monkeypatch):
+    rule = AlarmRule("adaptive", 3, 1.5, 20)
+    frame = small_stream.readings
+    first = frame["asset"].iloc[0]
+    t0 = frame["timestamp"].min()
+    late = (frame["asset"] == first) & (frame["timestamp"] >= t0 + pd.Timedelta(hours=40)) \
+        & (frame["timestamp"] < t0 + pd.Timedelta(hours=41))
+    tail = frame["timestamp"] >= t0 + pd.Timedelta(hours=80)
+    for name, part in (("early", ~late & ~tail), ("late", late), ("tail", tail)):
+        frame[part].to_csv(tmp_path / f"{name}.csv", index=False)
+    with_sums, without = Warehouse.at(tmp_path / "sums"), Warehouse.at(tmp_path / "none")
+
+    def scenario(db) -> list[pd.DataFrame]:
+        ingest_file(db, "pumps", SCHEMA, tmp_path / "early.csv")
+        for hours in (25, 50, 79):
+            run(db, bundle, alarm=rule, until=t0 + pd.Timedelta(hours=hours))
+        seen = [history_sums(db)]
+        assert ingest_file(db, "pumps", SCHEMA, tmp_path / "late.csv").rows_late == 60
+        run(db, bundle, alarm=rule)  # scores the windows over the late hour
+        seen.append(history_sums(db))
+        same_history(db)  # sums left standing would miss the late hour's windows
+        ingest_file(db, "pumps", SCHEMA, tmp_path / "tail.csv")
+        run(db, bundle, alarm=rule)
+        same_history(db)
+        return [*seen, history_sums(db), stored(db)]
+
+    sums_before, sums_late, sums_after, flags = scenario(with_sums)
+    assert sums_before["sums_model"].notna().all()
+    # the late hour's windows start before the first asset's sums: cleared; the other's kept
+    assert sums_late.set_index("asset")["sums_model"].isna().to_dict() == {first: True, frame["asset"].iloc[-1]: False}
+    assert sums_after["sums_model"].notna().all()  # the next run sums the whole history again
+    real = scoring.watermarks_and_sums
+    monkeypatch.setattr(scoring, "watermarks_and_sums", lambda con, stream: (real(con, stream)[0], {}))
+    *_, reference = scenario(without)  # every run reads every window
+    pd.testing.assert_frame_equal(flags, reference)
+    assert flags["is_anomaly"].sum() > 0
+
+
+def test_a_catalog_before_the_sums_gains_them_and_keeps_its_watermarks(tmp_path):
+    from tests.conftest import make_v2_catalog
+
+    db = Warehouse.at(tmp_path / "w")
+    make_v2_catalog(db, "INSERT INTO watermarks (stream, asset, last_window_end, model_version) "
+                        "VALUES ('pumps', 'pump-01', '2026-01-02 00:00:00', 3)")
+    with connect(db) as con:
+        assert schema_version(con) == SCHEMA_VERSION == 4
+        marks, sums = watermarks_and_sums(con, "pumps")
+    assert marks == {"pump-01": pd.Timestamp("2026-01-02")} and sums == {}

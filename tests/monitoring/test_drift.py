@@ -221,5 +221,5 @@ def test_a_catalog_at_schema_version_2_gets_the_drift_checks_table(tmp_path):
     db = Warehouse.at(tmp_path / "w")
     make_v2_catalog(db)
     with connect(db) as con:
-        assert schema_version(con) == SCHEMA_VERSION == 3
+        assert schema_version(con) == SCHEMA_VERSION == 4
         assert con.execute("SELECT count(*) FROM drift_checks").fetchone() == (0,)

@@ -328,7 +328,7 @@ def test_a_catalog_at_schema_version_2_gains_the_inbox_manifest(tmp_path):
     db = Warehouse.at(tmp_path / "warehouse")
     make_v2_catalog(db)
     with connect(db) as con:
-        assert schema_version(con) == SCHEMA_VERSION == 3
+        assert schema_version(con) == SCHEMA_VERSION == 4
         assert "inbox_files" in table_counts(con)
 
 

@@ -23,6 +23,7 @@ from monitoring.store.maintenance import maintain
 from monitoring.store.readings import count_readings, read_readings
 from monitoring.store.results import read_evaluations, write_evaluation
 from monitoring.store.upgrade import upgrade_legacy
+from monitoring.store.schema import SCHEMA_VERSION
 from tests.conftest import V2_INCIDENTS, make_v2_catalog
 
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
@@ -218,7 +219,7 @@ def test_a_catalog_of_schema_version_2_is_migrated_with_incident_ids(tmp_path):
     make_v2_catalog(warehouse, V2_ROWS)
     with connect(warehouse, write=True) as con:
         rows = read_incidents(con, "pumps")
-        assert con.execute("SELECT max(version) FROM aemon_schema").fetchall() == [(3,)]
+        assert con.execute("SELECT max(version) FROM aemon_schema").fetchall() == [(SCHEMA_VERSION,)]
         assert read_incident_log(con, rows["incident_id"].iloc[0]).empty  # the log starts with the next change
     assert rows["incident_id"].tolist() == [incident_id("pumps", r.asset, r.start) for r in rows.itertuples()]
     assert rows["closed_reason"].tolist()[0] == "recovered" and rows["closed_at"].notna().tolist() == [True, False]
