@@ -57,6 +57,7 @@ from monitoring.models.fitting import train_bundle
 from monitoring.store.connection import Warehouse, close_all, connect
 from monitoring.store.incident_records import read_incidents
 from monitoring.store.ingestion import ingest_file
+from monitoring.store.maintenance import maintain
 from monitoring.store.readings import read_readings
 
 STREAM = "pumps"
@@ -84,9 +85,9 @@ def fresh_warehouse(root: Path, csv: Path) -> Warehouse:
 ALARM = AlarmRule()  # --alarm
 
 
-def score(warehouse: Warehouse, bundle: ModelBundle) -> ScoreResult:
+def score(warehouse: Warehouse, bundle: ModelBundle, until: pd.Timestamp | None = None) -> ScoreResult:
     return score_stream(warehouse, STREAM, bundle.score_readings, bundle.spec, bundle.input_columns(),
-                        f"{STREAM}-detector", 1, incidents=IncidentRule(), alarm=ALARM)
+                        f"{STREAM}-detector", 1, incidents=IncidentRule(), alarm=ALARM, until=until)
 
 
 def forward_rate(bundle: ModelBundle, readings: pd.DataFrame, repeats: int) -> tuple[int, float, float]:
@@ -149,8 +150,10 @@ def lake_readings(warehouse: Warehouse) -> pd.DataFrame:
 
 
 def history_refresh(root: Path, bundle: ModelBundle, days: float, repeats: int,
-                    factors: tuple[int, ...] = (1, 10)) -> list[dict]:
-    """Score a fixed new day after each factor x `days` of scored history; per size the best run."""
+                    factors: tuple[int, ...] = (1, 10), days_per_run: float = 0.0,
+                    upkeep: bool = False) -> list[dict]:
+    """Score a fixed new day after each factor x `days` of scored history (scored in one run, or
+    in runs of `days_per_run` days); per size the best run."""
     most = max(factors)
     faults = max(1, round(days * most / 10))  # per kind and asset: faults all along the history
     span = most * days + 1
@@ -172,7 +175,16 @@ def history_refresh(root: Path, bundle: ModelBundle, days: float, repeats: int,
         best: tuple[float, ScoreResult, int] | None = None
         for _ in range(repeats):
             warehouse = fresh_warehouse(root, history_csv)
-            before = score(warehouse, bundle)
+            # the history scored in runs of `days_per_run` days each, as a schedule would (or in one)
+            step = pd.Timedelta(days=days_per_run)
+            ends = [*(pd.date_range(history["timestamp"].min() + step, cut, freq=step, inclusive="left")
+                      if days_per_run else []), None]
+            runs = [score(warehouse, bundle, until=end) for end in ends]
+            if upkeep:  # what the maintain-warehouse flow does on its schedule: files merged, snapshots expired
+                close_all()
+                maintain(warehouse, 1e-9)
+            before = ScoreResult(STREAM, 1, sum(r.windows_scored for r in runs), 0,
+                                 sum(r.anomalies_written for r in runs))
             assert ingest_file(warehouse, STREAM, SCHEMA, chunk_csv).status == "ok"
             started = time.perf_counter()
             result = score(warehouse, bundle)
@@ -200,6 +212,10 @@ def main() -> None:
     parser.add_argument("--history-days", type=float, default=7.0, help="the 1x history of (c), days")
     parser.add_argument("--history-factors", type=int, nargs="+", default=[1, 10],
                         help="the histories of (c), in multiples of --history-days")
+    parser.add_argument("--days-per-run", type=float, default=0.0,
+                        help="score the history of (c) in runs of this many days each (default: in one run)")
+    parser.add_argument("--upkeep", action="store_true",
+                        help="run the warehouse upkeep (merge files, expire snapshots) after the history of (c)")
     parser.add_argument("--alarm", choices=MODES, default="threshold",
                         help="the alarm rule's mode (adaptive: each run also reads the assets' score history)")
     args = parser.parse_args()
@@ -232,7 +248,8 @@ def main() -> None:
                   f"{max(0.0, took - floor) / took:>12.0%}")
         factors = sorted(set(args.history_factors))
         print(f"\n(c) a new day scored after {', '.join(f'{f}x' for f in factors)} history (incident refresh included)")
-        for row in history_refresh(root, bundle, args.history_days, args.repeats, tuple(factors)):
+        for row in history_refresh(root, bundle, args.history_days, args.repeats, tuple(factors), args.days_per_run,
+                                   args.upkeep):
             print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         load = os.getloadavg()
         print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

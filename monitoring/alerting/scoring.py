@@ -24,7 +24,7 @@ import pandas as pd
 
 from features.exclusions import Exclusions, windows_touching
 from features.windows import WindowSpec
-from monitoring.alerting.adaptive import AlarmRule, History, adaptive_mask
+from monitoring.alerting.adaptive import AlarmRule, History, adaptive_mask, log_scores
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.lifecycle import IncidentSummary, store_incidents
 from monitoring.errors import BundleInputError
@@ -32,6 +32,7 @@ from monitoring.models.registry import LoadedModel, RegisteredVersion, loaded_bu
 from monitoring.store.connection import Warehouse, connect, write
 from monitoring.store.readings import list_assets, read_readings
 from monitoring.store.results import (
+    AssetHistory,
     StoredSums,
     clear_rescore_ranges,
     get_rescore_ranges,
@@ -98,11 +99,8 @@ def score_stream(
                                       marks, pending, exclusions)
         sums: dict[str, StoredSums] = {}
         if alarm is not None and alarm.adaptive and len(scored):
-            scored, sums = _adaptive_flags(con, stream, scored, alarm, model_name, stored_sums)
-            # stored only where no window stored so far ends at or after the sums' cutoff (none
-            # this run rescored): the windows they sum then all end before it (a full rescore
-            # stores none; its next run does)
-            sums = {a: v for a, v in sums.items() if not full and (a not in marks or v.cutoff > marks[a])}
+            scored, sums = _adaptive_flags(con, stream, scored, alarm, model_name, stored_sums,
+                                           None if full else marks)
         counts = scored["asset"].value_counts()
         batches = [(asset, list(pending.loc[pending["asset"] == asset, "batch_id"])) for asset in ready
                    if counts.get(asset, 0) or (pending["asset"] == asset).any()]
@@ -201,29 +199,54 @@ def _score_assets(stream: str, readings: pd.DataFrame, predict: Callable[[pd.Dat
 
 
 def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.DataFrame, rule: AlarmRule,
-                    model_name: str, stored: dict[str, StoredSums]) -> tuple[pd.DataFrame, dict[str, StoredSums]]:
+                    model_name: str, stored: dict[str, StoredSums],
+                    marks: dict[str, pd.Timestamp] | None) -> tuple[pd.DataFrame, dict[str, StoredSums]]:
     """`scored` with the flags of windows that do not stand out from their asset's history
     cleared, and the history sums to store for the next run. Each asset's windows that touch
     no excluded reading form its sequence, after the history stored before the earliest of
-    them by any version of the model (rows this run replaces excluded), read from the sums
-    `stored` by an earlier run where they hold."""
+    them by any version of the model (rows this run replaces excluded), read on from the sums
+    `stored` by an earlier run where they hold.
+
+    The sums stored go on over this run's windows but the latest short_windows - 1, so the
+    next run reads only those; only for an asset whose stored windows all end before this
+    run's (`marks`: the watermarks this run started from; None: a full rescore, which stores
+    none), since a window scored again changes what the sums hold."""
     scored = scored.reset_index(drop=True)
-    live = scored.loc[~scored["excluded"].to_numpy(dtype=bool), ["asset", "window_end", "score", "threshold"]]
+    live = scored.loc[~scored["excluded"].to_numpy(dtype=bool),
+                      ["asset", "window_start", "window_end", "score", "threshold"]]
     if live.empty:
         return scored, {}
     starts = live.groupby("asset")["window_end"].min()
-    history, sums = score_history_from(con, stream, model_name,
-                                       {str(a): pd.Timestamp(t) for a, t in starts.items()},
-                                       rule.short_windows - 1, stored)
+    cutoffs = {str(a): pd.Timestamp(t) for a, t in starts.items()}
+    firsts = scored.groupby("asset")["window_end"].min()  # excluded windows too: any rescored window counts
+    history, sums = score_history_from(con, stream, model_name, cutoffs, rule.short_windows - 1, stored)
     keep = np.zeros(len(scored), dtype=bool)
+    after: dict[str, StoredSums] = {}
     for asset, part in live.groupby("asset", sort=False):
+        asset = str(asset)
         part = part.sort_values("window_end", kind="stable")
-        n, total, total_sq, recent = history.get(str(asset), (0, 0.0, 0.0, []))
-        mask = adaptive_mask(part["score"].to_numpy(), rule, History(n, total, total_sq, np.asarray(recent)),
+        past = history.get(asset, AssetHistory(0, 0.0, 0.0, []))
+        x = log_scores(part["score"].to_numpy(), part["threshold"].to_numpy())
+        mask = adaptive_mask(part["score"].to_numpy(), rule, History(past.n, past.total, past.total_sq,
+                                                                     np.asarray(past.recent)),
                              part["threshold"].to_numpy())
         keep[part.index.to_numpy()[mask]] = True
+        if marks is None or (asset in marks and pd.Timestamp(firsts[asset]) <= marks[asset]):
+            continue
+        held = rule.short_windows - 1  # the latest windows the next run reads again
+        window_starts = pd.to_datetime(part["window_start"]).reset_index(drop=True)
+        before = (window_starts.iloc[len(x) - held] if held else window_starts.iloc[-1] + pd.Timedelta(microseconds=1))
+        if len(x) >= max(held, 1) and (past.last_start is None or past.last_start < before):
+            summed = np.concatenate([np.asarray(past.recent, dtype=np.float64), x[:len(x) - held]])
+            ends = pd.to_datetime(part["window_end"]).iloc[:len(x) - held]
+            after[asset] = StoredSums(model_name, before,
+                                      (ends.max() if len(ends) else cutoffs[asset]) + pd.Timedelta(microseconds=1),
+                                      past.n + len(summed), past.total + float(summed.sum()),
+                                      past.total_sq + float((summed * summed).sum()))
+        elif asset in sums:
+            after[asset] = sums[asset]
     scored["is_anomaly"] = scored["is_anomaly"].to_numpy(dtype=bool) & keep
-    return scored, sums
+    return scored, after
 
 
 def score_model(warehouse: Warehouse, stream: str, model: LoadedModel, version: RegisteredVersion, *,

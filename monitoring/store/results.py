@@ -64,9 +64,9 @@ def write_window_results(
     watermarks, in one transaction. Returns the number of rows actually inserted.
 
     `sums`: adaptive-alarm history sums to store with the assets' watermarks (score_history_from).
-    An asset's stored sums are cleared when this write scores a window of their model that
-    starts before their `before` (a rescoring or a late window changes what they sum), and
-    `sums` given for it are stored only when none of its windows here starts before theirs."""
+    `sums` given for an asset replace its stored ones (the run that gives them has summed
+    what it writes); otherwise they are cleared when this write scores a window of their
+    model that starts before their `before` (a rescoring or a late window changes what they sum)."""
     needed = {"asset", "window_start", "window_end", "score", "threshold", "is_anomaly", "severity",
               "top_sensors", "contributions"}
     missing = needed - set(windows.columns)
@@ -99,7 +99,7 @@ def write_window_results(
             KEYS["anomalies"], select={"contributions": "n.contributions::JSON"}, since=since)
         # per sums column: the new sums where they stand, else the stored ones unless this write
         # scores their model's windows from before their `before`, else none
-        fresh = "n.p_asset IS NOT NULL AND n.first_start >= n.p_before"
+        fresh = "n.p_asset IS NOT NULL"
         kept = "w.sums_model IS NOT NULL AND NOT (w.sums_model = n.model_name AND n.first_start < w.sums_before)"
         sums_set = ", ".join(f"sums_{c} = CASE WHEN {fresh} THEN n.p_{c} WHEN {kept} THEN w.sums_{c} END"
                              for c in SUMS_COLUMNS)
@@ -172,12 +172,14 @@ class StoredSums(NamedTuple):
 
 class AssetHistory(NamedTuple):
     """An asset's log-scores before a cutoff: the count, sum and sum of squares of all but the
-    latest `recent`, and those latest ones in time order."""
+    latest `recent`, those latest ones in time order, and the latest start of a window among
+    them all (None when there is none)."""
 
     n: int
     total: float
     total_sq: float
     recent: list[float]
+    last_start: pd.Timestamp | None = None
 
 
 def watermarks_and_sums(con: duckdb.DuckDBPyConnection, stream: str) -> tuple[dict[str, pd.Timestamp],
@@ -229,7 +231,8 @@ def score_history_from(con: duckdb.DuckDBPyConnection, stream: str, model_name: 
         sums.update(again_sums)
     for asset, base in usable.items():  # an asset with sums but no window after them
         if asset not in histories and asset not in short:
-            histories[asset] = AssetHistory(base.n, base.total, base.total_sq, [])
+            histories[asset] = AssetHistory(base.n, base.total, base.total_sq, [],
+                                            base.before - pd.Timedelta(microseconds=1))
     return histories, sums
 
 
@@ -264,18 +267,18 @@ def _history_query(con: duckdb.DuckDBPyConnection, stream: str, model_name: str,
             "coalesce(list(x ORDER BY window_end) FILTER (WHERE back <= ?), []), any_value(b.before), "
             "count(*) FILTER (WHERE window_start < b.before), "
             "coalesce(sum(x) FILTER (WHERE window_start < b.before), 0), "
-            "coalesce(sum(x * x) FILTER (WHERE window_start < b.before), 0) "
+            "coalesce(sum(x * x) FILTER (WHERE window_start < b.before), 0), max(window_start) "
             "FROM s JOIN b ON s.asset = b.asset GROUP BY s.asset",
             params).fetchall()
     finally:
         con.unregister("history_cutoffs")
     histories: dict[str, AssetHistory] = {}
     sums: dict[str, StoredSums] = {}
-    for asset, n, t, t2, xs, before, n_b, t_b, t2_b in rows:
+    for asset, n, t, t2, xs, before, n_b, t_b, t2_b, last in rows:
         asset = str(asset)
         base = usable.get(asset, StoredSums(model_name, pd.NaT, pd.NaT, 0, 0.0, 0.0))
         histories[asset] = AssetHistory(base.n + int(n), base.total + float(t), base.total_sq + float(t2),
-                                        [float(v) for v in xs])
+                                        [float(v) for v in xs], pd.Timestamp(last))
         if before is not None:
             sums[asset] = StoredSums(model_name, pd.Timestamp(before), pd.Timestamp(cutoffs[asset]),
                                      base.n + int(n_b), base.total + float(t_b), base.total_sq + float(t2_b))

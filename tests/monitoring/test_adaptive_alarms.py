@@ -10,8 +10,8 @@ import pytest
 from features.readers import StreamSchema
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
-from monitoring.alerting.adaptive import AlarmRule, AlarmRuleError, History, adaptive_mask, log_scores
 from monitoring.alerting import scoring
+from monitoring.alerting.adaptive import AlarmRule, AlarmRuleError, History, adaptive_mask, log_scores
 from monitoring.alerting.scoring import score_stream
 from monitoring.errors import BenchSettingError
 from monitoring.evaluation.benchmarks import BenchSettings, with_assignments
@@ -152,7 +152,7 @@ def test_the_history_is_per_asset_and_model_and_ends_before_the_cutoff(tmp_path,
         got = score_history(con, "pumps", "pumps-detector", {asset: cutoff}, 2)
         other = score_history(con, "pumps", "other-detector", {asset: cutoff}, 2)
     x = log_scores(scores["score"].to_numpy()[:60], scores["threshold"].to_numpy()[:60])
-    n, total, total_sq, recent = got[asset]
+    n, total, total_sq, recent, _ = got[asset]
     assert n == 58 and recent == pytest.approx(list(x[58:]))
     assert (total, total_sq) == (pytest.approx(x[:58].sum()), pytest.approx((x[:58] ** 2).sum()))
     assert other == {}
@@ -220,10 +220,12 @@ def test_a_run_stores_its_history_as_sums_and_the_next_reads_only_the_windows_af
     ingest_file(db, "pumps", SCHEMA, lake)
     start = small_stream.readings["timestamp"].min()
     run(db, bundle, alarm=rule, until=start + pd.Timedelta(hours=30))
-    assert history_sums(db)["sums_model"].isna().all()  # the first run had no history to sum
+    first = history_sums(db)  # the run's own windows, but the latest two, which the next run reads
+    assert (first["sums_model"] == "pumps-detector").all() and (first["sums_count"] > 100).all()
+    same_history(db)
     run(db, bundle, alarm=rule, until=start + pd.Timedelta(hours=60))
     sums = history_sums(db)
-    assert (sums["sums_model"] == "pumps-detector").all() and (sums["sums_count"] > 100).all()
+    assert (sums["sums_count"] > first["sums_count"]).all() and (sums["sums_before"] > first["sums_before"]).all()
     full, fast = same_history(db)
     # the windows the sums stand for are not read again: scores changed in place under them move
     # the history read in full, not the one read from the sums

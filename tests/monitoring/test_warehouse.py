@@ -22,8 +22,8 @@ from monitoring.store.legacy import add_legacy_rows, add_legacy_view, create_leg
 from monitoring.store.maintenance import maintain
 from monitoring.store.readings import count_readings, read_readings
 from monitoring.store.results import read_evaluations, write_evaluation
-from monitoring.store.upgrade import upgrade_legacy
 from monitoring.store.schema import SCHEMA_VERSION
+from monitoring.store.upgrade import upgrade_legacy
 from tests.conftest import V2_INCIDENTS, make_v2_catalog
 
 SCHEMA = StreamSchema(sensors=tuple(SENSORS), label_columns=("label",))
