@@ -26,11 +26,14 @@ MLP's forward pass over the demo's 6k windows takes under 10 ms.
     model costs inside a run; (b0) is the floor any model's scoring run stands on.
 
 (c) incident refresh as history grows: a fixed day of new readings scored (with incidents)
-after 1x and 10x history already scored; the run's time and the flagged windows its
-incident refresh read should stay flat.
+after 1x and 10x history already scored (--history-factors), in one run or in runs of
+--days-per-run days, optionally followed by the warehouse upkeep (--upkeep); the run's time
+and the flagged windows its incident refresh read should stay flat. With --alarm adaptive
+every run also reads the assets' score history (from the sums the run before stored).
 
     .venv/bin/python bench/scoring_e2e.py
     .venv/bin/python bench/scoring_e2e.py --repeats 3 --history-days 14
+    .venv/bin/python bench/scoring_e2e.py --sizes 3 --history-factors 1 10 50 --days-per-run 7 --upkeep --alarm adaptive
 """
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ distribution of the raw scores), on the log of a reconstruction error, whose spr
 closer to normal than the error's.
 
 The long-term distribution is kept as sums (count, sum, sum of squares of the
-log-scores), so a run reads a fixed amount of history per asset (`History`,
-monitoring.store.results.score_history), whatever the history's length.
+log-scores), which each run stores with the asset's watermark, so the next run reads only
+the windows after them (`History`, monitoring.store.results.score_history_from), whatever
+the history's length.
 
 Written here, not taken from a library: scipy and pandas give rolling and expanding
 moments of one array, but not continued from sums a previous run left, which is what an
