@@ -235,8 +235,9 @@ def _adaptive_flags(con: duckdb.DuckDBPyConnection, stream: str, scored: pd.Data
             continue
         held = rule.short_windows - 1  # the latest windows the next run reads again
         window_starts = pd.to_datetime(part["window_start"]).reset_index(drop=True)
-        before = (window_starts.iloc[len(x) - held] if held else window_starts.iloc[-1] + pd.Timedelta(microseconds=1))
-        if len(x) >= max(held, 1) and (past.last_start is None or past.last_start < before):
+        before = (None if len(x) < max(held, 1) else window_starts.iloc[len(x) - held] if held
+                  else window_starts.iloc[-1] + pd.Timedelta(microseconds=1))
+        if before is not None and (past.last_start is None or past.last_start < before):
             summed = np.concatenate([np.asarray(past.recent, dtype=np.float64), x[:len(x) - held]])
             ends = pd.to_datetime(part["window_end"]).iloc[:len(x) - held]
             after[asset] = StoredSums(model_name, before,

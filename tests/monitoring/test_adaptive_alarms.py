@@ -193,18 +193,18 @@ def history_sums(db) -> pd.DataFrame:
                            "ORDER BY asset").df()
 
 
-def histories(db, model="pumps-detector"):
+def histories(db, model="pumps-detector", recent=2):
     """(every window read, from the stored sums on) for cutoffs just after each watermark."""
     with connect(db) as con:
         marks, sums = watermarks_and_sums(con, "pumps")
         cutoffs = {a: m + pd.Timedelta(minutes=1) for a, m in marks.items()}
-        return score_history(con, "pumps", model, cutoffs, 2), score_history_from(con, "pumps", model, cutoffs, 2,
-                                                                                   sums)[0]
+        return (score_history(con, "pumps", model, cutoffs, recent),
+                score_history_from(con, "pumps", model, cutoffs, recent, sums)[0])
 
 
-def same_history(db):
+def same_history(db, recent=2):
     """histories(db), checked equal: the sums stand for the windows they sum."""
-    full, fast = histories(db)
+    full, fast = histories(db, recent=recent)
     assert full.keys() == fast.keys() and len(full) == 2
     for asset, want in full.items():
         got = fast[asset]
@@ -288,3 +288,21 @@ def test_a_catalog_before_the_sums_gains_them_and_keeps_its_watermarks(tmp_path)
         assert schema_version(con) == SCHEMA_VERSION == 4
         marks, sums = watermarks_and_sums(con, "pumps")
     assert marks == {"pump-01": pd.Timestamp("2026-01-02")} and sums == {}
+
+
+def test_runs_with_fewer_windows_than_the_short_stretch_keep_the_sums_and_flag_as_one_run(
+        tmp_path, lake, bundle, small_stream):
+    rule = AlarmRule("adaptive", 10, 1.5, 20)  # 9 windows held back; a half-hour run scores about 4
+    start = small_stream.readings["timestamp"].min()
+    one, inc = Warehouse.at(tmp_path / "one"), Warehouse.at(tmp_path / "inc")
+    for db in (one, inc):
+        ingest_file(db, "pumps", SCHEMA, lake)
+    run(one, bundle, alarm=rule)
+    run(inc, bundle, alarm=rule, until=start + pd.Timedelta(hours=30))
+    first = history_sums(inc)
+    for half_hours in range(61, 67):
+        run(inc, bundle, alarm=rule, until=start + pd.Timedelta(minutes=30 * half_hours))
+        same_history(inc, recent=9)
+    assert (history_sums(inc)["sums_before"] >= first["sums_before"]).all()
+    run(inc, bundle, alarm=rule)
+    pd.testing.assert_frame_equal(stored(inc), stored(one))
