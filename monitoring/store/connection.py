@@ -380,21 +380,55 @@ def _instance(warehouse: Warehouse) -> _Instance:
     with _INSTANCES_GUARD:
         instance = _INSTANCES.get(key)
         if instance is None:
-            if warehouse.kind == "sqlite" and warehouse.exists():
+            if warehouse.kind == "sqlite" and _sqlite_catalog_created(warehouse):
                 try:
                     instance = _Instance(_open(warehouse, read_only=False))
-                except WarehouseError:  # a catalog file another process is still creating: after it
+                except WarehouseError:  # a catalog that met another process's write: after it
                     with setup_lock(warehouse):
-                        instance = _Instance(_open(warehouse, read_only=False))
+                        instance = _Instance(_open_waiting(warehouse))
             else:  # the first process to open a new catalog creates it, alone
                 with setup_lock(warehouse):
-                    instance = _Instance(_open(warehouse, read_only=False))
+                    instance = _Instance(_open_waiting(warehouse))
             _INSTANCES[key] = instance
             idle = [k for k, i in _INSTANCES.items() if i.users == 0 and k != key]
             for old in idle[:max(0, len(idle) - _MAX_IDLE_INSTANCES)]:
                 _INSTANCES.pop(old).con.close()
         instance.users += 1
         return instance
+
+
+def _sqlite_catalog_created(warehouse: Warehouse) -> bool:
+    """Whether the SQLite catalog holds DuckLake's tables: a process that opens it while
+    another creates them (the file exists from the creator's first statement on) would
+    try to create them too, so until they are committed it opens under the setup lock."""
+    import sqlite3
+
+    path = warehouse.sqlite_path
+    if path is None or not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)) as db:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ducklake_metadata'"
+                              ).fetchone() is not None
+    except sqlite3.Error:  # busy or unreadable: the setup lock's path decides, and says what is wrong
+        return False
+
+
+def _open_waiting(warehouse: Warehouse) -> duckdb.DuckDBPyConnection:
+    """_open for writing, retried while the catalog is busy. DuckLake creates and probes its
+    SQLite catalog before its META_BUSY_TIMEOUT applies: measured, an ATTACH of a catalog
+    file another connection is writing fails at once with `database is locked` (the setup
+    lock keeps out this release's processes, not every connection to the file)."""
+    deadline = time.monotonic() + min(warehouse.lock_timeout_s, 30.0)
+    pause = 0.01
+    while True:
+        try:
+            return _open(warehouse, read_only=False)
+        except WarehouseError as exc:
+            if not is_transient(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def close_all() -> None:

@@ -86,6 +86,42 @@ def test_writers_in_threads_each_commit_once(tmp_path):
     assert len(ids) == 20 and ids.is_unique
 
 
+HOLD_CATALOG = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=" + sys.argv[2])
+db.execute("BEGIN IMMEDIATE")
+db.execute("CREATE TABLE someone_else (x INTEGER)")
+print("holding", flush=True)
+time.sleep(float(sys.argv[3]))
+db.execute("COMMIT")
+"""
+
+
+@pytest.mark.parametrize("journal", ["WAL", "DELETE"])
+def test_a_new_catalog_whose_file_another_connection_is_writing_is_created_when_it_is_free(tmp_path, journal):
+    """DuckLake creates its SQLite catalog without waiting on a busy file (`database is
+    locked` at once, as when Dask workers opened a new home together): the first connection
+    waits until the file is free, then creates the tables and opens."""
+    warehouse = Warehouse.at(tmp_path)
+    assert warehouse.sqlite_path is not None
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CATALOG, str(warehouse.sqlite_path), journal, "1.5"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with connect(warehouse) as con:
+            assert con.execute("SELECT count(*) FROM watermarks").fetchone() == (0,)
+        assert holder.poll() is not None or time.monotonic() - started >= 1.0  # it waited for the holder
+    finally:
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+    close_all()
+    with connect(warehouse, write=True) as con:  # the catalog is whole: tables, schema version, writes
+        write_evaluation(con, evaluation_row(1))
+        assert read_evaluations(con, "s")["evaluation_id"].tolist() == ["e1"]
+
+
 def test_a_reader_in_another_process_is_not_held_up_by_the_write_lock(tmp_path, small_stream):
     warehouse = Warehouse.at(tmp_path)
     small_stream.readings.to_csv(tmp_path / "all.csv", index=False)
