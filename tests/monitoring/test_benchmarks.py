@@ -139,6 +139,37 @@ def test_nab_bench_scores_after_the_probationary_period(nab_one):
     assert all(np.isfinite(d[k]) and d[k] <= 100.0 for k in ("nab_standard", "nab_low_fp", "nab_low_fn"))
 
 
+def ramp_series(folder: Path) -> Path:
+    """A NAB folder with one daily-cycle series (5-minute readings, noise 0.2) whose level
+    climbs by 6 over 200 readings after its 2,000th and stays there: slow enough that no
+    change between readings stands out (0.03 each), the fault a level shows and changes hide."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2026-01-01", periods=3000, freq="5min")
+    value = 10 + np.sin(np.arange(3000) * 2 * np.pi / 288) + rng.normal(0, 0.2, 3000)
+    value[2000:2200] += np.linspace(0, 6, 200)
+    value[2200:] += 6
+    pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": value.round(4)}).to_csv(
+        folder / "ramp.csv", index=False)
+    window = [times[1950].strftime("%Y-%m-%d %H:%M:%S.%f"), times[2300].strftime("%Y-%m-%d %H:%M:%S.%f")]
+    (folder / "windows.json").write_text(json.dumps({"synthetic/ramp.csv": [window]}), encoding="utf-8")
+    return folder
+
+
+def test_nab_defaults_see_the_level_so_a_slow_climb_that_stays_is_detected(tmp_path):
+    """NAB's defaults leave the value as it is (README: "Levels or changes"): the climb is
+    detected inside its window with every seed, where the same detector on the changes
+    (the earlier default) never alarms on it."""
+    data = ramp_series(tmp_path / "nab")
+    levels = replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), seeds=(0, 1))
+    assert levels.differenced == ()
+    for settings, detected in ((levels, 1), (replace(levels, differenced=("value",)), 0)):
+        per_file = run_nab(data, settings)[0].per_file
+        assert per_file is not None and per_file["seed"].tolist() == [0, 1]
+        assert per_file["nab_tp"].tolist() == [detected, detected], (settings.differenced, per_file)
+        assert per_file["nab_fn"].tolist() == [1 - detected, 1 - detected]
+
+
 class _Fixed:
     """A stand-in member with known severities over three windows."""
 
