@@ -64,7 +64,8 @@ def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
     with connect(Warehouse.at(work)) as con:
         stored = con.execute("SELECT model_name, count(DISTINCT asset) FILTER (WHERE asset LIKE 'valve%') "
                              "FROM scores GROUP BY 1 ORDER BY 1").fetchall()
-    assert stored == [("bench-cnn_ae", 2), ("bench-ensemble", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
+    # the ensemble is a vote of the members' alarms (the default): no model, no windows of its own
+    assert stored == [("bench-cnn_ae", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
 
 
 def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_normal_days(skab_run):
@@ -72,17 +73,24 @@ def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_norm
     parts = {"anomaly-free-0": 1150, "anomaly-free-1": NORMAL_ROWS - 1150}
     with connect(Warehouse.at(work)) as con:
         readings = {a: read_readings(con, "skab", asset=a).sort_values("timestamp") for a in parts}
+        members: dict[str, list[np.ndarray]] = {a: [] for a in parts}  # the kinds' alarms, for the vote
         for row in rows:
             d = row.to_dict()
             assert d["normal_parts"] == 2 and d["normal_rows"] == sum(n - 400 for n in parts.values())
             assert row.normal.tp == row.normal.fn == 0
             # the rate is the alarms on the parts' scored rows, read back from the stored windows
+            # (the ensemble's: where most of the kinds alarm)
             alarms = 0
             for asset, n in parts.items():
                 assert len(readings[asset]) == n
-                scores = read_scores(con, "skab", f"bench-{row.detector}", 1, asset)
-                flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
-                alarms += int(point_alarms(readings[asset]["timestamp"], scores["window_end"], flagged)[400:].sum())
+                if row.detector == "ensemble":
+                    on = np.sum(members[asset], axis=0) >= 2
+                else:
+                    scores = read_scores(con, "skab", f"bench-{row.detector}", 1, asset)
+                    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+                    on = point_alarms(readings[asset]["timestamp"], scores["window_end"], flagged)
+                    members[asset].append(on)
+                alarms += int(on[400:].sum())
             assert d["far_normal"] == pytest.approx(100 * alarms / d["normal_rows"])
             assert row.normal.fp == alarms
     # the protocol's own figures do not count the parts
@@ -191,6 +199,59 @@ def test_ensemble_flags_the_mean_severity_above_one():
     assert (scored["threshold"] == 1.0).all()
 
 
+def test_a_vote_is_on_where_most_members_are():
+    a, b, c = (np.array(x, dtype=bool) for x in ([1, 1, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1]))
+    assert benchmarks.majority([a, b, c], 5).astype(int).tolist() == [1, 0, 0, 0, 1]
+    assert benchmarks.majority([a, b], 5).astype(int).tolist() == [1, 0, 0, 0, 1]  # two members: both
+    assert benchmarks.majority([], 3).tolist() == [False, False, False]  # no member trained
+
+
+def test_the_voting_ensemble_alarms_where_most_members_alarm_under_their_own_histories(nab_one, tmp_path):
+    """ensemble_rule="vote": each member alarms under the adaptive rule on its own score
+    history, and the ensemble is on at the rows where most of them are, scored like any
+    detector; it stores no windows of its own (it has no model)."""
+    assert BenchSettings().ensemble_rule == "vote" and BenchSettings.for_dataset("nab").ensemble_rule == "vote"
+    settings = replace(BenchSettings.for_dataset("nab"), detector_params={**FAST, "latent": 2}, seeds=(0,))
+    work = tmp_path / "work"
+    rows = run_nab(nab_one, settings, work_dir=work)
+    assert [r.detector for r in rows] == ["mlp_ae", "cnn_ae", "vae", "ensemble"]
+    with connect(Warehouse.at(work)) as con:
+        asset = read_readings(con, "nab").sort_values("timestamp")
+        members = []
+        for kind in ("mlp_ae", "cnn_ae", "vae"):
+            scores = read_scores(con, "nab", f"bench-{kind}", 1, "rogue_agent_key_hold")
+            flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+            members.append(point_alarms(asset["timestamp"], scores["window_end"], flagged))
+        stored = {m for (m,) in con.execute("SELECT DISTINCT model_name FROM scores").fetchall()}
+    assert stored == {"bench-mlp_ae", "bench-cnn_ae", "bench-vae"}
+    per_file = {r.detector: r.per_file for r in rows}
+    train_rows = 282
+    for kind, alarms in zip(("mlp_ae", "cnn_ae", "vae"), members, strict=True):
+        assert per_file[kind]["alarm_rows"].iat[0] == alarms[train_rows:].sum()
+    vote = np.sum(members, axis=0) >= 2
+    assert per_file["ensemble"]["alarm_rows"].iat[0] == vote[train_rows:].sum()
+    # the members disagree somewhere, so the vote is not any one of them
+    assert len({int(a[train_rows:].sum()) for a in members}) > 1
+
+
+def test_the_mean_severity_ensemble_is_scored_as_a_model_of_its_own(nab_one, tmp_path):
+    """ensemble_rule="mean": the members' mean severity is scored like a model (windows
+    stored as bench-ensemble, alarms under the same rule), and its alarms are read back."""
+    work = tmp_path / "work"
+    settings = replace(BenchSettings.for_dataset("nab"), detector_params={**FAST, "latent": 2}, seeds=(0,),
+                       kinds=("mlp_ae", "vae"), ensemble_rule="mean")
+    rows = run_nab(nab_one, settings, work_dir=work)
+    with connect(Warehouse.at(work)) as con:
+        asset = read_readings(con, "nab").sort_values("timestamp")
+        scores = read_scores(con, "nab", "bench-ensemble", 1, "rogue_agent_key_hold")
+    assert len(scores) and (scores["threshold"] == 1.0).all()
+    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+    alarms = point_alarms(asset["timestamp"], scores["window_end"], flagged)
+    ensemble = rows[-1]
+    assert ensemble.detector == "ensemble" and ensemble.per_file is not None
+    assert ensemble.per_file["alarm_rows"].iat[0] == alarms[282:].sum()
+
+
 def test_nab_detections_are_incident_starts():
     alarms = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
     assert onsets(alarms).astype(int).tolist() == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
@@ -244,7 +305,8 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
                           ("threshold.percentile=120",
                            r"threshold.percentile=120: threshold percentile=120, must be in \(0, 100\]"),
                           ("detector_params.activation=\"tanh\"", "activation='tanh'"),
-                          ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae")]:
+                          ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae"),
+                          ("ensemble_rule=median", r"ensemble_rule='median', expected one of \['mean', 'vote'\]")]:
         with pytest.raises(BenchSettingError, match=message):
             with_assignments(base, [text]).validate()
 
