@@ -34,7 +34,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector
+from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector, param_defaults
 from aemodels.errors import UnknownParameterError
 from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
@@ -94,7 +94,13 @@ class DetectorGrid:
     threshold: ThresholdRule
 
     def params_of(self, kind: str, seed: int) -> dict:
-        return {**self.detector_params, **self.kind_params.get(kind, {}), "random_state": seed}
+        """A kind's parameters: the shared ones it has (NAB's `latent` is the autoencoders',
+        not pca's or knn's; a name no kind has is kept, so the kind refuses it), its own
+        ones, the seed."""
+        own = set(param_defaults(kind))
+        anyone = {name for k in DETECTOR_KINDS for name in param_defaults(k)}
+        shared = {k: v for k, v in self.detector_params.items() if k in own or k not in anyone}
+        return {**shared, **self.kind_params.get(kind, {}), "random_state": seed}
 
     def to_params(self) -> dict:
         flat = asdict(cast(Any, self))

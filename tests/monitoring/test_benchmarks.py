@@ -311,6 +311,20 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
             with_assignments(base, [text]).validate()
 
 
+def test_shared_detector_parameters_apply_to_the_kinds_that_have_them():
+    """NAB's latent width is the autoencoders': `--kinds pca,knn` runs with NAB's defaults,
+    and a name that no kind has is still refused."""
+    from monitoring.errors import BenchSettingError
+    from monitoring.evaluation.benchmarks import with_assignments
+
+    nab = replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae", "pca", "knn")).validate()
+    assert nab.params_of("mlp_ae", 0)["latent"] == 2
+    assert "latent" not in nab.params_of("pca", 0) and "latent" not in nab.params_of("knn", 0)
+    assert nab.params_of("pca", 3)["random_state"] == 3
+    with pytest.raises(BenchSettingError, match=r"detector_params / kind_params.pca: .*'latnt'"):
+        with_assignments(replace(nab, kinds=("pca",)), ["detector_params.latnt=2"]).validate()
+
+
 def test_a_file_too_short_to_train_is_counted_as_never_firing(nab_one):
     # 120-sample windows cannot fit in its 282 probationary rows
     rows = run_nab(nab_one, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
