@@ -254,7 +254,8 @@ WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB f
 SeedsOption = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2); figures are the mean "
                                                   "over them.")
 KindsOption = typer.Option(None, "--kinds", help="Comma-separated detector kinds of mlp_ae, cnn_ae, vae, pca, "
-                                                  "knn (default: the first three, plus the ensemble).")
+                                                  "knn (default: the first three, plus the ensemble: where most of "
+                                                  "them alarm; ensemble_rule=mean: their mean severity).")
 SetOption = typer.Option(None, "--set", help="Change a bench setting for an experiment, KEY=VALUE (JSON value), "
                                              "repeatable: window=30, threshold.coefficient=1.2, "
                                              "detector_params.error_scaling=none.")
