@@ -129,8 +129,9 @@ class BenchSettings(DetectorGrid):
 
     window: samples per window (the interval is each file's median step);
     max_gap_intervals: steps up to this many intervals are filled on the grid, longer ones
-    split the series; detector_params: shared hyperparameters of every kind, kind_params:
-    per kind; ensemble: also score the mean severity of the kinds (1 at each threshold)."""
+    split the series; detector_params: shared hyperparameters, each given to the kinds that
+    have it, kind_params: per kind; ensemble: also report an ensemble of the kinds
+    (`ensemble_rule`)."""
 
     kinds: tuple[str, ...] = tuple(DEFAULT_KINDS)
     window: int = 40
