@@ -12,7 +12,8 @@ Protocols:
 - SKAB: per file, the first 400 rows are the normal training part and the rest is scored;
   a model and scaler per file; TP / FP / FN / TN pooled over all files; the changepoint
   NAB score uses 60-second windows to the right of each true changepoint, with predicted
-  changepoints where the alarm switches on or off (as SKAB's notebooks derive them).
+  changepoints where the alarm's incident opens or recovers (`events`; with 1 and 1, where
+  the alarm switches on or off, as SKAB's notebooks derive them).
   A file without labels (anomaly-free.csv: the rig running normally) is not part of the
   protocol; it is cut into parts of an experiment's length, each scored the same way, and
   their false-alarm rate is reported beside the protocol's ("FAR on normal days"): the
@@ -56,8 +57,8 @@ from monitoring.evaluation.metrics import (
     NAB_PROFILES,
     NabFileScore,
     PointCounts,
-    changepoint_detections,
     changepoint_windows,
+    incident_events,
     nab_file_score,
     nab_normalised,
     nab_probationary_rows,
@@ -124,6 +125,23 @@ class DetectorGrid:
 
 
 @dataclass(frozen=True)
+class EventRule:
+    """SKAB's predicted changepoints: the rows where the alarm's incident opens (a run of
+    alarms, gaps under `recover_rows`, reaches `open_rows` alarm rows) or recovers (after
+    `recover_rows` normal rows), as metrics.incident_events gives them. 1 and 1: every switch
+    of the alarm, on or off, as SKAB's notebooks derive changepoints."""
+
+    open_rows: int = 1
+    recover_rows: int = 1
+
+    def __post_init__(self):
+        for name in ("open_rows", "recover_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r}, expected a whole number >= 1")
+
+
+@dataclass(frozen=True)
 class BenchSettings(DetectorGrid):
     """One configuration of the detectors, fixed for every file of a benchmark.
 
@@ -165,6 +183,11 @@ class BenchSettings(DetectorGrid):
     # NAB: alarms less than this many rows apart are one incident with one detection (its
     # first row), as aemon merges flagged windows into incidents
     merge_rows: int = 0
+    # SKAB: which rows are predicted changepoints. An alarm that stays on through a fault
+    # flickers, and each flicker is two changepoints that score as false alarms; the
+    # incident's opened and recovered events are not. Chosen out of fold by the changepoint
+    # score (README: "Changepoints: the incident's events")
+    events: EventRule = EventRule(open_rows=8, recover_rows=20)
 
     def validate(self) -> BenchSettings:
         """Refuse settings that cannot work before any file is read (one named problem), so a
@@ -438,7 +461,7 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
             truth = test["anomaly"].to_numpy() > 0
             windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
                                           SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
-            changepoints = nab_file_score(test["timestamp"], changepoint_detections(predicted), windows,
+            changepoints = nab_file_score(test["timestamp"], _changepoints(predicted, settings.events), windows,
                                           scoring="skab")
             return point_counts(truth, predicted), changepoints
 
@@ -454,7 +477,8 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
             no_windows = changepoint_windows(test["timestamp"], np.zeros(len(test), dtype=bool),
                                              SKAB_CHANGEPOINT_WINDOW, overlap="cut_right")
             return (point_counts(np.zeros(len(test), dtype=bool), predicted),
-                    nab_file_score(test["timestamp"], changepoint_detections(predicted), no_windows, scoring="skab"))
+                    nab_file_score(test["timestamp"], _changepoints(predicted, settings.events), no_windows,
+                                   scoring="skab"))
 
         normal_rows = {r.detector: r for r in runner(normal, warehouse, stream, list(SKAB_SENSORS), [], settings,
                                                       judge_normal, lambda m: progress(f"normal days: {m}"))}
@@ -462,6 +486,10 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
         return [replace(r, normal=normal_rows[r.detector].counts, normal_parts=len(normal),
                         untrained=r.untrained + normal_rows[r.detector].untrained)
                 if r.detector in normal_rows else r for r in rows]
+
+
+def _changepoints(alarms: np.ndarray, rule: EventRule) -> np.ndarray:
+    return incident_events(alarms, rule.open_rows, rule.recover_rows)
 
 
 def _skab_file(warehouse: Warehouse, stream: str, path: Path, asset: str, settings: BenchSettings) -> _File:
@@ -509,7 +537,8 @@ def with_overrides(settings: Any, **changes) -> Any:
 def with_assignments(settings: Any, assignments: list[str]) -> Any:
     """`settings` changed by `KEY=VALUE` strings (VALUE in JSON, a bare word, or a list of
     bare words `[a,b]`: a JSON list of strings whose quotes a shell or `--grid` removed): a
-    field (`window=30`, `kinds=["mlp_ae"]`), a threshold rule field (`threshold.coefficient=1.2`),
+    field (`window=30`, `kinds=["mlp_ae"]`), a field of a rule (`threshold.coefficient=1.2`,
+    `alarm.z=3`, `events.open_rows=8`),
     or one detector parameter (`detector_params.epochs=30`, `kind_params.vae.beta=0.5`)."""
     settable = {f.name for f in fields(settings)}  # BenchSettings, AdbenchSettings
     for text in assignments:
@@ -524,7 +553,7 @@ def with_assignments(settings: Any, assignments: list[str]) -> Any:
         head, _, rest = key.partition(".")
         if head not in settable:
             raise BenchSettingError(f"--set {key}: no such bench setting; expected one of {sorted(settable)}")
-        if head in ("threshold", "alarm"):  # a field of a rule: ThresholdRule, AlarmRule
+        if head in ("threshold", "alarm", "events"):  # a field of a rule: ThresholdRule, AlarmRule, EventRule
             names = [f.name for f in fields(getattr(settings, head))]
             if rest not in names:
                 raise BenchSettingError(f"--set {key}: expected {head}.<{'|'.join(names)}>")

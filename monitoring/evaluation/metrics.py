@@ -149,6 +149,38 @@ def changepoint_detections(y_pred) -> np.ndarray:
     return pred != np.concatenate(([False], pred[:-1]))
 
 
+def incident_events(y_pred, open_rows: int = 1, recover_rows: int = 1) -> np.ndarray:
+    """Rows where an incident opens or recovers, from point predictions, with persistence and
+    recovery counted in rows as the incident rules count them in windows and data time
+    (monitoring.alerting.incidents, .lifecycle), causally: each event is on the row where it
+    becomes known.
+
+    Flagged rows less than `recover_rows` apart belong to one run; a run opens on the row
+    that makes it `open_rows` flagged rows; an open incident recovers on its `recover_rows`-th
+    normal row in a row. With 1 and 1 these are the rows where the prediction switches on or
+    off, as changepoint_detections gives them; larger values drop the flickers of an alarm
+    that stays on through a fault, each of which would be two predicted changepoints. Pass
+    the result to nab_file_score(scoring="skab")."""
+    pred = _mask(y_pred, "y_pred")
+    if open_rows < 1 or recover_rows < 1:
+        raise MetricsInputError(f"open_rows={open_rows}, recover_rows={recover_rows}: expected both >= 1")
+    # a state machine over the rows: each event depends on the ones before it, which no
+    # numpy or scipy routine expresses; files hold thousands of rows
+    out = np.zeros(len(pred), dtype=bool)
+    is_open, run, quiet = False, 0, recover_rows  # flagged rows in the current run, normal rows since the last
+    for i, flagged in enumerate(pred.tolist()):
+        if flagged:
+            run = run + 1 if quiet < recover_rows else 1
+            quiet = 0
+            if not is_open and run >= open_rows:
+                is_open = out[i] = True
+        else:
+            quiet += 1
+            if is_open and quiet >= recover_rows:
+                is_open, out[i] = False, True
+    return out
+
+
 def point_adjust(y_true, y_pred) -> np.ndarray:
     """The usual point adjustment: when any point of a true event is flagged, every point of
     that event counts as flagged; points outside true events keep their prediction.

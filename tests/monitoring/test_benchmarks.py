@@ -13,7 +13,14 @@ from features.windows import WindowSpec
 from monitoring.evaluation import benchmarks
 from monitoring.evaluation.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
 from monitoring.evaluation.labeled import point_alarms
-from monitoring.evaluation.metrics import onsets
+from monitoring.evaluation.metrics import (
+    changepoint_detections,
+    changepoint_windows,
+    incident_events,
+    nab_file_score,
+    nab_normalised,
+    onsets,
+)
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.readings import read_readings
 from monitoring.store.results import read_scores
@@ -96,6 +103,36 @@ def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_norm
     # the protocol's own figures do not count the parts
     assert all(row.files == 2 and row.counts.tp + row.counts.fp + row.counts.fn + row.counts.tn == row.rows
                for row in rows)
+
+
+def test_skab_changepoints_are_the_alarms_incident_events(skab_run):
+    rows, work = skab_run
+    rule = BenchSettings().events
+    assert (rule.open_rows, rule.recover_rows) == (8, 20)
+    files = {f"{folder}-{name.removesuffix('.csv')}": DATA / "skab" / folder / name for folder, name in SKAB_PICK}
+    members: dict[str, list[np.ndarray]] = {a: [] for a in files}
+    with connect(Warehouse.at(work)) as con:
+        readings = {a: read_readings(con, "skab", asset=a).sort_values("timestamp").reset_index(drop=True)
+                    for a in files}
+        for row in rows:
+            scored = []
+            for asset in files:
+                if row.detector == "ensemble":
+                    on = np.sum(members[asset], axis=0) >= 2
+                else:
+                    scores = read_scores(con, "skab", f"bench-{row.detector}", 1, asset)
+                    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+                    on = point_alarms(readings[asset]["timestamp"], scores["window_end"], flagged)
+                    members[asset].append(on)
+                test = readings[asset].iloc[400:]
+                windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
+                                              pd.Timedelta(seconds=60), overlap="cut_right")
+                detections = incident_events(on[400:], rule.open_rows, rule.recover_rows)
+                # the flickers drop: at most one event per switch of the alarm
+                scored.append(nab_file_score(test["timestamp"], detections, windows, scoring="skab"))
+                assert detections.sum() <= changepoint_detections(on[400:]).sum()
+            assert row.nab == pytest.approx(nab_normalised(scored)), row.detector
+            assert row.per_file["nab_fp"].sum() == sum(s.fp for s in scored)
 
 
 def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, monkeypatch):

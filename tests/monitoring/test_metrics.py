@@ -16,6 +16,7 @@ from monitoring.evaluation.metrics import (
     changepoint_windows,
     detection_times,
     events,
+    incident_events,
     label_windows,
     mean_delay,
     mean_forewarning,
@@ -99,6 +100,22 @@ def test_onsets_and_changepoint_detections():
     # SKAB: abs(diff) with the first row kept: switching on and off
     assert changepoint_detections(pred).tolist() == [bool(v) for v in [1, 0, 1, 1, 1, 0, 1, 0]]
     assert changepoint_detections([0, 0, 1]).tolist() == [False, False, True]
+
+
+def test_incident_events_open_after_persistence_and_recover_after_quiet_rows():
+    pred = np.array([0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    # 1 and 1: every switch, as SKAB's notebooks derive changepoints
+    assert incident_events(pred).tolist() == changepoint_detections(pred).tolist()
+    # a run (gaps under 3 rows) opens on its third alarm row; it recovers on its third
+    # normal row in a row; the lone alarm at row 13 never opens one
+    rows = np.flatnonzero(incident_events(pred, open_rows=3, recover_rows=3)).tolist()
+    assert rows == [4, 11]
+    # causal: an event never moves when later rows change
+    assert np.flatnonzero(incident_events(pred[:12], 3, 3)).tolist() == [4, 11]
+    # a gap of recover_rows ends the run: its alarms no longer count toward the next one
+    assert not incident_events([1, 1, 0, 0, 0, 1], open_rows=3, recover_rows=3).any()
+    with pytest.raises(MetricsInputError, match="open_rows=0, recover_rows=3: expected both >= 1"):
+        incident_events(pred, open_rows=0, recover_rows=3)
 
 
 def test_point_adjust_fills_detected_events_only():
