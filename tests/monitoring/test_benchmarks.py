@@ -75,6 +75,20 @@ def test_skab_bench_runs_every_detector_through_the_warehouse(skab_run):
     assert stored == [("bench-cnn_ae", 2), ("bench-mlp_ae", 2), ("bench-vae", 2)]
 
 
+def _stored_alarms(con, detector: str, readings: pd.DataFrame, members: list[np.ndarray]) -> np.ndarray:
+    """A detector's point alarms on one asset of the SKAB run, read back from the windows it
+    stored (seed 0: version 1); the ensemble's: where most of the `members` read before alarm.
+    A member's alarms are appended to `members`."""
+    if detector == "ensemble":
+        return np.sum(members, axis=0) >= 2
+    asset = str(readings["asset"].iloc[0])
+    scores = read_scores(con, "skab", f"bench-{detector}", 1, asset)
+    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
+    on = point_alarms(readings["timestamp"], scores["window_end"], flagged)
+    members.append(on)
+    return on
+
+
 def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_normal_days(skab_run):
     rows, work = skab_run
     parts = {"anomaly-free-0": 1150, "anomaly-free-1": NORMAL_ROWS - 1150}
@@ -90,13 +104,7 @@ def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_norm
             alarms = 0
             for asset, n in parts.items():
                 assert len(readings[asset]) == n
-                if row.detector == "ensemble":
-                    on = np.sum(members[asset], axis=0) >= 2
-                else:
-                    scores = read_scores(con, "skab", f"bench-{row.detector}", 1, asset)
-                    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
-                    on = point_alarms(readings[asset]["timestamp"], scores["window_end"], flagged)
-                    members[asset].append(on)
+                on = _stored_alarms(con, row.detector, readings[asset], members[asset])
                 alarms += int(on[400:].sum())
             assert d["far_normal"] == pytest.approx(100 * alarms / d["normal_rows"])
             assert row.normal.fp == alarms
@@ -117,19 +125,13 @@ def test_skab_changepoints_are_the_alarms_incident_events(skab_run):
         for row in rows:
             scored = []
             for asset in files:
-                if row.detector == "ensemble":
-                    on = np.sum(members[asset], axis=0) >= 2
-                else:
-                    scores = read_scores(con, "skab", f"bench-{row.detector}", 1, asset)
-                    flagged = scores["is_anomaly"].to_numpy(dtype=bool) & ~scores["excluded"].to_numpy(dtype=bool)
-                    on = point_alarms(readings[asset]["timestamp"], scores["window_end"], flagged)
-                    members[asset].append(on)
+                on = _stored_alarms(con, row.detector, readings[asset], members[asset])
                 test = readings[asset].iloc[400:]
                 windows = changepoint_windows(test["timestamp"], test["changepoint"].to_numpy() > 0,
                                               pd.Timedelta(seconds=60), overlap="cut_right")
                 detections = incident_events(on[400:], rule.open_rows, rule.recover_rows)
-                # the flickers drop: at most one event per switch of the alarm
                 scored.append(nab_file_score(test["timestamp"], detections, windows, scoring="skab"))
+                # the flickers drop: at most one event per switch of the alarm
                 assert detections.sum() <= changepoint_detections(on[400:]).sum()
             assert row.nab == pytest.approx(nab_normalised(scored)), row.detector
             assert row.per_file["nab_fp"].sum() == sum(s.fp for s in scored)
