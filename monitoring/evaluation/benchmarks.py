@@ -504,6 +504,9 @@ def run_nab(data_dir: str | Path, settings: BenchSettings | None = None, *, work
     its probationary period; detections are alarm onsets after it."""
     stream = "nab"
     settings = (settings or BenchSettings.for_dataset("nab")).validate()
+    if settings.events != BenchSettings().events:  # a setting that would change nothing is refused
+        raise BenchSettingError("events: SKAB's predicted changepoints; NAB's detections are incident onsets, "
+                                "alarms less than merge_rows apart being one (set merge_rows instead)")
     with _home(work_dir) as warehouse:
         files = []
         for path, asset in nab_files(data_dir):

@@ -345,9 +345,17 @@ def test_bench_settings_take_assignments_and_name_bad_ones():
                            r"threshold.percentile=120: threshold percentile=120, must be in \(0, 100\]"),
                           ("detector_params.activation=\"tanh\"", "activation='tanh'"),
                           ("detector_params.latnt=2", "detector_params / kind_params.mlp_ae"),
-                          ("ensemble_rule=median", r"ensemble_rule='median', expected one of \['mean', 'vote'\]")]:
+                          ("ensemble_rule=median", r"ensemble_rule='median', expected one of \['mean', 'vote'\]"),
+                          ("events.open_rows=0", "events.open_rows=0: open_rows=0, expected a whole number >= 1"),
+                          ("events.recover_rows=2.5", "recover_rows=2.5, expected a whole number >= 1"),
+                          ("events.open=3", r"expected events.<open_rows\|recover_rows>")]:
         with pytest.raises(BenchSettingError, match=message):
             with_assignments(base, [text]).validate()
+    assert with_assignments(base, ["events.open_rows=1", "events.recover_rows=1"]).events == \
+        benchmarks.EventRule(1, 1)
+    # NAB's detections are onsets (merge_rows): SKAB's event rule would change nothing there
+    with pytest.raises(BenchSettingError, match="events: SKAB's predicted changepoints; NAB's detections"):
+        run_nab(DATA / "nab", with_assignments(BenchSettings.for_dataset("nab"), ["events.open_rows=3"]))
 
 
 def test_shared_detector_parameters_apply_to_the_kinds_that_have_them():
