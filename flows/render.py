@@ -166,6 +166,10 @@ def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> N
                       f"an experiment's length, {int(first.normal.fp + first.normal.tn):,} scored readings, "
                       "each part scored as an experiment (not part of the published protocol)",
                       highlight=False, soft_wrap=True)
+        events = ", ".join(f"{d['detector']} {_figure(d.get('events_per_hour_normal'), 1)}"
+                           for d in (row.to_dict() for row in rows) if "events_per_hour_normal" in d)
+        console.print(f"Changepoints predicted on normal days (incident events, all false), per hour: {events}",
+                      highlight=False, soft_wrap=True)
 
 
 def _figure(value, digits: int = 2) -> str:

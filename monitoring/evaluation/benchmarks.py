@@ -246,6 +246,10 @@ class BenchRow:
     # SKAB: pooled counts over the parts of the files without labels (all normal), if any
     normal: PointCounts | None = None
     normal_parts: int = 0
+    # SKAB: predicted changepoints (the incident's events, `events`) on those parts, all of them
+    # false: the mean over seeds, and the parts' scored data time in hours
+    normal_events: float = 0.0
+    normal_hours: float = 0.0
     unscored: tuple[str, ...] = ()  # recordings without labels too short to leave rows after training
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,7 +262,9 @@ class BenchRow:
             out["rows"] = self.rows
         if self.normal is not None:
             out.update(far_normal=100 * self.normal.far, normal_parts=self.normal_parts,
-                       normal_rows=int(self.normal.fp + self.normal.tn))
+                       normal_rows=int(self.normal.fp + self.normal.tn),
+                       events_per_hour_normal=self.normal_events / self.normal_hours if self.normal_hours
+                       else float("nan"))
         return out
 
 
@@ -482,10 +488,27 @@ def run_skab(data_dir: str | Path, settings: BenchSettings | None = None, *, wor
 
         normal_rows = {r.detector: r for r in runner(normal, warehouse, stream, list(SKAB_SENSORS), [], settings,
                                                       judge_normal, lambda m: progress(f"normal days: {m}"))}
+        hours = sum(_scored_hours(f) for f in normal)
         # a part too short to train counts as never firing, and is reported as the files are
         return [replace(r, normal=normal_rows[r.detector].counts, normal_parts=len(normal),
-                        untrained=r.untrained + normal_rows[r.detector].untrained)
+                        normal_events=_mean_over_seeds(normal_rows[r.detector].per_file, "nab_fp"),
+                        normal_hours=hours, untrained=r.untrained + normal_rows[r.detector].untrained)
                 if r.detector in normal_rows else r for r in rows]
+
+
+def _scored_hours(file: _File) -> float:
+    """The data time a file's scored rows cover, each row standing for one step."""
+    stamps = file.readings["timestamp"].iloc[file.train_rows:]
+    if stamps.empty:
+        return 0.0
+    return float((stamps.iloc[-1] - stamps.iloc[0] + pd.Timedelta(seconds=file.spec.interval_s))
+                 / pd.Timedelta(hours=1))
+
+
+def _mean_over_seeds(per_file: pd.DataFrame | None, column: str) -> float:
+    if per_file is None or per_file.empty:
+        return 0.0
+    return float(per_file.groupby("seed")[column].sum().mean())
 
 
 def _changepoints(alarms: np.ndarray, rule: EventRule) -> np.ndarray:

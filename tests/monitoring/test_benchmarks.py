@@ -101,13 +101,18 @@ def test_skab_bench_scores_the_unlabelled_recording_in_parts_for_the_far_on_norm
             assert row.normal.tp == row.normal.fn == 0
             # the rate is the alarms on the parts' scored rows, read back from the stored windows
             # (the ensemble's: where most of the kinds alarm)
-            alarms = 0
+            alarms, events, hours = 0, 0, 0.0
             for asset, n in parts.items():
                 assert len(readings[asset]) == n
                 on = _stored_alarms(con, row.detector, readings[asset], members[asset])
                 alarms += int(on[400:].sum())
+                # every predicted changepoint on a normal day is a false one; SKAB steps 1 s
+                events += int(incident_events(on[400:], 8, 20).sum())
+                stamps = readings[asset]["timestamp"].iloc[400:]
+                hours += (stamps.iloc[-1] - stamps.iloc[0] + pd.Timedelta(seconds=1)) / pd.Timedelta(hours=1)
             assert d["far_normal"] == pytest.approx(100 * alarms / d["normal_rows"])
             assert row.normal.fp == alarms
+            assert d["events_per_hour_normal"] == pytest.approx(events / hours)
     # the protocol's own figures do not count the parts
     assert all(row.files == 2 and row.counts.tp + row.counts.fp + row.counts.fn + row.counts.tn == row.rows
                for row in rows)
@@ -149,7 +154,7 @@ def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, mon
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["detector"] for line in lines] == ["mlp_ae"]
     assert set(lines[0]) == {"detector", "f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn", "files",
-                             "rows", "far_normal", "normal_parts", "normal_rows"}
+                             "rows", "far_normal", "normal_parts", "normal_rows", "events_per_hour_normal"}
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
