@@ -186,7 +186,8 @@ class BenchSettings(DetectorGrid):
     # SKAB: which rows are predicted changepoints. An alarm that stays on through a fault
     # flickers, and each flicker is two changepoints that score as false alarms; the
     # incident's opened and recovered events are not. Chosen out of fold by the changepoint
-    # score (README: "Changepoints: the incident's events")
+    # score: valve1 <-> valve2, every fold chose events over every switch (ensemble 40.20 out
+    # of fold against 30.68; README: "Changepoints: the incident's events")
     events: EventRule = EventRule(open_rows=8, recover_rows=20)
 
     def validate(self) -> BenchSettings:
