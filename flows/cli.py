@@ -37,6 +37,8 @@ from flows.render import (
 from monitoring.store.redaction import redact
 
 if TYPE_CHECKING:  # imported by the commands that need it: it loads torch
+    import pandas as pd
+
     from flows.config import AemonConfig
 
 app = typer.Typer(help="aemon: streaming sensor anomaly monitor.", no_args_is_help=True, add_completion=False)
@@ -249,6 +251,9 @@ bench_app = typer.Typer(help="Benchmark the detectors on a public labeled data s
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 JsonOption = typer.Option(False, "--json", help="One JSON object per detector and line; nothing else on stdout.")
+PerFileOption = typer.Option(None, "--per-file", help="Also write each detector's figures per file and seed to this "
+                                                      "CSV (with --mode both: both modes, in a column `mode`), to "
+                                                      "see which files a change moves.")
 WorkOption = typer.Option(None, "--work", help="Keep the bench lake and DuckDB file here (default: a temporary "
                                               "folder, removed afterwards).")
 SeedsOption = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2); figures are the mean "
@@ -312,6 +317,11 @@ def _replay_settings(dataset: str, assignments: list[str] | None):
         fail(str(exc))
 
 
+def _no_per_file(path: Path | None) -> None:
+    if path is not None:
+        fail(f"--per-file {path}: not with --folds, which prints each fold's figures instead")
+
+
 def _one_shot_only(mode: str, assignments: list[str] | None, what: str) -> None:
     """--folds and several NAB categories run the one-shot protocol only: say so before any run."""
     if mode not in MODES:
@@ -323,18 +333,35 @@ def _one_shot_only(mode: str, assignments: list[str] | None, what: str) -> None:
         fail(f"--set {replay_sets[0]}: replay settings need --mode replay or both, which {what} does not run")
 
 
+def _per_file_target(path: Path | None) -> None:
+    """Refuse a --per-file path that cannot be written before any file is trained."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        fail(f"--per-file {path}: expected a CSV file path in an existing folder")
+
+
+def _write_per_file(path: Path | None, frames: list[pd.DataFrame]) -> None:
+    import pandas as pd
+
+    if path is not None:
+        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+        err_console.print(f"per file: {path}", highlight=False)
+
+
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
-           assignments: list[str] | None, config: Path | None, mode: str = "one-shot") -> None:
+           assignments: list[str] | None, config: Path | None, mode: str = "one-shot",
+           per_file: Path | None = None) -> None:
     import json
 
-    from monitoring.evaluation import benchmarks, replay_bench
+    from monitoring.evaluation import benchmarks, folds, replay_bench
 
     cfg = load(config)
     if mode not in MODES:
         fail(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
     settings = _bench_settings(dataset, seeds, kinds, assignments)
     replay = _replay_settings(dataset, assignments)
+    _per_file_target(per_file)
     quiet_libraries()
+    frames = []
     for current in ("one-shot", "replay") if mode == "both" else (mode,):
         started = time.perf_counter()
         with err_console.status(f"bench {dataset} ({current})") as status:
@@ -347,6 +374,7 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
                 run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
                 rows = run(data, settings, work_dir=work, progress=progress)
         seconds = time.perf_counter() - started
+        frames.append(folds.per_file_frame(rows, dataset).drop(columns="group").assign(mode=current))
         if current == "replay":
             replay_bench.log_replay(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings,
                                     replay, rows, seconds)
@@ -371,10 +399,12 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
         for problem in rows[0].unscored if rows else ():
             err_console.print(f"[yellow]warning:[/] not part of the FAR on normal days: {problem}", highlight=False,
                               soft_wrap=True)
+    _write_per_file(per_file, frames)
 
 
 def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
-                          kinds: str | None, assignments: list[str] | None, config: Path | None) -> None:
+                          kinds: str | None, assignments: list[str] | None, config: Path | None,
+                          per_file_path: Path | None = None) -> None:
     """NAB over several categories: a row per category and detector, and the pooled corpus."""
     import json
 
@@ -388,6 +418,7 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
         categories = folds.nab_categories(data)
     except DataSetError as exc:
         fail(str(exc))
+    _per_file_target(per_file_path)
     quiet_libraries()
     started = time.perf_counter()
     with err_console.status("bench nab") as status:
@@ -399,6 +430,7 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
                   {**settings.to_params(), "categories": ",".join(name for name, _ in categories),
                    "files": int(table[table["group"] == folds.POOLED]["files"].iloc[0])},
                   folds.category_log_rows(table), seconds)
+    _write_per_file(per_file_path, [per_file.rename(columns={"group": "category"})])
     if as_json:
         for record in table.to_dict("records"):
             print(json.dumps(record))
@@ -462,16 +494,17 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path |
                assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
                grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
                by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption,
-               far_normal_limit: float | None = FarNormalOption):
+               far_normal_limit: float | None = FarNormalOption, per_file: Path | None = PerFileOption):
     """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint). A file without labels (anomaly-free.csv) is
     scored in parts of an experiment's length: the FAR on normal days."""
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
+        _no_per_file(per_file)
         _bench_folds("skab", [data], as_json, work, seeds, kinds, assignments, grid, grid_file, by, config,
                      far_normal_limit)
         return
-    _bench("skab", data, as_json, work, seeds, kinds, assignments, config, mode)
+    _bench("skab", data, as_json, work, seeds, kinds, assignments, config, mode, per_file)
 
 
 NabDataOption = typer.Option(..., "--data", help="A NAB category folder (CSVs and windows.json), or a folder of "
@@ -483,18 +516,20 @@ def bench_nab(data: list[Path] = NabDataOption, as_json: bool = JsonOption, work
               seeds: str | None = SeedsOption, kinds: str | None = KindsOption,
               assignments: list[str] | None = SetOption, use_folds: bool = FoldsOption,
               grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
-              by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption):
+              by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption,
+              per_file: Path | None = PerFileOption):
     """NAB's scorer on NAB-layout folders with windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile. Several categories: a row per category and the pooled corpus."""
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
+        _no_per_file(per_file)
         _bench_folds("nab", data, as_json, work, seeds, kinds, assignments, grid, grid_file, by, config)
         return
     if len(data) == 1 and any(data[0].glob("*.csv")):
-        _bench("nab", data[0], as_json, work, seeds, kinds, assignments, config, mode)
+        _bench("nab", data[0], as_json, work, seeds, kinds, assignments, config, mode, per_file)
         return
     _one_shot_only(mode, assignments, "several NAB categories")
-    _bench_nab_categories(data, as_json, work, seeds, kinds, assignments, config)
+    _bench_nab_categories(data, as_json, work, seeds, kinds, assignments, config, per_file)
 
 
 SetsOption = typer.Option(None, "--sets", help="Comma-separated set names (6_cardio or cardio; default: every .npz "

@@ -164,6 +164,29 @@ def test_skab_json_lines_have_exactly_the_published_keys(skab_two, tmp_path, mon
     assert len(detector_runs) == 1 and detector_runs[0].data.metrics["f1"] == pytest.approx(lines[0]["f1"])
 
 
+def test_per_file_writes_each_files_figures_that_pool_to_the_printed_ones(skab_two, tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEMON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "nowhere" / "files.csv"
+    refused = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--per-file", str(missing)])
+    assert refused.exit_code == 2 and f"--per-file {missing}: expected a CSV file path in an existing folder" \
+        in refused.output.replace("\n", "")
+    target = tmp_path / "files.csv"
+    result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae",
+                                        "--seeds", "0", "--per-file", str(target)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.splitlines()[0])
+    frame = pd.read_csv(target)
+    assert sorted(frame["asset"]) == ["valve1-0", "valve2-1"]
+    assert set(frame["detector"]) == {"mlp_ae"} and set(frame["mode"]) == {"one-shot"} and set(frame["seed"]) == {0}
+    tp, fp, fn = (frame[f"point_{k}"].sum() for k in ("tp", "fp", "fn"))
+    assert printed["f1"] == pytest.approx(tp / (tp + (fn + fp) / 2))
+    assert printed["rows"] == frame[["point_tp", "point_fp", "point_fn", "point_tn"]].to_numpy().sum()
+
+
 def test_bench_refuses_an_unknown_kind(skab_two, tmp_path, monkeypatch):
     from flows.cli import app
 
