@@ -374,7 +374,9 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
                 run = benchmarks.run_skab if dataset == "skab" else benchmarks.run_nab
                 rows = run(data, settings, work_dir=work, progress=progress)
         seconds = time.perf_counter() - started
-        frames.append(folds.per_file_frame(rows, dataset).drop(columns="group").assign(mode=current))
+        frame = folds.per_file_frame(rows, dataset).drop(columns="group")
+        frame.insert(0, "mode", current)
+        frames.append(frame)
         if current == "replay":
             replay_bench.log_replay(cfg.mlflow_tracking_uri, cfg.mlflow_artifact_root, dataset, data, settings,
                                     replay, rows, seconds)
