@@ -335,16 +335,26 @@ def _one_shot_only(mode: str, assignments: list[str] | None, what: str) -> None:
 
 def _per_file_target(path: Path | None) -> None:
     """Refuse a --per-file path that cannot be written before any file is trained."""
-    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+    if path is None:
+        return
+    if path.is_dir() or not path.parent.is_dir():
         fail(f"--per-file {path}: expected a CSV file path in an existing folder")
+    try:  # not writable (permissions, a read-only disk): said now, not after the run
+        path.open("a").close()
+    except OSError as exc:
+        fail(f"--per-file {path}: cannot write it ({exc.strerror})")
 
 
 def _write_per_file(path: Path | None, frames: list[pd.DataFrame]) -> None:
     import pandas as pd
 
-    if path is not None:
+    if path is None:
+        return
+    try:
         pd.concat(frames, ignore_index=True).to_csv(path, index=False)
-        err_console.print(f"per file: {path}", highlight=False)
+    except OSError as exc:  # the figures above and in MLflow stay; only the file is missing
+        fail(f"--per-file {path}: cannot write it ({exc.strerror})")
+    err_console.print(f"per file: {path}", highlight=False)
 
 
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,

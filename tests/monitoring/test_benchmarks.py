@@ -174,6 +174,10 @@ def test_per_file_writes_each_files_figures_that_pool_to_the_printed_ones(skab_t
     refused = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--per-file", str(missing)])
     assert refused.exit_code == 2 and f"--per-file {missing}: expected a CSV file path in an existing folder" \
         in refused.output.replace("\n", "")
+    # a path no one can create a file at (even root: /proc takes no new files) is refused before training
+    unwritable = Path("/proc/aemon-per-file.csv")
+    refused = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--per-file", str(unwritable)])
+    assert refused.exit_code == 2 and f"--per-file {unwritable}: cannot write it" in refused.output.replace("\n", "")
     target = tmp_path / "files.csv"
     result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae",
                                         "--seeds", "0", "--per-file", str(target)])
