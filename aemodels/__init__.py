@@ -21,15 +21,15 @@ _EXPORTS = {
     "ThresholdFitError": "errors", "UnknownParameterError": "errors",
     "MLPAutoencoder": "mlp",
     "ThresholdRule": "thresholds", "percentile_threshold": "thresholds", "persistence": "thresholds",
-    "pot_threshold": "thresholds",
+    "pot_threshold": "thresholds", "conformal_threshold": "thresholds",
     "TrainConfig": "training",
     "VAE": "vae",
 }
 __all__ = ["DEFAULT_KINDS", "DETECTOR_KINDS", "VAE", "AutoencoderDetector", "BaseDetector", "Conv1dAutoencoder",
            "Conv1dDetector", "DetectorInputError", "KNNDetector", "MLPAutoencoder", "ModelFileError", "NotFittedError",
-           "PCADetector", "ThresholdFitError",
-           "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector", "detector_class", "detector_kinds",
-           "make_detector", "param_defaults", "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
+           "PCADetector", "ThresholdFitError", "ThresholdRule", "TrainConfig", "UnknownParameterError", "VAEDetector",
+           "conformal_threshold", "detector_class", "detector_kinds", "make_detector", "param_defaults",
+           "percentile_threshold", "persistence", "point_scores", "pot_threshold"]
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +63,12 @@ if TYPE_CHECKING:
     from aemodels.knn import KNNDetector
     from aemodels.mlp import MLPAutoencoder
     from aemodels.pca import PCADetector
-    from aemodels.thresholds import ThresholdRule, percentile_threshold, persistence, pot_threshold
+    from aemodels.thresholds import (
+        ThresholdRule,
+        conformal_threshold,
+        percentile_threshold,
+        persistence,
+        pot_threshold,
+    )
     from aemodels.training import TrainConfig
     from aemodels.vae import VAE

@@ -13,7 +13,7 @@ import numpy as np
 from aemodels.checks import check_int, check_real
 from aemodels.errors import ThresholdFitError
 
-ThresholdMethod = Literal["percentile", "pot"]
+ThresholdMethod = Literal["percentile", "pot", "conformal"]
 THRESHOLD_METHODS: tuple[ThresholdMethod, ...] = get_args(ThresholdMethod)
 REPORTED_PERCENTILES = (95.0, 99.0, 99.9)
 
@@ -32,14 +32,17 @@ def percentile_threshold(scores: np.ndarray, q: float = 99.0, coefficient: float
 @dataclass(frozen=True)
 class ThresholdRule:
     """How a detector's alarm threshold is set from the scores of held-out normal
-    (calibration) windows: a percentile times a coefficient (the default, p99), or a
-    peaks-over-threshold fit for a false-alarm risk, also times the coefficient."""
+    (calibration) windows: a percentile times a coefficient (the default, p99), a
+    peaks-over-threshold fit for a false-alarm risk, or a conformal bound on the false-alarm
+    rate (`conformal_threshold`), each times the coefficient."""
 
     method: ThresholdMethod = "percentile"
     percentile: float = 99.0
     coefficient: float = 1.0
     pot_risk: float = 1e-3
     pot_initial_quantile: float = 0.98
+    conformal_alpha: float = 0.01
+    conformal_confidence: float = 0.9
 
     def __post_init__(self) -> None:
         if self.method not in THRESHOLD_METHODS:
@@ -51,26 +54,38 @@ class ThresholdRule:
         # the risk must lie in the tail the POT fit sees: beyond the initial quantile
         check_real("threshold pot_risk", self.pot_risk, 0, 1 - self.pot_initial_quantile, low_open=True,
                    high_open=True)
+        check_real("threshold conformal_alpha", self.conformal_alpha, 0, 1, low_open=True, high_open=True)
+        check_real("threshold conformal_confidence", self.conformal_confidence, 0, 1, low_open=True,
+                   high_open=True)
 
     @property
     def name(self) -> str:
+        times = f"x{self.coefficient:g}" if self.coefficient != 1 else ""
         if self.method == "pot":
-            return f"pot(risk={self.pot_risk:g})"
-        return f"p{self.percentile:g}" + (f"x{self.coefficient:g}" if self.coefficient != 1 else "")
+            return f"pot(risk={self.pot_risk:g}){times}"
+        if self.method == "conformal":
+            return f"conformal(alpha={self.conformal_alpha:g},confidence={self.conformal_confidence:g}){times}"
+        return f"p{self.percentile:g}{times}"
 
     def apply(self, scores: np.ndarray) -> float:
         """The threshold this rule sets on `scores`."""
         if self.method == "pot":
             return pot_threshold(scores, self.pot_risk, self.pot_initial_quantile) * self.coefficient
+        if self.method == "conformal":
+            return conformal_threshold(scores, self.conformal_alpha, self.conformal_confidence) * self.coefficient
         return percentile_threshold(scores, self.percentile, self.coefficient)
 
     def all_thresholds(self, scores: np.ndarray) -> dict[str, float]:
-        """Every threshold reported for comparison: p95 / p99 / p99.9 (times the coefficient)
-        and POT at the rule's risk, when the tail has enough points to fit."""
+        """Every threshold reported for comparison: p95 / p99 / p99.9 (times the coefficient),
+        POT at the rule's risk when the tail has enough points to fit, and the conformal bound
+        at the rule's alpha and confidence when there are enough scores for it."""
         found = {f"p{q:g}": percentile_threshold(scores, q, self.coefficient) for q in REPORTED_PERCENTILES}
-        # reported as absent when too few validation windows lie above the initial quantile
+        # each reported as absent when the validation windows are too few for it
         with contextlib.suppress(ThresholdFitError):
             found["pot"] = pot_threshold(scores, self.pot_risk, self.pot_initial_quantile) * self.coefficient
+        with contextlib.suppress(ThresholdFitError):
+            found["conformal"] = conformal_threshold(scores, self.conformal_alpha,
+                                                     self.conformal_confidence) * self.coefficient
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +141,50 @@ def pot_threshold(scores: np.ndarray, risk: float, initial_quantile: float = 0.9
     if abs(xi) < 1e-9:
         return t - sigma * math.log(ratio)
     return t + sigma / xi * (ratio ** -xi - 1.0)
+
+
+def conformal_min_scores(alpha: float, confidence: float) -> int:
+    """The fewest calibration scores with which `conformal_threshold` can certify `alpha` at
+    `confidence`: the smallest n with (1 - alpha) ** n <= 1 - confidence (the largest score
+    of n is then the threshold)."""
+    check_real("conformal alpha", alpha, 0, 1, low_open=True, high_open=True)
+    check_real("conformal confidence", confidence, 0, 1, low_open=True, high_open=True)
+    n = math.ceil(math.log1p(-confidence) / math.log1p(-alpha))
+    # guard the float rounding at the boundary: n must satisfy the inequality itself
+    return n if (1 - alpha) ** n <= 1 - confidence else n + 1
+
+
+def conformal_threshold(scores: np.ndarray, alpha: float = 0.01, confidence: float = 0.9) -> float:
+    """A calibration score that normal windows exceed with probability at most `alpha`, with
+    probability at least `confidence` over the draw of the calibration scores.
+
+    If the n calibration scores and a new normal window's score are exchangeable (drawn
+    alike), the k-th smallest score S(k) is exceeded with probability 1 - F(S(k)), and
+    F(S(k)) follows Beta(k, n - k + 1), so
+
+        P(exceedance > alpha) = P(Binomial(n, 1 - alpha) >= k)
+
+    The threshold is S(k) for the smallest k that makes this at most 1 - confidence: a
+    guarantee for this one calibration set (training-conditional split conformal), which a
+    percentile of few scores does not give (p99 of 45 scores interpolates between the two
+    largest, and is exceeded far more often than 1 % of the time on half the draws). It
+    cannot lie beyond the largest score, so few scores certify only a large alpha: raises
+    ThresholdFitError with fewer than `conformal_min_scores(alpha, confidence)` of them.
+    Flags are `score > threshold`, so ties only lower the rate.
+    """
+    need = conformal_min_scores(alpha, confidence)
+    scores = _finite_scores(scores)
+    n = scores.size
+    if n < need:
+        raise ThresholdFitError(
+            f"a conformal threshold for alpha={alpha:g} at confidence={confidence:g} needs at least {need} "
+            f"calibration scores; got {n} (raise alpha, lower the confidence, or give a longer validation range)")
+    # imported here: scipy.stats takes 0.5 s to import, and rules are read far more often than fitted
+    from scipy.stats import binom
+
+    miss = binom.sf(np.arange(n), n, 1.0 - alpha)  # [k-1] = P(Binomial(n, 1 - alpha) >= k), k = 1..n
+    k = int(np.argmax(miss <= 1.0 - confidence)) + 1  # decreasing in k; k = n qualifies since n >= need
+    return float(np.sort(scores)[k - 1])
 
 
 def persistence(flags: np.ndarray, k: int, n: int) -> np.ndarray:

@@ -185,6 +185,8 @@ class ThresholdSettings(Settings):
     coefficient: float = ThresholdRule.coefficient
     pot_risk: float = ThresholdRule.pot_risk
     pot_initial_quantile: float = ThresholdRule.pot_initial_quantile
+    conformal_alpha: float = ThresholdRule.conformal_alpha
+    conformal_confidence: float = ThresholdRule.conformal_confidence
     # `aemon threshold recalibrate`: the last `recalibrate_days` of readings.
     recalibrate_days: float = Field(7.0, gt=0)
 

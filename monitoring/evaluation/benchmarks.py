@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector, param_defaults
-from aemodels.errors import UnknownParameterError
+from aemodels.errors import ThresholdFitError, UnknownParameterError
 from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
 from features.importers import (
@@ -369,6 +369,10 @@ def _run(files: list[_File], warehouse: Warehouse, stream: str, sensors: list[st
                 progress(f"{file.asset}: not trained ({exc})")
                 untrained.append(f"{file.asset} (seed {seed}): {exc}")
                 models = [(name, None) for name in settings.detectors]
+            except ThresholdFitError as exc:
+                # the threshold rule asks more of this file's calibration windows than they hold:
+                # a setting that cannot work here, named with the file (no file is dropped)
+                raise BenchSettingError(f"threshold on {file.asset} (seed {seed}): {exc}") from None
             members: list[np.ndarray] = []  # the kinds' point alarms on this file, for a vote
             for name, model in models:
                 if name == ENSEMBLE and settings.ensemble_rule == "vote":

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aemodels.errors import ThresholdFitError
 from features.errors import WindowError
 from monitoring.alerting.incidents import IncidentRule
 from monitoring.alerting.scoring import score_stream
@@ -253,7 +254,7 @@ def _retrain(seen: pd.DataFrame, now: pd.Timestamp, stream: str, file: _File, se
         candidate = fit_candidate(data, kind, params, settings.threshold)
         decision = training_decision([candidate], {kind: candidate_version},
                                      contender_of(champion, version, data.evaluation))
-    except (TrainingDataError, WindowError) as exc:
+    except (TrainingDataError, WindowError, ThresholdFitError) as exc:  # as a failed run: the champion stays
         return ReplayEvent(now, "retrain", 0, False, str(exc)), None
     return ReplayEvent(now, "retrain", candidate_version, decision.promoted, decision.reason, data.end,
                        0 if past is None else len(past), int(data.params["train.n_windows_excluded"])), \
@@ -271,7 +272,7 @@ def _recalibrate(seen: pd.DataFrame, now: pd.Timestamp, replay: ReplaySettings, 
         bundle = recalibrated(champion, calibration, settings.threshold)
         decision = recalibration_decision(bundle, evaluate_bundle(bundle, evaluation), candidate_version,
                                           contender_of(champion, version, evaluation))
-    except (TrainingDataError, WindowError) as exc:
+    except (TrainingDataError, WindowError, ThresholdFitError) as exc:  # as a failed run: the champion stays
         return ReplayEvent(now, "recalibrate", 0, False, str(exc)), None
     return ReplayEvent(now, "recalibrate", candidate_version, decision.promoted, decision.reason,
                        pd.Timestamp(recent["timestamp"].max()), 0 if past is None else len(past)), bundle
@@ -305,6 +306,8 @@ def replay_run(replay: ReplaySettings, importer: Importer, files: list[_File], w
                     progress(f"{file.asset}: not trained ({exc})")
                     untrained.append(f"{file.asset} (seed {seed}): {exc}")
                     result = FileReplay(np.zeros(len(file.readings), dtype=bool))
+                except ThresholdFitError as exc:  # as the one-shot run: a setting that cannot work here
+                    raise BenchSettingError(f"threshold on {file.asset} (seed {seed}): {exc}") from None
                 pointwise, nab_score = judge(file, result.alarms)
                 if pointwise is not None:
                     counts.append(pointwise)

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from aemodels import BaseDetector, DetectorInputError, KNNDetector, ModelFileError, PCADetector, make_detector
-from aemodels.thresholds import ThresholdRule
+from aemodels import (
+    BaseDetector,
+    DetectorInputError,
+    KNNDetector,
+    ModelFileError,
+    PCADetector,
+    ThresholdFitError,
+    make_detector,
+)
+from aemodels.thresholds import ThresholdRule, conformal_threshold
 
 WINDOW, SENSORS = 6, 3
 
@@ -171,6 +179,21 @@ def test_threshold_rules_and_recalibration(windows, kind):
     detector.recalibrate(windows["test"], ThresholdRule(percentile=50.0))
     assert detector.threshold_ == pytest.approx(np.percentile(detector.score(windows["test"]), 50))
     assert all(torch.equal(state[k], v) for k, v in detector.model_.state_dict().items())  # the model stays
+
+
+def test_a_conformal_rule_sets_its_order_statistic_and_is_saved_with_the_detector(windows, tmp_path):
+    rule = ThresholdRule(method="conformal", conformal_alpha=0.05, conformal_confidence=0.9, coefficient=1.2)
+    detector = make_detector("pca", threshold=rule).fit(windows["train"], windows["val"])  # 150 calibration windows
+    val = detector.score(windows["val"])
+    assert detector.threshold_ == pytest.approx(1.2 * conformal_threshold(val, 0.05, 0.9))
+    assert np.sum(val * 1.2 > detector.threshold_) == 3  # k = 147: smallest with P(Bin(150, 0.95) >= k) <= 0.1
+    assert detector.thresholds_["conformal"] == detector.threshold_
+    detector.save(tmp_path / "m")
+    loaded = BaseDetector.load(tmp_path / "m")
+    assert loaded.threshold == rule and loaded.threshold_ == detector.threshold_
+    too_strict = ThresholdRule(method="conformal", conformal_alpha=0.001)
+    with pytest.raises(ThresholdFitError, match="needs at least 2302 calibration scores; got 150"):
+        make_detector("pca", threshold=too_strict).fit(windows["train"], windows["val"])
 
 
 @pytest.mark.parametrize("kind", ["pca", "knn"])

@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
-from scipy.stats import genpareto
+from scipy.stats import binom, genpareto
 
 from aemodels.errors import ThresholdFitError
-from aemodels.thresholds import ThresholdRule, percentile_threshold, persistence, pot_threshold
+from aemodels.thresholds import (
+    ThresholdRule,
+    conformal_min_scores,
+    conformal_threshold,
+    percentile_threshold,
+    persistence,
+    pot_threshold,
+)
 
 
 def test_percentile_threshold_hand_computed():
@@ -111,6 +118,8 @@ def test_persistence_rejects_bad_input(args, message):
     ({"coefficient": -1.0}, "threshold coefficient=-1.0, must be a finite number > 0"),
     ({"pot_initial_quantile": 0.3}, r"pot_initial_quantile=0.3, must be in \(0.5, 1\)"),
     ({"pot_risk": 0.05}, r"pot_risk=0.05, must be in \(0, 0.02\)"),  # beyond the tail of q = 0.98
+    ({"conformal_alpha": 0.0}, r"threshold conformal_alpha=0.0, must be in \(0, 1\)"),
+    ({"conformal_confidence": 1.0}, r"threshold conformal_confidence=1.0, must be in \(0, 1\)"),
 ])
 def test_threshold_rule_refuses_settings_that_cannot_work(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -125,6 +134,49 @@ def test_threshold_rule_sets_the_threshold_and_round_trips():
     pot = ThresholdRule(method="pot", pot_risk=1e-3)
     assert pot.name == "pot(risk=0.001)" and pot.apply(scores) == pot_threshold(scores, 1e-3, 0.98)
     reported = rule.all_thresholds(scores)
-    assert set(reported) == {"p95", "p99", "p99.9", "pot"} and reported["p95"] == rule.apply(scores)
-    assert "pot" not in rule.all_thresholds(scores[:100])  # 2 exceedances: too few to fit a tail
-    assert ThresholdRule(**rule.to_dict()) == rule
+    assert set(reported) == {"p95", "p99", "p99.9", "pot", "conformal"} and reported["p95"] == rule.apply(scores)
+    assert reported["conformal"] == conformal_threshold(scores, 0.01, 0.9) * 1.3
+    short = rule.all_thresholds(scores[:100])
+    assert "pot" not in short  # 2 exceedances: too few to fit a tail
+    assert "conformal" not in short  # 1 % at 90 % confidence needs 230 scores
+    conformal = ThresholdRule(method="conformal", conformal_alpha=0.05, conformal_confidence=0.8, coefficient=1.3)
+    assert conformal.name == "conformal(alpha=0.05,confidence=0.8)x1.3"
+    assert conformal.apply(scores) == conformal_threshold(scores, 0.05, 0.8) * 1.3
+    assert ThresholdRule(method="pot", coefficient=2.0).name == "pot(risk=0.001)x2"
+    assert ThresholdRule(**rule.to_dict()) == rule and ThresholdRule(**conformal.to_dict()) == conformal
+
+
+def test_conformal_threshold_is_the_order_statistic_the_binomial_bound_picks():
+    """k-th smallest of n for the smallest k with P(Binomial(n, 1 - alpha) >= k) <= 1 - confidence,
+    checked against the bound written out for n = 45 (a SKAB file's calibration windows)."""
+    scores = np.random.default_rng(1).permutation(np.arange(1.0, 46.0))  # the k-th smallest is k
+    assert conformal_min_scores(0.01, 0.9) == 230 and conformal_min_scores(0.05, 0.9) == 45
+    assert conformal_min_scores(0.1, 0.9) == 22
+    # alpha 0.1: P(B >= 44) = 0.9^45 + 45 * 0.1 * 0.9^44 = 0.052 <= 0.1, and P(B >= 43) = 0.157 > 0.1
+    assert 0.9 ** 45 + 45 * 0.1 * 0.9 ** 44 <= 0.1 < 0.9 ** 45 + 45 * 0.1 * 0.9 ** 44 + 990 * 0.01 * 0.9 ** 43
+    assert conformal_threshold(scores, 0.1, 0.9) == 44.0
+    assert conformal_threshold(scores, 0.05, 0.9) == 45.0  # exactly enough scores: the largest
+    assert conformal_threshold(scores, 0.5, 0.5) == 23.0  # the median, as the bound says for alpha = 1/2
+    with pytest.raises(ThresholdFitError, match=r"alpha=0.01 at confidence=0.9 needs at least 230 calibration "
+                                                r"scores; got 45 \(raise alpha"):
+        conformal_threshold(scores, 0.01, 0.9)
+    with pytest.raises(ValueError, match=r"conformal alpha=1\.5"):
+        conformal_threshold(scores, 1.5, 0.9)
+
+
+def test_conformal_threshold_keeps_its_false_alarm_rate_on_the_draws_its_confidence_promises():
+    """Over 4,000 calibration sets of 120 exponential scores (a new normal window exceeds t with
+    probability exp(-t)), the rate exceeds alpha on the share of draws the binomial bound gives
+    for the order statistic chosen (at most 1 - confidence); the percentile at 1 - alpha misses
+    it on about half."""
+    rng = np.random.default_rng(7)
+    draws = rng.exponential(1.0, size=(4000, 120))
+    alpha, confidence = 0.05, 0.9
+    thresholds = np.array([conformal_threshold(d, alpha, confidence) for d in draws])
+    k = int(np.sum(np.sort(draws[0]) <= thresholds[0]))  # the same order statistic every draw
+    bound = float(binom.sf(k - 1, 120, 1 - alpha))  # P(Binomial(120, 0.95) >= k): k = 118
+    assert k == 118 and 0.05 < bound <= 1 - confidence
+    missed = float(np.mean(np.exp(-thresholds) > alpha))
+    assert abs(missed - bound) < 3 * np.sqrt(bound * (1 - bound) / 4000)
+    percentile_missed = float(np.mean(np.exp(-np.percentile(draws, 95, axis=1)) > alpha))
+    assert 0.35 < percentile_missed < 0.65

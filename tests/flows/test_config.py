@@ -109,6 +109,8 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
      "streams.pumps.threshold: threshold percentile=120.0, must be in (0, 100]"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'pot'\npot_risk = 0.05\n",
      "streams.pumps.threshold: threshold pot_risk=0.05, must be in (0, 0.02)"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'conformal'\nconformal_alpha = 5\n",
+     "streams.pumps.threshold: threshold conformal_alpha=5.0, must be in (0, 1)"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
@@ -222,6 +224,8 @@ def test_the_threshold_table_is_the_threshold_rule():
     assert set(ThresholdSettings.model_fields) - {"recalibrate_days"} == {f.name for f in fields(ThresholdRule)}
     assert settings.rule() == ThresholdRule()
     assert ThresholdSettings(method="pot", pot_risk=1e-4).rule() == ThresholdRule(method="pot", pot_risk=1e-4)
+    assert (ThresholdSettings(method="conformal", conformal_alpha=0.05).rule()
+            == ThresholdRule(method="conformal", conformal_alpha=0.05))
 
 
 def test_a_tabular_stream_gets_the_tabular_defaults_unless_it_sets_them(tmp_path):

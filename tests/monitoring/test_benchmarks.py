@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from aemodels.thresholds import ThresholdRule
 from features.windows import WindowSpec
+from monitoring.errors import BenchSettingError
 from monitoring.evaluation import benchmarks
 from monitoring.evaluation.benchmarks import BenchSettings, EnsembleBundle, run_nab, run_skab
 from monitoring.evaluation.labeled import point_alarms
@@ -409,6 +411,15 @@ def test_a_file_too_short_to_train_is_counted_as_never_firing(nab_one):
     rows = run_nab(nab_one, replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), window=120, seeds=(0,)))
     assert rows[0].untrained and "rogue_agent_key_hold" in rows[0].untrained[0]
     assert rows[0].to_dict()["nab_standard"] == pytest.approx(0.0)  # the null detector scores 0
+
+
+def test_a_threshold_rule_that_the_calibration_windows_cannot_meet_is_refused_naming_the_file(nab_one):
+    strict = replace(BenchSettings.for_dataset("nab"), kinds=("mlp_ae",), detector_params=FAST, seeds=(0,),
+                     threshold=ThresholdRule(method="conformal", conformal_alpha=0.01))
+    with pytest.raises(BenchSettingError, match=r"threshold on rogue_agent_key_hold \(seed 0\): a conformal "
+                                                r"threshold for alpha=0.01 at confidence=0.9 needs at least 230 "
+                                                r"calibration scores; got \d+ \(raise alpha"):
+        run_nab(nab_one, strict)
 
 
 def test_skab_folds_carry_each_candidates_far_on_normal_days(skab_two):

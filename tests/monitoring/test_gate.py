@@ -40,8 +40,9 @@ def test_threshold_rule_names_and_reports_every_threshold(rng):
     scores = rng.exponential(1.0, 5000)
     rule = ThresholdRule(percentile=99.0, coefficient=1.5)
     assert rule.name == "p99x1.5" and rule.apply(scores) == pytest.approx(1.5 * np.percentile(scores, 99))
-    assert set(rule.all_thresholds(scores)) == {"p95", "p99", "p99.9", "pot"}
-    assert set(rule.all_thresholds(scores[:200])) == {"p95", "p99", "p99.9"}  # too short a tail for POT
+    assert set(rule.all_thresholds(scores)) == {"p95", "p99", "p99.9", "pot", "conformal"}
+    # too short a tail for POT, too few scores to bound 1 % at 90 % confidence (230)
+    assert set(rule.all_thresholds(scores[:200])) == {"p95", "p99", "p99.9"}
     assert ThresholdRule(method="pot", pot_risk=1e-3).name == "pot(risk=0.001)"
 
 
