@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aemodels.detector import VAEDetector, detector_kinds
-from aemodels.thresholds import ThresholdRule
+from aemodels.thresholds import ThresholdRule, conformal_threshold
 from features.synthetic import SENSORS
 from features.windows import WindowSpec
 from monitoring.errors import BundleInputError, GateError, RegistryError
@@ -209,6 +209,27 @@ def test_recalibration_registers_the_same_network_with_a_new_threshold(tmp_path,
     tags = MlflowClient(tracking_uri=uri).get_model_version("pumps-detector", str(version.version)).tags
     assert tags["recalibrated_from"] == str(champion.version) and tags["threshold_method"] == "p95"
     assert new.threshold_rule == "p95" and new.threshold == version.threshold
+
+
+def test_a_conformal_recalibration_is_registered_with_its_rule_and_every_threshold(tmp_path, data, candidates,
+                                                                                   small_stream):
+    uri, artifacts = new_store(tmp_path)
+    promotion.register_training(uri, artifacts, data, candidates[:1])
+    champion_model, champion = registry.load_model(uri, "pumps")
+    champion_bundle = registry.loaded_bundle(champion_model)
+    calibration, evaluation = recalibration_data(champion_bundle, small_stream.readings, label_columns=["label"],
+                                                 stride=2)
+    rule = ThresholdRule(method="conformal", conformal_alpha=0.05, conformal_confidence=0.8)
+    version, _ = promotion.register_recalibration(uri, artifacts, champion_bundle, champion, calibration,
+                                                  evaluation, rule)
+    scores = champion_bundle.detector.score(calibration)
+    assert version.threshold == pytest.approx(conformal_threshold(scores, 0.05, 0.8))
+    client = MlflowClient(tracking_uri=uri)
+    tags = client.get_model_version("pumps-detector", str(version.version)).tags
+    assert tags["threshold_method"] == "conformal(alpha=0.05,confidence=0.8)"
+    metrics = client.get_run(client.get_model_version("pumps-detector", str(version.version)).run_id).data.metrics
+    assert metrics["threshold.conformal"] == pytest.approx(version.threshold)
+    assert {"threshold.p95", "threshold.p99", "threshold.p99.9"} <= set(metrics)
 
 
 def test_readings_that_differ_from_the_schema_are_refused_with_the_difference(candidates, small_stream):
