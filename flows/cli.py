@@ -339,8 +339,11 @@ def _per_file_target(path: Path | None) -> None:
         return
     if path.is_dir() or not path.parent.is_dir():
         fail(f"--per-file {path}: expected a CSV file path in an existing folder")
+    existed = path.exists()
     try:  # not writable (permissions, a read-only disk): said now, not after the run
         path.open("a").close()
+        if not existed:  # the check leaves nothing behind: a run that fails writes no file
+            path.unlink()
     except OSError as exc:
         fail(f"--per-file {path}: cannot write it ({exc.strerror})")
 

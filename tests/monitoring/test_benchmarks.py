@@ -180,7 +180,13 @@ def test_per_file_writes_each_files_figures_that_pool_to_the_printed_ones(skab_t
     unwritable = Path("/proc/aemon-per-file.csv")
     refused = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--per-file", str(unwritable)])
     assert refused.exit_code == 2 and f"--per-file {unwritable}: cannot write it" in refused.output.replace("\n", "")
+    # a run that stops part way (a threshold rule the first file's calibration windows cannot meet) leaves no file
     target = tmp_path / "files.csv"
+    failed = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--kinds", "mlp_ae", "--seeds", "0",
+                                      "--set", "threshold.method=conformal", "--per-file", str(target)])
+    # (the console entry point prints the error in one line; the runner keeps it as the exception)
+    assert failed.exit_code != 0 and str(failed.exception).startswith("threshold on valve1-0 (seed 0): a conformal")
+    assert not target.exists()
     result = CliRunner().invoke(app, ["bench", "skab", "--data", str(skab_two), "--json", "--kinds", "mlp_ae",
                                         "--seeds", "0", "--per-file", str(target)])
     assert result.exit_code == 0, result.output
