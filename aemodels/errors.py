@@ -10,7 +10,8 @@ class DetectorInputError(ValueError):
 
 
 class ThresholdFitError(ValueError):
-    """Too few scores above the initial quantile to fit a peaks-over-threshold tail."""
+    """Too few calibration scores for the threshold rule: above the initial quantile to fit
+    a peaks-over-threshold tail, or in all to bound a conformal false-alarm rate."""
 
 
 class UnknownParameterError(TypeError, ValueError):
