@@ -207,19 +207,27 @@ def print_folds(dataset: str, report, seconds: float) -> None:
         report.folds["chosen_far_normal"].notna().any()
     among = f" among those with FAR on normal days <= {report.far_normal_limit:g} % (else the lowest)" if normal \
         else ""
+    # a candidate is a whole set of settings, too long for a column: the tables name it by
+    # number and the legend above them spells it out
+    short = {name: name if i == 0 else f"#{i}" for i, name in enumerate(report.candidates)}
+    legend = Table("candidate", "settings", title=f"{dataset} --folds: the candidates")
+    for name, label in short.items():
+        legend.add_row(label, "the benchmark's defaults" if label == name else name)
+    console.print(legend)
     folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}{among}, "
                         f"{seconds:.0f} s")
     for header in ("detector", "held out", "chosen on the others", "train", "held out score", "defaults held out",
                    "best on held out (in-sample)", *(["FAR % normal days (chosen / defaults)"] if normal else [])):
-        folds.add_column(header, overflow="fold")  # candidate names are whole settings: wrapped, never cut
+        folds.add_column(header)
     for r in report.folds.to_dict("records"):
         held = _figure(r["held_out_score"], 3 if by == "f1" else 2)
         if r["held_out_score"] != r["held_out_score"]:  # no windows: the raw total instead
             held = f"raw {r['held_out_raw_standard']:.2f}"
-        folds.add_row(r["detector"], r["held_out"], r["chosen"], _figure(r["train_score"], 3 if by == "f1" else 2),
+        folds.add_row(r["detector"], r["held_out"], short[r["chosen"]],
+                      _figure(r["train_score"], 3 if by == "f1" else 2),
                       held, f"raw {r['default_raw_standard']:.2f}" if r["default_score"] != r["default_score"] else
                       _figure(r["default_score"], 3 if by == "f1" else 2),
-                      f"{r['best_on_held_out']} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})",
+                      f"{short[r['best_on_held_out']]} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})",
                       *([f"{_figure(r['chosen_far_normal'])} / {_figure(r['default_far_normal'])}"] if normal else []))
     console.print(folds)
     keys = [k for k in ("f1", "far", "mar", "nab_standard", "nab_low_fp", "nab_low_fn")
@@ -229,7 +237,7 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     summary = Table("detector", "figures", *(labels[k] for k in keys), *(["FAR % normal days"] if normal else []),
                     title=f"{dataset}: in-sample vs out-of-fold, pooled over all files")
     for r in report.summary.to_dict("records"):
-        for label, prefix in ((f"in-sample ({r['in_sample_choice']})", "in_sample_"),
+        for label, prefix in ((f"in-sample ({short[r['in_sample_choice']]})", "in_sample_"),
                               ("out-of-fold", "out_of_fold_"), ("defaults", "defaults_")):
             # the normal recording is one: out of fold it is each fold's choice, shown per fold above
             far_normal = [] if not normal else ["" if prefix == "out_of_fold_" else _figure(r[prefix + "far_normal"])]

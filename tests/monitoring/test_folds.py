@@ -69,6 +69,22 @@ def test_a_fold_chooses_on_the_other_groups_only():
     assert summary["in_sample_f1"] == pytest.approx(20 / (20 + 20 / 2))
 
 
+def test_the_printed_folds_name_each_candidate_by_number_and_spell_it_out_once():
+    from flows.render import console, print_folds
+
+    long = "threshold.method=conformal threshold.conformal_alpha=0.1 threshold.conformal_confidence=0.9"
+    results = _f1_frame({"defaults": {"g1": (9, 2), "g2": (9, 2), "g3": (1, 18)},
+                         long: {"g1": (5, 10), "g2": (5, 10), "g3": (10, 0)}})
+    with console.capture() as captured:
+        print_folds("skab", folds.cross_validate(results, "f1"), 12.0)
+    lines = captured.get().splitlines()
+    legend = [line for line in lines if long in line]
+    assert len(legend) == 1 and "#1" in legend[0]  # whole, on one line of the legend, and nowhere else
+    fold_rows = [line for line in lines if line.startswith("│ vae") and ("g1" in line or "g3" in line)]
+    assert "#1" in fold_rows[0] and "defaults" in fold_rows[-1]  # held out g1 chose it, held out g3 the defaults
+    assert any("in-sample (#1)" in line for line in lines)
+
+
 def test_the_held_out_groups_scores_never_move_its_choice():
     results = _f1_frame({"defaults": {"g1": (9, 2), "g2": (8, 4), "g3": (1, 18)},
                          "coef": {"g1": (6, 8), "g2": (7, 6), "g3": (2, 16)}})
