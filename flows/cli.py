@@ -82,6 +82,25 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def json_line(record: dict) -> str:
+    """One --json line: strict JSON, so a figure that does not exist (NAB's score of a
+    category without windows, the defaults' score of a detector they do not run) is null,
+    not the NaN that json.dumps writes and jq and most JSON readers refuse."""
+    import json
+    import math
+
+    def strict(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    return json.dumps(strict(record), allow_nan=False, default=str)
+
+
 def print_error(message: object) -> None:
     """One line on stderr; a password in a URI or connection string it names is masked."""
     from rich.markup import escape
@@ -363,7 +382,6 @@ def _write_per_file(path: Path | None, frames: list[pd.DataFrame]) -> None:
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
            assignments: list[str] | None, config: Path | None, mode: str = "one-shot",
            per_file: Path | None = None) -> None:
-    import json
 
     from monitoring.evaluation import benchmarks, folds, replay_bench
 
@@ -399,7 +417,7 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
         if as_json:
             for row in rows:
                 extra = {"mode": current, **(replay_bench.replay_summary(row) if current == "replay" else {})}
-                print(json.dumps({**row.to_dict(), **(extra if mode != "one-shot" else {})}))
+                print(json_line({**row.to_dict(), **(extra if mode != "one-shot" else {})}))
             continue
         print_bench(dataset, rows, seconds, mode=current)
         if current == "replay":
@@ -421,7 +439,6 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
                           kinds: str | None, assignments: list[str] | None, config: Path | None,
                           per_file_path: Path | None = None) -> None:
     """NAB over several categories: a row per category and detector, and the pooled corpus."""
-    import json
 
     from features.importers import DataSetError
     from monitoring.evaluation import folds
@@ -448,7 +465,7 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
     _write_per_file(per_file_path, [per_file.rename(columns={"group": "category"})])
     if as_json:
         for record in table.to_dict("records"):
-            print(json.dumps(record))
+            print(json_line(record))
         return
     print_nab_categories(table, [name for name, _ in categories], seconds)
 
@@ -456,7 +473,6 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
 def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
                  kinds: str | None, assignments: list[str] | None, grid: list[str] | None, grid_file: Path | None,
                  by: str | None, config: Path | None, far_normal_limit: float | None = None) -> None:
-    import json
 
     from features.importers import DataSetError
     from monitoring.errors import BenchSettingError
@@ -496,9 +512,9 @@ def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | Non
                   ",".join(str(d) for d in data), {**base.to_params(), **params}, rows, seconds)
     if as_json:
         for record in report.summary.to_dict("records"):
-            print(json.dumps(record))
+            print(json_line(record))
         for record in report.folds.to_dict("records"):
-            print(json.dumps(record))
+            print(json_line(record))
         return
     print_folds(dataset, report, seconds)
 
@@ -570,7 +586,6 @@ def bench_adbench(
     """ADBench's protocol on its classical tabular sets: per set and seed a stratified 70 / 30 split through aemon's
     ingest, training and scoring, beside PyOD's classic detectors; ROC AUC, PR AUC, F1 at each detector's own
     threshold, ranks."""
-    import json
 
     from features.importers import DataSetError, adbench_files
     from flows.baselines import baseline_factories
@@ -606,7 +621,7 @@ def bench_adbench(
     if as_json:
         for fit in settings.fits:
             for detector, values in result.summary(fit).iterrows():
-                print(json.dumps({"fit": fit, "detector": detector, **values.to_dict()}))
+                print(json_line({"fit": fit, "detector": detector, **values.to_dict()}))
         return
     print_adbench(result)
 

@@ -199,6 +199,16 @@ def print_nab_categories(table: pd.DataFrame, categories: list[str], seconds: fl
     console.print(out)
 
 
+def _defaults_held_out(fold: dict, by: str) -> str:
+    """The defaults' score on a fold's held-out group: the raw total where it has no windows,
+    "-" where the defaults do not run the detector (a candidate that changes `kinds`)."""
+    if fold["default_raw_standard"] != fold["default_raw_standard"]:
+        return "-"
+    if fold["default_score"] != fold["default_score"]:
+        return f"raw {fold['default_raw_standard']:.2f}"
+    return _figure(fold["default_score"], 3 if by == "f1" else 2)
+
+
 def print_folds(dataset: str, report, seconds: float) -> None:
     """Per fold: the choice made on the other folds and its held-out score; per detector:
     in-sample (chosen on all) beside out-of-fold and the defaults."""
@@ -212,7 +222,8 @@ def print_folds(dataset: str, report, seconds: float) -> None:
     short = {name: name if i == 0 else f"#{i}" for i, name in enumerate(report.candidates)}
     legend = Table("candidate", "settings", title=f"{dataset} --folds: the candidates")
     for name, label in short.items():
-        legend.add_row(label, "the benchmark's defaults" if label == name else name)
+        # Text: settings such as kinds=[mlp_ae,knn] are shown as typed, not read as markup
+        legend.add_row(label, "the benchmark's defaults" if label == name else Text(name))
     console.print(legend)
     folds = Table(title=f"{dataset} --folds: {len(report.candidates)} candidates, chosen by {by}{among}, "
                         f"{seconds:.0f} s")
@@ -225,8 +236,7 @@ def print_folds(dataset: str, report, seconds: float) -> None:
             held = f"raw {r['held_out_raw_standard']:.2f}"
         folds.add_row(r["detector"], r["held_out"], short[r["chosen"]],
                       _figure(r["train_score"], 3 if by == "f1" else 2),
-                      held, f"raw {r['default_raw_standard']:.2f}" if r["default_score"] != r["default_score"] else
-                      _figure(r["default_score"], 3 if by == "f1" else 2),
+                      held, _defaults_held_out(r, by),
                       f"{short[r['best_on_held_out']]} ({_figure(r['best_held_out_score'], 3 if by == 'f1' else 2)})",
                       *([f"{_figure(r['chosen_far_normal'])} / {_figure(r['default_far_normal'])}"] if normal else []))
     console.print(folds)

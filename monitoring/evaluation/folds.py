@@ -336,7 +336,9 @@ def cross_validate(results: pd.DataFrame, by: str, far_normal_limit: float | Non
             chosen, train_score = choose(mine, detector, train, by, far_normal_limit)
             test = mine[mine["group"] == group]
             scored = pooled_scores(test[test["candidate"] == chosen])
-            defaults = pooled_scores(test[test["candidate"] == candidates[0]])
+            # NaN throughout where the defaults do not run this detector (a grid that changes `kinds`)
+            defaults = pooled_scores(test[test["candidate"] == candidates[0]]) \
+                if (mine["candidate"] == candidates[0]).any() else dict.fromkeys(scored, math.nan)
             oracle, oracle_score = choose(mine, detector, [group], by, far_normal_limit)
             fold_rows.append({
                 "detector": detector, "held_out": group, "chosen": chosen, "train_score": train_score,
@@ -348,7 +350,8 @@ def cross_validate(results: pd.DataFrame, by: str, far_normal_limit: float | Non
             held_out_files.append(test[test["candidate"] == chosen])
         in_sample, in_sample_score = choose(mine, detector, groups, by, far_normal_limit)
         out_of_fold = pooled_scores(pd.concat(held_out_files, ignore_index=True))
-        defaults = pooled_scores(mine[mine["candidate"] == candidates[0]])  # over every group
+        defaults = pooled_scores(mine[mine["candidate"] == candidates[0]]) \
+            if (mine["candidate"] == candidates[0]).any() else dict.fromkeys(out_of_fold, math.nan)  # every group
         in_sample_all = pooled_scores(mine[mine["candidate"] == in_sample])
         summary_rows.append({
             "detector": detector, "in_sample_choice": in_sample,

@@ -72,7 +72,8 @@ def test_a_fold_chooses_on_the_other_groups_only():
 def test_the_printed_folds_name_each_candidate_by_number_and_spell_it_out_once():
     from flows.render import console, print_folds
 
-    long = "threshold.method=conformal threshold.conformal_alpha=0.1 threshold.conformal_confidence=0.9"
+    # brackets too: shown as typed, not read as rich markup
+    long = "kinds=[mlp_ae,knn] threshold.method=conformal threshold.conformal_alpha=0.1 differenced=[Temperature]"
     results = _f1_frame({"defaults": {"g1": (9, 2), "g2": (9, 2), "g3": (1, 18)},
                          long: {"g1": (5, 10), "g2": (5, 10), "g3": (10, 0)}})
     with console.capture() as captured:
@@ -165,6 +166,14 @@ def test_grid_text_and_files_are_checked_before_any_run(tmp_path):
         folds.parse_grid([], tmp_path / "missing.txt")
 
 
+def strict_json(line: str) -> dict:
+    """A --json line read as strict JSON: NaN or Infinity in it fails the test."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a --json line: not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
 def _series(folder: Path, category: str, name: str, n: int = 1200, spike_at: int | None = 800) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(name))
@@ -212,26 +221,36 @@ def test_nab_over_two_synthetic_categories_and_their_folds(tmp_path, monkeypatch
 
     _series(tmp_path / "data" / "one", "catOne", "s1.csv")
     _series(tmp_path / "data" / "two", "catTwo", "s2.csv", spike_at=900)
+    _series(tmp_path / "data" / "none", "catNone", "s3.csv", spike_at=None)  # no window: no normalised score
     monkeypatch.setenv("AEMON_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AEMON_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     common = ["--kinds", "mlp_ae", "--seeds", "0", "--set", "detector_params.epochs=5", "--json"]
     result = CliRunner().invoke(app, ["bench", "nab", "--data", str(tmp_path / "data"), *common])
     assert result.exit_code == 0, result.output
-    rows = {line["group"]: line for line in map(json.loads, result.stdout.splitlines())}
-    assert set(rows) == {"catOne", "catTwo", folds.POOLED}
-    assert rows[folds.POOLED]["files"] == 2 and rows[folds.POOLED]["windows"] == 2
-    per_category = pd.DataFrame([rows["catOne"], rows["catTwo"]])
+    rows = {line["group"]: line for line in map(strict_json, result.stdout.splitlines())}
+    assert set(rows) == {"catOne", "catTwo", "catNone", folds.POOLED}
+    assert rows["catNone"]["nab_standard"] is None  # strict JSON: null, not NaN
+    assert rows[folds.POOLED]["files"] == 3 and rows[folds.POOLED]["windows"] == 2
+    per_category = pd.DataFrame([rows["catOne"], rows["catTwo"], rows["catNone"]])
     assert rows[folds.POOLED]["nab_raw_standard"] == pytest.approx(per_category["nab_raw_standard"].sum())
 
+    # a candidate may change the detectors: `pca` and the vote exist only under it
     result = CliRunner().invoke(app, ["bench", "nab", "--folds", "--data", str(tmp_path / "data" / "one"),
-                                      "--data", str(tmp_path / "data" / "two"), "--grid", "merge_rows=0", *common])
+                                      "--data", str(tmp_path / "data" / "two"), "--grid", "merge_rows=0",
+                                      "--grid", "kinds=[mlp_ae,pca]", *common])
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    summary, fold_rows = lines[0], lines[1:]
+    lines = [strict_json(line) for line in result.stdout.splitlines()]
+    summaries = [line for line in lines if "in_sample_choice" in line]
+    fold_rows = [line for line in lines if "held_out" in line]
+    summary = summaries[0]
+    assert [s["detector"] for s in summaries] == ["mlp_ae", "pca", "ensemble"]
     assert summary["detector"] == "mlp_ae" and {"in_sample_nab_standard", "out_of_fold_nab_standard"} <= set(summary)
-    assert [f["held_out"] for f in fold_rows] == ["catOne", "catTwo"]
-    assert all(f["chosen"] in ("defaults", "merge_rows=0") for f in fold_rows)
+    assert summaries[1]["defaults_nab_standard"] is None  # the defaults run no `pca`
+    assert [f["held_out"] for f in fold_rows if f["detector"] == "mlp_ae"] == ["catOne", "catTwo"]
+    assert all(f["chosen"] in ("defaults", "merge_rows=0", "kinds=[mlp_ae,pca]") for f in fold_rows)
+    assert all(f["default_score"] is None and f["chosen"] == "kinds=[mlp_ae,pca]"
+               for f in fold_rows if f["detector"] == "pca")
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
