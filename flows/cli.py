@@ -382,7 +382,6 @@ def _write_per_file(path: Path | None, frames: list[pd.DataFrame]) -> None:
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
            assignments: list[str] | None, config: Path | None, mode: str = "one-shot",
            per_file: Path | None = None) -> None:
-
     from monitoring.evaluation import benchmarks, folds, replay_bench
 
     cfg = load(config)
@@ -473,7 +472,6 @@ def _bench_nab_categories(data: list[Path], as_json: bool, work: Path | None, se
 def _bench_folds(dataset: str, data: list[Path], as_json: bool, work: Path | None, seeds: str | None,
                  kinds: str | None, assignments: list[str] | None, grid: list[str] | None, grid_file: Path | None,
                  by: str | None, config: Path | None, far_normal_limit: float | None = None) -> None:
-
     from features.importers import DataSetError
     from monitoring.errors import BenchSettingError
     from monitoring.evaluation import folds

@@ -306,6 +306,12 @@ def choose(results: pd.DataFrame, detector: str, groups: Sequence[str], by: str,
     return best
 
 
+def _defaults_scores(rows: pd.DataFrame, defaults: str, runs_it: bool, like: dict[str, float]) -> dict[str, float]:
+    """The defaults' pooled scores over `rows`, or NaN for every figure of `like` where the
+    defaults do not run this detector at all."""
+    return pooled_scores(rows[rows["candidate"] == defaults]) if runs_it else dict.fromkeys(like, math.nan)
+
+
 @dataclass
 class FoldReport:
     """Per fold (held-out group): the candidate chosen on the other groups, its score there
@@ -330,15 +336,14 @@ def cross_validate(results: pd.DataFrame, by: str, far_normal_limit: float | Non
     fold_rows, summary_rows = [], []
     for detector in dict.fromkeys(results["detector"]):
         mine = results[results["detector"] == detector]
+        runs_it = bool((mine["candidate"] == candidates[0]).any())  # False: a grid that changes `kinds` adds it
         held_out_files = []
         for group in groups:
             train = [g for g in groups if g != group]
             chosen, train_score = choose(mine, detector, train, by, far_normal_limit)
             test = mine[mine["group"] == group]
             scored = pooled_scores(test[test["candidate"] == chosen])
-            # NaN throughout where the defaults do not run this detector (a grid that changes `kinds`)
-            defaults = pooled_scores(test[test["candidate"] == candidates[0]]) \
-                if (mine["candidate"] == candidates[0]).any() else dict.fromkeys(scored, math.nan)
+            defaults = _defaults_scores(test, candidates[0], runs_it, scored)
             oracle, oracle_score = choose(mine, detector, [group], by, far_normal_limit)
             fold_rows.append({
                 "detector": detector, "held_out": group, "chosen": chosen, "train_score": train_score,
@@ -350,8 +355,7 @@ def cross_validate(results: pd.DataFrame, by: str, far_normal_limit: float | Non
             held_out_files.append(test[test["candidate"] == chosen])
         in_sample, in_sample_score = choose(mine, detector, groups, by, far_normal_limit)
         out_of_fold = pooled_scores(pd.concat(held_out_files, ignore_index=True))
-        defaults = pooled_scores(mine[mine["candidate"] == candidates[0]]) \
-            if (mine["candidate"] == candidates[0]).any() else dict.fromkeys(out_of_fold, math.nan)  # every group
+        defaults = _defaults_scores(mine, candidates[0], runs_it, out_of_fold)  # over every group
         in_sample_all = pooled_scores(mine[mine["candidate"] == in_sample])
         summary_rows.append({
             "detector": detector, "in_sample_choice": in_sample,
