@@ -140,6 +140,7 @@ TRAIN = TrainConfig()  # the training defaults of every detector
 class BaseDetector:
     kind: ClassVar[str] = ""
     model_: Autoencoder  # fitted network (eval mode, CPU)
+    sensor_scale_: np.ndarray | None  # per-sensor error spreads (error_scaling="sensor"), set by calibration
     inference_batch_size: int = 2048  # windows per forward pass; measured best for the default models on CPU
     _fitting: bool = False  # while fit() scores its calibration windows (on the training's threads)
     _kinds: ClassVar[dict[str, type[BaseDetector]]] = {}
@@ -431,13 +432,60 @@ class BaseDetector:
         calibration windows (X_val, or X_train when fit had none)."""
         self.sensor_scale_ = None
         if self.error_scaling == "sensor":
-            errors = np.abs(self._calibration_contributions(calibration))  # (n, C) per-sensor squared errors
-            spread = errors.std(axis=0)
-            # a sensor with no spread (constant, or one window) keeps its raw error
-            self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
-            self._set_threshold((errors / self.sensor_scale_).mean(axis=1))  # = score(calibration), one pass fewer
+            # (n, C) per-sensor squared errors
+            self._calibrate_values(np.abs(self._calibration_contributions(calibration)))
         else:
             self._set_threshold(self._calibration_scores(calibration))
+
+    def _calibrate_values(self, values: np.ndarray) -> None:
+        """sensor_scale_ and the threshold from calibration_values' (n, C) unscaled per-sensor
+        errors (error_scaling="sensor"), or the threshold from their (n, 1) scores."""
+        if self.error_scaling != "sensor":
+            self.sensor_scale_ = None
+            self._set_threshold(values[:, 0])
+            return
+        spread = values.std(axis=0)
+        # a sensor with no spread (constant, or one window) keeps its raw error
+        self.sensor_scale_ = np.where(spread > 1e-12, spread, 1.0)
+        self._set_threshold((values / self.sensor_scale_).mean(axis=1))  # = score(calibration), one pass fewer
+
+    def calibration_values(self, X: ArrayLike) -> np.ndarray:
+        """What calibration sets the threshold on, for normal windows X this detector did not
+        train on: their per-sensor squared errors before any sensor scaling, (n, C) float64,
+        with error_scaling="sensor", else their scores, (n, 1).
+
+        The values of several detectors of one kind and parameters, each on windows it did
+        not train on, pool: calibrate_on sets a detector's sensor scales and threshold from
+        them (cross-fitted calibration, which covers a whole training range with windows
+        no detector saw, where a detector's own calibration windows cover its last part)."""
+        self._check_is_fitted()
+        self.check_pooled_calibration()
+        X = self._check_windows(X, "X", (self.window_size_, self.n_features_in_), fitted_on="fit")
+        if self.error_scaling != "sensor":
+            return self.score(X)[:, None]
+        errors = np.abs(self.contributions(X))
+        return errors if self.sensor_scale_ is None else errors * self.sensor_scale_
+
+    def calibrate_on(self, values: ArrayLike) -> Self:
+        """Set sensor_scale_ (error_scaling="sensor") and threshold_ from calibration_values
+        pooled over detectors of this kind and parameters (see calibration_values); the
+        network stays as fitted. Returns self."""
+        self._check_is_fitted()
+        self.check_pooled_calibration()
+        width = self.n_features_in_ if self.error_scaling == "sensor" else 1
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != width or not len(values):
+            raise DetectorInputError(f"calibration values have shape {values.shape}; expected (n >= 1, {width}), "
+                                     "as calibration_values gives them")
+        if not np.isfinite(values).all():
+            raise DetectorInputError("calibration values are not all finite")
+        self._calibrate_values(values)
+        return self
+
+    def check_pooled_calibration(self) -> None:
+        """A DetectorInputError where this detector's settings cannot calibrate on pooled
+        values (calibration_values / calibrate_on): a calibration that fits more than the
+        threshold and the sensor scales (PCA's "t2" and "combined" statistics fit limits)."""
 
     def _calibration_contributions(self, calibration: np.ndarray) -> np.ndarray:
         """contributions() of the calibration windows (a detector that remembers its training

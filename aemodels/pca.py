@@ -18,6 +18,7 @@ import torch
 
 from aemodels.base import BaseDetector, torch_threads, windows_tensor
 from aemodels.checks import check_real
+from aemodels.errors import DetectorInputError
 from aemodels.network import Autoencoder, FittedBuffers
 
 PCA_STATISTICS = ("q", "t2", "combined")
@@ -130,6 +131,12 @@ class PCADetector(BaseDetector):
             history = [{"epoch": 1, "train_loss": reconstruction_mse(model, X_train),
                         "val_loss": None if X_val is None else reconstruction_mse(model, X_val)}]
         return model, history, 1
+
+    def check_pooled_calibration(self) -> None:
+        if self.statistic != "q":
+            raise DetectorInputError(
+                f"PCADetector statistic={self.statistic!r} fits its limits on its own calibration windows; only "
+                "statistic='q' (a score of per-sensor errors) calibrates on values pooled over several detectors")
 
     def _calibrate(self, calibration: np.ndarray) -> None:
         self.model_.q_limit.fill_(1.0)

@@ -56,6 +56,7 @@ from monitoring.models.defaults import (
     TABULAR_SPEC,
     TABULAR_THRESHOLD,
     TrainingSplit,
+    check_calibration_folds,
 )
 from monitoring.store.connection import Warehouse, is_uri
 from monitoring.store.inbox import check_inbox_uri
@@ -214,6 +215,16 @@ class TrainSettings(Settings):
     # The last part of the validation range, held out from threshold calibration: the
     # recent normal windows on which versions are compared (see monitoring.models.fitting).
     holdout_fraction: float = Field(TrainingSplit.holdout_fraction, gt=0, lt=1)
+    # 1: thresholds (and sensor scales) from the calibration windows alone; k >= 3:
+    # cross-fitted over the whole range, each window scored by a fit that did not see it
+    # (monitoring.models.fitting.cross_fitted_values): k - 1 more fits per detector.
+    calibration_folds: int = Field(TrainingSplit.calibration_folds, ge=1)
+
+    @field_validator("calibration_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        check_calibration_folds(value)
+        return value
 
 
 class AlertSettings(Settings):

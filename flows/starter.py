@@ -81,6 +81,8 @@ NOTES: dict[str, str] = {
     "train.val_fraction": "last part of the range: validation and threshold calibration",
     "train.stride": "stride of training windows, denser than scoring's (unset: the window's stride)",
     "train.holdout_fraction": "last part of the validation range, held out to compare versions",
+    "train.calibration_folds": "1: thresholds from the calibration windows; k >= 3: cross-fitted over the whole "
+                               "range (k - 1 more fits per detector)",
     "alerts.merge_gap_minutes": "flagged windows closer than this merge into one incident",
     "alerts.min_windows": "an incident needs at least this many flagged windows",
     "alerts.min_peak_severity": "... and a peak severity (score / threshold) of at least this",

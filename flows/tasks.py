@@ -147,10 +147,10 @@ def prepare_training(frame: pd.DataFrame, **kwargs: Any) -> fitting.TrainingData
 
 @compute_task("fit-detector", task_run_name="fit-{kind}")
 def fit_detector(data: fitting.TrainingData, kind: str, params: dict[str, Any],
-                 rule: ThresholdRule) -> fitting.Candidate:
+                 rule: ThresholdRule, calibration_folds: int = 1) -> fitting.Candidate:
     from monitoring.models import fitting
 
-    return fitting.fit_candidate(data, kind, params, rule, figures=True)
+    return fitting.fit_candidate(data, kind, params, rule, figures=True, calibration_folds=calibration_folds)
 
 
 @io_task("register-training")

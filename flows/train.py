@@ -151,17 +151,18 @@ def _prepare_and_fit(config: AemonConfig, stream: str, start: datetime | None, e
     )
     kinds = list(settings.detectors.kinds)
     rule = settings.threshold.rule()
+    folds = settings.train.calibration_folds
     futures = []
     for kind in kinds:
         params = detector_params(settings.detectors, kind)
         params.setdefault("progress", False)  # parallel fits: a terminal bar each would interleave
         if runner is None:
             params.setdefault("n_threads", _threads_per_fit(len(kinds)))
-            futures.append(tasks.fit_detector.submit(data, kind, params, rule))
+            futures.append(tasks.fit_detector.submit(data, kind, params, rule, folds))
         else:
             params.setdefault("n_threads", config.runner.threads_per_worker)
             futures.append(runner.submit(tasks.fit_detector, {"data": data, "kind": kind, "params": params,
-                                                              "rule": rule}))
+                                                              "rule": rule, "calibration_folds": folds}))
     return [future.result() for future in futures], data, quality
 
 

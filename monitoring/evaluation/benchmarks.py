@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from aemodels.detector import DEFAULT_KINDS, DETECTOR_KINDS, make_detector, param_defaults
-from aemodels.errors import ThresholdFitError, UnknownParameterError
+from aemodels.errors import DetectorInputError, ThresholdFitError, UnknownParameterError
 from aemodels.thresholds import ThresholdRule
 from features.errors import WindowError
 from features.importers import (
@@ -156,6 +156,9 @@ class BenchSettings(DetectorGrid):
     max_gap_intervals: float = 5.0
     # the last part of the training rows: early stopping and the threshold
     val_fraction: float = TrainingSplit.val_fraction
+    # 1: the threshold from the calibration windows alone; k >= 3: cross-fitted over every
+    # training row (monitoring.models.fitting.cross_fitted_values), k - 1 more fits per kind
+    calibration_folds: int = 1
     # the stream defaults, on one thread (seeds run one after another), no progress bar;
     # training (epochs, batch size, ...) as the detectors' own defaults
     detector_params: dict = field(default_factory=lambda: {**STREAM_DETECTOR_DEFAULTS, "n_threads": 1,
@@ -199,8 +202,15 @@ class BenchSettings(DetectorGrid):
                      ("max_gap_intervals", self.max_gap_intervals >= 1, ">= 1"),
                      ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
                      ("merge_rows", self.merge_rows >= 0, ">= 0"),
+                     ("calibration_folds", isinstance(self.calibration_folds, int) and (
+                         self.calibration_folds == 1 or self.calibration_folds >= 3), "1 or a whole number >= 3"),
                      ("ensemble_rule", self.ensemble_rule in ENSEMBLE_RULES, f"one of {list(ENSEMBLE_RULES)}")],
                     self.window)
+        for kind in self.kinds if self.calibration_folds > 1 else ():
+            try:
+                make_detector(kind, **self.params_of(kind, self.seeds[0])).check_pooled_calibration()
+            except DetectorInputError as exc:
+                raise BenchSettingError(f"calibration_folds={self.calibration_folds} with {kind}: {exc}") from None
         return self
 
     @classmethod
@@ -324,7 +334,8 @@ def _models(file: _File, sensors: list[str], settings: BenchSettings, seed: int,
                             train_stride=1, differenced=[s for s in settings.differenced if s in sensors])
     bundles = []
     for kind in settings.kinds:
-        bundle, _ = fit_bundle(data, kind, settings.params_of(kind, seed), settings.threshold)
+        bundle, _ = fit_bundle(data, kind, settings.params_of(kind, seed), settings.threshold,
+                               settings.calibration_folds)
         bundles.append(bundle)
         yield kind, bundle
     if ENSEMBLE in settings.detectors:

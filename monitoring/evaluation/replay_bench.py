@@ -195,7 +195,7 @@ def replay_file(warehouse: Warehouse, stream: str, file: _File, sensors: list[st
     first = prepare_training(readings.iloc[:file.train_rows], stream=stream, sensors=sensors, spec=file.spec,
                              val_fraction=settings.val_fraction, holdout_fraction=0.0, train_stride=1,
                              differenced=differenced)
-    champion, _ = fit_bundle(first, kind, params, settings.threshold)
+    champion, _ = fit_bundle(first, kind, params, settings.threshold, settings.calibration_folds)
     version, next_version = 1, 2
     born = times.iloc[file.train_rows - 1]
 
@@ -251,7 +251,7 @@ def _retrain(seen: pd.DataFrame, now: pd.Timestamp, stream: str, file: _File, se
                                 val_fraction=replay.val_fraction, holdout_fraction=replay.holdout_fraction,
                                 train_stride=replay.train_stride, excluded_intervals=past, differenced=differenced,
                                 max_train_windows=replay.max_train_windows or None)
-        candidate = fit_candidate(data, kind, params, settings.threshold)
+        candidate = fit_candidate(data, kind, params, settings.threshold, calibration_folds=settings.calibration_folds)
         decision = training_decision([candidate], {kind: candidate_version},
                                      contender_of(champion, version, data.evaluation))
     except (TrainingDataError, WindowError, ThresholdFitError) as exc:  # as a failed run: the champion stays

@@ -42,3 +42,16 @@ class TrainingSplit:
     holdout_fraction: float = 0.5
     stride: int | None = 2
     max_windows: int | None = 16_384
+    # thresholds from the calibration windows alone (1), or cross-fitted over the range in
+    # k >= 3 folds (monitoring.models.fitting.cross_fitted_values)
+    calibration_folds: int = 1
+
+
+def check_calibration_folds(folds: object) -> None:
+    """A ValueError naming `calibration_folds` unless it is 1 or a whole number >= 3: the range
+    is cut into that many folds, the calibration windows one of them, and with 2 the other
+    fold is every training window, which leaves no window to fit the model that scores it."""
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 1 or folds == 2:
+        raise ValueError(f"calibration_folds={folds!r}, expected 1 (thresholds from the calibration windows "
+                         "alone) or a whole number >= 3 (cross-fitted over the whole range in that many folds, "
+                         "one more fit per fold after the first)")

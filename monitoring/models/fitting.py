@@ -30,6 +30,7 @@ import pandas as pd
 
 from aemodels.base import BaseDetector
 from aemodels.detector import make_detector
+from aemodels.errors import DetectorInputError
 from aemodels.thresholds import ThresholdRule
 from features.differencing import difference
 from features.exclusions import EXCLUDED, exclusion_mask
@@ -38,9 +39,7 @@ from features.training_set import labeled_mask, make_training_set, thin_windows
 from features.windows import WindowSet, WindowSpec
 from monitoring.errors import TrainingDataError
 from monitoring.models.bundle import ModelBundle
-from monitoring.models.defaults import (
-    TrainingSplit,
-)
+from monitoring.models.defaults import TrainingSplit, check_calibration_folds
 from monitoring.models.gate import window_metrics
 
 LABELED = "_aemon_labeled"
@@ -218,32 +217,90 @@ def recalibrated(bundle: ModelBundle, calibration: np.ndarray, rule: ThresholdRu
     return bundle
 
 
-def fit_bundle(data: TrainingData, kind: str, params: dict, rule: ThresholdRule) -> tuple[ModelBundle, float]:
+def fit_bundle(data: TrainingData, kind: str, params: dict, rule: ThresholdRule,
+               calibration_folds: int = 1) -> tuple[ModelBundle, float]:
     """Fit one detector kind on the training windows and set its threshold by `rule` on the
-    calibration windows: the bundle and the seconds the fit took."""
+    calibration windows: the bundle and the seconds the fit took. With calibration_folds
+    k >= 3 the threshold (and the sensor scales) are cross-fitted over the whole range
+    instead (cross_fitted_values): k - 1 more fits."""
     if "threshold" in params:
         raise TrainingDataError("'threshold' comes from the stream's threshold rule, not from the detector parameters")
+    try:
+        check_calibration_folds(calibration_folds)
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from None
+    detector = make_detector(kind, **params, threshold=rule)
+    if calibration_folds > 1:  # refused before the first fit: settings that cannot pool, a range too short
+        try:
+            detector.check_pooled_calibration()
+        except DetectorInputError as exc:
+            raise TrainingDataError(f"calibration_folds={calibration_folds}: {exc}") from None
+        cross_fit_blocks(data.train, calibration_folds)
     started = time.perf_counter()
-    detector = make_detector(kind, **params, threshold=rule).fit(data.train.X, data.calibration.X)
+    detector.fit(data.train.X, data.calibration.X)
+    if calibration_folds > 1:
+        detector.calibrate_on(cross_fitted_values(data, kind, params, rule, detector, calibration_folds))
     seconds = time.perf_counter() - started
     bundle = ModelBundle(stream=data.stream, sensors=list(data.sensors), spec=data.spec, scaler=data.scaler,
                          detector=detector, differenced=list(data.differenced))
     return bundle, seconds
 
 
+def cross_fitted_values(data: TrainingData, kind: str, params: dict, rule: ThresholdRule, detector: BaseDetector,
+                        folds: int) -> np.ndarray:
+    """Calibration values (BaseDetector.calibration_values) of every window of the range,
+    each from a detector that did not train on it, the range cut into `folds` folds: the
+    calibration windows' from `detector`, and for each of `folds - 1` consecutive blocks
+    of the training windows (with the default split and 5 folds, a fifth of the range each), the block's from
+    a detector of the same kind and parameters fitted on the training windows that share no
+    reading time with the block (early stopping on the calibration windows, as `detector`).
+
+    Why: a detector's calibration windows are the last `val_fraction` of its range, so a
+    threshold set on them alone never sees a cycle longer than that part (a day's load on
+    a two-day range), and a few dozen windows make a loose percentile. Cross-fitting sets it
+    on windows from the whole range, still each scored by a model that never saw it. The
+    held-out block's windows of other assets at the same time are left out of its fit too."""
+    train = data.train
+    values = [detector.calibration_values(data.calibration.X)]
+    for block, rest in cross_fit_blocks(train, folds):
+        fold = make_detector(kind, **params, threshold=rule).fit(train.X[rest], data.calibration.X)
+        values.append(fold.calibration_values(train.X[block]))
+    return np.concatenate(values)
+
+
+def cross_fit_blocks(train: WindowSet, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(a block's window indices, a mask of the windows its fit trains on) for `folds - 1`
+    consecutive blocks of the training windows (see cross_fitted_values), or a
+    TrainingDataError before any fit when a block's fit would have too few windows."""
+    if folds - 1 > len(train):
+        raise TrainingDataError(f"calibration_folds={folds}: more folds than the {len(train)} training windows; "
+                                "lower calibration_folds or widen the training range")
+    blocks = []
+    for block in np.array_split(np.argsort(train.start, kind="stable"), folds - 1):
+        lo, hi = train.start[block].min(), train.end[block].max()
+        rest = (train.end < lo) | (train.start > hi)
+        if rest.sum() < MIN_CALIBRATION_WINDOWS:
+            raise TrainingDataError(
+                f"calibration_folds={folds}: only {int(rest.sum())} training windows outside a held-out block of "
+                f"{len(block)}; need >= {MIN_CALIBRATION_WINDOWS}: lower calibration_folds or widen the training range")
+        blocks.append((block, rest))
+    return blocks
+
+
 def fit_candidate(data: TrainingData, kind: str, params: dict, rule: ThresholdRule, *,
-                  figures: bool = False) -> Candidate:
+                  figures: bool = False, calibration_folds: int = 1) -> Candidate:
     """fit_bundle, then the bundle evaluated on the held-out (and labeled) windows; with
     `figures`, also its MLflow figures (monitoring.models.plots), rendered here: a fit in a
     worker process draws them there, beside the other fits, not after them all."""
     started = time.time()
-    bundle, seconds = fit_bundle(data, kind, params, rule)
+    bundle, seconds = fit_bundle(data, kind, params, rule, calibration_folds)
     ended = time.time()
     logged = {
         **{f"detector.{k}": v for k, v in bundle.detector.get_params().items() if k != "threshold"},
         "detector.kind": kind,
         "threshold.rule": rule.name,
         **{f"threshold.{k}": v for k, v in rule.to_dict().items()},
+        "calibration.folds": calibration_folds,
         **data.params,
     }
     candidate = Candidate(kind, bundle, evaluate_bundle(bundle, data.evaluation), logged, seconds, started, ended)

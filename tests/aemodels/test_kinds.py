@@ -291,3 +291,32 @@ def test_point_scores_rejects_bad_input(args, message):
         point_scores(*args)
     with pytest.raises(ValueError, match="how='median'"):
         point_scores(np.ones(1), np.array([0]), 3, 8, how="median")
+
+
+@pytest.mark.parametrize("scaling", ["sensor", "none"])
+@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+def test_calibration_values_pooled_back_set_what_fit_set(windows, kind, scaling):
+    """calibrate_on(calibration_values(X_val)) reproduces fit's own calibration; values from
+    another fit of the kind move the threshold to theirs; wrong shapes are refused."""
+    params = {**SMALL[kind], **FAST, "epochs": 3, "error_scaling": scaling, **({"statistic": "q"} if kind == "pca"
+                                                                               else {})}
+    detector = make_detector(kind, **params).fit(windows["train"], windows["val"])
+    values = detector.calibration_values(windows["val"])
+    assert values.shape == (len(windows["val"]), SENSORS if scaling == "sensor" else 1)
+    again = make_detector(kind, **params).fit(windows["train"], windows["val"]).calibrate_on(values)
+    np.testing.assert_allclose(again.threshold_, detector.threshold_, rtol=1e-9)
+    if scaling == "sensor":
+        np.testing.assert_allclose(again.sensor_scale_, detector.sensor_scale_, rtol=1e-9)
+    else:
+        assert again.sensor_scale_ is None
+    np.testing.assert_allclose(again.score(windows["test"]), detector.score(windows["test"]), rtol=1e-6)
+    shifted = again.calibrate_on(values + values.max(axis=0))  # the same spread, every error higher
+    assert shifted.threshold_ > detector.threshold_  # the values given decide, not the fit's own
+    with pytest.raises(DetectorInputError, match=r"calibration values have shape \(4,\)"):
+        detector.calibrate_on(np.ones(4))
+
+
+def test_pcas_combined_statistic_does_not_pool_its_calibration(windows):
+    detector = make_detector("pca", **SMALL["pca"]).fit(windows["train"], windows["val"])
+    with pytest.raises(DetectorInputError, match="statistic='combined' fits its limits"):
+        detector.calibration_values(windows["val"])

@@ -111,6 +111,8 @@ def test_shared_detector_settings_apply_to_every_kind_unless_overridden(tmp_path
      "streams.pumps.threshold: threshold pot_risk=0.05, must be in (0, 0.02)"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.threshold]\nmethod = 'conformal'\nconformal_alpha = 5\n",
      "streams.pumps.threshold: threshold conformal_alpha=5.0, must be in (0, 1)"),
+    ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.train]\ncalibration_folds = 2\n",
+     "streams.pumps.train.calibration_folds: calibration_folds=2, expected 1"),
     ("[streams.pumps]\nsensors = ['a']\nasset_id = 'p1'\nasset_column = 'pump'\n", "set exactly one of asset_column"),
     ("home = \n", "not valid TOML"),
     ("[streams.pumps]\nsensors = ['a']\n[streams.pumps.schedule]\ntrain_cron = 'every sunday'\n",
