@@ -214,16 +214,23 @@ def test_evaluate_without_labels_or_scores_in_range_is_one_line(run):
 
 
 def test_retraining_keeps_past_incidents_out_and_logs_the_quality_report(run):
-    """Runs last in this module: it registers new versions."""
+    """Runs last in this module: it registers new versions. The retraining cross-fits its
+    thresholds (the stream's [train] table, calibration_folds = 3), and every candidate's run
+    says so."""
     config = run["config"]
     incidents = run["before"]["incidents"]
-    retrained = train_detectors("pumps", config_path=run["config_path"])
+    cross_fitted = run["root"] / "cross-fitted.toml"
+    cross_fitted.write_text(Path(run["config_path"]).read_text() + "\n[streams.pumps.train]\ncalibration_folds = 3\n")
+    retrained = train_detectors("pumps", config_path=str(cross_fitted))
     champion = registry.resolve_alias(config.mlflow_tracking_uri, "pumps")
     assert (retrained["version"], retrained["kind"]) == (champion.version, champion.kind)
     assert retrained["threshold"] == champion.threshold  # also when the gate kept the earlier champion
     client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
     parent = client.get_run(retrained["run_id"])
     assert parent.data.params["train.n_excluded_intervals"] == str(len(incidents))
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.params["detector.kind"] for c in children) == sorted(config.stream("pumps").detectors.kinds)
+    assert {c.data.params["calibration.folds"] for c in children} == {"3"}
     report = client.download_artifacts(parent.info.run_id, "data_quality/report.csv")
     quality = pd.read_csv(report)
     assert sorted(quality["sensor"]) == sorted(config.stream("pumps").sensors)
