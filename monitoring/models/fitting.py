@@ -250,10 +250,11 @@ def cross_fitted_values(data: TrainingData, kind: str, params: dict, rule: Thres
                         folds: int) -> np.ndarray:
     """Calibration values (BaseDetector.calibration_values) of every window of the range,
     each from a detector that did not train on it, the range cut into `folds` folds: the
-    calibration windows' from `detector`, and for each of `folds - 1` consecutive blocks
-    of the training windows (with the default split and 5 folds, a fifth of the range each), the block's from
-    a detector of the same kind and parameters fitted on the training windows that share no
-    reading time with the block (early stopping on the calibration windows, as `detector`).
+    calibration windows' from `detector`, and for each of `folds - 1` consecutive blocks of
+    the training windows (with the default split and 5 folds, a fifth of the range each),
+    the block's from a detector of the same kind and parameters fitted on the training
+    windows that share no reading time with the block (early stopping on the calibration
+    windows, as `detector`).
 
     Why: a detector's calibration windows are the last `val_fraction` of its range, so a
     threshold set on them alone never sees a cycle longer than that part (a day's load on
