@@ -66,7 +66,7 @@ from monitoring.evaluation.metrics import (
     point_counts,
 )
 from monitoring.models.bundle import ModelBundle
-from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS, TrainingSplit
+from monitoring.models.defaults import STREAM_DETECTOR_DEFAULTS, TrainingSplit, check_calibration_folds
 from monitoring.models.fitting import fit_bundle, prepare_training
 from monitoring.models.registry import log_benchmark
 from monitoring.store.connection import Warehouse, connect
@@ -202,10 +202,12 @@ class BenchSettings(DetectorGrid):
                      ("max_gap_intervals", self.max_gap_intervals >= 1, ">= 1"),
                      ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1"),
                      ("merge_rows", self.merge_rows >= 0, ">= 0"),
-                     ("calibration_folds", isinstance(self.calibration_folds, int) and (
-                         self.calibration_folds == 1 or self.calibration_folds >= 3), "1 or a whole number >= 3"),
                      ("ensemble_rule", self.ensemble_rule in ENSEMBLE_RULES, f"one of {list(ENSEMBLE_RULES)}")],
                     self.window)
+        try:
+            check_calibration_folds(self.calibration_folds)  # the stream config's check
+        except ValueError as exc:
+            raise BenchSettingError(str(exc)) from None
         for kind in self.kinds if self.calibration_folds > 1 else ():
             try:
                 make_detector(kind, **self.params_of(kind, self.seeds[0])).check_pooled_calibration()
