@@ -11,11 +11,13 @@ from features.readers import StreamSchema
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from monitoring.errors import BenchSettingError
 from monitoring.evaluation.benchmarks import BenchSettings, _File, _spec, with_assignments
-from monitoring.evaluation.replay_bench import ReplaySettings, replay_file
+from aemodels.thresholds import ThresholdRule
+from monitoring.evaluation.replay_bench import ReplaySettings, _retrain, replay_file
+from monitoring.models.fitting import fit_bundle, prepare_training
 from monitoring.store.connection import Warehouse, connect
 from monitoring.store.ingestion import ingest_file
 from monitoring.store.readings import read_readings
-from monitoring.store.results import past_incidents
+from monitoring.store.results import past_incidents, read_scores
 
 SETTINGS = BenchSettings(kinds=("mlp_ae",), window=10, seeds=(0,), ensemble=False,
                          detector_params={**BenchSettings().detector_params, "epochs": 20, "hidden": [32],
@@ -28,7 +30,7 @@ REPLAY = ReplaySettings(score_every_s=4 * HOUR, train_every_s=12 * HOUR, merge_g
                         recalibrate_span_s=12 * HOUR)
 
 
-def _replay(tmp_path, name: str, replay: ReplaySettings):
+def _ingested(tmp_path, name: str) -> tuple[Warehouse, _File]:
     frame = generate_stream(SPEC).readings
     path = tmp_path / "pumps.csv"
     if not path.exists():
@@ -37,8 +39,18 @@ def _replay(tmp_path, name: str, replay: ReplaySettings):
     ingest_file(warehouse, "pumps", StreamSchema(sensors=tuple(SENSORS), label_columns=("label",)), path)
     with connect(warehouse) as con:
         readings = read_readings(con, "pumps").sort_values("timestamp").reset_index(drop=True)
-    file = _File("pump-01", readings, TRAIN_ROWS, _spec(readings, SETTINGS))
-    return replay_file(warehouse, "pumps", file, list(SENSORS), SETTINGS, replay, "mlp_ae", 0), warehouse, readings
+    return warehouse, _File("pump-01", readings, TRAIN_ROWS, _spec(readings, SETTINGS))
+
+
+def _replay(tmp_path, name: str, replay: ReplaySettings, settings: BenchSettings = SETTINGS):
+    warehouse, file = _ingested(tmp_path, name)
+    return (replay_file(warehouse, "pumps", file, list(SENSORS), settings, replay, "mlp_ae", 0), warehouse,
+            file.readings)
+
+
+def _thresholds(warehouse: Warehouse, version: int) -> set[float]:
+    with connect(warehouse) as con:
+        return set(read_scores(con, "pumps", "replay-mlp_ae", version, "pump-01")["threshold"])
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +114,52 @@ def test_the_scoring_chunk_changes_no_flag(tmp_path, replayed):
     assert [(e.at, e.promoted) for e in coarse.events] == [(e.at, e.promoted) for e in result.events]
 
 
+def test_calibration_folds_reach_the_first_champion_and_every_retrain(tmp_path, replayed):
+    """`--set calibration_folds=3` in a replay: the first champion and each retrained
+    candidate are cross-fitted, as the stream's training would fit them."""
+    folded = replace(SETTINGS, calibration_folds=3)
+    _, plain_warehouse, _ = replayed
+    warehouse, file = _ingested(tmp_path, "folded")
+    result = replay_file(warehouse, "pumps", file, list(SENSORS), folded, replace(REPLAY, train_every_s=0.0),
+                         "mlp_ae", 0)
+    assert {c.version for c in result.chunks} == {1} and not result.events
+    # the first champion: the one-shot training part, cross-fitted over 3 folds
+    first = prepare_training(file.readings.iloc[:TRAIN_ROWS], stream="pumps", sensors=list(SENSORS), spec=file.spec,
+                             val_fraction=folded.val_fraction, holdout_fraction=0.0, train_stride=1)
+    expected, _ = fit_bundle(first, "mlp_ae", folded.params_of("mlp_ae", 0), folded.threshold, 3)
+    (threshold,) = _thresholds(warehouse, 1)
+    assert threshold == pytest.approx(expected.threshold, rel=1e-9)
+    assert threshold != pytest.approx(next(iter(_thresholds(plain_warehouse, 1))), rel=1e-3)
+    # a retrain (here at 36 h of data) fits its candidate the same way
+    now = file.readings["timestamp"].iloc[0] + pd.Timedelta(hours=36)
+    seen = file.readings[file.readings["timestamp"] <= now][["timestamp", "asset", *SENSORS]]
+    candidates = {}
+    for settings in (SETTINGS, folded):
+        event, bundle = _retrain(seen, now, "pumps", file, list(SENSORS), settings, REPLAY, "mlp_ae",
+                                 settings.params_of("mlp_ae", 0), [], None, expected, 1, 2)
+        assert event.version == 2 and bundle is not None, event.reason
+        candidates[settings.calibration_folds] = bundle.threshold
+    assert candidates[3] != pytest.approx(candidates[1], rel=1e-3)
+
+
+def test_a_retrain_whose_threshold_rule_cannot_be_met_fails_and_the_champion_stays(tmp_path):
+    """A conformal rule the first model's calibration windows meet (stride 1, no gate holdout)
+    but a retrain's fewer ones (stride 2, half the validation part held out for the gate)
+    cannot: each retrain fails with the rule's reason, as a failed training run does, and the
+    replay flags what a replay without retrains flags."""
+    strict = replace(SETTINGS, threshold=ThresholdRule(method="conformal", conformal_alpha=0.02))
+    result, _, _ = _replay(tmp_path, "strict", REPLAY, strict)
+    retrains = [e for e in result.events if e.action == "retrain"]
+    assert len(retrains) == 4
+    for event in retrains:
+        assert (event.version, event.promoted) == (0, False)
+        assert event.reason.startswith("a conformal threshold for alpha=0.02 at confidence=0.9 needs at least 114 "
+                                       "calibration scores; got ")
+    assert {c.version for c in result.chunks} == {1}
+    never, _, _ = _replay(tmp_path, "never", replace(REPLAY, train_every_s=0.0), strict)
+    np.testing.assert_array_equal(result.alarms, never.alarms)
+
+
 def test_bad_replay_settings_are_one_named_line():
     with pytest.raises(BenchSettingError, match=r"replay.score_every_s=0.0, expected > 0"):
         ReplaySettings(score_every_s=0.0).validate()
@@ -136,5 +194,8 @@ def test_cli_reports_both_modes_side_by_side(tmp_path, monkeypatch):
         assert replayed["f1"] == one_shot["f1"]
     bad = CliRunner().invoke(app, [*args, "--mode", "replay", "--set", "replay.score_every_s=0"])
     assert bad.exit_code == 2 and "replay.score_every_s=0.0, expected > 0" in bad.output
+    # a threshold rule the first model's calibration windows cannot meet stops the replay naming the file
+    failed = CliRunner().invoke(app, [*args, "--mode", "replay", "--set", "threshold.method=conformal"])
+    assert failed.exit_code != 0 and str(failed.exception).startswith("threshold on valve1-1 (seed 0): a conformal")
     bad = CliRunner().invoke(app, [*args, "--mode", "live"])
     assert bad.exit_code == 2 and "--mode 'live': expected one of one-shot, replay, both" in bad.output
