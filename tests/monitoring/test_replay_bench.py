@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aemodels.thresholds import ThresholdRule
 from features.readers import StreamSchema
 from features.synthetic import SENSORS, SyntheticSpec, generate_stream
 from monitoring.errors import BenchSettingError
 from monitoring.evaluation.benchmarks import BenchSettings, _File, _spec, with_assignments
-from aemodels.thresholds import ThresholdRule
 from monitoring.evaluation.replay_bench import ReplaySettings, _retrain, replay_file
 from monitoring.models.fitting import fit_bundle, prepare_training
 from monitoring.store.connection import Warehouse, connect
