@@ -148,7 +148,7 @@ def decide(candidates: list[Contender], champion: Contender | None, labeled: boo
     beats = (nominee.key(labeled) > champion.key(labeled) if labeled
              else clearly_fewer_false_alarms(nominee, champion)) if champion is not None else True
     if champion is None:
-        promoted, reason = True, f"no champion yet; best of {len(ranking)} by ({criterion})"
+        promoted, reason = True, f"the stream had no champion: best of {len(ranking)} by ({criterion})"
     elif beats:
         promoted = True
         reason = (f"beats champion v{champion.version} by ({criterion}): {_show(nominee, labeled)} vs "

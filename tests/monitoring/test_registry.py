@@ -156,7 +156,7 @@ def test_figures_are_valid_pngs(store, candidates, tmp_path):
 def test_gate_both_ways_and_rollback_through_the_champion_history(tmp_path, data, candidates, loser):
     uri, artifacts = new_store(tmp_path)
     first = promotion.register_training(uri, artifacts, data, [loser])
-    assert first.decision.promoted and first.decision.reason.startswith("no champion yet")
+    assert first.decision.promoted and first.decision.reason.startswith("the stream had no champion: best of ")
     weak = first.versions[loser.kind].version
     assert loser.evaluation.metrics["f1"] == 0.0
 
