@@ -147,8 +147,9 @@ ForceOption = typer.Option(False, "--force", help="Replace an existing file.")
 
 @app.command()
 def init(config: Path | None = InitPathOption, force: bool = ForceOption):
-    """Write a complete aemon.toml to start from: every setting with its default and a
-    comment, the demo stream `pumps` spelt out (a file's streams replace the built-in one)."""
+    """Write a complete aemon.toml to start from, every setting with its default and a comment.
+
+    The demo stream `pumps` is spelt out (a file's streams replace the built-in one)."""
     from flows.locations import ConfigError
     from flows.starter import write_starter
 
@@ -524,7 +525,9 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path |
                grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
                by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption,
                far_normal_limit: float | None = FarNormalOption, per_file: Path | None = PerFileOption):
-    """SKAB's protocol: per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
+    """SKAB's protocol: F1 / FAR / MAR and the changepoint score, pooled over the valve files.
+
+    Per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
     changepoint NAB score (60 s windows right of each changepoint). A file without labels (anomaly-free.csv) is
     scored in parts of an experiment's length: the FAR on normal days."""
     if use_folds:
@@ -547,7 +550,9 @@ def bench_nab(data: list[Path] = NabDataOption, as_json: bool = JsonOption, work
               grid: list[str] | None = GridOption, grid_file: Path | None = GridFileOption,
               by: str | None = ByOption, config: Path | None = ConfigOption, mode: str = ModeOption,
               per_file: Path | None = PerFileOption):
-    """NAB's scorer on NAB-layout folders with windows.json: train on each file's probationary period, score the
+    """NAB's scorer on NAB-layout folders: a normalised score per profile, per category and pooled.
+
+    Each folder holds series and windows.json: train on each file's probationary period, score the
     rest; one normalised score per profile. Several categories: a row per category and the pooled corpus."""
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
@@ -581,9 +586,10 @@ def bench_adbench(
     baselines: str | None = BaselinesOption, fits: str | None = FitsOption, epochs: int | None = EpochsOption,
     out: Path | None = OutOption, assignments: list[str] | None = SetOption, config: Path | None = ConfigOption,
 ):
-    """ADBench's protocol on its classical tabular sets: per set and seed a stratified 70 / 30 split through aemon's
-    ingest, training and scoring, beside PyOD's classic detectors; ROC AUC, PR AUC, F1 at each detector's own
-    threshold, ranks."""
+    """ADBench's protocol on its classical tabular sets, beside PyOD's classic detectors.
+
+    Per set and seed a stratified 70 / 30 split through aemon's ingest, training and scoring;
+    ROC AUC, PR AUC, F1 at each detector's own threshold, ranks."""
 
     from features.importers import DataSetError, adbench_files
     from flows.baselines import baseline_factories
@@ -688,8 +694,9 @@ def drift(
                                         help="Train when drift holds (default: the stream's drift.retrain)."),
     as_json: bool = typer.Option(False, "--json", help="The check as one JSON object; nothing else on stdout."),
 ):
-    """Compare recent readings, scores and alert rate with the champion; store the check
-    (drift_checks table, MLflow) and, when drift holds, retrain through the gate."""
+    """Compare recent readings, scores and alert rate with the champion; retrain when drift holds.
+
+    The check is stored (drift_checks table, MLflow); a retrain goes through the gate."""
     import json
 
     cfg = load(config, detectors=False)
@@ -769,8 +776,9 @@ def replay(
 
 @app.command()
 def sql(query: str, config: Path | None = ConfigOption):
-    """Run a read-only SQL query against the warehouse and print the result (no Prefect API
-    needed; flows may write meanwhile: the query reads one committed snapshot)."""
+    """Run a read-only SQL query against the warehouse and print the result.
+
+    No Prefect API is needed; flows may write meanwhile: the query reads one committed snapshot."""
     from flows.locations import load_warehouse
     from monitoring.store.connection import query_rows
 
@@ -789,8 +797,9 @@ def warehouse_attach(
     online: bool = typer.Option(False, help="INSTALL the extensions from DuckDB's repository instead of loading "
                                              "the files installed with aemon."),
 ):
-    """Print the SQL that any DuckDB client (CLI, Python, a BI tool) runs to read the
-    warehouse: read-only, on the latest committed snapshot, never delaying a flow."""
+    """Print the SQL that any DuckDB client (CLI, Python, a BI tool) runs to read the warehouse.
+
+    Read-only, on the latest committed snapshot, never delaying a flow."""
     from flows.locations import load_warehouse
     from monitoring.store.connection import client_sql
 
@@ -820,8 +829,9 @@ def warehouse_upgrade(config: Path | None = ConfigOption, from_export: Path | No
 
 @warehouse_app.command("maintain")
 def warehouse_maintain(config: Path | None = ConfigOption):
-    """Run the warehouse's upkeep now (merge small files, expire old snapshots, remove
-    orphaned files); `aemon serve` runs it daily."""
+    """Run the warehouse's upkeep now; `aemon serve` runs it daily.
+
+    Merges small files, expires old snapshots and removes orphaned files."""
     from flows.locations import load_warehouse
     from monitoring.store.maintenance import maintain
 
@@ -896,8 +906,9 @@ def incidents_list(
     all_: bool = typer.Option(False, "--all", help="Closed incidents too (default: open, acknowledged, recovered)."),
     config: Path | None = ConfigOption,
 ):
-    """Incidents by stream, asset and start: id, status, level, severity, top sensors (arrow: reading above or
-    below what the model expects)."""
+    """Incidents by stream, asset and start: id, status, level, severity, top sensors.
+
+    The arrow beside a sensor: its reading above or below what the model expects."""
     from flows.locations import stream_names
     from flows.render import print_incidents
     from monitoring.store.connection import connect
