@@ -916,11 +916,12 @@ def incidents_list(
 
     with connect(_incidents_warehouse(config)) as con:
         rows = read_incidents(con, stream, statuses=None if all_ else ACTIVE)
-        known = stream is None or stream in stream_names(config) or bool(len(read_incidents(con, stream)))
-    if not known:  # a typo, not a quiet stream: a stream no longer configured still lists its incidents
+        every = len(rows) if all_ else len(read_incidents(con, stream))
+    if stream is not None and not every and stream not in stream_names(config):
+        # a typo, not a quiet stream: a stream no longer configured still lists its incidents
         fail(f"stream {stream!r} is not configured and has no incidents; configured streams: "
              f"{stream_names(config)}")
-    print_incidents(rows, "incidents" if all_ else "active incidents")
+    print_incidents(rows, "incidents" if all_ else "active incidents", closed=every - len(rows))
 
 
 @incidents_app.command("show")

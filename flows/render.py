@@ -419,9 +419,11 @@ def sensors_with_direction(names: str, directions: str) -> str:
                      for i, s in enumerate(str(names).split(",")) if s)
 
 
-def print_incidents(rows, title: str) -> None:
+def print_incidents(rows, title: str, closed: int = 0) -> None:
+    """The incidents' table; `closed`: how many closed ones the listing leaves out."""
+    hidden = f"; {closed} closed (`aemon incidents list --all` lists them too)" if closed else ""
     if rows.empty:
-        console.print(f"no {title}")
+        console.print(f"no {title}{hidden}", highlight=False)
         return
     table = Table("id", "stream", "asset", "status", "level", "severity", "start", "end", "windows", "top sensors",
                   title=f"{title} ({len(rows)})")
@@ -431,6 +433,8 @@ def print_incidents(rows, title: str) -> None:
                       levels[min(int(r.severity_level), 3) - 1], f"{r.peak_severity:.2f}", str(r.start), str(r.end),
                       str(r.n_windows), Text(sensors_with_direction(r.top_sensors, r.directions)))
     console.print(table)
+    if closed:
+        console.print(hidden.removeprefix("; "), highlight=False)
 
 
 def print_incident(state: dict, log) -> None:

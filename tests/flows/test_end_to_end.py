@@ -364,6 +364,12 @@ def test_incidents_commands_list_show_ack_and_close(run, live):
     assert closed.exit_code == 0 and "closed by ana: valve swapped" in closed.output, closed.output
     again = runner.invoke(app, ["incidents", "close", incident, "--config", path])
     assert isinstance(again.exception, IncidentError) and "already closed" in str(again.exception)
+    # the default listing leaves the closed ones out and says how many, and how to list them
+    with connect(load_config(path).warehouse) as con:
+        n_closed = int(con.execute("SELECT count(*) FROM incidents WHERE status = 'closed'").fetchone()[0])
+    active = runner.invoke(app, ["incidents", "list", "--config", path])
+    assert active.exit_code == 0 and n_closed >= 1, active.output
+    assert f"{n_closed} closed (`aemon incidents list --all` lists them too)" in " ".join(active.output.split())
     missing = runner.invoke(app, ["incidents", "show", "zzzz", "--config", path])
     assert isinstance(missing.exception, IncidentError)
     assert "no incident has an id starting with 'zzzz'" in str(missing.exception)
