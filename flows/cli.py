@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 import typer
+from rich.markup import escape
 
 from flows.render import (
     console,
@@ -103,8 +104,6 @@ def json_line(record: dict) -> str:
 
 def print_error(message: object) -> None:
     """One line on stderr; a password in a URI or connection string it names is masked."""
-    from rich.markup import escape
-
     # escaped: a name in the message such as "[/x]" is text, not rich markup
     err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
 
@@ -158,7 +157,7 @@ def init(config: Path | None = InitPathOption, force: bool = ForceOption):
     except ConfigError as exc:
         fail(str(exc))
     console.print(f"wrote {path}: the built-in defaults and the demo stream 'pumps'; add your streams "
-                  "as [streams.<name>] tables", highlight=False, soft_wrap=True)
+                  "as [streams.<name>] tables", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -169,7 +168,7 @@ def ingest(
     flow_run: bool | None = typer.Option(
         None, "--flow-run/--in-process",
         help="Run as a Prefect flow run (Prefect's temporary local API when no PREFECT_API_URL is set), or the "
-             "same steps in this process. Default: a flow run when a Prefect API is configured or [runner] kind is "
+             "same steps in this process. Default: a flow run when a Prefect API is configured or runner.kind is "
              "\"dask\" (the files are read on the cluster), else in-process."),
 ):
     """Ingest every new file in the stream's inbox into the lake."""
@@ -192,7 +191,8 @@ def ingest(
 
         results = ingest_inbox(cfg, stream, retry_rejected, tasks.IN_PROCESS, command_logger("ingest"))
     if not results:
-        console.print(f"no new or changed files in {cfg.inbox(stream)} (files already ingested are not read again)")
+        console.print(f"no new or changed files in {cfg.inbox(stream)} (files already ingested are not read again)",
+                      markup=False)
         return
     report_batches(f"ingest {stream}", results)
 
@@ -249,7 +249,7 @@ def _import(dataset: str, data: Path, stream: str | None, config: Path | None) -
     name = stream or dataset
     results = [r.to_dict() for r in import_dataset(cfg.warehouse, dataset, data, stream=name)]
     console.print(f"lake table lake.{name} in {redact(cfg.warehouse.catalog)}; to train on it, declare it in the "
-                  f"config (see README, 'Benchmark data sets')", highlight=False, soft_wrap=True)
+                  f"config (see README, 'Benchmark data sets')", highlight=False, soft_wrap=True, markup=False)
     report_batches(f"import {dataset} -> {name}", results)
 
 
@@ -377,7 +377,7 @@ def _write_per_file(path: Path | None, frames: list[pd.DataFrame]) -> None:
         pd.concat(frames, ignore_index=True).to_csv(path, index=False)
     except OSError as exc:  # the figures above and in MLflow stay; only the file is missing
         fail(f"--per-file {path}: cannot write it ({exc.strerror})")
-    err_console.print(f"per file: {path}", highlight=False)
+    err_console.print(f"per file: {path}", highlight=False, markup=False)
 
 
 def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: str | None, kinds: str | None,
@@ -425,13 +425,14 @@ def _bench(dataset: str, data: Path, as_json: bool, work: Path | None, seeds: st
                 n = replay_bench.replay_summary(row)
                 err_console.print(f"{row.detector}: {n['retrains']} retrains ({n['retrains_promoted']} promoted by "
                                   f"the gate, {n['retrains_failed']} too short to train), {n['recalibrations']} "
-                                  f"recalibrations ({n['recalibrations_promoted']} promoted)", highlight=False)
+                                  f"recalibrations ({n['recalibrations_promoted']} promoted)", highlight=False,
+                                  markup=False)
         for problem in rows[0].untrained if rows else ():
-            err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {problem}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] not trained, counted as never firing: {escape(problem)}",
+                              highlight=False, soft_wrap=True)
         for problem in rows[0].unscored if rows else ():
-            err_console.print(f"[yellow]warning:[/] not part of the FAR on normal days: {problem}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] not part of the FAR on normal days: {escape(problem)}",
+                              highlight=False, soft_wrap=True)
     _write_per_file(per_file, frames)
 
 
@@ -683,7 +684,7 @@ def score(
     console.print(
         f"{stream}: model version {result['model_version']}, {result['windows_scored']} windows scored, "
         f"{result['anomalies_written']} new anomalous windows"
-    )
+    , markup=False)
 
 
 @app.command()
@@ -766,12 +767,13 @@ def replay(
 
     def report(done: ReplayedChunk) -> None:
         console.print(f"{done.written_s:8.1f} s  {done.path.name}  {done.rows} rows from {done.first}",
-                      highlight=False)
+                      highlight=False, markup=False)
 
     shift_to = pd.Timestamp.now("UTC").tz_localize(None).floor("s") if shift else None
     written = replay_file(file, settings.stream_schema(), inbox, speed=speed if wait else 0.0, chunk_s=chunk,
                           shift_to=shift_to, on_chunk=report)
-    console.print(f"{sum(c.rows for c in written)} rows in {len(written)} files written to {inbox}", highlight=False)
+    console.print(f"{sum(c.rows for c in written)} rows in {len(written)} files written to {inbox}", highlight=False,
+                  markup=False)
 
 
 @app.command()
@@ -822,9 +824,9 @@ def warehouse_upgrade(config: Path | None = ConfigOption, from_export: Path | No
     warehouse, _ = load_warehouse(config)
     copied = upgrade_legacy(warehouse, from_export)
     for table, n in copied.items():
-        console.print(f"{table}: {n} rows", highlight=False)
+        console.print(f"{table}: {n} rows", highlight=False, markup=False)
     console.print(f"upgraded into {redact(warehouse.catalog)}; the old file is kept as {warehouse.legacy}.upgraded",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 @warehouse_app.command("maintain")
@@ -838,7 +840,7 @@ def warehouse_maintain(config: Path | None = ConfigOption):
     warehouse, settings = load_warehouse(config)
     result = maintain(warehouse, settings.snapshot_retention_days)
     console.print(f"data files {result.files_before} -> {result.files_after}, snapshots {result.snapshots_before} "
-                  f"-> {result.snapshots_after}, {result.files_removed} files removed", highlight=False)
+                  f"-> {result.snapshots_after}, {result.files_removed} files removed", highlight=False, markup=False)
 
 
 @app.command()
@@ -953,7 +955,7 @@ def incidents_ack(incident: str = typer.Argument(..., help="An incident id, or t
 
     state = acknowledge(_incidents_warehouse(config), incident, _actor(by), note)
     console.print(f"incident {state['incident_id']} ({state['stream']}/{state['asset']}) acknowledged by "
-                  f"{state['acknowledged_by']}; its alert goes out with the stream's next scoring run")
+                  f"{state['acknowledged_by']}; its alert goes out with the stream's next scoring run", markup=False)
 
 
 @incidents_app.command("close")
@@ -964,7 +966,7 @@ def incidents_close(incident: str = typer.Argument(..., help="An incident id, or
 
     state = close_incident(_incidents_warehouse(config), incident, _actor(by), note)
     console.print(f"incident {state['incident_id']} ({state['stream']}/{state['asset']}) {state['closed_reason']}; "
-                  "its alert goes out with the stream's next scoring run")
+                  "its alert goes out with the stream's next scoring run", markup=False)
 
 
 models_app = typer.Typer(help="Registered detector versions: list, compare, promote, roll back.",
@@ -988,7 +990,7 @@ def models_list(config: Path | None = ConfigOption):
         quiet_libraries()
         frame = registry.list_models(tracking_uri)
     if frame.empty:
-        console.print(f"no registered models in {redact(tracking_uri)}; run `aemon train STREAM` first")
+        console.print(f"no registered models in {redact(tracking_uri)}; run `aemon train STREAM` first", markup=False)
         return
     print_frame(frame)
 
@@ -1013,7 +1015,7 @@ def models_promote(stream: str, version: int, config: Path | None = ConfigOption
     cfg.stream(stream)
     quiet_libraries()
     champion = registry.promote(cfg.mlflow_tracking_uri, stream, version)
-    console.print(f"{champion.name} champion is now version {champion.version} ({champion.kind})")
+    console.print(f"{champion.name} champion is now version {champion.version} ({champion.kind})", markup=False)
 
 
 @models_app.command("rollback")
@@ -1026,7 +1028,7 @@ def models_rollback(stream: str, config: Path | None = ConfigOption):
     quiet_libraries()
     replaced, champion = registry.rollback(cfg.mlflow_tracking_uri, stream)
     console.print(f"{champion.name}: version {replaced} rolled back; champion is version {champion.version} "
-                  f"({champion.kind})")
+                  f"({champion.kind})", markup=False)
 
 
 @threshold_app.command("recalibrate")
@@ -1056,7 +1058,7 @@ def threshold_recalibrate(
     console.print(
         f"registered {result['model_name']} v{result['version']} (threshold {result['threshold']:.6g}, aliases "
         f"{','.join(result['aliases']) or '-'}); champion is v{result['champion']}: {result['reason']}",
-        highlight=False, soft_wrap=True)
+        highlight=False, soft_wrap=True, markup=False)
 
 
 class HideUserErrorTracebacks(logging.Filter):
@@ -1127,9 +1129,9 @@ def main() -> None:
             raise
         # the disk, not aemon: say so (and which file, when the OS names it); warehouse writes
         # are transactions and lake files are staged, so the same command converges once there is room
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = escape(f"{exc.filename}: ") if exc.filename else ""
         code_name = errno.errorcode.get(exc.errno, "")
-        err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc} (errno {code_name}): "
+        err_console.print(f"[bold red]error:[/] {where}{escape(str(exc.strerror or exc))} (errno {code_name}): "
                           "the disk is full or not writable; run the command again when it has room",
                           highlight=False, soft_wrap=True)
         sys.exit(3)

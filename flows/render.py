@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -88,7 +89,7 @@ def print_quality(stream: str, report: pd.DataFrame) -> None:
         )
     console.print(table)
     duplicates = int(report["n_duplicates"].iloc[0]) if len(report) else 0
-    console.print(f"{duplicates} duplicate timestamps in the stream (quarantined at ingest)")
+    console.print(f"{duplicates} duplicate timestamps in the stream (quarantined at ingest)", markup=False)
     for r in report.itertuples(index=False):
         if r.grade != "high":
             console.print(f"  [bold]{r.sensor}[/] ({r.grade}): {r.advice}", highlight=False, soft_wrap=True)
@@ -134,10 +135,11 @@ def print_evaluation(row: dict, stored: bool) -> None:
     console.print(
         f"{row['n_rows']} readings of {row['n_assets']} assets, {row['n_labeled_rows']} labeled; "
         f"{row['n_events']} labeled events, {row['n_detected_events']} detected; {row['n_alarms']} alarms "
-        f"(tp {row['tp']}, fp {row['fp']}, fn {row['fn']}, tn {row['tn']})", highlight=False, soft_wrap=True)
+        f"(tp {row['tp']}, fp {row['fp']}, fn {row['fn']}, tn {row['tn']})", highlight=False, soft_wrap=True,
+        markup=False)
     where = "stored as" if stored else "unchanged since"
     console.print(f"{where} evaluation {row['evaluation_id']} (MLflow run {row['mlflow_run_id']})",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> None:
@@ -165,11 +167,11 @@ def print_bench(dataset: str, rows, seconds: float, mode: str = "one-shot") -> N
         console.print(f"FAR % normal days: the files without labels cut into {first.normal_parts} parts of about "
                       f"an experiment's length, {int(first.normal.fp + first.normal.tn):,} scored readings, "
                       "each part scored as an experiment (not part of the published protocol)",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
         events = ", ".join(f"{d['detector']} {_figure(d.get('events_per_hour_normal'), 1)}"
                            for d in (row.to_dict() for row in rows) if "events_per_hour_normal" in d)
         console.print(f"Changepoints predicted on normal days (incident events, all false), per hour: {events}",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
 
 
 def _figure(value, digits: int = 2) -> str:
@@ -287,7 +289,7 @@ def print_adbench(result) -> None:
             lines.append(f"{kind} vs: {shown}")
         console.print("Wilcoxon signed-rank on per-set ROC AUC, median difference, Holm-corrected p:\n  "
                       + "\n  ".join(lines), highlight=False, soft_wrap=True)
-    console.print(f"{result.seconds:.0f} s", highlight=False)
+    console.print(f"{result.seconds:.0f} s", highlight=False, markup=False)
 
 
 def print_training(result: dict) -> None:
@@ -301,7 +303,7 @@ def print_training(result: dict) -> None:
     console.print(table)
     verb = "promoted to champion" if result["promoted"] else "champion unchanged"
     console.print(f"gate: {verb}, champion is v{result['version']} ({result['kind']}); {result['reason']}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 def print_drift(result: dict) -> None:
@@ -324,13 +326,15 @@ def print_drift(result: dict) -> None:
     console.print(table)
     for f in result["features"]:
         if f["note"]:
-            console.print(f"  {names.get(f['feature'], f['feature'])}: {f['note']}", highlight=False, soft_wrap=True)
+            console.print(f"  {names.get(f['feature'], f['feature'])}: {f['note']}", highlight=False, soft_wrap=True,
+                          markup=False)
     verdict = "[bold red]drift[/]" if result["drifted"] else "[green]no drift[/]"
-    console.print(f"{verdict}: {result['decision']} (check {result['check_id']}, MLflow run {result['mlflow_run_id']})",
-                  highlight=False, soft_wrap=True)
+    console.print(f"{verdict}: {escape(result['decision'])} (check {result['check_id']}, MLflow run "
+                  f"{result['mlflow_run_id']})", highlight=False, soft_wrap=True)
     training = result.get("training")
     if training is not None and "deployment" in training:
-        console.print(f"scheduled {training['deployment']} (flow run {training['flow_run_id']})", highlight=False)
+        console.print(f"scheduled {training['deployment']} (flow run {training['flow_run_id']})", highlight=False,
+                      markup=False)
 
 
 def _number(value, percent: bool = False) -> str:
@@ -367,18 +371,18 @@ def print_demo(cfg, result, elapsed: float) -> None:
         f"   precision [bold]{ev.precision:.2f}[/]   recall [bold]{ev.recall:.2f}[/]   ({elapsed:.0f} s)"
     )
     version = result.train["version"]
-    console.print("\nLook further:")
+    console.print("\nLook further:", markup=False)
     # Commands are printed unwrapped (soft_wrap) so they can be copied as they are.
     console.print(f"  {_tool('mlflow')} ui --backend-store-uri {redact(cfg.mlflow_tracking_uri)} --host 127.0.0.1",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     console.print(
         f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
         f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
-    )
+    markup=False)
     console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, '
-                  'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True)
+                  'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True, markup=False)
     console.print(f"  {_tool('aemon')} warehouse attach    (the SQL any DuckDB client runs to read the warehouse, "
-                  "read-only, while flows write)", highlight=False, soft_wrap=True)
+                  "read-only, while flows write)", highlight=False, soft_wrap=True, markup=False)
 
 
 def _tool(name: str) -> str:
@@ -423,7 +427,7 @@ def print_incidents(rows, title: str, closed: int = 0) -> None:
     """The incidents' table; `closed`: how many closed ones the listing leaves out."""
     hidden = f"; {closed} closed (`aemon incidents list --all` lists them too)" if closed else ""
     if rows.empty:
-        console.print(f"no {title}{hidden}", highlight=False)
+        console.print(f"no {title}{hidden}", highlight=False, markup=False)
         return
     table = Table("id", "stream", "asset", "status", "level", "severity", "start", "end", "windows", "top sensors",
                   title=f"{title} ({len(rows)})")

@@ -236,6 +236,17 @@ def test_every_command_is_listed_on_one_line_of_help():
     assert len(entries) > 30  # every subcommand of every group is walked
     broken = [(name, first) for name, first in entries if not first or "\n" in first]
     assert not broken, broken
+
+    def helps(command, path):
+        yield " ".join(path), command.help or ""
+        for param in command.params:
+            yield f"{' '.join(path)} {param.name}", getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from helps(sub, [*path, name])
+
+    # rich reads "[name]" in a help text as markup and drops it ("or [runner] kind" showed as "or  kind")
+    bracketed = [(where, text) for where, text in helps(typer.main.get_command(app), ["aemon"]) if "[" in text]
+    assert not bracketed, bracketed
     # and the listing printed shows it so: the init line ends its sentence where it wraps
     shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     assert "init       Write a complete aemon.toml to start from, every setting with its default and a comment." \

@@ -271,6 +271,8 @@ def test_aemon_init_writes_a_file_that_loads_to_exactly_the_built_in_defaults(tm
     result = CliRunner().invoke(app, ["init"])
     assert result.exit_code == 0, result.output
     path = tmp_path / "aemon.toml"
+    # the message names the tables to add as they are written (not eaten as rich markup)
+    assert "add your streams as [streams.<name>] tables" in " ".join(result.output.split())
     text = path.read_text()
     written = load_config(path)
     assert written == built_in and written.model_dump() == built_in.model_dump()
