@@ -683,8 +683,8 @@ def score(
     result = score_stream(stream, config_path=str(config) if config else None, full=full)
     console.print(
         f"{stream}: model version {result['model_version']}, {result['windows_scored']} windows scored, "
-        f"{result['anomalies_written']} new anomalous windows"
-    , markup=False)
+        f"{result['anomalies_written']} new anomalous windows", markup=False,
+    )
 
 
 @app.command()

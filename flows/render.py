@@ -378,7 +378,8 @@ def print_demo(cfg, result, elapsed: float) -> None:
     console.print(
         f'  {_tool("aemon")} sql "SELECT asset, window_start, round(score, 3) AS score, top_sensors FROM anomalies '
         f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
-    markup=False)
+        markup=False,
+    )
     console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, '
                   'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True, markup=False)
     console.print(f"  {_tool('aemon')} warehouse attach    (the SQL any DuckDB client runs to read the warehouse, "
@@ -438,7 +439,7 @@ def print_incidents(rows, title: str, closed: int = 0) -> None:
                       str(r.n_windows), Text(sensors_with_direction(r.top_sensors, r.directions)))
     console.print(table)
     if closed:
-        console.print(hidden.removeprefix("; "), highlight=False)
+        console.print(hidden.removeprefix("; "), highlight=False, markup=False)
 
 
 def print_incident(state: dict, log) -> None:
