@@ -10,6 +10,9 @@ more often than the store's own retries allow. Every write is idempotent, so a r
 """
 from __future__ import annotations
 
+import functools
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -24,6 +27,7 @@ from prefect.states import State
 from flows import notify
 from flows.errors import DOMAIN_ERRORS
 from monitoring.store import data_quality, ingestion, maintenance, readings, results
+from monitoring.store.redaction import redact
 
 if TYPE_CHECKING:
     from aemodels.thresholds import ThresholdRule
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+logger = logging.getLogger("aemon.steps")  # steps run in this process (in_process): no flow run to log to
 
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -264,13 +269,42 @@ def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | No
                                      label_columns=label_columns, exclusions=exclusions, retrain=retrain)
 
 
+def in_process(step: Task[P, R]) -> Callable[P, R]:
+    """A task's function to call directly, retried as the task would be: up to its `retries`
+    times after its `retry_delay_seconds`, on any error but DOMAIN_ERRORS (retry_transient's
+    rule). Prefect applies that policy only inside a flow run, so a step run in this process
+    (a blip of S3 or a locked catalog during `aemon ingest` without a Prefect API) gets it here."""
+    fn = step.fn
+    if not step.retries:
+        return fn
+    delays = step.retry_delay_seconds
+    waits = list(delays) if isinstance(delays, list) else [float(delays or 0)] * step.retries
+    waits = (waits + waits[-1:] * step.retries)[:step.retries]  # a shorter list repeats its last delay, as Prefect's
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        for wait in waits:
+            try:
+                return fn(*args, **kwargs)
+            except DOMAIN_ERRORS:
+                raise
+            except Exception as exc:  # a transient failure: retried, as the flow run's task is
+                logger.warning("%s failed (%s: %s); retrying in %g s", step.name, type(exc).__name__,
+                               redact(str(exc)), wait)
+                time.sleep(wait)
+        return fn(*args, **kwargs)
+
+    return call
+
+
 class InProcess:
     """The tasks' own functions, called directly (attribute access mirrors this module):
-    a flow's steps run in this process without a Prefect API (flows.ingest.ingest_inbox)."""
+    a flow's steps run in this process without a Prefect API (flows.ingest.ingest_inbox),
+    with the tasks' retries (in_process)."""
 
     def __getattr__(self, name: str) -> Any:
         step = globals()[name]
-        return step.fn if isinstance(step, Task) else step
+        return in_process(step) if isinstance(step, Task) else step
 
 
 IN_PROCESS = InProcess()

@@ -37,6 +37,59 @@ def test_io_tasks_retry_transient_failures_but_not_domain_errors(prefect_harness
     assert attempts == {"domain": 1, "io": 3}
 
 
+def test_steps_run_in_process_retry_as_their_tasks_do():
+    """`aemon ingest` without a Prefect API calls the tasks' functions directly (IN_PROCESS):
+    they get the tasks' retries there too, transient failures only, with the tasks' delays;
+    a step a retry would repeat (commit-files) is called once."""
+    from flows import tasks
+    from monitoring.errors import WarehouseError
+
+    attempts = {"domain": 0, "io": 0, "down": 0}
+
+    @tasks.io_task(retry_delay_seconds=[0.01, 0.02])
+    def blip() -> str:
+        attempts["io"] += 1
+        if attempts["io"] < 4:
+            raise OSError("Connection reset by peer")
+        return "listed"
+
+    @tasks.io_task(retry_delay_seconds=0)
+    def missing_stream():
+        attempts["domain"] += 1
+        raise WarehouseError("stream 'x' has no readings yet")
+
+    @tasks.io_task(retry_delay_seconds=0)
+    def down():
+        attempts["down"] += 1
+        raise OSError("no route to host")
+
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("aemon.steps").addHandler(handler)
+    try:
+        assert tasks.in_process(blip)() == "listed"  # 3 failures, then the 4th attempt (retries=3)
+    finally:
+        logging.getLogger("aemon.steps").removeHandler(handler)
+    # the delays as Prefect reads the list: the last one repeats
+    assert [r.getMessage().rsplit(" in ", 1)[1] for r in records] == ["0.01 s", "0.02 s", "0.02 s"]
+    assert "blip failed (OSError: Connection reset by peer); retrying" in records[0].getMessage()
+    with pytest.raises(WarehouseError):
+        tasks.in_process(missing_stream)()
+    with pytest.raises(OSError, match="no route to host"):
+        tasks.in_process(down)()
+    assert attempts == {"io": 4, "domain": 1, "down": 4}
+    # the ingest's own steps: retried as in a flow run, but for the commit, which is not retried there either
+    assert tasks.IN_PROCESS.scan_inbox is not tasks.scan_inbox.fn
+    assert tasks.IN_PROCESS.commit_files is tasks.commit_files.fn
+
+
 def test_ingest_waits_out_another_process_holding_the_write_lock(aemon_home, prefect_harness, small_stream):
     import subprocess
     import sys
