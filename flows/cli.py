@@ -528,9 +528,12 @@ def bench_skab(data: Path = DataOption, as_json: bool = JsonOption, work: Path |
                far_normal_limit: float | None = FarNormalOption, per_file: Path | None = PerFileOption):
     """SKAB's protocol: F1 / FAR / MAR and the changepoint score, pooled over the valve files.
 
-    Per file, train on the first 400 rows and score the rest; pooled F1 / FAR / MAR and the
-    changepoint NAB score (60 s windows right of each changepoint). A file without labels (anomaly-free.csv) is
-    scored in parts of an experiment's length: the FAR on normal days."""
+    Per file, train on the first 400 rows and score the rest.
+
+    Pooled over the files: F1 / FAR / MAR and the changepoint NAB score (60 s windows right of each changepoint).
+
+    A file without labels (anomaly-free.csv) is scored in parts of an experiment's length: the FAR on normal days.
+    """
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
         _no_per_file(per_file)
@@ -553,8 +556,10 @@ def bench_nab(data: list[Path] = NabDataOption, as_json: bool = JsonOption, work
               per_file: Path | None = PerFileOption):
     """NAB's scorer on NAB-layout folders: a normalised score per profile, per category and pooled.
 
-    Each folder holds series and windows.json: train on each file's probationary period, score the
-    rest; one normalised score per profile. Several categories: a row per category and the pooled corpus."""
+    Each folder holds series and windows.json: train on each file's probationary period, score the rest.
+
+    One normalised score per profile; several categories: a row per category and the pooled corpus.
+    """
     if use_folds:
         _one_shot_only(mode, assignments, "--folds")
         _no_per_file(per_file)
@@ -589,8 +594,10 @@ def bench_adbench(
 ):
     """ADBench's protocol on its classical tabular sets, beside PyOD's classic detectors.
 
-    Per set and seed a stratified 70 / 30 split through aemon's ingest, training and scoring;
-    ROC AUC, PR AUC, F1 at each detector's own threshold, ranks."""
+    Per set and seed a stratified 70 / 30 split through aemon's ingest, training and scoring.
+
+    ROC AUC, PR AUC, F1 at each detector's own threshold, ranks.
+    """
 
     from features.importers import DataSetError, adbench_files
     from flows.baselines import baseline_factories

@@ -49,11 +49,16 @@ R = TypeVar("R")
 logger = logging.getLogger("aemon.steps")  # steps run in this process (in_process): no flow run to log to
 
 
-def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry I/O failures (a locked file, a busy tracking server), not domain errors such as
-    a stream without readings or a missing model: those fail the same way every time."""
-    error = state.result(raise_on_failure=False)
+def is_transient(error: BaseException) -> bool:
+    """An I/O failure (a locked file, a busy tracking server, a dropped S3 connection) that a
+    retry may get past; not a domain error such as a stream without readings or a missing
+    model, which fails the same way every time, and not an interrupt."""
     return isinstance(error, Exception) and not isinstance(error, DOMAIN_ERRORS)
+
+
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect's retry condition for io_task: retry a transient failure (is_transient)."""
+    return is_transient(state.result(raise_on_failure=False))
 
 
 def io_task(name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
@@ -271,8 +276,8 @@ def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | No
 
 def in_process(step: Task[P, R]) -> Callable[P, R]:
     """A task's function to call directly, retried as the task would be: up to its `retries`
-    times after its `retry_delay_seconds`, on any error but DOMAIN_ERRORS (retry_transient's
-    rule). Prefect applies that policy only inside a flow run, so a step run in this process
+    times after its `retry_delay_seconds`, on a transient error (is_transient, the rule
+    retry_transient gives Prefect). Prefect applies that policy only inside a flow run, so a step run in this process
     (a blip of S3 or a locked catalog during `aemon ingest` without a Prefect API) gets it here."""
     fn = step.fn
     if not step.retries:
@@ -286,9 +291,9 @@ def in_process(step: Task[P, R]) -> Callable[P, R]:
         for wait in waits:
             try:
                 return fn(*args, **kwargs)
-            except DOMAIN_ERRORS:
-                raise
-            except Exception as exc:  # a transient failure: retried, as the flow run's task is
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 logger.warning("%s failed (%s: %s); retrying in %g s", step.name, type(exc).__name__,
                                redact(str(exc)), wait)
                 time.sleep(wait)

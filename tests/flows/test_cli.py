@@ -237,6 +237,15 @@ def test_every_command_is_listed_on_one_line_of_help():
     broken = [(name, first) for name, first in entries if not first or "\n" in first]
     assert not broken, broken
 
+    def paragraphs(group, path):
+        for name, command in group.commands.items():
+            yield from ((" ".join([*path, name]), text) for text in inspect.cleandoc(command.help or "").split("\n\n"))
+            yield from paragraphs(command, [*path, name]) if hasattr(command, "commands") else ()
+
+    # a command's own --help keeps every paragraph's line breaks too ("score the" / "rest; one ..." on two lines)
+    broken = [(name, text) for name, text in paragraphs(typer.main.get_command(app), ["aemon"]) if "\n" in text]
+    assert not broken, broken
+
     def helps(command, path):
         yield " ".join(path), command.help or ""
         for param in command.params:
