@@ -795,6 +795,34 @@ def sql(query: str, config: Path | None = ConfigOption):
     print_query(*query_rows(warehouse, query))
 
 
+@app.command("status")
+def status(
+    stream: str | None = typer.Argument(None, help="Only this stream (default: every configured stream)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per stream and line; nothing else on stdout."),
+    config: Path | None = ConfigOption,
+):
+    """Where each stream stands: ingested files, readings and scoring per asset, active incidents.
+
+    Read from the warehouse alone (no Prefect API, no MLflow), while flows write."""
+    from flows.locations import stream_names
+    from flows.render import print_stream_status
+    from monitoring.store.connection import connect
+    from monitoring.store.overview import stream_status
+
+    configured = stream_names(config)
+    warehouse = _incidents_warehouse(config)
+    with connect(warehouse) as con:
+        found = [stream_status(con, name) for name in ([stream] if stream is not None else configured)]
+    if stream is not None and stream not in configured and not found[0].files and found[0].assets.empty:
+        fail(f"stream {stream!r} is not configured and the warehouse holds nothing of it; configured streams: "
+             f"{configured}")
+    for one in found:
+        if as_json:
+            print(json_line(one.to_dict()))
+        else:
+            print_stream_status(one)
+
+
 warehouse_app = typer.Typer(help="The warehouse: connect from any DuckDB client, upgrade, upkeep.",
                             no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")

@@ -380,6 +380,8 @@ def print_demo(cfg, result, elapsed: float) -> None:
         f'WHERE model_version = {version} ORDER BY score DESC LIMIT 10"', highlight=False, soft_wrap=True,
         markup=False,
     )
+    console.print(f"  {_tool('aemon')} status    (per asset: readings, how far scored, the model, active incidents)",
+                  highlight=False, soft_wrap=True, markup=False)
     console.print(f'  {_tool("aemon")} sql "SELECT asset, start, n_windows, round(peak_severity, 1) AS severity, '
                   'top_sensors, status FROM incidents ORDER BY start"', highlight=False, soft_wrap=True, markup=False)
     console.print(f"  {_tool('aemon')} warehouse attach    (the SQL any DuckDB client runs to read the warehouse, "
@@ -456,3 +458,38 @@ def print_incident(state: dict, log) -> None:
         history.add_row(str(r.revision), str(r.logged_at), r.event, r.status, f"{r.peak_severity:.2f}", str(r.end),
                         str(r.n_windows), Text(str(r.actor)), Text(_cell(r.reason)))
     console.print(history)
+
+
+def print_stream_status(status) -> None:
+    """`aemon status` of one stream (monitoring.store.overview.StreamStatus): a line on its
+    ingest and feed, a row per asset, and the next command where something waits."""
+    import pandas as pd
+
+    name = status.stream
+
+    def stamp(value) -> str:
+        return "-" if value is None or pd.isna(value) else pd.Timestamp(value).isoformat(" ", "minutes")
+
+    feed = "" if status.feed is None else f"; feed {status.feed} since {stamp(status.feed_since)}"
+    console.print(f"{name}: {plural(status.files, 'file')} ingested, the last at {stamp(status.last_ingest)}; "
+                  f"{plural(status.rejected_files, 'rejected file')}, "
+                  f"{plural(status.quarantined_rows, 'quarantined row')}{feed}", highlight=False, markup=False)
+    rows = status.assets
+    if rows.empty:
+        console.print(f"  nothing ingested yet: `aemon ingest {name}`", highlight=False, markup=False)
+        return
+    table = Table("asset", "readings", "last reading", "scored through", "not scored", "model", "active incidents",
+                  "last incident", "scored at")
+    for r in rows.itertuples(index=False):
+        table.add_row(Text(str(r.asset)), str(r.readings), stamp(r.last_reading), stamp(r.scored_through),
+                      str(r.unscored_readings), "-" if pd.isna(r.model_version) else f"v{r.model_version}",
+                      str(r.active_incidents), stamp(r.last_incident_start), stamp(r.last_scoring_run))
+    console.print(table)
+    if rows["scored_through"].isna().all():
+        console.print(f"  nothing scored yet: `aemon train {name}`, then `aemon score {name}`",
+                      highlight=False, markup=False)
+    if rows["active_incidents"].sum():
+        console.print(f"  active incidents: `aemon incidents list {name}`", highlight=False, markup=False)
+    if status.rejected_files or status.quarantined_rows:
+        console.print(f"  why rows were refused: `aemon sql \"SELECT file, row_number, \\\"column\\\", reason FROM "
+                      f"quarantine WHERE stream = '{name}' LIMIT 20\"`", highlight=False, markup=False)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -109,6 +110,46 @@ def test_ingest_exits_1_when_rows_are_quarantined(aemon_home, prefect_harness, s
     assert "1 file: 1 ingested; 99 rows accepted, 1 row quarantined (see the quarantine table)" in result.output
     again = CliRunner().invoke(app, ["ingest", "pumps", "--config", str(config)])
     assert again.exit_code == 0 and "no new or changed files" in again.output
+
+
+def test_status_before_scoring_counts_every_reading_as_not_scored(aemon_home, small_stream):
+    """`aemon status` of an ingested stream that no model has scored: its files, its
+    quarantined row, per asset the lake's readings, all of them not scored yet, and the
+    next commands; --json gives the same figures, one object per stream."""
+    import json
+
+    from flows.config import load_config
+    from monitoring.store.ingestion import ingest_file
+
+    home, config = aemon_home
+    cfg = load_config(config)
+    frame = small_stream.readings.head(300).copy()
+    frame["flow_rate"] = frame["flow_rate"].astype(object)
+    frame.loc[frame.index[7], "flow_rate"] = "n/a?"
+    frame.to_csv(home / "x.csv", index=False)
+    ingest_file(cfg.warehouse, "pumps", cfg.stream("pumps").stream_schema(), home / "x.csv")
+    accepted = frame.drop(index=frame.index[7])
+    counts = accepted.groupby("asset")["timestamp"].agg(["size", "max"])
+
+    result = CliRunner().invoke(app, ["status", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    [line] = result.stdout.splitlines()
+    got = json.loads(line)
+    assert (got["stream"], got["files"], got["rejected_files"], got["quarantined_rows"]) == ("pumps", 1, 0, 1)
+    assert got["last_ingest"] is not None
+    assert [a["asset"] for a in got["assets"]] == sorted(counts.index)
+    for row in got["assets"]:
+        assert row["readings"] == row["unscored_readings"] == counts.loc[row["asset"], "size"]
+        assert row["last_reading"] == pd.Timestamp(counts.loc[row["asset"], "max"]).isoformat()
+        assert (row["scored_through"], row["model_version"], row["active_incidents"]) == (None, None, 0)
+
+    shown = CliRunner().invoke(app, ["status", "--config", str(config)], env={"COLUMNS": "200"})
+    text = " ".join(shown.output.split())
+    assert shown.exit_code == 0, shown.output
+    assert "pumps: 1 file ingested, the last at " in text and "0 rejected files, 1 quarantined row" in text
+    assert "nothing scored yet: `aemon train pumps`, then `aemon score pumps`" in text
+    assert "FROM quarantine WHERE stream = 'pumps'" in text
+    assert all(asset in text for asset in counts.index)
 
 
 def test_quality_prints_and_stores_the_report(aemon_home, small_stream):

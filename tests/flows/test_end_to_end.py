@@ -348,6 +348,34 @@ def test_alerts_go_to_a_signed_webhook_once_and_wait_while_it_fails(run, live, m
         path.unlink()
 
 
+def test_status_shows_how_far_each_asset_is_ingested_and_scored(run):
+    """`aemon status --json` against the warehouse's own tables, read independently here."""
+    import json
+
+    with connect(run["config"].warehouse) as con:
+        lake = read_readings(con, "pumps")
+        marks = dict(con.execute("SELECT asset, last_window_end FROM watermarks WHERE stream = 'pumps'").fetchall())
+        versions = dict(con.execute("SELECT asset, arg_max(model_version, window_end) FROM scores "
+                                    "WHERE stream = 'pumps' GROUP BY asset").fetchall())
+        active = dict(con.execute("SELECT asset, count(*) FILTER (WHERE status IN ('open', 'acknowledged', "
+                                  "'recovered')) FROM incidents WHERE stream = 'pumps' GROUP BY asset").fetchall())
+        files = con.execute("SELECT DISTINCT file FROM ingest_batches WHERE stream = 'pumps' AND rows_accepted > 0"
+                            ).fetchall()
+        quarantined = con.execute("SELECT count(*) FROM quarantine WHERE stream = 'pumps'").fetchone()[0]
+    result = CliRunner().invoke(app, ["status", "pumps", "--json", "--config", run["config_path"]])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["files"] == len(files) >= len(run["files"]) and got["quarantined_rows"] == quarantined
+    assert [a["asset"] for a in got["assets"]] == sorted(lake["asset"].unique())
+    for row in got["assets"]:
+        times = lake.loc[lake["asset"] == row["asset"], "timestamp"]
+        mark = pd.Timestamp(marks[row["asset"]])
+        assert row["readings"] == len(times) and row["last_reading"] == times.max().isoformat()
+        assert row["scored_through"] == mark.isoformat() and row["unscored_readings"] == int((times > mark).sum())
+        assert row["model_version"] == versions[row["asset"]] and row["model_version"] >= run["trained"]["version"]
+        assert row["active_incidents"] == active.get(row["asset"], 0)
+
+
 def test_incidents_commands_list_show_ack_and_close(run, live):
     path = run["config_path"]
     runner = CliRunner()

@@ -253,7 +253,8 @@ def test_every_malformed_setting_is_one_line_naming_it(home, tmp_path, capsys, m
 
 
 # The commands that read only the warehouse settings (no torch, no Prefect) check what they read.
-WAREHOUSE_COMMANDS = [("sql", "SELECT 1"), ("warehouse", "attach"), ("warehouse", "maintain"), ("incidents", "list")]
+WAREHOUSE_COMMANDS = [("sql", "SELECT 1"), ("warehouse", "attach"), ("warehouse", "maintain"), ("incidents", "list"),
+                      ("status",)]
 
 
 @pytest.mark.parametrize("command", WAREHOUSE_COMMANDS, ids=" ".join)
@@ -498,6 +499,24 @@ def test_unknown_stream_of_incidents_list_is_one_line(aemon_home, capsys, monkey
     code, _, err = run_cli(capsys, monkeypatch, "incidents", "list", "valves", "--config", str(config))
     assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured and has no incidents; "
                                                  "configured streams: ['pumps']")
+
+
+def test_unknown_stream_of_status_is_one_line(aemon_home, capsys, monkeypatch):
+    """`status STREAM` of a configured stream with nothing ingested says so; a name neither
+    configured nor in the warehouse is a mistake, and a warehouse not created yet is named."""
+    from flows.config import load_config
+    from monitoring.store.connection import connect
+
+    _, config = aemon_home
+    code, _, err = run_cli(capsys, monkeypatch, "status", "--config", str(config))
+    assert code == 2 and one_line_error(err).startswith("error: no warehouse at ")
+    with connect(load_config(config).warehouse):
+        pass  # the warehouse exists, empty
+    code, out, _ = run_cli(capsys, monkeypatch, "status", "pumps", "--config", str(config))
+    assert code == 0 and "nothing ingested yet: `aemon ingest pumps`" in out
+    code, _, err = run_cli(capsys, monkeypatch, "status", "valves", "--config", str(config))
+    assert code == 2 and one_line_error(err) == ("error: stream 'valves' is not configured and the warehouse holds "
+                                                 "nothing of it; configured streams: ['pumps']")
 
 
 def test_a_config_asking_for_an_enormous_network_loads_without_building_it(tmp_path):
