@@ -78,7 +78,9 @@ class StreamSchema:
     column that is not the timestamp, asset or a label as a sensor. `column_aliases` maps a
     header name in the files to the stream's name (a sensor renamed by a firmware update).
     `timestamp_column=None` declares tabular records with no time order: each row gets a
-    synthetic, strictly increasing timestamp (see features.validation)."""
+    synthetic, strictly increasing timestamp (see features.validation). `ignore_columns`
+    names columns the files may carry that the stream does not keep (an export's comment or
+    quality-flag column): dropped at read, never stored, never a sensor."""
 
     sensors: tuple[str, ...] = ()
     timestamp_column: str | None = "timestamp"
@@ -99,6 +101,7 @@ class StreamSchema:
     # are quarantined: a clock reset to 1970 or a year-9999 sentinel is a fault, not a reading
     accept_from: str = DEFAULT_ACCEPT_FROM
     accept_ahead_hours: float = DEFAULT_ACCEPT_AHEAD_HOURS
+    ignore_columns: tuple[str, ...] = ()  # names after column_aliases
 
     def __post_init__(self):
         if not self.sensors and not self.all_numeric:
@@ -119,6 +122,12 @@ class StreamSchema:
                 )
         if self.id_column and self.id_column in (*self.sensors, *self.label_columns):
             raise SchemaError(f"id_column {self.id_column!r} is also a sensor or label; a record id is neither")
+        kept = [*self.fixed_columns, *self.sensors,
+                *([self.sensor_column, self.value_column] if self.layout == "long" else [])]
+        both = [c for c in self.ignore_columns if c in kept]
+        if both:
+            raise SchemaError(f"ignore_columns {both} are also columns the stream keeps (timestamp, asset, record "
+                              "id, sensor or label); a column is either kept or ignored")
         if self.timestamp_format is not None:
             try:  # a format pandas cannot use fails here, not on the first file
                 pd.to_datetime(pd.Series(["2026-01-01"]), format=self.timestamp_format, errors="coerce")
@@ -172,7 +181,7 @@ class StreamSchema:
         """The schema with `all_numeric` sensors taken from a file's columns."""
         if not self.all_numeric or self.sensors:
             return self
-        fixed = set(self.fixed_columns)
+        fixed = {*self.fixed_columns, *self.ignore_columns}
         sensors = tuple(c for c in columns if c not in fixed)
         if not sensors:
             raise SchemaError(f"no sensor columns besides {sorted(fixed)}")
@@ -282,14 +291,15 @@ def _inspect_csv(path: Path, head: bytes, aliases: dict) -> SourceFile:
 
 def check_columns(path: Path, columns: list[str], schema: StreamSchema) -> None:
     """A file's columns must be the schema's: never a silent realignment."""
-    named = [c for c in columns if c]  # a trailing delimiter leaves one unnamed empty column
+    # a trailing delimiter leaves one unnamed empty column; ignored columns may or may not be there
+    named = [c for c in columns if c and c not in schema.ignore_columns]
     expected = schema.source_columns
     missing = [c for c in expected if c not in named]
     if schema.labels_optional:
         missing = [c for c in missing if c not in schema.label_columns]
     unexpected = [c for c in named if c not in expected]
     dupes = sorted({c for c in named if named.count(c) > 1})
-    if missing or unexpected or dupes or len(columns) - len(named) > 1:
+    if missing or unexpected or dupes or sum(not c for c in columns) > 1:
         extra = f", repeated {dupes}" if dupes else ""
         raise SchemaError(
             f"{path}: columns differ from the stream schema: missing {missing}, unexpected {unexpected}{extra}; "
@@ -303,6 +313,11 @@ class Chunk:
     rows: np.ndarray  # data row number of each row: line number in the file - 1 (the header is line 1)
     invalid: list  # (data row, text, n_fields) of lines with the wrong number of fields
     broken: list = field(default_factory=list)  # (data row, text, reason) of lines that are not text
+    fields: int = 0  # fields of a line of the file (ignored columns included); 0: the table's columns
+
+    @property
+    def n_fields(self) -> int:
+        return self.fields or self.table.num_columns
 
 
 def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
@@ -316,14 +331,14 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
     not counted): the typed read is for files with nothing to quarantine.
 
     A long-layout file comes as one chunk: the rows of one (asset, timestamp) may lie
-    anywhere in it, and it is pivoted whole."""
+    anywhere in it, and it is pivoted whole. The schema's ignore_columns are dropped."""
     if schema.layout == "long":
         chunk_rows = 1 << 62
     if source.kind == "parquet":
         pf = pq.ParquetFile(source.path)
         first = 1
         for batch in pf.iter_batches(batch_size=chunk_rows):
-            table = pa.Table.from_batches([batch]).rename_columns(source.columns)
+            table = _drop_ignored(pa.Table.from_batches([batch]).rename_columns(source.columns), schema)
             yield Chunk(table, np.arange(first, first + table.num_rows, dtype=np.int64), [])
             first += table.num_rows
         return
@@ -393,9 +408,11 @@ def read_chunks(source: SourceFile, schema: StreamSchema, *, mode: str = "text",
         def flush() -> Chunk:
             nonlocal next_row, n_pending
             table = _drop_unnamed(pa.Table.from_batches(pending, schema=batch_schema))
+            fields = table.num_columns  # a line's fields: the unnamed trailing one not counted, as before
+            table = _drop_ignored(table, schema)
             skipped = np.union1d(blank, skipped_lines).astype(np.int64)
             rows = _row_numbers(next_row, table.num_rows, skipped)
-            chunk = Chunk(table, rows, list(invalid), list(broken))
+            chunk = Chunk(table, rows, list(invalid), list(broken), fields)
             broken.clear()  # reported once, with the first chunk
             if table.num_rows:
                 next_row = int(rows[-1]) + 1
@@ -569,6 +586,10 @@ class _BlankedLines(io.RawIOBase):
 
 def _drop_unnamed(table: pa.Table) -> pa.Table:
     return table.drop_columns([c for c in table.column_names if c.startswith("_unnamed_")])
+
+
+def _drop_ignored(table: pa.Table, schema: StreamSchema) -> pa.Table:
+    return table.drop_columns([c for c in table.column_names if c in schema.ignore_columns])
 
 
 def read_raw_lines(path: Path, batch: int = 50_000) -> Iterator[list[str]]:

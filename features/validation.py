@@ -430,7 +430,7 @@ def validate_chunk(chunk: Chunk, schema: StreamSchema, state: FileState, path) -
     result = _validate_rows(chunk.table, chunk.rows, schema, state, path)
     if not chunk.invalid and not chunk.broken:
         return result
-    n_columns = chunk.table.num_columns
+    n_columns = chunk.n_fields
     malformed = pd.DataFrame({
         "row": np.array([r if r is not None else -1 for r, _, _ in chunk.invalid]
                         + [r for r, _, _ in chunk.broken], dtype=np.int64),

@@ -400,6 +400,7 @@ class StreamSettings(Settings):
     sensor_column: str = "sensor"  # long layout
     value_column: str = "value"  # long layout
     column_aliases: dict[str, str] = {}  # name in the files -> name in the stream (a renamed sensor)
+    ignore_columns: tuple[str, ...] = ()  # columns of the files the stream does not keep (after column_aliases)
     duplicates: str = Field("first", pattern="^(first|last|drop)$")  # which of repeated timestamps is kept
     # readings outside [accept_from, now + accept_ahead_hours] (UTC) are quarantined
     accept_from: str = DEFAULT_ACCEPT_FROM
@@ -536,6 +537,7 @@ class StreamSettings(Settings):
             sensor_column=self.sensor_column,
             value_column=self.value_column,
             column_aliases=tuple(self.column_aliases.items()),
+            ignore_columns=tuple(self.ignore_columns),
             duplicates=self.duplicates,
             id_column=self.id_column,
             accept_from=self.accept_from,

@@ -55,6 +55,7 @@ NOTES: dict[str, str] = {
     "sensor_column": "long layout: the column naming the sensor",
     "value_column": "long layout: the column holding the reading",
     "column_aliases": "name in the files -> name in the stream, e.g. { \"Pressure\" = \"suction_pressure\" }",
+    "ignore_columns": "columns the files carry that the stream does not keep (a comment, a flag): dropped at read",
     "duplicates": "which of repeated timestamps is kept: first, last or drop",
     "accept_from": "readings before this time (UTC) are quarantined: a clock reset, not a reading",
     "accept_ahead_hours": "readings later than now + this many hours are quarantined (a clock fault)",

@@ -22,7 +22,7 @@ class StreamStatus:
 
     stream: str
     files: int  # inbox files an ingest accepted rows of
-    rejected_files: int
+    rejected_files: int  # files whose latest ingest rejected them
     quarantined_rows: int
     last_ingest: pd.Timestamp | None  # wall time an ingest last accepted rows
     feed: str | None  # the stale-feed check's status (None: never checked)
@@ -47,9 +47,11 @@ def stream_status(con: duckdb.DuckDBPyConnection, stream: str) -> StreamStatus:
     """The stream's status. An asset appears once the lake, the scores or the incidents hold
     it; `unscored_readings` counts its readings after the end of its last scored window (a
     tail shorter than a window waits for more readings; an asset never scored: all of them)."""
+    # a file is rejected while its latest ingest was (a rejected file taken on a retry is not)
     files, rejected = con.execute(
-        "SELECT count(DISTINCT file) FILTER (WHERE rows_accepted > 0), count(DISTINCT file) FILTER "
-        "(WHERE status = 'rejected') FROM ingest_batches WHERE stream = ?", [stream]).fetchall()[0]
+        "SELECT count(*) FILTER (WHERE accepted), count(*) FILTER (WHERE latest = 'rejected') FROM "
+        "(SELECT bool_or(rows_accepted > 0) AS accepted, arg_max(status, ingested_at) AS latest "
+        " FROM ingest_batches WHERE stream = ? GROUP BY file)", [stream]).fetchall()[0]
     quarantined = scalar(con, "SELECT count(*) FROM quarantine WHERE stream = ?", [stream])
     feed = read_feed_status(con, stream)
     return StreamStatus(stream, int(files), int(rejected), int(quarantined), last_data_at(con, stream),

@@ -202,6 +202,42 @@ def test_a_renamed_sensor_is_accepted_once_the_alias_is_configured(tmp_path):
     assert lake_of(db, "s")["b"].tolist() == [2.0]
 
 
+def test_ignored_columns_are_dropped_at_read_and_never_stored(tmp_path):
+    """An export's extra columns (a comment, a changepoint flag) named in ignore_columns are
+    dropped from CSV and Parquet files alike, may be absent, never become sensors under
+    all_numeric, and count as fields of a malformed line; without the setting the same file
+    is refused. A column both kept and ignored is a schema error."""
+    from features.errors import SchemaError
+
+    text = ("timestamp,asset,a,comment,b,changepoint\n2026-01-01T00:00:00,p1,1,\"valve, swapped\",2,0\n"
+            "2026-01-01T00:01:00,p1,3,,4,1\n2026-01-01T00:02:00,p1,5,x\n")
+    (tmp_path / "extra.csv").write_text(text)
+    pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01T00:03:00"]), "asset": ["p1"], "a": [7.0],
+                  "b": [8.0], "comment": ["ok"]}).to_parquet(tmp_path / "extra.parquet", index=False)
+    (tmp_path / "plain.csv").write_text("timestamp,asset,a,b\n2026-01-01T00:04:00,p1,9,10\n")
+    db = Warehouse.at(tmp_path / "w")
+    assert ingest_file(db, "s", StreamSchema(sensors=("a", "b")), tmp_path / "extra.csv").status == "rejected"
+
+    schema = StreamSchema(sensors=("a", "b"), ignore_columns=("comment", "changepoint"))
+    results = [ingest_file(db, "s", schema, tmp_path / name, retry_rejected=True)
+               for name in ("extra.csv", "extra.parquet", "plain.csv")]
+    assert [(r.status, r.rows_accepted, r.rows_quarantined) for r in results] == [
+        ("ok", 2, 1), ("ok", 1, 0), ("ok", 1, 0)], results
+    lake = lake_of(db, "s")
+    assert list(lake.columns) == ["timestamp", "asset", "a", "b"]
+    assert lake["a"].tolist() == [1.0, 3.0, 7.0, 9.0] and lake["b"].tolist() == [2.0, 4.0, 8.0, 10.0]
+    with connect(db) as con:
+        reasons = read_quarantine(con, "s")["reason"].tolist()
+    assert reasons == ["data row 3: 4 fields, expected 6 (a cut-off or malformed line)"], reasons
+
+    numeric = StreamSchema(all_numeric=True, asset_column=None, asset_id="m1", ignore_columns=("comment",))
+    (tmp_path / "n.csv").write_text("timestamp,x,comment,y\n2026-01-01T00:00:00,1,left open,2\n")
+    assert ingest_file(db, "n", numeric, tmp_path / "n.csv").status == "ok"
+    assert list(lake_of(db, "n").columns) == ["timestamp", "asset", "x", "y"]
+    with pytest.raises(SchemaError, match=r"ignore_columns \['b'\] are also columns the stream keeps"):
+        StreamSchema(sensors=("a", "b"), ignore_columns=("b",))
+
+
 def test_all_numeric_sensors_and_a_changed_export_is_refused(tmp_path):
     schema = StreamSchema(all_numeric=True, asset_column=None, asset_id="m1")
     (tmp_path / "one.csv").write_text("timestamp,x,y\n2026-01-01T00:00:00,1,2\n")

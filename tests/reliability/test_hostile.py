@@ -195,6 +195,7 @@ SEMANTIC_CASES = [
     (("streams", STREAM, "timezone"), "Mars/Olympus_Mons"),
     (("streams", STREAM, "layout"), "diagonal"),
     (("streams", STREAM, "duplicates"), "both"),
+    (("streams", STREAM, "ignore_columns"), ["timestamp"]),
     (("streams", STREAM, "differenced"), ["torque"]),
     (("streams", STREAM, "exclusions", "rules"), ["pressure >>> 3"]),
     (("streams", STREAM, "exclusions", "intervals"), [{"start": "2026-01-02T00:00:00", "end": "2026-01-01T00:00:00"}]),
