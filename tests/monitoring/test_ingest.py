@@ -215,17 +215,19 @@ def test_ignored_columns_are_dropped_at_read_and_never_stored(tmp_path):
     pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01T00:03:00"]), "asset": ["p1"], "a": [7.0],
                   "b": [8.0], "comment": ["ok"]}).to_parquet(tmp_path / "extra.parquet", index=False)
     (tmp_path / "plain.csv").write_text("timestamp,asset,a,b\n2026-01-01T00:04:00,p1,9,10\n")
+    # a file with nothing to quarantine takes the typed read, the others the text read
+    (tmp_path / "clean.csv").write_text("timestamp,changepoint,asset,a,b\n2026-01-01T00:05:00,0,p1,11,12\n")
     db = Warehouse.at(tmp_path / "w")
     assert ingest_file(db, "s", StreamSchema(sensors=("a", "b")), tmp_path / "extra.csv").status == "rejected"
 
     schema = StreamSchema(sensors=("a", "b"), ignore_columns=("comment", "changepoint"))
     results = [ingest_file(db, "s", schema, tmp_path / name, retry_rejected=True)
-               for name in ("extra.csv", "extra.parquet", "plain.csv")]
+               for name in ("extra.csv", "extra.parquet", "plain.csv", "clean.csv")]
     assert [(r.status, r.rows_accepted, r.rows_quarantined) for r in results] == [
-        ("ok", 2, 1), ("ok", 1, 0), ("ok", 1, 0)], results
+        ("ok", 2, 1), ("ok", 1, 0), ("ok", 1, 0), ("ok", 1, 0)], results
     lake = lake_of(db, "s")
     assert list(lake.columns) == ["timestamp", "asset", "a", "b"]
-    assert lake["a"].tolist() == [1.0, 3.0, 7.0, 9.0] and lake["b"].tolist() == [2.0, 4.0, 8.0, 10.0]
+    assert lake["a"].tolist() == [1.0, 3.0, 7.0, 9.0, 11.0] and lake["b"].tolist() == [2.0, 4.0, 8.0, 10.0, 12.0]
     with connect(db) as con:
         reasons = read_quarantine(con, "s")["reason"].tolist()
     assert reasons == ["data row 3: 4 fields, expected 6 (a cut-off or malformed line)"], reasons
