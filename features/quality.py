@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+SHORT_GAP_READINGS = 3  # a step of at most this many intervals: one or two readings missing
 QUALITY_COLUMNS = ["sensor", "n_readings", "missing_pct", "n_gaps", "largest_gap_s", "n_duplicates",
                    "n_quarantined", "flatline_pct", "monotonic", "interval_s", "min_value", "max_value",
                    "grade", "advice"]
@@ -96,6 +97,9 @@ def quality_report(
             "n_quarantined": int(quarantined.get(sensor, 0)), "flatline_pct": round(flat_pct, 3),
             "monotonic": mono, "interval_s": effective,
             "min_value": float(values_ok.min()) if n else None, "max_value": float(values_ok.max()) if n else None,
+            # advice only (not stored): gaps of one or two missing readings, which a wider
+            # gap tolerance fills by interpolation instead of splitting the series there
+            "short_gaps": [g for g in gaps if g <= SHORT_GAP_READINGS * interval_s],
         }
         row["grade"], row["advice"] = grade(row, interval_s, thresholds)
         rows.append(row)
@@ -120,8 +124,14 @@ def grade(row: dict, interval_s: float, t: QualityThresholds) -> tuple[str, str]
                    "use its rate of change or leave it out")
     if row["n_gaps"]:
         plural = "s split" if row["n_gaps"] != 1 else " splits"
-        medium.append(f"{row['n_gaps']} gap{plural} the series (largest {row['largest_gap_s']:.0f} s); "
-                      "no window spans a gap")
+        advice = (f"{row['n_gaps']} gap{plural} the series (largest {row['largest_gap_s']:.0f} s); "
+                  "no window spans a gap")
+        short = row.get("short_gaps") or []
+        if short:
+            which = "it is" if row["n_gaps"] == 1 else f"{len(short)} of them {'is' if len(short) == 1 else 'are'}"
+            advice += (f"; {which} at most {max(short):g} s (one or two readings missing): "
+                       f"window.max_gap_s = {max(short):g} fills such gaps by interpolation")
+        medium.append(advice)
     if row["interval_s"] and abs(row["interval_s"] - interval_s) > t.interval_tolerance * interval_s:
         medium.append(f"effective interval {row['interval_s']:g} s, configured {interval_s:g} s: "
                       "set window.interval_s to the export's interval")

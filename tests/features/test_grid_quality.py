@@ -50,5 +50,13 @@ def test_quality_report_finds_known_defects():
     assert "1 gap splits the series (largest 660 s)" in report.loc["good", "advice"]
     assert report.loc["stuck", "grade"] == "low" and "flatline" in report.loc["stuck", "advice"]
     assert report.loc["counter", "grade"] == "low" and "counter" in report.loc["counter", "advice"]
+    assert "at most" not in report.loc["good", "advice"]  # 10 readings missing: no tolerance to suggest
+    # a logger that drops a reading now and then: each missing one splits the series at the
+    # default tolerance (1.5 intervals); the advice names the tolerance that fills them
+    jitter = frame.iloc[:50].drop(index=frame.index[[5, 17, 30, 31]])  # 3 gaps: 1, 1 and 2 readings missing
+    shown = quality_report(jitter, ["good"], 60, 90).set_index("sensor").loc["good", "advice"]
+    assert shown == ("8.0% of readings missing; 3 gaps split the series (largest 180 s); no window spans a gap; "
+                     "3 of them are at most 180 s (one or two readings missing): window.max_gap_s = 180 fills such "
+                     "gaps by interpolation"), shown
     clean = quality_report(frame.iloc[:50], ["good"], 60, 90).set_index("sensor")
     assert clean.loc["good", "grade"] == "high" and clean.loc["good", "advice"] == "no issues found"
