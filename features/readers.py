@@ -301,9 +301,11 @@ def check_columns(path: Path, columns: list[str], schema: StreamSchema) -> None:
     dupes = sorted({c for c in named if named.count(c) > 1})
     if missing or unexpected or dupes or sum(not c for c in columns) > 1:
         extra = f", repeated {dupes}" if dupes else ""
+        hint = ("; a column the stream should not keep goes in the stream's ignore_columns, a renamed one in "
+                "column_aliases") if unexpected else ""
         raise SchemaError(
             f"{path}: columns differ from the stream schema: missing {missing}, unexpected {unexpected}{extra}; "
-            f"expected {expected}"
+            f"expected {expected}{hint}"
         )
 
 

@@ -218,7 +218,10 @@ def test_ignored_columns_are_dropped_at_read_and_never_stored(tmp_path):
     # a file with nothing to quarantine takes the typed read, the others the text read
     (tmp_path / "clean.csv").write_text("timestamp,changepoint,asset,a,b\n2026-01-01T00:05:00,0,p1,11,12\n")
     db = Warehouse.at(tmp_path / "w")
-    assert ingest_file(db, "s", StreamSchema(sensors=("a", "b")), tmp_path / "extra.csv").status == "rejected"
+    refused = ingest_file(db, "s", StreamSchema(sensors=("a", "b")), tmp_path / "extra.csv")
+    assert refused.status == "rejected" and refused.error.endswith(
+        "unexpected ['comment', 'changepoint']; expected ['timestamp', 'asset', 'a', 'b']; a column the stream "
+        "should not keep goes in the stream's ignore_columns, a renamed one in column_aliases"), refused.error
 
     schema = StreamSchema(sensors=("a", "b"), ignore_columns=("comment", "changepoint"))
     results = [ingest_file(db, "s", schema, tmp_path / name, retry_rejected=True)
