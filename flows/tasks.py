@@ -277,8 +277,9 @@ def check_drift(warehouse: Warehouse, tracking_uri: str, artifact_root: str | No
 def in_process(step: Task[P, R]) -> Callable[P, R]:
     """A task's function to call directly, retried as the task would be: up to its `retries`
     times after its `retry_delay_seconds`, on a transient error (is_transient, the rule
-    retry_transient gives Prefect). Prefect applies that policy only inside a flow run, so a step run in this process
-    (a blip of S3 or a locked catalog during `aemon ingest` without a Prefect API) gets it here."""
+    retry_transient gives Prefect). Prefect applies that policy only inside a flow run, so a
+    step run in this process (a blip of S3 or a locked catalog during `aemon ingest` without
+    a Prefect API) gets it here."""
     fn = step.fn
     if not step.retries:
         return fn
